@@ -1,0 +1,28 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Layout
+//!
+//! - [`Client`] (`client.rs`): one project's APIs, authenticated with its
+//!   anon or service-role key and optionally a user's access token.
+//! - [`QueryBuilder`], [`FilterBuilder`], [`MaybeSingle`] (`query.rs`): the
+//!   PostgREST-compatible data API under `{project}/rest/v1`.
+//! - [`AdminClient`] (`admin.rs`): the platform API under
+//!   `{server}/platform/v1` (log in, create and delete projects).
+//! - [`Error`] (`error.rs`): the one error type, decoded from the server's
+//!   `{code, message, details, hint}` envelope.
+
+mod admin;
+mod client;
+mod error;
+mod http;
+mod query;
+
+pub use admin::{AdminClient, PlatformAdmin, Project, ProjectDetails, server_ready};
+pub use client::{Client, Jwk, Jwks};
+pub use error::{Error, Result};
+pub use query::{Count, FilterBuilder, MaybeSingle, Order, QueryBuilder, Response, TextSearch};
+
+/// Re-exported so callers can name [`Method`](reqwest::Method) for
+/// [`Client::request`] and configure their own `reqwest::Client` without a
+/// separate, possibly mismatched, dependency.
+pub use reqwest;

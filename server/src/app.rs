@@ -1,0 +1,115 @@
+//! The application state shared by every handler, and the server loop.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::ServiceExt as _;
+use axum::extract::Request;
+use deadpool_postgres::Pool;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower::Layer as _;
+
+use crate::db::pools::ProjectPools;
+use crate::http::middleware::rewrite_host;
+use crate::platform::Platform;
+use crate::tenant::{ProjectRegistry, Tenant};
+
+/// Everything a request may need. Built once; handlers get it as [`AppState`].
+pub struct App {
+    /// The control plane.
+    pub platform: Platform,
+    /// Loaded projects by ref.
+    pub projects: ProjectRegistry,
+    /// Open per-project connection pools.
+    pub pools: ProjectPools,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Data API schema caches by project.
+    pub schema_caches: crate::http::rest::SchemaCaches,
+}
+
+/// Shared handle on [`App`].
+pub type AppState = Arc<App>;
+
+impl App {
+    /// Builds the state around an opened platform.
+    pub fn new(platform: Platform) -> AppState {
+        let config = platform.config();
+        let pools = ProjectPools::new(
+            config.pool_max_size,
+            Duration::from_millis(config.pool_acquire_timeout_ms),
+        );
+        Arc::new(App {
+            platform,
+            projects: ProjectRegistry::default(),
+            pools,
+            metrics: crate::http::metrics::handle(),
+            schema_caches: Default::default(),
+        })
+    }
+
+    /// The connection pool of a project (opened on first use).
+    pub fn project_pool(&self, tenant: &Tenant) -> Pool {
+        self.pools
+            .get(tenant.project.id, || tenant.project.db_config.clone())
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains
+/// in-flight requests and closes the project pools. Also runs the task that
+/// closes idle project pools.
+pub async fn serve(
+    app: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let idle = Duration::from_secs(app.platform.config().pool_idle_timeout_secs);
+    let reaper = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(
+                (idle / 2).clamp(Duration::from_secs(1), Duration::from_secs(30)),
+            );
+            loop {
+                tick.tick().await;
+                let closed = app.pools.close_idle(idle);
+                if closed > 0 {
+                    tracing::debug!(closed, "closed idle project pools");
+                }
+            }
+        })
+    };
+    let base_domain = app.platform.config().base_domain.clone();
+    let router = crate::http::router::build(app.clone());
+    let service = tower::util::MapRequestLayer::new(move |req: Request| {
+        rewrite_host(req, base_domain.as_deref())
+    })
+    .layer(router);
+    let result = axum::serve(listener, service.into_make_service())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    reaper.abort();
+    app.pools.close_all();
+    result
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,244 @@
+//! The `ferrobase` command line: `serve` (default), `migrate`,
+//! `project create|list|delete`, `admin create|reset-password`.
+//!
+//! Every command works against the same data dir (or `DATABASE_URL`), also
+//! while a server is running: a command that finds the embedded cluster
+//! running uses it and leaves it running; one that had to start it stops it
+//! again when done.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat};
+use crate::platform::{Platform, ProjectRef, admins, projects};
+
+/// Ferrobase: the open, self-hostable backend-as-a-service.
+#[derive(Debug, Parser)]
+#[command(name = "ferrobase", version, about)]
+pub struct Cli {
+    /// Settings (each also read from its environment variable).
+    #[command(flatten)]
+    pub config: Config,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the platform (the default).
+    Serve,
+    /// Apply pending control-plane and project migrations, then exit.
+    Migrate,
+    /// Manage projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Manage platform admins.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// `ferrobase project …`
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project and print its URL and keys.
+    Create {
+        /// Project ref: 3-40 lowercase letters, digits and '-'.
+        project_ref: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List projects.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one project with its keys.
+    Show {
+        /// Project ref.
+        project_ref: String,
+    },
+    /// Delete a project and its database (irreversible).
+    Delete {
+        /// Project ref.
+        project_ref: String,
+    },
+}
+
+/// `ferrobase admin …`
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a platform admin (password generated and printed when not given).
+    Create {
+        /// Admin email.
+        email: String,
+        /// Password (read from FERROBASE_NEW_ADMIN_PASSWORD when set).
+        #[arg(long, env = "FERROBASE_NEW_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// Set a new password for an admin (generated and printed when not given).
+    ResetPassword {
+        /// Admin email.
+        email: String,
+        /// New password (read from FERROBASE_NEW_ADMIN_PASSWORD when set).
+        #[arg(long, env = "FERROBASE_NEW_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+}
+
+/// Installs the tracing subscriber: JSON or pretty logs on stderr, filtered by `RUST_LOG`.
+pub fn init_tracing(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Parses the command line and runs it.
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    init_tracing(cli.config.log_format, if serving { "info" } else { "warn" });
+    match execute(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Serve = command {
+        return serve(cli.config).await;
+    }
+    let platform = Platform::open(cli.config).await?;
+    let result = one_shot(&platform, command).await;
+    platform.shutdown().await;
+    result
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let platform = Platform::open(config).await?;
+    // The server owns the cluster for its lifetime, also one it adopted
+    // after a crash, and stops it on shutdown.
+    if let Some(pg) = platform.embedded() {
+        pg.take_ownership();
+    }
+    let outcome = async {
+        let report = platform.ensure_defaults().await?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (FERROBASE_LISTEN): {e}"))?;
+        println!("{}", report.banner());
+        tracing::info!(address = %listen, "listening");
+        let app = crate::App::new(platform.clone());
+        crate::serve(app, listener, crate::app::shutdown_signal()).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    platform.shutdown().await;
+    outcome
+}
+
+fn password_or_generated(given: Option<String>) -> (String, bool) {
+    match given {
+        Some(p) => (p, false),
+        None => (crate::crypto::random_token(18), true),
+    }
+}
+
+async fn one_shot(platform: &Platform, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => unreachable!("handled by serve()"),
+        Command::Migrate => {
+            for (r, n) in projects::migrate_all(platform).await? {
+                println!("{r}: {n} migration(s) applied");
+            }
+            println!("control plane and projects are up to date");
+        }
+        Command::Project(ProjectCommand::Create {
+            project_ref,
+            name,
+            json,
+        }) => {
+            let r = ProjectRef::parse(&project_ref)?;
+            let d = projects::create(platform, &r, name.as_deref(), "cli").await?;
+            if json {
+                println!("{}", serde_json::to_string(&d)?);
+            } else {
+                print_details(&d);
+            }
+        }
+        Command::Project(ProjectCommand::List { json }) => {
+            let list = projects::list(platform).await?;
+            if json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                for p in list {
+                    println!("{:<40} {:<9} {}", p.project_ref, p.status, p.url);
+                }
+            }
+        }
+        Command::Project(ProjectCommand::Show { project_ref }) => {
+            let r = ProjectRef::parse(&project_ref)?;
+            print_details(&projects::get_details(platform, &r).await?);
+        }
+        Command::Project(ProjectCommand::Delete { project_ref }) => {
+            let r = ProjectRef::parse(&project_ref)?;
+            projects::delete(platform, &r, "cli").await?;
+            println!("deleted project {r}");
+        }
+        Command::Admin(AdminCommand::Create { email, password }) => {
+            let (pw, generated) = password_or_generated(password);
+            admins::create(platform, &email, &pw).await?;
+            println!("created admin {email}");
+            if generated {
+                println!("password: {pw}");
+            }
+        }
+        Command::Admin(AdminCommand::ResetPassword { email, password }) => {
+            let (pw, generated) = password_or_generated(password);
+            admins::reset_password(platform, &email, &pw).await?;
+            println!("password of {email} reset");
+            if generated {
+                println!("password: {pw}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_details(d: &projects::ProjectDetails) {
+    println!("ref               {}", d.project.project_ref);
+    println!("url               {}", d.project.url);
+    println!("anon_key          {}", d.anon_key);
+    println!("service_role_key  {}", d.service_role_key);
+    println!("db_url            {}", d.db_url);
+}

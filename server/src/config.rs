@@ -1,0 +1,158 @@
+//! Typed configuration, read once at start-up from environment variables
+//! (every variable also has a command-line flag; see `ferrobase --help`).
+//!
+//! Tests build [`Config`] directly with [`Config::for_tests`] instead of
+//! touching the process environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+/// Deployment mode: production refuses weak or missing secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    /// Local development: missing secrets are generated and kept in the data dir.
+    Development,
+    /// Production: every secret must be given explicitly.
+    Production,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Pretty when stderr is a terminal, JSON otherwise.
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable, coloured.
+    Pretty,
+}
+
+/// Every setting of the platform. The README's configuration table mirrors this struct.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// `development` or `production`.
+    #[arg(long, env = "FERROBASE_ENV", value_enum, default_value = "development")]
+    pub env: Environment,
+
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "FERROBASE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Public base URL of this server (used in project URLs). Defaults to `http://{listen}`.
+    #[arg(long, env = "FERROBASE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Base domain for host routing: `{ref}.{base_domain}` reaches project `ref`.
+    #[arg(long, env = "FERROBASE_BASE_DOMAIN")]
+    pub base_domain: Option<String>,
+
+    /// Where the embedded Postgres cluster, generated secrets and local files live.
+    #[arg(long, env = "FERROBASE_DATA_DIR", default_value = "./ferrobase-data")]
+    pub data_dir: PathBuf,
+
+    /// Control-plane Postgres. When unset, an embedded cluster is run under the data dir.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Directory holding `initdb`, `pg_ctl` and `postgres` (default: PATH, then /usr/lib/postgresql/*/bin).
+    #[arg(long, env = "FERROBASE_PG_BIN")]
+    pub pg_bin: Option<PathBuf>,
+
+    /// 32-byte key (base64 or hex) encrypting per-project secrets with AES-256-GCM.
+    #[arg(long, env = "FERROBASE_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+
+    /// Email of the first platform admin.
+    #[arg(
+        long,
+        env = "FERROBASE_ADMIN_EMAIL",
+        default_value = "admin@ferrobase.local"
+    )]
+    pub admin_email: String,
+
+    /// Password of the first platform admin (generated and printed once when unset in development).
+    #[arg(long, env = "FERROBASE_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// Ref of the project created on first start (empty: none).
+    #[arg(long, env = "FERROBASE_DEFAULT_PROJECT", default_value = "default")]
+    pub default_project: String,
+
+    /// Allowed CORS origins, comma separated, or `*`.
+    #[arg(long, env = "FERROBASE_CORS_ORIGINS", default_value = "*")]
+    pub cors_origins: String,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "FERROBASE_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Maximum connections per project pool.
+    #[arg(long, env = "FERROBASE_POOL_MAX_SIZE", default_value_t = 10)]
+    pub pool_max_size: usize,
+
+    /// Close a project pool after this many seconds without use.
+    #[arg(long, env = "FERROBASE_POOL_IDLE_TIMEOUT_SECS", default_value_t = 300)]
+    pub pool_idle_timeout_secs: u64,
+
+    /// How long a request waits for a pooled connection before a 503.
+    #[arg(
+        long,
+        env = "FERROBASE_POOL_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub pool_acquire_timeout_ms: u64,
+
+    /// Statement timeout for data-plane requests, in milliseconds.
+    #[arg(long, env = "FERROBASE_STATEMENT_TIMEOUT_MS", default_value_t = 8000)]
+    pub statement_timeout_ms: u64,
+
+    /// Lifetime of platform admin tokens, in seconds.
+    #[arg(long, env = "FERROBASE_ADMIN_TOKEN_TTL_SECS", default_value_t = 3600)]
+    pub admin_token_ttl_secs: u64,
+
+    /// Log format: auto, json or pretty (filter with `RUST_LOG`).
+    #[arg(long, env = "FERROBASE_LOG_FORMAT", value_enum, default_value = "auto")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The base URL clients use to reach this server.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// The base URL of one project (path routing; always available).
+    pub fn project_url(&self, project_ref: &str) -> String {
+        format!("{}/p/{project_ref}", self.public_url())
+    }
+
+    /// A development config pointing at `database_url`, for tests.
+    pub fn for_tests(database_url: String, data_dir: PathBuf) -> Self {
+        Self {
+            env: Environment::Development,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            base_domain: None,
+            data_dir,
+            database_url: Some(database_url),
+            pg_bin: None,
+            encryption_key: Some("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into()),
+            admin_email: "admin@ferrobase.test".into(),
+            admin_password: Some("correct horse battery staple".into()),
+            default_project: String::new(),
+            cors_origins: "*".into(),
+            max_body_bytes: 1024 * 1024,
+            pool_max_size: 5,
+            pool_idle_timeout_secs: 300,
+            pool_acquire_timeout_ms: 2000,
+            statement_timeout_ms: 8000,
+            admin_token_ttl_secs: 3600,
+            log_format: LogFormat::Pretty,
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Middleware, outermost first (see [`crate::http::router::build`]):
+//!
+//! 1. host routing — `{ref}.{base_domain}/x` is rewritten to `/p/{ref}/x`
+//!    *before* routing, so both styles reach the same handlers;
+//! 2. request id — `x-request-id` accepted or generated, echoed on the response;
+//! 3. trace span carrying the request id, so every log line has it;
+//! 4. CORS; 5. metrics; 6. body limit; then the routes.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, Method, Uri, header};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+/// The request-id header.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Rewrites `Host: {ref}.{base_domain}` requests to the `/p/{ref}` prefix.
+pub fn rewrite_host(mut req: Request<Body>, base_domain: Option<&str>) -> Request<Body> {
+    let Some(base) = base_domain else { return req };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| {
+            h.rsplit_once(':').map_or(h, |(name, port)| {
+                if port.bytes().all(|b| b.is_ascii_digit()) {
+                    name
+                } else {
+                    h
+                }
+            })
+        })
+        .map(str::to_ascii_lowercase);
+    let Some(host) = host else { return req };
+    let Some(project_ref) = host.strip_suffix(base).and_then(|s| s.strip_suffix('.')) else {
+        return req;
+    };
+    if project_ref.is_empty() || project_ref.contains('.') {
+        return req;
+    }
+    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    if let Ok(uri) = format!("/p/{project_ref}{path_and_query}").parse::<Uri>() {
+        *req.uri_mut() = uri;
+    }
+    req
+}
+
+/// The CORS policy from `FERROBASE_CORS_ORIGINS` (`*` or a comma-separated list).
+pub fn cors(origins: &str) -> CorsLayer {
+    let allow_origin = if origins.trim() == "*" {
+        AllowOrigin::from(Any)
+    } else {
+        AllowOrigin::list(
+            origins
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers(Any)
+        .expose_headers([
+            header::CONTENT_RANGE,
+            header::LOCATION,
+            REQUEST_ID,
+            HeaderName::from_static("preference-applied"),
+        ])
+        .max_age(std::time::Duration::from_secs(3600))
+}
+
+/// The span every request's logs are recorded in.
+pub fn span_for(req: &Request<Body>) -> tracing::Span {
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %req.method(),
+        path = %req.uri().path(),
+    )
+}

@@ -1,0 +1,106 @@
+//! The OpenAPI document (`/openapi.json`), generated from the handlers'
+//! annotations, and a readable API reference page (`/docs`) rendered from it
+//! on the server, so it works offline.
+
+use axum::Json;
+use axum::response::Html;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::http::{ApiError, health, metrics};
+use crate::platform::{admins, handlers, projects};
+use crate::tenant;
+
+/// The platform's API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ferrobase",
+        description = "Multi-tenant backend-as-a-service: platform administration and per-project APIs. \
+                       Project APIs live under `/p/{ref}` (or `{ref}.{FERROBASE_BASE_DOMAIN}`).",
+    ),
+    paths(
+        health::root, health::live, health::ready, metrics::render,
+        handlers::login, handlers::list_projects, handlers::create_project,
+        handlers::get_project, handlers::delete_project,
+        tenant::jwks,
+    ),
+    components(schemas(
+        ApiError, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,
+        handlers::CreateProject, projects::Project, projects::ProjectDetails, health::Health,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "platform", description = "Projects and platform admins (`/platform/v1`)"),
+        (name = "project", description = "Per-project endpoints (`/p/{ref}/…`)"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "admin_token",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some("Token from POST /platform/v1/auth/login"))
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+/// `GET /openapi.json`.
+pub async fn spec() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `GET /docs`: the API reference as one self-contained HTML page.
+pub async fn page() -> Html<String> {
+    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let mut body = String::new();
+    if let Some(paths) = doc["paths"].as_object() {
+        for (path, ops) in paths {
+            let Some(ops) = ops.as_object() else { continue };
+            for (method, op) in ops {
+                let summary = op["summary"].as_str().unwrap_or("");
+                let description = op["description"].as_str().unwrap_or("");
+                let responses = op["responses"]
+                    .as_object()
+                    .map(|r| r.keys().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default();
+                body.push_str(&format!(
+                    "<section><h3><span class=m>{}</span> <code>{}</code></h3><p>{}</p><p>{}</p><p class=r>Responses: {}</p></section>\n",
+                    escape(&method.to_uppercase()),
+                    escape(path),
+                    escape(summary),
+                    escape(description),
+                    escape(&responses)
+                ));
+            }
+        }
+    }
+    Html(format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>Ferrobase API reference</title>\
+         <style>body{{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}}\
+         section{{border-top:1px solid #ddd;padding:.5rem 0}}.m{{background:#234;color:#fff;padding:0 .4rem;border-radius:3px;font-size:.8rem}}\
+         .r{{color:#666;font-size:.85rem}}code{{font-size:1rem}}</style></head><body>\
+         <h1>Ferrobase API reference</h1><p>{}</p><p>Machine-readable: <a href=\"/openapi.json\">/openapi.json</a>. \
+         Errors always have the shape <code>{{\"code\", \"message\", \"details\"?, \"hint\"?}}</code>.</p>{body}</body></html>",
+        escape(doc["info"]["description"].as_str().unwrap_or(""))
+    ))
+}

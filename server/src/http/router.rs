@@ -1,0 +1,76 @@
+//! The API's table of contents: every route in one place.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use super::middleware::{REQUEST_ID, cors, span_for};
+use super::{ApiError, health, metrics, openapi};
+use crate::app::AppState;
+use crate::platform::handlers as platform;
+use crate::tenant;
+
+/// Routes of one project, mounted at `/p/{ref}`.
+fn project_routes(app: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/auth/v1/.well-known/jwks.json", get(tenant::jwks))
+        .merge(super::rest::routes())
+        .route_layer(from_fn_with_state(app.clone(), tenant::resolve_project))
+}
+
+/// The full router with its middleware (host rewriting is applied around it
+/// by [`crate::app::serve`], because it must happen before routing).
+pub fn build(app: AppState) -> Router {
+    let config = app.platform.config();
+    Router::new()
+        .route("/health", get(health::root))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi::spec))
+        .route("/docs", get(openapi::page))
+        .route("/platform/v1/auth/login", post(platform::login))
+        .route(
+            "/platform/v1/projects",
+            get(platform::list_projects).post(platform::create_project),
+        )
+        .route(
+            "/platform/v1/projects/{ref}",
+            get(platform::get_project).delete(platform::delete_project),
+        )
+        .nest("/p/{ref}", project_routes(&app))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Innermost first: body limit, metrics, CORS, request id, tracing.
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(from_fn(metrics::track))
+        .layer(cors(&config.cors_origins))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(span_for)
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(app)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(
+        "not_found",
+        format!("No route for {method} {}.", uri.path()),
+    )
+    .with_hint("See /docs for the API reference.")
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}.", uri.path()),
+    )
+}

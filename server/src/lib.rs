@@ -1,0 +1,27 @@
+//! Ferrobase server: a multi-tenant backend-as-a-service.
+//!
+//! One module per capability; see `ARCHITECTURE.md` at the repository root
+//! for the map and the main request flows.
+//!
+//! - [`config`]: typed settings from environment variables.
+//! - [`platform`]: the control plane (projects, admins, start-up).
+//! - [`tenant`]: which project a request is for and who is calling.
+//! - [`rest`]: the PostgREST-compatible data API.
+//! - [`db`]: the embedded cluster, pools, role-switched transactions.
+//! - [`crypto`]: secret encryption, signing keys, passwords.
+//! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
+//! - [`app`]: shared state and the server loop; [`cli`]: the `ferrobase` command.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod http;
+pub mod platform;
+pub mod rest;
+pub mod tenant;
+
+pub use app::{App, AppState, serve};
+pub use config::Config;
+pub use platform::Platform;

@@ -1,0 +1,136 @@
+//! The `/platform/v1` API: admin login and project management.
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::{Json, http::header};
+use serde::Deserialize;
+
+use super::admins::{self, AdminClaims, LoginResponse};
+use super::projects::{self, Project, ProjectDetails, ProjectRef};
+use crate::app::AppState;
+use crate::crypto::JwtError;
+use crate::http::{ApiError, ApiResult, AppJson};
+
+/// Login body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct LoginRequest {
+    /// Admin email.
+    pub email: String,
+    /// Admin password.
+    pub password: String,
+}
+
+/// Project creation body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct CreateProject {
+    /// 3–40 lowercase letters, digits and `-`.
+    #[serde(rename = "ref")]
+    pub project_ref: String,
+    /// Display name (defaults to the ref).
+    pub name: Option<String>,
+}
+
+/// A verified platform admin (from `Authorization: Bearer <token>`).
+pub struct PlatformAdmin(pub AdminClaims);
+
+impl FromRequestParts<AppState> for PlatformAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "missing_token",
+                    "This endpoint needs `Authorization: Bearer <admin token>`.",
+                )
+                .with_hint("Get a token from POST /platform/v1/auth/login.")
+            })?;
+        admins::verify_token(&app.platform, token)
+            .map(PlatformAdmin)
+            .map_err(|e| match e {
+                JwtError::Expired => ApiError::unauthorized(
+                    "token_expired",
+                    "The admin token has expired; log in again.",
+                ),
+                _ => ApiError::unauthorized("invalid_token", "The admin token is not valid."),
+            })
+    }
+}
+
+/// Log in as a platform admin.
+#[utoipa::path(post, path = "/platform/v1/auth/login", tag = "platform", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = ApiError), (status = 400, body = ApiError)))]
+pub async fn login(
+    State(app): State<AppState>,
+    AppJson(body): AppJson<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    Ok(Json(
+        admins::login(&app.platform, &body.email, &body.password).await?,
+    ))
+}
+
+/// List projects.
+#[utoipa::path(get, path = "/platform/v1/projects", tag = "platform", security(("admin_token" = [])),
+    responses((status = 200, body = [Project]), (status = 401, body = ApiError)))]
+pub async fn list_projects(
+    State(app): State<AppState>,
+    _admin: PlatformAdmin,
+) -> ApiResult<Json<Vec<Project>>> {
+    Ok(Json(projects::list(&app.platform).await?))
+}
+
+/// Create a project: its database, roles and keys.
+#[utoipa::path(post, path = "/platform/v1/projects", tag = "platform", security(("admin_token" = [])),
+    request_body = CreateProject,
+    responses((status = 201, body = ProjectDetails), (status = 400, body = ApiError),
+              (status = 401, body = ApiError), (status = 409, body = ApiError)))]
+pub async fn create_project(
+    State(app): State<AppState>,
+    PlatformAdmin(admin): PlatformAdmin,
+    AppJson(body): AppJson<CreateProject>,
+) -> ApiResult<(StatusCode, Json<ProjectDetails>)> {
+    let r = ProjectRef::parse(&body.project_ref)?;
+    let details = projects::create(&app.platform, &r, body.name.as_deref(), &admin.email).await?;
+    Ok((StatusCode::CREATED, Json(details)))
+}
+
+/// Get a project with its keys and connection string.
+#[utoipa::path(get, path = "/platform/v1/projects/{ref}", tag = "platform", security(("admin_token" = [])),
+    params(("ref" = String, Path, description = "Project ref")),
+    responses((status = 200, body = ProjectDetails), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+pub async fn get_project(
+    State(app): State<AppState>,
+    _admin: PlatformAdmin,
+    Path(r): Path<String>,
+) -> ApiResult<Json<ProjectDetails>> {
+    let r = ProjectRef::parse(&r).map_err(|_| projects::ProjectError::NotFound(r.clone()))?;
+    Ok(Json(projects::get_details(&app.platform, &r).await?))
+}
+
+/// Delete a project and its database.
+#[utoipa::path(delete, path = "/platform/v1/projects/{ref}", tag = "platform", security(("admin_token" = [])),
+    params(("ref" = String, Path, description = "Project ref")),
+    responses((status = 204), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+pub async fn delete_project(
+    State(app): State<AppState>,
+    PlatformAdmin(admin): PlatformAdmin,
+    Path(r): Path<String>,
+) -> ApiResult<StatusCode> {
+    let r = ProjectRef::parse(&r).map_err(|_| projects::ProjectError::NotFound(r.clone()))?;
+    app.projects.invalidate(r.as_str());
+    let id = projects::delete(&app.platform, &r, &admin.email).await?;
+    app.pools.remove(id);
+    app.schema_caches.remove(id);
+    app.projects.invalidate(r.as_str());
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,578 @@
+//! Projects: each one is its own Postgres database owned by its own
+//! non-superuser login role, with the API roles `anon`, `authenticated` and
+//! `service_role`, an ES256 signing key and the anon and service-role keys.
+//!
+//! Creation first claims the ref with a `creating` row (so two concurrent
+//! creations of the same ref cannot both provision), then provisions, then
+//! marks the row `ready`. A failure undoes what was provisioned.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use tokio_postgres::config::Host;
+use uuid::Uuid;
+
+use super::Platform;
+use crate::crypto::{CryptoError, JwtError, SigningKey, random_hex};
+use crate::db::{quote_ident, quote_literal};
+use crate::http::ApiError;
+
+mod project_migrations {
+    refinery::embed_migrations!("../migrations/project");
+}
+
+/// Validity of API keys (anon, service role): ten years, as in Supabase.
+const API_KEY_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// A validated project ref: 3–40 of `a-z`, `0-9` and `-`, not starting or ending with `-`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProjectRef(String);
+
+impl ProjectRef {
+    /// Parses and validates a ref.
+    pub fn parse(s: &str) -> Result<Self, ProjectError> {
+        let ok_chars = s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let reason = if !(3..=40).contains(&s.len()) {
+            Some("must be 3 to 40 characters long")
+        } else if !ok_chars {
+            Some("may contain only lowercase letters, digits and '-'")
+        } else if s.starts_with('-') || s.ends_with('-') {
+            Some("must not start or end with '-'")
+        } else {
+            None
+        };
+        match reason {
+            Some(r) => Err(ProjectError::InvalidRef(format!("Project ref {s:?} {r}."))),
+            None => Ok(Self(s.to_owned())),
+        }
+    }
+
+    /// The ref text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ProjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Errors of project management.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    /// The ref is not valid.
+    #[error("{0}")]
+    InvalidRef(String),
+    /// A project with that ref exists.
+    #[error("A project with ref {0:?} already exists.")]
+    Exists(String),
+    /// No project with that ref.
+    #[error("No project with ref {0:?}.")]
+    NotFound(String),
+    /// A database statement failed.
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// No connection could be had.
+    #[error("database unavailable: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A stored secret could not be decrypted.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// A key could not be made or read.
+    #[error(transparent)]
+    Jwt(#[from] JwtError),
+    /// The project migrations failed.
+    #[error("project migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+}
+
+impl From<ProjectError> for ApiError {
+    fn from(e: ProjectError) -> Self {
+        match e {
+            ProjectError::InvalidRef(m) => ApiError::bad_request("invalid_ref", m)
+                .with_hint("Use 3-40 lowercase letters, digits or '-', e.g. \"my-app\"."),
+            ProjectError::Exists(_) => ApiError::conflict("project_exists", e.to_string()),
+            ProjectError::NotFound(_) => ApiError::not_found("project_not_found", e.to_string()),
+            ProjectError::Db(db) => db.into(),
+            ProjectError::Pool(p) => p.into(),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+/// A project as listed to admins.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Project {
+    /// The project ref (its name in URLs).
+    #[serde(rename = "ref")]
+    pub project_ref: String,
+    /// Display name.
+    pub name: String,
+    /// `creating`, `ready` or `deleting`.
+    pub status: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Base URL of the project's APIs.
+    pub url: String,
+}
+
+/// A project with its keys and database connection string (admins only).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ProjectDetails {
+    /// The project.
+    #[serde(flatten)]
+    pub project: Project,
+    /// Key for anonymous access (role `anon`); safe to ship in apps.
+    pub anon_key: String,
+    /// Key that bypasses Row Level Security (role `service_role`); keep it server-side.
+    pub service_role_key: String,
+    /// Connection string of the project's owner role.
+    pub db_url: String,
+}
+
+/// What the data plane needs to serve a project.
+#[derive(Debug, Clone)]
+pub struct LoadedProject {
+    /// Control-plane id.
+    pub id: Uuid,
+    /// The ref.
+    pub project_ref: String,
+    /// Connection settings of the owner role.
+    pub db_config: tokio_postgres::Config,
+    /// Keys whose tokens are accepted (the first one signs).
+    pub keys: Vec<SigningKey>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn conn_context(id: Uuid) -> String {
+    format!("project:{id}:db_conn")
+}
+
+fn secret_context(id: Uuid, name: &str) -> String {
+    format!("project:{id}:{name}")
+}
+
+/// A libpq-style connection URL for `user` on the cluster described by `cluster`.
+fn connection_url(
+    cluster: &tokio_postgres::Config,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> String {
+    // Percent-encode everything but RFC 3986 unreserved characters.
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    let host = match cluster.get_hosts().first() {
+        Some(Host::Tcp(h)) if h.contains(':') => format!("[{h}]"),
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(path)) => enc(&path.to_string_lossy()),
+        None => "localhost".to_owned(),
+    };
+    let port = cluster.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgresql://{}:{}@{host}:{port}/{}",
+        enc(user),
+        enc(password),
+        enc(db)
+    )
+}
+
+/// Creates the roles the API switches to, once per cluster. Tolerates a
+/// concurrent creation by another node or test.
+const API_ROLES_SQL: &str = "
+do $$ begin create role anon nologin noinherit;
+exception when duplicate_object or unique_violation then null; end $$;
+do $$ begin create role authenticated nologin noinherit;
+exception when duplicate_object or unique_violation then null; end $$;
+do $$ begin create role service_role nologin noinherit bypassrls;
+exception when duplicate_object or unique_violation then null; end $$;";
+
+/// Creates project `r`: database, owner role, migrations, keys.
+pub async fn create(
+    platform: &Platform,
+    r: &ProjectRef,
+    name: Option<&str>,
+    actor: &str,
+) -> Result<ProjectDetails, ProjectError> {
+    let client = platform.control().get().await?;
+    let id = Uuid::new_v4();
+    let db_name = format!("fb_{}_{}", r.as_str().replace('-', "_"), random_hex(4));
+    let password = random_hex(24);
+    let db_url = connection_url(platform.cluster(), &db_name, &password, &db_name);
+    let db_conn_enc = platform.secrets().encrypt_str(&conn_context(id), &db_url);
+    let name = name
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(r.as_str());
+    let claimed = client
+        .execute(
+            "insert into projects (id, ref, name, db_name, db_role, db_conn_enc) \
+             values ($1, $2, $3, $4, $4, $5) on conflict (ref) do nothing",
+            &[&id, &r.as_str(), &name, &db_name, &db_conn_enc],
+        )
+        .await?;
+    if claimed == 0 {
+        return Err(ProjectError::Exists(r.to_string()));
+    }
+    tracing::info!(project = %r, db = %db_name, "creating project");
+    match provision(platform, &client, id, r, &db_name, &password, &db_url).await {
+        Ok(()) => {
+            platform
+                .audit(
+                    actor,
+                    "project.create",
+                    r.as_str(),
+                    json!({ "db": db_name }),
+                )
+                .await;
+            get_details(platform, r).await
+        }
+        Err(e) => {
+            tracing::error!(project = %r, error = %e, "project creation failed; cleaning up");
+            drop_database_and_role(&client, &db_name).await;
+            let _ = client
+                .execute("delete from projects where id = $1", &[&id])
+                .await;
+            Err(e)
+        }
+    }
+}
+
+async fn provision(
+    platform: &Platform,
+    client: &tokio_postgres::Client,
+    id: Uuid,
+    r: &ProjectRef,
+    db_name: &str,
+    password: &str,
+    db_url: &str,
+) -> Result<(), ProjectError> {
+    let role = quote_ident(db_name);
+    client.batch_execute(API_ROLES_SQL).await?;
+    client
+        .batch_execute(&format!(
+            "create role {role} login password {} nosuperuser nocreatedb nocreaterole inherit",
+            quote_literal(password)
+        ))
+        .await?;
+    client
+        .batch_execute(&format!(
+            "grant anon, authenticated, service_role to {role}"
+        ))
+        .await?;
+    // CREATE DATABASE cannot run in a transaction: one statement per call.
+    client
+        .batch_execute(&format!("create database {role} owner {role}"))
+        .await?;
+    client
+        .batch_execute(&format!(
+            "revoke connect, temporary on database {role} from public"
+        ))
+        .await?;
+
+    // Migrations run as the owner, so the owner owns what they create.
+    let db_config: tokio_postgres::Config = db_url
+        .parse()
+        .map_err(|_| ProjectError::Crypto(CryptoError::Decrypt))?;
+    migrate_project(&db_config).await?;
+
+    let key = SigningKey::generate()?;
+    let now = unix_now();
+    let api_key = |role: &str| {
+        key.sign(&json!({
+            "iss": "ferrobase",
+            "ref": r.as_str(),
+            "role": role,
+            "iat": now,
+            "exp": now + API_KEY_TTL_SECS,
+        }))
+    };
+    let anon = api_key("anon")?;
+    let service = api_key("service_role")?;
+    let secrets = platform.secrets();
+    let key_enc = secrets.encrypt(&secret_context(id, key.kid()), key.pkcs8());
+    let jwk = serde_json::to_value(key.public_jwk()).unwrap_or_default();
+
+    let mut conn = platform.control().get().await?;
+    let tx = conn.transaction().await?;
+    tx.execute(
+        "insert into project_signing_keys (kid, project_id, private_key_enc, public_jwk) values ($1, $2, $3, $4)",
+        &[&key.kid(), &id, &key_enc, &jwk],
+    )
+    .await?;
+    for (name, value) in [("anon_key", &anon), ("service_role_key", &service)] {
+        tx.execute(
+            "insert into project_secrets (project_id, name, value_enc) values ($1, $2, $3)",
+            &[
+                &id,
+                &name,
+                &secrets.encrypt_str(&secret_context(id, name), value),
+            ],
+        )
+        .await?;
+    }
+    tx.execute("update projects set status = 'ready' where id = $1", &[&id])
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Applies `migrations/project` to one project database as its owner.
+pub async fn migrate_project(db_config: &tokio_postgres::Config) -> Result<usize, ProjectError> {
+    let mut client = crate::db::connect(db_config).await?;
+    client
+        .batch_execute(
+            "create schema if not exists _ferrobase; \
+             revoke all on schema _ferrobase from public; \
+             select pg_advisory_lock(7202);",
+        )
+        .await?;
+    let result = project_migrations::migrations::runner()
+        .set_migration_table_name("_ferrobase.schema_history")
+        .run_async(&mut client)
+        .await;
+    client
+        .batch_execute("select pg_advisory_unlock(7202)")
+        .await?;
+    Ok(result?.applied_migrations().len())
+}
+
+async fn drop_database_and_role(client: &tokio_postgres::Client, db_name: &str) {
+    let ident = quote_ident(db_name);
+    for sql in [
+        format!("drop database if exists {ident} with (force)"),
+        format!("drop role if exists {ident}"),
+    ] {
+        if let Err(error) = client.batch_execute(&sql).await {
+            tracing::error!(%error, db = db_name, "cleanup statement failed");
+        }
+    }
+}
+
+fn project_from_row(platform: &Platform, row: &tokio_postgres::Row) -> Project {
+    let project_ref: String = row.get("ref");
+    Project {
+        url: platform.config().project_url(&project_ref),
+        project_ref,
+        name: row.get("name"),
+        status: row.get("status"),
+        created_at: row.get("created_at"),
+    }
+}
+
+/// All projects, oldest first.
+pub async fn list(platform: &Platform) -> Result<Vec<Project>, ProjectError> {
+    let client = platform.control().get().await?;
+    let rows = client
+        .query(
+            "select ref, name, status, created_at from projects order by created_at, ref",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| project_from_row(platform, r)).collect())
+}
+
+/// One project with its keys and connection string.
+pub async fn get_details(
+    platform: &Platform,
+    r: &ProjectRef,
+) -> Result<ProjectDetails, ProjectError> {
+    let client = platform.control().get().await?;
+    let row = client
+        .query_opt(
+            "select id, ref, name, status, created_at, db_conn_enc from projects where ref = $1 and status = 'ready'",
+            &[&r.as_str()],
+        )
+        .await?
+        .ok_or_else(|| ProjectError::NotFound(r.to_string()))?;
+    let id: Uuid = row.get("id");
+    let secrets = platform.secrets();
+    let db_url = secrets.decrypt_str(&conn_context(id), row.get("db_conn_enc"))?;
+    let mut anon_key = String::new();
+    let mut service_role_key = String::new();
+    for s in client
+        .query(
+            "select name, value_enc from project_secrets where project_id = $1",
+            &[&id],
+        )
+        .await?
+    {
+        let name: &str = s.get(0);
+        let value = secrets.decrypt_str(&secret_context(id, name), s.get(1))?;
+        match name {
+            "anon_key" => anon_key = value,
+            "service_role_key" => service_role_key = value,
+            _ => {}
+        }
+    }
+    Ok(ProjectDetails {
+        project: project_from_row(platform, &row),
+        anon_key,
+        service_role_key,
+        db_url,
+    })
+}
+
+/// What the data plane needs to serve project `r`, or `None` when there is no such ready project.
+pub async fn load(platform: &Platform, r: &str) -> Result<Option<LoadedProject>, ProjectError> {
+    let client = platform.control().get().await?;
+    let Some(row) = client
+        .query_opt(
+            "select id, ref, db_conn_enc from projects where ref = $1 and status = 'ready'",
+            &[&r],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let id: Uuid = row.get("id");
+    let secrets = platform.secrets();
+    let db_url = secrets.decrypt_str(&conn_context(id), row.get("db_conn_enc"))?;
+    let mut db_config: tokio_postgres::Config = db_url
+        .parse()
+        .map_err(|_| ProjectError::Crypto(CryptoError::Decrypt))?;
+    db_config.application_name("ferrobase-api");
+    let mut keys = Vec::new();
+    for k in client
+        .query(
+            "select kid, private_key_enc from project_signing_keys \
+             where project_id = $1 and active order by created_at desc",
+            &[&id],
+        )
+        .await?
+    {
+        let kid: String = k.get(0);
+        let der = secrets.decrypt(&secret_context(id, &kid), k.get(1))?;
+        keys.push(SigningKey::from_pkcs8(kid, &der)?);
+    }
+    Ok(Some(LoadedProject {
+        id,
+        project_ref: row.get("ref"),
+        db_config,
+        keys,
+    }))
+}
+
+/// Deletes project `r`: drops its database and role, then its control-plane rows.
+/// Returns the project id so callers can close its pool.
+pub async fn delete(
+    platform: &Platform,
+    r: &ProjectRef,
+    actor: &str,
+) -> Result<Uuid, ProjectError> {
+    let client = platform.control().get().await?;
+    let row = client
+        .query_opt(
+            "update projects set status = 'deleting' where ref = $1 and status <> 'creating' returning id, db_name",
+            &[&r.as_str()],
+        )
+        .await?
+        .ok_or_else(|| ProjectError::NotFound(r.to_string()))?;
+    let id: Uuid = row.get(0);
+    let db_name: String = row.get(1);
+    tracing::info!(project = %r, db = %db_name, "deleting project");
+    let ident = quote_ident(&db_name);
+    client
+        .batch_execute(&format!("drop database if exists {ident} with (force)"))
+        .await?;
+    client
+        .batch_execute(&format!("drop role if exists {ident}"))
+        .await?;
+    client
+        .execute("delete from projects where id = $1", &[&id])
+        .await?;
+    platform
+        .audit(
+            actor,
+            "project.delete",
+            r.as_str(),
+            json!({ "db": db_name }),
+        )
+        .await;
+    Ok(id)
+}
+
+/// Applies pending project migrations to every ready project (`ferrobase migrate`).
+pub async fn migrate_all(platform: &Platform) -> Result<Vec<(String, usize)>, ProjectError> {
+    let refs: Vec<String> = {
+        let client = platform.control().get().await?;
+        client
+            .query(
+                "select ref from projects where status = 'ready' order by ref",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let mut applied = Vec::new();
+    for r in refs {
+        if let Some(p) = load(platform, &r).await? {
+            applied.push((r, migrate_project(&p.db_config).await?));
+        }
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs() {
+        for ok in ["abc", "my-app", "a1b2", &"x".repeat(40)] {
+            assert!(ProjectRef::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "-abc",
+            "abc-",
+            "ABC",
+            "a_b",
+            "a b",
+            "",
+            "ü-ab",
+            &"x".repeat(41),
+            "a/../b",
+        ] {
+            assert!(ProjectRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls() {
+        let mut unix = tokio_postgres::Config::new();
+        unix.host_path("/tmp/x y/run").port(5432);
+        let url = connection_url(&unix, "fb_a", "pw", "fb_a");
+        assert_eq!(url, "postgresql://fb_a:pw@%2Ftmp%2Fx%20y%2Frun:5432/fb_a");
+        let parsed: tokio_postgres::Config = url.parse().unwrap();
+        assert_eq!(parsed.get_hosts(), &[Host::Unix("/tmp/x y/run".into())]);
+        let mut tcp = tokio_postgres::Config::new();
+        tcp.host("db.internal").port(6543);
+        assert_eq!(
+            connection_url(&tcp, "u", "p", "d"),
+            "postgresql://u:p@db.internal:6543/d"
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! Tenancy on the data plane: which project a request is for, and who is calling.
+//!
+//! - [`ProjectRegistry`] caches what the data plane needs per project
+//!   (connection settings, verification keys), loaded from the control plane
+//!   on first use and refreshed after a short TTL.
+//! - [`resolve_project`] is the middleware of every `/p/{ref}/…` route: it
+//!   finds the project (404 when unknown) and stores it in the request.
+//! - [`Caller`] verifies the `apikey` header and the `Authorization: Bearer`
+//!   token against the project's keys and yields the role and claims that
+//!   [`crate::db::begin_as`] switches to.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::app::{App, AppState};
+use crate::crypto::JwtError;
+use crate::http::{ApiError, ApiResult};
+use crate::platform::projects::{self, LoadedProject, ProjectRef};
+
+/// A project as the data plane sees it.
+#[derive(Debug)]
+pub struct Tenant {
+    /// What was loaded from the control plane.
+    pub project: LoadedProject,
+    /// The public keys, as served at `/auth/v1/.well-known/jwks.json`.
+    pub jwks: Value,
+}
+
+/// How long a loaded project is trusted before it is re-read (picks up key
+/// rotation and deletion done by other nodes or the CLI).
+const TTL: Duration = Duration::from_secs(10);
+
+/// Cache of loaded projects by ref.
+#[derive(Default)]
+pub struct ProjectRegistry {
+    cache: Mutex<HashMap<String, (Arc<Tenant>, Instant)>>,
+}
+
+impl ProjectRegistry {
+    /// The project `r`, loaded on a cache miss; `None` if there is no such ready project.
+    pub async fn get(&self, app: &App, r: &str) -> ApiResult<Option<Arc<Tenant>>> {
+        if let Some((t, at)) = self.lock().get(r)
+            && at.elapsed() < TTL
+        {
+            return Ok(Some(t.clone()));
+        }
+        let Some(project) = projects::load(&app.platform, r).await? else {
+            self.invalidate(r);
+            return Ok(None);
+        };
+        let keys: Vec<Value> = project
+            .keys
+            .iter()
+            .filter_map(|k| serde_json::to_value(k.public_jwk()).ok())
+            .collect();
+        let tenant = Arc::new(Tenant {
+            project,
+            jwks: json!({ "keys": keys }),
+        });
+        self.lock()
+            .insert(r.to_owned(), (tenant.clone(), Instant::now()));
+        Ok(Some(tenant))
+    }
+
+    /// Forgets project `r` (after delete).
+    pub fn invalidate(&self, r: &str) {
+        self.lock().remove(r);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<Tenant>, Instant)>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Middleware for `/p/{ref}/…`: resolves the project or answers 404.
+pub async fn resolve_project(
+    State(app): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    use axum::response::IntoResponse as _;
+    // Nesting strips `/p/{ref}` from the URI; the original keeps it.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| req.uri().path().to_owned(), |o| o.path().to_owned());
+    let r = path
+        .strip_prefix("/p/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    let not_found = || {
+        ApiError::not_found("project_not_found", format!("No project with ref {r:?}."))
+            .with_hint("Check the project URL: /p/{ref}/… or {ref}.{base domain}.")
+            .into_response()
+    };
+    if ProjectRef::parse(&r).is_err() {
+        return not_found();
+    }
+    match app.projects.get(&app, &r).await {
+        Ok(Some(tenant)) => {
+            req.extensions_mut().insert(tenant);
+            next.run(req).await
+        }
+        Ok(None) => not_found(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Extractor of the project a request is for (set by [`resolve_project`]).
+#[derive(Debug, Clone)]
+pub struct ProjectCtx(pub Arc<Tenant>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ProjectCtx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Arc<Tenant>>()
+            .cloned()
+            .map(ProjectCtx)
+            .ok_or_else(|| ApiError::internal(&"project route without resolve_project"))
+    }
+}
+
+/// The verified caller of a project request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// `anon`, `authenticated` or `service_role`.
+    pub role: String,
+    /// The verified claims, exposed to SQL as `request.jwt.claims`.
+    pub claims: Value,
+}
+
+/// Roles a token may ask for.
+const API_ROLES: &[&str] = &["anon", "authenticated", "service_role"];
+
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| {
+        ApiError::unauthorized(
+            "invalid_token",
+            "The Authorization header is not valid text.",
+        )
+    })?;
+    match text.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(ApiError::unauthorized(
+            "invalid_token",
+            "The Authorization header must be `Bearer <token>`.",
+        )),
+    }
+}
+
+fn jwt_error(e: JwtError, what: &str) -> ApiError {
+    let code = match e {
+        JwtError::Expired => "token_expired",
+        _ => "invalid_token",
+    };
+    ApiError::unauthorized(code, format!("The {what} was refused: {e}."))
+}
+
+/// Verifies one token of project `tenant` and returns its claims.
+pub fn verify_token(tenant: &Tenant, token: &str, what: &str) -> ApiResult<Value> {
+    let claims: Value = crate::crypto::SigningKey::verify_any(&tenant.project.keys, token)
+        .map_err(|e| jwt_error(e, what))?;
+    if claims["ref"].as_str() != Some(tenant.project.project_ref.as_str()) {
+        return Err(ApiError::unauthorized(
+            "invalid_token",
+            format!("The {what} belongs to another project."),
+        ));
+    }
+    if !claims["role"]
+        .as_str()
+        .is_some_and(|r| API_ROLES.contains(&r))
+    {
+        return Err(ApiError::unauthorized(
+            "invalid_token",
+            format!("The {what} asks for a role that is not allowed."),
+        ));
+    }
+    Ok(claims)
+}
+
+/// Resolves the caller from `apikey` and `Authorization` (both verified when
+/// both are sent; the bearer token decides the role).
+pub fn authenticate(tenant: &Tenant, headers: &HeaderMap) -> ApiResult<Caller> {
+    let apikey = match headers.get("apikey") {
+        Some(v) => Some(v.to_str().map_err(|_| {
+            ApiError::unauthorized("invalid_api_key", "The apikey header is not valid text.")
+        })?),
+        None => None,
+    };
+    let apikey_claims = apikey
+        .map(|k| verify_token(tenant, k.trim(), "API key"))
+        .transpose()?;
+    let claims = match bearer(headers)? {
+        Some(token) if Some(token) == apikey => apikey_claims,
+        Some(token) => Some(verify_token(tenant, token, "access token")?),
+        None => apikey_claims,
+    };
+    let claims = claims.ok_or_else(|| {
+        ApiError::unauthorized("missing_api_key", "No API key found in the request.")
+            .with_hint("Send the project's anon key in the `apikey` header or as `Authorization: Bearer <key>`.")
+    })?;
+    let role = claims["role"].as_str().unwrap_or("anon").to_owned();
+    Ok(Caller { role, claims })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let ProjectCtx(tenant) = ProjectCtx::from_request_parts(parts, state).await?;
+        authenticate(&tenant, &parts.headers)
+    }
+}
+
+/// `GET /p/{ref}/auth/v1/.well-known/jwks.json`: the project's public signing keys.
+#[utoipa::path(get, path = "/p/{ref}/auth/v1/.well-known/jwks.json", tag = "project",
+    params(("ref" = String, Path, description = "Project ref")),
+    responses((status = 200, description = "JSON Web Key Set"), (status = 404, body = ApiError)))]
+pub async fn jwks(ProjectCtx(tenant): ProjectCtx) -> Json<Value> {
+    Json(tenant.jwks.clone())
+}

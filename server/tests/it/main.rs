@@ -1,0 +1,12 @@
+//! Integration tests of the Ferrobase server, over real sockets and a real
+//! Postgres cluster (started by `cargo xtask test`). One binary, one module
+//! per capability.
+
+mod support;
+
+mod cli;
+mod embedded;
+mod errors;
+mod platform;
+mod resilience;
+mod tenancy;

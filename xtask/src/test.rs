@@ -1,0 +1,156 @@
+//! `cargo xtask test`: lint, then all tests against a throwaway Postgres.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use crate::pg::Cluster;
+use crate::{cargo, proc, secs};
+
+/// What happened to one step, for the summary.
+enum Outcome {
+    Passed(Duration),
+    Failed(Duration),
+    Skipped(&'static str),
+}
+
+struct Step {
+    title: String,
+    outcome: Outcome,
+}
+
+pub fn run(extra: Vec<String>) -> Result<()> {
+    let started = Instant::now();
+    let skip_lint = std::env::var("XTASK_SKIP_LINT").is_ok_and(|v| !v.is_empty() && v != "0");
+
+    header("PostgreSQL");
+    let mut steps = Vec::new();
+    let result = match Cluster::start() {
+        Ok(cluster) => {
+            let result = run_steps(&cluster, skip_lint, &extra, &mut steps);
+            header("stopping PostgreSQL");
+            drop(cluster);
+            result
+        }
+        Err(e) => Err(e),
+    };
+
+    header("summary");
+    for step in &steps {
+        let (status, time, note) = match step.outcome {
+            Outcome::Passed(d) => ("ok", secs(d), String::new()),
+            Outcome::Failed(d) => ("FAILED", secs(d), String::new()),
+            Outcome::Skipped(why) => ("skipped", String::new(), format!("  ({why})")),
+        };
+        println!("  {status:<8} {time:>9}  {}{note}", step.title);
+    }
+    let verdict = if result.is_ok() { "passed" } else { "FAILED" };
+    println!("\n{verdict} in {}", secs(started.elapsed()));
+    result
+}
+
+fn run_steps(
+    cluster: &Cluster,
+    skip_lint: bool,
+    extra: &[String],
+    steps: &mut Vec<Step>,
+) -> Result<()> {
+    // Each step is a command, or the reason it is skipped; in order.
+    let mut plan: Vec<(Command, Option<&'static str>)> = Vec::new();
+
+    let lint_skip = skip_lint.then_some("XTASK_SKIP_LINT");
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    plan.push((fmt, lint_skip));
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    plan.push((clippy, lint_skip));
+
+    let mut tests = cargo();
+    if has_nextest() {
+        // --no-tests=warn: a filter matching nothing is not a failure
+        // (the same as cargo test).
+        tests.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--no-fail-fast",
+            "--no-tests=warn",
+        ]);
+    } else {
+        println!("xtask: cargo-nextest not found, using cargo test");
+        tests.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    tests.args(extra);
+    plan.push((tests, None));
+
+    // Doc tests (nextest cannot run them). Plain filters apply to them too;
+    // runner-specific flags (`-E ...`, `--no-capture`) would not parse, so
+    // then the doc tests are skipped.
+    let mut doc = cargo();
+    doc.args(["test", "--workspace", "--doc"]);
+    let plain_filters = extra.iter().all(|a| !a.starts_with('-'));
+    if plain_filters && !extra.is_empty() {
+        doc.arg("--").args(extra);
+    }
+    plan.push((doc, (!plain_filters).then_some("runner flags given")));
+
+    let total = plan.iter().filter(|(_, skip)| skip.is_none()).count();
+    let mut number = 0;
+    let mut failure = None;
+    for (mut cmd, skip) in plan {
+        let title = proc::display(&cmd);
+        let skip = skip.or(failure.is_some().then_some("not run"));
+        if let Some(why) = skip {
+            steps.push(Step {
+                title,
+                outcome: Outcome::Skipped(why),
+            });
+            continue;
+        }
+        number += 1;
+        header(&format!("[{number}/{total}] {title}"));
+        cmd.envs(cluster.env());
+        let step_started = Instant::now();
+        let status = cmd.status();
+        let elapsed = step_started.elapsed();
+        failure = match status {
+            Ok(s) if s.success() => None,
+            Ok(s) => Some(format!("`{title}` failed ({s})")),
+            Err(e) => Some(format!("could not start `{title}`: {e}")),
+        };
+        steps.push(Step {
+            title,
+            outcome: if failure.is_none() {
+                Outcome::Passed(elapsed)
+            } else {
+                Outcome::Failed(elapsed)
+            },
+        });
+    }
+    match failure {
+        Some(message) => bail!(message),
+        None => Ok(()),
+    }
+}
+
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn header(title: &str) {
+    println!("\n==> {title}");
+}
