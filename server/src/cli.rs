@@ -158,6 +158,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (FERROBASE_LISTEN): {e}"))?;
         println!("{}", report.banner());
         tracing::info!(address = %listen, "listening");
+        // Bring every project database up to date in the background; requests
+        // are served meanwhile (migrations are additive, see migrations/README.md).
+        let migrating = platform.clone();
+        tokio::spawn(async move {
+            if let Err(error) = projects::migrate_all(&migrating).await {
+                tracing::error!(%error, "project migrations failed");
+            }
+        });
         let app = crate::App::new(platform.clone());
         crate::serve(app, listener, crate::app::shutdown_signal()).await?;
         anyhow::Ok(())

@@ -61,15 +61,51 @@ pub async fn begin_as<'a>(
     statement_timeout_ms: u64,
 ) -> Result<tokio_postgres::Transaction<'a>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    let claims = claims.to_string();
-    let timeout = format!("{statement_timeout_ms}ms");
     tx.execute(
-        "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
-         set_config('statement_timeout', $3, true)",
-        &[&role, &claims, &timeout],
+        BEGIN_AS_SQL,
+        &begin_as_params(role, claims, statement_timeout_ms).as_refs(),
     )
     .await?;
     Ok(tx)
+}
+
+/// Like [`begin_as`], and also returns the project's schema version (bumped
+/// by every DDL statement) read in the same round trip.
+pub async fn begin_as_versioned<'a>(
+    client: &'a mut tokio_postgres::Client,
+    role: &str,
+    claims: &serde_json::Value,
+    statement_timeout_ms: u64,
+) -> Result<(tokio_postgres::Transaction<'a>, i64), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let sql = format!("{BEGIN_AS_SQL}, _ferrobase.schema_version()");
+    let row = tx
+        .query_one(
+            &sql,
+            &begin_as_params(role, claims, statement_timeout_ms).as_refs(),
+        )
+        .await?;
+    let version: i64 = row.try_get(3)?;
+    Ok((tx, version))
+}
+
+const BEGIN_AS_SQL: &str = "select set_config('role', $1, true), \
+     set_config('request.jwt.claims', $2, true), set_config('statement_timeout', $3, true)";
+
+struct BeginParams(String, String, String);
+
+impl BeginParams {
+    fn as_refs(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 3] {
+        [&self.0, &self.1, &self.2]
+    }
+}
+
+fn begin_as_params(role: &str, claims: &serde_json::Value, timeout_ms: u64) -> BeginParams {
+    BeginParams(
+        role.to_owned(),
+        claims.to_string(),
+        format!("{timeout_ms}ms"),
+    )
 }
 
 /// Quotes an SQL identifier (`"` doubled). Use only on names the platform generated or validated.

@@ -188,3 +188,40 @@ async fn idle_pools_are_closed() {
     assert_eq!(notes(&t, &p, &p.anon).await.status(), StatusCode::OK);
     assert_eq!(t.app.pools.totals().pools, 1);
 }
+
+#[tokio::test]
+async fn ddl_from_any_connection_is_seen_by_the_next_request() {
+    let t = TestApp::spawn().await;
+    let p = t.create_project("ddl").await;
+    t.owner_sql(
+        &p,
+        "create table things (id int primary key); insert into things values (1);",
+    )
+    .await;
+    let get = |q: &'static str| {
+        t.http
+            .get(format!("{}/rest/v1/things?{q}", p.url))
+            .header("apikey", &p.service)
+            .send()
+    };
+    let rows: Value = get("select=*").await.unwrap().json().await.unwrap();
+    assert_eq!(rows, serde_json::json!([{"id": 1}]));
+    // Immediately after DDL on a direct connection: `*` includes the new column.
+    t.owner_sql(
+        &p,
+        "alter table things add column label text default 'new';",
+    )
+    .await;
+    let rows: Value = get("select=*").await.unwrap().json().await.unwrap();
+    assert_eq!(rows, serde_json::json!([{"id": 1, "label": "new"}]));
+    // Renamed and dropped objects too.
+    t.owner_sql(&p, "alter table things rename column label to title;")
+        .await;
+    let rows: Value = get("select=title").await.unwrap().json().await.unwrap();
+    assert_eq!(rows, serde_json::json!([{"title": "new"}]));
+    t.owner_sql(&p, "drop table things;").await;
+    assert_eq!(
+        get("select=*").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+}
