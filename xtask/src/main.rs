@@ -16,6 +16,10 @@
 //!      `cargo test --workspace --no-fail-fast ARGS` without nextest)
 //!   4. `cargo test --workspace --doc` (nextest cannot run doc tests)
 //!
+//!   Before that, the peers (real third-party clients, `tests/peers/`) are
+//!   installed or reused: see `peers.rs` for the manifests and the
+//!   `FERROBASE_PEERS_*` variables exported to the tests.
+//!
 //!   ARGS go to the test runner, e.g. `cargo xtask test -- rest::filters`.
 //!   `XTASK_SKIP_LINT=1` skips steps 1-2 for quick local loops. The cluster
 //!   is stopped and its directory removed afterwards, also on failure.
@@ -40,6 +44,7 @@
 
 mod bench;
 mod http;
+mod peers;
 mod pg;
 mod proc;
 mod test;
