@@ -21,6 +21,8 @@
 
 mod csv;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 mod openapi;
 pub(crate) mod parse;
 pub(crate) mod plan;
