@@ -10,4 +10,5 @@ mod errors;
 mod platform;
 mod resilience;
 mod rest;
+mod sdk;
 mod tenancy;
