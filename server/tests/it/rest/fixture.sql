@@ -73,3 +73,4 @@ create function big_num() returns numeric language sql immutable as $$ select 12
 
 revoke all on readonly_t from anon, authenticated;
 grant select on readonly_t to authenticated;
+create function echo_named(payload jsonb) returns jsonb language sql immutable as 'select payload';

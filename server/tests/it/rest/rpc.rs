@@ -19,6 +19,16 @@ async fn rpc() {
             r#"{"x":[1,2.50]}"#,
         )
         .is(200, json!({"x":[1,2.50]})),
+        post(
+            "named json argument needs its name",
+            "rpc/echo_named",
+            r#"{"a":1}"#,
+        )
+        .err(404, "PGRST202"),
+        post("params=single-object", "rpc/echo_named", r#"{"a":1}"#)
+            .prefer("params=single-object")
+            .is(200, json!({"a":1}))
+            .header("preference-applied", "params=single-object"),
         post("set of scalars", "rpc/nums", r#"{"n":3}"#).is(200, json!([1, 2, 3])),
         get("set with limit/offset", "rpc/nums?n=5&limit=2&offset=1").is(200, json!([2, 3])),
         post("claims reach the function", "rpc/whoami", "").is(200, json!(USER_1)),

@@ -206,6 +206,30 @@ async fn update_and_delete() {
         case("DELETE nothing", "DELETE", "tags?id=gt.100")
             .text(204, "")
             .header("content-range", "*/*"),
+        case("max-affected exceeded", "PATCH", "tags?id=gt.0")
+            .body(r#"{"name":"all"}"#)
+            .prefer("handling=strict, max-affected=1")
+            .is(400, json!({"code":"PGRST124","message":"Query result exceeds max-affected preference constraint","details":"The query affects 3 rows","hint":null})),
+        get("rolled back", "tags?select=name&id=eq.1").is(200, json!([{"name":"urgent"}])),
+        case("max-affected respected", "PATCH", "tags?id=eq.1")
+            .body(r#"{"name":"one"}"#)
+            .prefer("handling=strict, max-affected=1")
+            .text(204, "")
+            .header("preference-applied", "handling=strict, max-affected=1"),
+        case("max-affected on DELETE", "DELETE", "todo_tags?tag_id=gt.0")
+            .prefer("handling=strict, max-affected=1, return=representation")
+            .err(400, "PGRST124"),
+        case("max-affected is ignored when lenient", "PATCH", "tags?id=in.(1,2)")
+            .body(r#"{"name":"x"}"#)
+            .prefer("max-affected=1")
+            .text(204, ""),
+        get("strict with unknown preferences", "tags")
+            .prefer("handling=strict, foo, bar")
+            .is(400, json!({"code":"PGRST122","message":"Invalid preferences given with handling=strict","details":"Invalid preferences: foo, bar","hint":null})),
+        get("lenient ignores unknown preferences", "tags?select=id&id=eq.3")
+            .prefer("foo, count=exact")
+            .is(200, json!([{"id":3}]))
+            .header("preference-applied", "count=exact"),
         case("DELETE with tx=rollback", "DELETE", "tags?id=eq.3")
             .prefer("tx=rollback")
             .text(204, "")
