@@ -21,6 +21,8 @@
 
 mod csv;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 mod openapi;
 pub(crate) mod parse;
 pub(crate) mod plan;
@@ -129,6 +131,15 @@ struct Prefs {
     resolution: Option<Resolution>,
     missing_default: bool,
     tx: Option<bool>,
+    /// `handling=strict`: unknown preferences are an error (PGRST122) and
+    /// `max-affected` is enforced.
+    strict: bool,
+    /// `max-affected=N` (PATCH/DELETE; only with `handling=strict`, as PostgREST).
+    max_affected: Option<i64>,
+    /// `params=single-object`: the whole POST body is the one json argument of the function.
+    single_object: bool,
+    /// Preferences that were not understood.
+    invalid: Vec<String>,
     applied: Vec<String>,
 }
 
@@ -158,7 +169,27 @@ impl Prefs {
                     }
                     "tx=rollback" => p.tx.replace(true).is_none(),
                     "tx=commit" => p.tx.replace(false).is_none(),
-                    _ => false,
+                    "missing=null" | "handling=lenient" => true,
+                    "handling=strict" => {
+                        p.strict = true;
+                        true
+                    }
+                    "params=single-object" => {
+                        p.single_object = true;
+                        true
+                    }
+                    "" => false,
+                    other => match other
+                        .strip_prefix("max-affected=")
+                        .and_then(|n| n.parse::<i64>().ok())
+                        .filter(|n| *n >= 0)
+                    {
+                        Some(n) => p.max_affected.replace(n).is_none(),
+                        None => {
+                            p.invalid.push(other.to_owned());
+                            false
+                        }
+                    },
                 };
                 if applied {
                     p.applied.push(item.to_owned());
@@ -268,6 +299,14 @@ pub async fn execute(
         None => (default_schema.clone(), None),
     };
     let prefs = Prefs::parse(&req.headers);
+    if prefs.strict && !prefs.invalid.is_empty() {
+        return Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "PGRST122",
+            "Invalid preferences given with handling=strict",
+        )
+        .with_details(format!("Invalid preferences: {}", prefs.invalid.join(", "))));
+    }
     let rollback = prefs.tx == Some(true);
     let query = parse::parse_query(&req.query)?;
     let path = req.path.trim_matches('/').to_owned();
@@ -857,6 +896,7 @@ async fn write_table(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, Rest
             b.check_paths()?;
             let prelude = format!("_mut AS ({mutation} RETURNING {alias}.*), ");
             let page = run_page(ctx, &b, &parts, &mut_rel, &ralias, media, &prelude).await?;
+            check_max_affected(ctx, page.rows)?;
             if media == Media::Object && page.rows != 1 {
                 return Err(singular_error(page.rows));
             }
@@ -919,6 +959,7 @@ async fn write_table(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, Rest
             b.check_paths()?;
             let n = execute_count(ctx.tx, &mutation, &params_owned).await?;
             let n = i64::try_from(n).unwrap_or(i64::MAX);
+            check_max_affected(ctx, n)?;
             if media == Media::Object && n != 1 {
                 return Err(singular_error(n));
             }
@@ -935,6 +976,21 @@ async fn write_table(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, Rest
                 body: Bytes::new(),
             })
         }
+    }
+}
+
+/// `Prefer: handling=strict, max-affected=N` on PATCH and DELETE: more rows
+/// than N is an error (PGRST124), so the transaction is rolled back.
+fn check_max_affected(ctx: &Ctx<'_, '_>, n: i64) -> Result<(), RestError> {
+    let applies = ctx.prefs.strict && matches!(ctx.req.method, Method::PATCH | Method::DELETE);
+    match ctx.prefs.max_affected {
+        Some(max) if applies && n > max => Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "PGRST124",
+            "Query result exceeds max-affected preference constraint",
+        )
+        .with_details(format!("The query affects {n} rows"))),
+        _ => Ok(()),
     }
 }
 
@@ -1167,28 +1223,40 @@ async fn rpc(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, RestError> {
                 && f.args.iter().all(|a| !a.name.is_empty() || a.has_default)
         })
         .collect();
-    let chosen: &Function = match named.as_slice() {
-        [one] => one,
-        [] => match overloads.iter().find(|f| single_json(f)) {
-            Some(f) if !is_get => f,
-            _ => {
-                let mut names: Vec<&str> = keys.iter().map(|s| s.as_str()).collect();
-                names.sort_unstable();
-                return Err(RestError::new(
+    // `Prefer: params=single-object`: the body is the one json/jsonb argument, whatever its name.
+    let single_object = (ctx.prefs.single_object && !is_get)
+        .then(|| {
+            overloads.iter().find(|f| {
+                f.args.len() == 1 && matches!(f.args[0].pg_type.as_str(), "json" | "jsonb")
+            })
+        })
+        .flatten();
+    let chosen: &Function = if let Some(f) = single_object {
+        f
+    } else {
+        match named.as_slice() {
+            [one] => one,
+            [] => match overloads.iter().find(|f| single_json(f)) {
+                Some(f) if !is_get => f,
+                _ => {
+                    let mut names: Vec<&str> = keys.iter().map(|s| s.as_str()).collect();
+                    names.sort_unstable();
+                    return Err(RestError::new(
                     StatusCode::NOT_FOUND,
                     "PGRST202",
                     format!("Could not find the function {}.{}({}) in the schema cache", ctx.schema, name, names.join(", ")),
                 )
                 .with_hint("If a new function was created in the database with this name and parameters, try reloading the schema cache."));
-            }
-        },
-        many => {
-            return Err(RestError::new(
+                }
+            },
+            many => {
+                return Err(RestError::new(
                 StatusCode::MULTIPLE_CHOICES,
                 "PGRST203",
                 format!("Could not choose the best candidate function between: {}", many.iter().map(|f| format!("{}.{}({})", f.name.schema, f.name.name, f.args.iter().map(|a| format!("{} => {}", a.name, a.pg_type)).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join(", ")),
             )
             .with_hint("Try renaming the parameters or the function itself in the database so function overloading can be resolved"));
+            }
         }
     };
     if is_get && chosen.volatility == Volatility::Volatile {
@@ -1207,7 +1275,8 @@ async fn rpc(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, RestError> {
     let qf = quote_qualified(&chosen.name);
 
     // call expression + FROM items that provide the arguments
-    let (call, args_from) = if single_json(&chosen) && named.is_empty() {
+    let (call, args_from) = if single_object.is_some() || (single_json(&chosen) && named.is_empty())
+    {
         let p = b.param(raw_body.clone());
         (format!("{qf}({p}::{})", chosen.args[0].pg_type), None)
     } else if args.is_empty() {

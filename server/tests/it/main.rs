@@ -9,4 +9,6 @@ mod embedded;
 mod errors;
 mod platform;
 mod resilience;
+mod rest;
+mod sdk;
 mod tenancy;
