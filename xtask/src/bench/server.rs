@@ -91,7 +91,10 @@ impl Server {
                 self.pool_idle_timeout_secs.to_string(),
             )
             .env("FERROBASE_LOG_FORMAT", "json")
-            .env("RUST_LOG", std::env::var("FERROBASE_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("FERROBASE_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             // Embedded mode: never let a developer's settings point it elsewhere.
             .env_remove("DATABASE_URL")
             .env_remove("FERROBASE_TEST_DATABASE_URL")
