@@ -61,11 +61,7 @@ pub async fn begin_as<'a>(
     statement_timeout_ms: u64,
 ) -> Result<tokio_postgres::Transaction<'a>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    tx.execute(
-        BEGIN_AS_SQL,
-        &begin_as_params(role, claims, statement_timeout_ms).as_refs(),
-    )
-    .await?;
+    switch_role(&tx, BEGIN_AS_SQL, role, claims, statement_timeout_ms).await?;
     Ok(tx)
 }
 
@@ -78,34 +74,52 @@ pub async fn begin_as_versioned<'a>(
     statement_timeout_ms: u64,
 ) -> Result<(tokio_postgres::Transaction<'a>, i64), tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    let sql = format!("{BEGIN_AS_SQL}, _ferrobase.schema_version()");
-    let row = tx
-        .query_one(
-            &sql,
-            &begin_as_params(role, claims, statement_timeout_ms).as_refs(),
-        )
-        .await?;
-    let version: i64 = row.try_get(3)?;
+    let row = switch_role(
+        &tx,
+        BEGIN_AS_VERSIONED_SQL,
+        role,
+        claims,
+        statement_timeout_ms,
+    )
+    .await?;
+    // A one-row SELECT always has its row; -1 (never a real version) would only
+    // force a schema reload.
+    let version = match row {
+        Some(row) => row.try_get(3)?,
+        None => -1,
+    };
     Ok((tx, version))
 }
 
 const BEGIN_AS_SQL: &str = "select set_config('role', $1, true), \
      set_config('request.jwt.claims', $2, true), set_config('statement_timeout', $3, true)";
+const BEGIN_AS_VERSIONED_SQL: &str = "select set_config('role', $1, true), \
+     set_config('request.jwt.claims', $2, true), set_config('statement_timeout', $3, true), \
+     _ferrobase.schema_version()";
 
-struct BeginParams(String, String, String);
-
-impl BeginParams {
-    fn as_refs(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 3] {
-        [&self.0, &self.1, &self.2]
-    }
-}
-
-fn begin_as_params(role: &str, claims: &serde_json::Value, timeout_ms: u64) -> BeginParams {
-    BeginParams(
-        role.to_owned(),
-        claims.to_string(),
-        format!("{timeout_ms}ms"),
-    )
+/// Runs the role switch with typed parameters: one round trip, no separate
+/// prepare (this is on every data-plane request's path).
+async fn switch_role(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    role: &str,
+    claims: &serde_json::Value,
+    timeout_ms: u64,
+) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
+    use tokio_postgres::types::Type;
+    let claims = claims.to_string();
+    let timeout = format!("{timeout_ms}ms");
+    let mut rows = tx
+        .query_typed(
+            sql,
+            &[
+                (&role, Type::TEXT),
+                (&claims, Type::TEXT),
+                (&timeout, Type::TEXT),
+            ],
+        )
+        .await?;
+    Ok(rows.pop())
 }
 
 /// Quotes an SQL identifier (`"` doubled). Use only on names the platform generated or validated.
