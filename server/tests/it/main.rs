@@ -4,9 +4,11 @@
 
 mod support;
 
+mod admin_sql;
 mod cli;
 mod embedded;
 mod errors;
 mod platform;
 mod resilience;
+mod schema_admin;
 mod tenancy;
