@@ -452,3 +452,46 @@ async fn admin_sql_cannot_reach_another_project() {
         .unwrap();
     expect_error(resp, 401, "invalid_token").await;
 }
+
+#[tokio::test]
+async fn the_sdk_runs_admin_sql_and_manages_the_schema() {
+    let t = TestApp::spawn().await;
+    let p = t.create_project("sqlsdk").await;
+    let client = ferrobase::Client::new(&p.url, &p.service).unwrap();
+    let admin = client.schema_admin();
+    let table = admin
+        .create_table(&json!({"name": "todos", "id": true, "timestamps": true,
+            "columns": [{"name": "title", "type": "text", "not_null": true}]}))
+        .await
+        .unwrap();
+    assert_eq!(table["rls_enabled"], true);
+    admin
+        .create_policy(
+            "todos",
+            &json!({"name": "read", "command": "select", "roles": ["anon"], "using": "true"}),
+        )
+        .await
+        .unwrap();
+    admin
+        .alter_table("todos", &json!([{"op": "add_column", "column": {"name": "done", "type": "bool", "default": "false"}}]))
+        .await
+        .unwrap();
+    let results = client
+        .admin_sql(
+            "insert into todos (title) values ($1) returning title, done",
+            &[json!("milk")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(results[0].rows[0]["title"], "milk");
+    assert_eq!(results[0].rows[0]["done"], false);
+    let anon = ferrobase::Client::new(&p.url, &p.anon).unwrap();
+    let rows: Vec<Value> = anon.from("todos").select("title").fetch().await.unwrap();
+    assert_eq!(rows, vec![json!({"title": "milk"})]);
+    let err = client.admin_sql("create role x", &[]).await.unwrap_err();
+    assert_eq!(err.code(), Some("sql_refused"));
+    assert!(anon.admin_sql("select 1", &[]).await.is_err());
+    let tables = admin.tables(Some("public")).await.unwrap();
+    assert_eq!(tables.as_array().map(Vec::len), Some(1));
+    admin.drop_table("todos", false).await.unwrap();
+}
