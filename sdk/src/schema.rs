@@ -149,7 +149,7 @@ fn to_value(body: &impl Serialize) -> Result<Value> {
     serde_json::to_value(body).map_err(|e| crate::Error::Encode(e.to_string()))
 }
 
-fn query<'a>(schema: Option<&'a str>, cascade: bool) -> Vec<(&'static str, &'a str)> {
+fn query(schema: Option<&str>, cascade: bool) -> Vec<(&'static str, &str)> {
     let mut q = Vec::new();
     if let Some(s) = schema {
         q.push(("schema", s));
