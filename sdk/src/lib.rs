@@ -16,11 +16,13 @@ mod client;
 mod error;
 mod http;
 mod query;
+mod schema;
 
 pub use admin::{AdminClient, PlatformAdmin, Project, ProjectDetails, server_ready};
 pub use client::{Client, Jwk, Jwks};
 pub use error::{Error, Result};
 pub use query::{Count, FilterBuilder, MaybeSingle, Order, QueryBuilder, Response, TextSearch};
+pub use schema::{SchemaAdmin, SqlColumn, SqlOptions, SqlResult};
 
 /// Re-exported so callers can name [`Method`](reqwest::Method) for
 /// [`Client::request`] and configure their own `reqwest::Client` without a

@@ -12,6 +12,7 @@
 //! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
 //! - [`app`]: shared state and the server loop; [`cli`]: the `ferrobase` command.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod db;
 pub mod http;
 pub mod platform;
 pub mod rest;
+pub mod schema;
 pub mod tenant;
 
 pub use app::{App, AppState, serve};

@@ -24,6 +24,7 @@ use crate::tenant;
         handlers::login, handlers::list_projects, handlers::create_project,
         handlers::get_project, handlers::delete_project,
         tenant::jwks,
+        crate::admin::sql::run_sql, crate::schema::handlers::list_schemas, crate::schema::handlers::list_tables, crate::schema::handlers::get_table, crate::schema::handlers::create_table, crate::schema::handlers::alter_table, crate::schema::handlers::drop_table, crate::schema::handlers::set_rls, crate::schema::handlers::create_index, crate::schema::handlers::drop_index, crate::schema::handlers::create_policy, crate::schema::handlers::drop_policy, crate::schema::handlers::list_views, crate::schema::handlers::list_functions, crate::schema::handlers::list_triggers,
     ),
     components(schemas(
         ApiError, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,

@@ -4,11 +4,13 @@
 
 mod support;
 
+mod admin_sql;
 mod cli;
 mod embedded;
 mod errors;
 mod platform;
 mod resilience;
 mod rest;
+mod schema_admin;
 mod sdk;
 mod tenancy;
