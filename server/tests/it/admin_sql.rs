@@ -350,7 +350,7 @@ async fn hostile_statements_are_refused_and_have_no_effect() {
         "select (select count(*) from victim) = 1",
         "select (select v from victim) = 'safe'",
         "select not exists (select 1 from pg_namespace where nspname = 'fb_evil')",
-        "select not exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = '_ferrobase' and c.relname not like 'schema_history%')",
+        "select not exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = '_ferrobase' and c.relname not like 'schema_history%' and c.relname <> 'schema_version')",
         "select not exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'auth' and c.relname in ('evil', 'v'))",
         "select not exists (select 1 from pg_proc where proname in ('evil', 'uid2'))",
         "select exists (select 1 from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'auth' and proname = 'uid' and prosrc like '%sub%')",
