@@ -24,7 +24,7 @@ use axum::routing::any;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::db::begin_as_versioned;
+use crate::db::PooledTx;
 use crate::http::{ApiError, body_rejection};
 use crate::rest::{RestError, RestRequest, SchemaCache, execute};
 use crate::tenant::{Caller, ProjectCtx};
@@ -185,44 +185,44 @@ async fn run(
     let id = tenant.project.id;
     let schemas = vec!["public".to_owned()];
     let pool = app.project_pool(tenant);
-    let mut client = pool.get().await.map_err(ApiError::from)?;
+    let mut conn = pool.get().await.map_err(ApiError::from)?;
     let timeout = app.platform.config().statement_timeout_ms;
 
     let mut entry = app.schema_caches.get(id);
     let mut retried = false;
     loop {
-        let (tx, version) =
-            begin_as_versioned(&mut client, &caller.role, &caller.claims, timeout).await?;
+        let (tx, version) = PooledTx::begin(conn, &caller.role, &caller.claims, timeout).await?;
         let current = match &entry {
             Some(e) if e.version == version => e.clone(),
             _ => {
                 // Load as the owner, outside the caller's transaction.
-                tx.rollback().await?;
-                entry = Some(load(app, &client, id, &schemas, version).await?);
+                conn = tx.rollback().await?;
+                entry = Some(load(app, &conn, id, &schemas, version).await?);
                 continue;
             }
         };
-        match execute(&tx, &current.cache, &schemas, request.clone()).await {
+        match execute(tx.client(), &current.cache, &schemas, request.clone()).await {
             Ok(outcome) => {
-                if outcome.rollback {
-                    tx.rollback().await?;
+                // Dropping the connection returns it to the pool.
+                drop(if outcome.rollback {
+                    tx.rollback().await?
                 } else {
-                    tx.commit().await?;
-                }
+                    tx.commit().await?
+                });
                 let r = outcome.response;
                 let mut resp = (r.status, r.body).into_response();
                 resp.headers_mut().extend(r.headers);
                 return Ok(resp);
             }
             Err(e) => {
-                let _ = tx.rollback().await;
+                conn = tx.rollback().await?;
                 let stale = is_cache_miss(&e) && current.loaded_at.elapsed() >= MIN_RELOAD_INTERVAL;
                 if retried || !stale {
                     return Err(e.into());
                 }
                 retried = true;
                 tracing::debug!(code = %e.code, "schema cache miss; reloading");
-                entry = Some(load(app, &client, id, &schemas, version).await?);
+                entry = Some(load(app, &conn, id, &schemas, version).await?);
             }
         }
     }

@@ -32,7 +32,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::Value;
-use tokio_postgres::Transaction;
+use tokio_postgres::Client;
 use tokio_postgres::types::{ToSql, Type};
 
 pub use error::{RestError, status_for_sqlstate};
@@ -260,8 +260,8 @@ fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
 }
 
 /// Everything a handler needs about the request.
-struct Ctx<'a, 't> {
-    tx: &'a Transaction<'t>,
+struct Ctx<'a> {
+    tx: &'a Client,
     cache: &'a SchemaCache,
     schema: String,
     req: &'a RestRequest,
@@ -270,14 +270,15 @@ struct Ctx<'a, 't> {
     profile_header: Option<&'static str>,
 }
 
-/// Runs one request inside `tx` (the caller already did `BEGIN`, `SET LOCAL ROLE` and set
-/// `request.jwt.claims`; it commits on `Ok` unless [`RestOutcome::rollback`], and rolls
-/// back on `Err`). `exposed_schemas[0]` is the default schema.
+/// Runs one request on `tx`, a connection inside an open transaction (the caller already
+/// did `BEGIN`, `SET LOCAL ROLE` and set `request.jwt.claims`; it commits on `Ok` unless
+/// [`RestOutcome::rollback`], and rolls back on `Err`). `exposed_schemas[0]` is the
+/// default schema.
 ///
 /// Errors from Postgres are mapped with [`status_for_sqlstate`]; `42501` is always 403
 /// here, use [`RestError::for_role`] to turn it into 401 for the anonymous role.
 pub async fn execute(
-    tx: &Transaction<'_>,
+    tx: &Client,
     cache: &SchemaCache,
     exposed_schemas: &[String],
     req: RestRequest,
@@ -414,7 +415,7 @@ fn collect_logic(query: &Query, skip: &[String]) -> Result<Vec<(Vec<String>, Log
 /// Runs `sql` in one round-trip (no separate prepare): parameters are declared `unknown`,
 /// so Postgres infers their types exactly as for untyped literals, and they are sent as text.
 async fn query_rows(
-    tx: &Transaction<'_>,
+    tx: &Client,
     sql: &str,
     params: &[TextParam],
 ) -> Result<Vec<tokio_postgres::Row>, RestError> {
@@ -427,7 +428,7 @@ async fn query_rows(
 
 /// Like [`query_rows`] for exactly one row.
 async fn query_row(
-    tx: &Transaction<'_>,
+    tx: &Client,
     sql: &str,
     params: &[TextParam],
 ) -> Result<tokio_postgres::Row, RestError> {
@@ -439,11 +440,7 @@ async fn query_row(
 }
 
 /// Runs a statement and returns the number of affected rows.
-async fn execute_count(
-    tx: &Transaction<'_>,
-    sql: &str,
-    params: &[TextParam],
-) -> Result<u64, RestError> {
+async fn execute_count(tx: &Client, sql: &str, params: &[TextParam]) -> Result<u64, RestError> {
     let typed = params
         .iter()
         .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN));
@@ -521,7 +518,7 @@ struct Page {
 
 /// Runs `WITH _src AS (<page>) SELECT total, count, body` (+ EXPLAIN for planned counts).
 async fn run_page(
-    ctx: &Ctx<'_, '_>,
+    ctx: &Ctx<'_>,
     b: &Builder<'_>,
     parts: &SelectParts,
     rel: &RelInfo,
@@ -569,7 +566,7 @@ async fn run_page(
 
 /// Builds a read response: status (200/206/416), Content-Range, body.
 fn page_response(
-    ctx: &Ctx<'_, '_>,
+    ctx: &Ctx<'_>,
     page: Page,
     offset: i64,
     media: Media,
@@ -634,7 +631,7 @@ fn select_items(query: &Query) -> Vec<SelectItem> {
         .unwrap_or_else(|| vec![SelectItem::Star])
 }
 
-async fn read_table(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, RestError> {
+async fn read_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestError> {
     let table = ctx.cache.require_table(&ctx.schema, name)?;
     let media = negotiate(&ctx.req.headers, false)?;
     let logic = collect_logic(&ctx.query, &[])?;
@@ -661,7 +658,7 @@ struct Payload {
     first: Option<serde_json::Map<String, Value>>,
 }
 
-fn payload(ctx: &Ctx<'_, '_>) -> Result<Payload, RestError> {
+fn payload(ctx: &Ctx<'_>) -> Result<Payload, RestError> {
     let ct = header_str(&ctx.req.headers, "content-type")
         .unwrap_or("application/json")
         .to_ascii_lowercase();
@@ -749,7 +746,7 @@ fn missing_column(table: &Table, col: &str) -> RestError {
     )
 }
 
-async fn write_table(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, RestError> {
+async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestError> {
     let table = ctx.cache.require_table(&ctx.schema, name)?;
     let method = ctx.req.method.clone();
     let media = negotiate(&ctx.req.headers, false)?;
@@ -981,7 +978,7 @@ async fn write_table(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, Rest
 
 /// `Prefer: handling=strict, max-affected=N` on PATCH and DELETE: more rows
 /// than N is an error (PGRST124), so the transaction is rolled back.
-fn check_max_affected(ctx: &Ctx<'_, '_>, n: i64) -> Result<(), RestError> {
+fn check_max_affected(ctx: &Ctx<'_>, n: i64) -> Result<(), RestError> {
     let applies = ctx.prefs.strict && matches!(ctx.req.method, Method::PATCH | Method::DELETE);
     match ctx.prefs.max_affected {
         Some(max) if applies && n > max => Err(RestError::new(
@@ -1002,7 +999,7 @@ fn mutation_range(created: bool, n: i64) -> String {
     }
 }
 
-fn empty_insert(ctx: &Ctx<'_, '_>, media: Media) -> Result<RestResponse, RestError> {
+fn empty_insert(ctx: &Ctx<'_>, media: Media) -> Result<RestResponse, RestError> {
     let mut headers = ok_headers(media);
     set_header(&mut headers, "content-range", "*/*");
     if media == Media::Object {
@@ -1025,7 +1022,7 @@ fn empty_insert(ctx: &Ctx<'_, '_>, media: Media) -> Result<RestResponse, RestErr
 }
 
 /// Columns written: `columns=` if given, else the payload keys; all must exist.
-fn write_columns(ctx: &Ctx<'_, '_>, table: &Table, pl: &Payload) -> Result<Vec<String>, RestError> {
+fn write_columns(ctx: &Ctx<'_>, table: &Table, pl: &Payload) -> Result<Vec<String>, RestError> {
     let cols = ctx.query.columns.clone().unwrap_or_else(|| pl.keys.clone());
     for c in &cols {
         if table.column(c).is_none() {
@@ -1084,7 +1081,7 @@ fn put_checks(table: &Table, root: &[Logic], pl: &Payload) -> Result<(), RestErr
 
 #[allow(clippy::too_many_arguments)]
 fn insert_sql(
-    ctx: &Ctx<'_, '_>,
+    ctx: &Ctx<'_>,
     b: &mut Builder<'_>,
     table: &Table,
     alias: &str,
@@ -1167,7 +1164,7 @@ fn insert_sql(
 }
 
 /// `/rpc/{name}`.
-async fn rpc(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, RestError> {
+async fn rpc(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestError> {
     let qname = QualifiedName::new(&ctx.schema, name);
     let overloads = ctx
         .cache

@@ -225,3 +225,37 @@ async fn ddl_from_any_connection_is_seen_by_the_next_request() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn a_cancelled_request_never_leaks_its_transaction_or_role() {
+    let t = TestApp::spawn_with(|c| c.pool_max_size = 1).await;
+    let p = t.create_project("cancel").await;
+    t.owner_sql(
+        &p,
+        "create function whoami() returns text language sql as $$ select current_user::text $$;
+         create function slow() returns int language sql as $$ select 1 from pg_sleep(2) $$;",
+    )
+    .await;
+    // The service-role request is abandoned by its client mid-statement.
+    let abandoned = t
+        .http
+        .post(format!("{}/rest/v1/rpc/slow", p.url))
+        .header("apikey", &p.service)
+        .json(&serde_json::json!({}))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(abandoned.is_err(), "the client gave up");
+    // The pool's only connection is not handed over still inside that
+    // transaction: the next caller runs as itself.
+    let resp = t
+        .http
+        .post(format!("{}/rest/v1/rpc/whoami", p.url))
+        .header("apikey", &p.anon)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.json::<Value>().await.unwrap(), "anon");
+}
