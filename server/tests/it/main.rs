@@ -9,4 +9,5 @@ mod embedded;
 mod errors;
 mod platform;
 mod resilience;
+mod storage;
 mod tenancy;
