@@ -330,12 +330,12 @@ pub(crate) async fn upload_request(
     ctx: &Ctx,
     bucket: Bucket,
     name: ObjectName,
-    role: String,
-    claims: Value,
+    writer: Caller,
     upsert: bool,
     headers: &HeaderMap,
     body: Body,
 ) -> StorageResult<Uuid> {
+    let Caller { role, claims } = writer;
     let content_type = header_str(headers, "content-type")
         .unwrap_or(DEFAULT_MIME)
         .to_owned();
@@ -450,17 +450,7 @@ pub async fn upload(
     };
     let upsert = method == Method::PUT || is_true(header_str(&headers, "x-upsert"));
     let key = format!("{}/{}", bucket_id.as_str(), name.as_str());
-    let id = upload_request(
-        &ctx,
-        bucket,
-        name,
-        caller.role,
-        caller.claims,
-        upsert,
-        &headers,
-        body,
-    )
-    .await?;
+    let id = upload_request(&ctx, bucket, name, caller, upsert, &headers, body).await?;
     Ok(Json(Uploaded { id, key }))
 }
 

@@ -288,8 +288,10 @@ pub async fn upload_signed(
         &ctx,
         bucket,
         name,
-        "service_role".into(),
-        row_claims,
+        crate::tenant::Caller {
+            role: "service_role".into(),
+            claims: row_claims,
+        },
         upsert,
         &headers,
         body,

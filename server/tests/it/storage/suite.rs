@@ -24,6 +24,54 @@ async fn storage_suite_on_s3() {
     suite(&env).await;
 }
 
+#[tokio::test]
+async fn s3_dying_mid_upload_is_a_clean_error_and_leaves_no_row() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let env = Env::new(Backend::S3(moto)).await;
+    env.bucket(json!({"name": "b"})).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let request = env
+        .service(Method::POST, "/object/b/doomed.bin")
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let feeder = async {
+        // Enough for the first multipart part to be under way, then kill S3.
+        for _ in 0..10 {
+            let _ = tx.send(Ok(vec![1u8; 1024 * 1024])).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        if let Backend::S3(m) = &env.backend {
+            m.kill();
+        }
+        for _ in 0..20 {
+            if tx.send(Ok(vec![2u8; 1024 * 1024])).await.is_err() {
+                break;
+            }
+        }
+        drop(tx);
+    };
+    let (resp, ()) = tokio::join!(request, feeder);
+    if let Ok(resp) = resp {
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("StorageBackendError"), "{body}");
+    }
+    assert_eq!(env.rows().await, 0, "no row for a failed upload");
+    // Reads fail cleanly too while S3 is down.
+    let resp = env
+        .service(Method::GET, "/object/b/doomed.bin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
 async fn json(resp: reqwest::Response) -> Value {
     let status = resp.status();
     let text = resp.text().await.unwrap();
