@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod rls;
+mod sdk;
 mod suite;
 mod tus;
 
