@@ -241,6 +241,24 @@ impl Storage {
         Ok(())
     }
 
+    /// Deletes every byte a project has (after the project is deleted).
+    pub async fn purge_project(&self, project: Uuid) -> StorageResult<usize> {
+        let prefix = Path::from(project.to_string());
+        let mut listing = self.store.list(Some(&prefix));
+        let mut deleted = 0;
+        while let Some(meta) = listing.next().await {
+            match meta {
+                Ok(meta) => {
+                    self.delete(&meta.location).await?;
+                    deleted += 1;
+                }
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Records `version` as an upload in flight (before its bytes are written).
     pub async fn begin_upload(
         &self,

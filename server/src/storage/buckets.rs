@@ -21,7 +21,9 @@ pub struct Bucket {
     pub id: String,
     /// Name (same as id).
     pub name: String,
-    /// User that created it, if any.
+    /// User that created it (`""` when none: clients expect a string).
+    #[serde(serialize_with = "owner_string")]
+    #[schema(value_type = String)]
     pub owner: Option<Uuid>,
     /// Whether objects are readable without a key at `/object/public/…`.
     pub public: bool,
@@ -33,6 +35,13 @@ pub struct Bucket {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+}
+
+fn owner_string<S: serde::Serializer>(owner: &Option<Uuid>, s: S) -> Result<S::Ok, S::Error> {
+    match owner {
+        Some(u) => s.collect_str(u),
+        None => s.serialize_str(""),
+    }
 }
 
 const COLUMNS: &str =

@@ -29,7 +29,7 @@ pub mod tus;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
@@ -115,9 +115,9 @@ pub fn routes_with(storage: StorageHandle) -> Router<AppState> {
                 .delete(tus::terminate)
                 .options(tus::options),
         )
-        // Uploads stream with their own limits (bucket and global), not the
-        // router-wide body limit meant for JSON.
-        .layer(DefaultBodyLimit::disable())
+        // Uploads take the raw `Body`, which the router-wide body limit does
+        // not apply to: they stream with their own limits (bucket and
+        // global). JSON bodies keep the router-wide limit.
         .layer(axum::Extension(storage));
     Router::new().nest("/storage/v1", api)
 }

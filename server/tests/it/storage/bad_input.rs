@@ -144,6 +144,18 @@ async fn invalid_buckets_and_bodies_are_4xx() {
             .unwrap();
         assert!(resp.status().is_client_error(), "{body}: {}", resp.status());
     }
+    // JSON bodies keep the router-wide limit (1 MiB in tests); uploads do not.
+    let resp = env
+        .service(Method::POST, "/object/list/b")
+        .header("content-type", "application/json")
+        .body(format!(
+            "{{\"prefix\": \"{}\"}}",
+            "x".repeat(2 * 1024 * 1024)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
     let resp = env
         .service(Method::POST, "/bucket")
         .header("content-type", "application/json")

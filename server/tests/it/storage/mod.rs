@@ -6,6 +6,7 @@
 //! message (install: `pip install "moto[server]"`).
 
 mod bad_input;
+mod peers;
 mod rls;
 mod sdk;
 mod suite;
