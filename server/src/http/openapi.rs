@@ -25,12 +25,12 @@ use crate::tenant;
         handlers::login, handlers::list_projects, handlers::create_project,
         handlers::get_project, handlers::delete_project,
         tenant::jwks,
-        st::buckets::list, st::buckets::get, st::buckets::create, st::buckets::update, st::buckets::empty, st::buckets::delete, st::objects::upload, st::objects::download, st::objects::download_public, st::objects::info, st::objects::list, st::objects::move_object, st::objects::copy_object, st::objects::delete_many, st::objects::delete_one, st::signed::sign, st::signed::sign_many, st::signed::download_signed, st::signed::sign_upload, st::signed::upload_signed, st::tus::create, st::tus::patch,
+        st::buckets::list, st::buckets::get, st::buckets::create, st::buckets::update, st::buckets::empty, st::buckets::delete, st::objects::upload, st::objects::download, st::objects::download_public, st::objects::info, st::objects::list, st::objects::move_object, st::objects::copy_object, st::objects::delete_many, st::objects::delete_one, st::signed::sign, st::signed::sign_many, st::signed::download_signed, st::signed::sign_upload, st::signed::upload_signed, st::tus::create, st::tus::patch, st::transform::render_authenticated, st::transform::render_public, st::transform::render_signed,
     ),
     components(schemas(
         ApiError, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,
         handlers::CreateProject, projects::Project, projects::ProjectDetails, health::Health,
-        st::buckets::Bucket, st::buckets::CreateBucket, st::buckets::UpdateBucket, st::buckets::SizeLimit, st::buckets::Created, st::Message, st::objects::Uploaded, st::objects::ListBody, st::objects::SortBy, st::objects::MoveBody, st::objects::DeleteMany, st::signed::SignBody, st::signed::SignManyBody,
+        st::buckets::Bucket, st::buckets::CreateBucket, st::buckets::UpdateBucket, st::buckets::SizeLimit, st::buckets::Created, st::Message, st::objects::Uploaded, st::objects::ListBody, st::objects::SortBy, st::objects::MoveBody, st::objects::DeleteMany, st::signed::SignBody, st::signed::SignManyBody, st::transform::Transform,
     )),
     modifiers(&BearerAuth),
     tags(

@@ -9,6 +9,7 @@
 //! - [`objects`]: upload, download, info, list, move, copy, delete (RLS on
 //!   `storage.objects`); [`signed`]: signed download and upload URLs.
 //! - [`tus`]: resumable uploads (`/upload/resumable`, TUS 1.0.0).
+//! - [`transform`]: image transforms (`/render/image/…`).
 //!
 //! Metadata lives in the project database (`storage.buckets`,
 //! `storage.objects`, migration V4); every statement about objects runs in a
@@ -24,6 +25,7 @@ mod error;
 pub mod names;
 pub mod objects;
 pub mod signed;
+pub mod transform;
 pub mod tus;
 
 use std::sync::Arc;
@@ -93,6 +95,18 @@ pub fn routes_with(storage: StorageHandle) -> Router<AppState> {
         .route(
             "/object/upload/sign/{bucket}/{*path}",
             post(signed::sign_upload).put(signed::upload_signed),
+        )
+        .route(
+            "/render/image/authenticated/{bucket}/{*path}",
+            get(transform::render_authenticated),
+        )
+        .route(
+            "/render/image/public/{bucket}/{*path}",
+            get(transform::render_public),
+        )
+        .route(
+            "/render/image/sign/{bucket}/{*path}",
+            get(transform::render_signed),
         )
         .route("/object/{bucket}", axum::routing::delete(o::delete_many))
         .route(

@@ -23,7 +23,8 @@ use crate::db::begin_as;
 use crate::http::AppJson;
 use crate::tenant::Tenant;
 
-const SIGN: &str = "storage.sign";
+/// `typ` of download tokens.
+pub(crate) const SIGN: &str = "storage.sign";
 const UPLOAD: &str = "storage.upload";
 
 /// Longest validity of a signed URL (one year).
@@ -90,6 +91,8 @@ pub struct SignBody {
     #[serde(rename = "expiresIn")]
     #[schema(value_type = i64)]
     pub expires_in: Value,
+    /// An image transform baked into the URL (`/render/image/sign/…`).
+    pub transform: Option<super::transform::Transform>,
 }
 
 /// `POST /storage/v1/object/sign/{bucket}/{path}`: a signed download URL
@@ -110,7 +113,20 @@ pub async fn sign(
     let AppJson(body) = body?;
     let secs = expires_in(&body.expires_in)?;
     let row = objects::select_visible(&ctx, &caller, bucket.as_str(), name.as_str()).await?;
-    let url = signed_download(&ctx.tenant, &row, secs)?;
+    let url = match &body.transform {
+        None => signed_download(&ctx.tenant, &row, secs)?,
+        Some(t) => {
+            t.validate()?;
+            let url = format!("{}/{}", row.bucket_id, row.name);
+            let now = now_secs();
+            let token = sign_token(
+                &ctx.tenant,
+                &json!({"url": url, "typ": SIGN, "ref": ctx.tenant.project.project_ref,
+                    "transform": t, "iat": now, "exp": now + secs}),
+            )?;
+            format!("/render/image/sign/{url}?token={token}")
+        }
+    };
     Ok(Json(json!({ "signedURL": url })))
 }
 

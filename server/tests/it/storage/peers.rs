@@ -80,8 +80,13 @@ async fn storage_js_and_tus_js_client_work_unchanged() {
     let dir = crate::support::temp_dir("fb-peer-js");
     std::fs::copy(script("storage_js.mjs"), dir.join("check.mjs")).unwrap();
     std::os::unix::fs::symlink(&modules, dir.join("node_modules")).unwrap();
+    let img = image::RgbaImage::from_fn(80, 40, |x, y| image::Rgba([x as u8, y as u8, 0, 255]));
+    image::DynamicImage::ImageRgba8(img)
+        .save_with_format(dir.join("pic.png"), image::ImageFormat::Png)
+        .unwrap();
     let mut cmd = Command::new("node");
-    cmd.arg(dir.join("check.mjs"));
+    cmd.arg(dir.join("check.mjs"))
+        .env("FB_PNG", dir.join("pic.png"));
     let out = tokio::task::spawn_blocking(move || run(cmd, &env))
         .await
         .unwrap();

@@ -728,3 +728,150 @@ async fn deletes_leave_no_bytes(env: &Env) {
         env.keys().await
     );
 }
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbaImage::from_fn(w, h, |x, y| image::Rgba([x as u8, y as u8, 7, 255]));
+    let mut buf = Vec::new();
+    image::DynamicImage::ImageRgba8(img)
+        .write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
+        .unwrap();
+    buf
+}
+
+#[tokio::test]
+async fn image_transforms_authenticated_public_and_signed() {
+    let env = Env::new(Backend::Local).await;
+    env.bucket(json!({"name": "img", "public": true})).await;
+    assert_eq!(
+        env.put(&env.p.service, "img", "p.png", &png(300, 150), "image/png")
+            .await,
+        200
+    );
+    assert_eq!(
+        env.put(&env.p.service, "img", "t.txt", b"text", "text/plain")
+            .await,
+        200
+    );
+    let dims = |b: &[u8]| {
+        let i = image::load_from_memory(b).unwrap();
+        (i.width(), i.height())
+    };
+    let resp = env
+        .service(
+            Method::GET,
+            "/render/image/authenticated/img/p.png?width=100&height=100&resize=contain",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(dims(&resp.bytes().await.unwrap()), (100, 50));
+    let again = env
+        .service(
+            Method::GET,
+            "/render/image/authenticated/img/p.png?width=100&height=100&resize=contain",
+        )
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let resp = env
+        .http
+        .get(env.url("/render/image/public/img/p.png?width=60&format=jpeg&quality=50"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "image/jpeg");
+    assert_eq!(dims(&resp.bytes().await.unwrap()), (60, 30));
+    // Signed with the transform baked in: query parameters cannot change it.
+    let signed = json(
+        env.service(Method::POST, "/object/sign/img/p.png")
+            .json(&json!({"expiresIn": 60, "transform": {"width": 30, "height": 30, "format": "webp"}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let path = signed["signedURL"].as_str().unwrap();
+    assert!(
+        path.starts_with("/render/image/sign/img/p.png?token="),
+        "{path}"
+    );
+    let resp = env
+        .http
+        .get(env.url(&format!("{path}&width=2000")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "image/webp");
+    assert_eq!(dims(&resp.bytes().await.unwrap()), (30, 30));
+    // Plain signed tokens carry no transform.
+    let plain = json(
+        env.service(Method::POST, "/object/sign/img/p.png")
+            .json(&json!({"expiresIn": 60}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let token = plain["signedURL"]
+        .as_str()
+        .unwrap()
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let resp = env
+        .http
+        .get(env.url(&format!("/render/image/sign/img/p.png?token={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    // Bad parameters, non-images, missing objects.
+    for q in [
+        "width=0",
+        "width=99999",
+        "quality=1",
+        "resize=zoom",
+        "format=gif",
+    ] {
+        let resp = env
+            .service(
+                Method::GET,
+                &format!("/render/image/authenticated/img/p.png?{q}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{q}");
+    }
+    let resp = env
+        .service(
+            Method::GET,
+            "/render/image/authenticated/img/t.txt?width=10",
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 400, "InvalidRequest").await;
+    let resp = env
+        .service(Method::GET, "/render/image/authenticated/img/none.png")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = env
+        .req(
+            Method::GET,
+            "/render/image/authenticated/img/p.png",
+            &env.p.anon,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404, "RLS applies to transforms");
+}

@@ -91,6 +91,18 @@ const got = Buffer.from(await ok(await big.download('tus/big.bin'), 'download tu
 assert.equal(got.length, data.length);
 assert.ok(got.equals(data));
 
+// Image transforms through the client's own URLs.
+import { readFileSync } from 'node:fs';
+ok(await js.upload('pic.png', readFileSync(process.env.FB_PNG), { contentType: 'image/png' }), 'upload png');
+const small = ok(await js.download('pic.png', { transform: { width: 40, height: 20, resize: 'fill' } }), 'download transformed');
+assert.ok(small.size > 0 && small.type.startsWith('image/'), `transformed type ${small.type}`);
+const tPublic = js.getPublicUrl('pic.png', { transform: { width: 10, height: 10 } }).data.publicUrl;
+assert.equal((await fetch(tPublic)).status, 200, tPublic);
+const tSigned = ok(await js.createSignedUrl('pic.png', 60, { transform: { width: 16, height: 16 } }), 'signed transform');
+assert.match(tSigned.signedUrl, /render\/image\/sign/);
+assert.equal((await fetch(tSigned.signedUrl)).status, 200);
+ok(await js.remove(['pic.png']), 'remove png');
+
 const removed = ok(await js.remove(['moved.txt', 'raw.bin', 'folder/hello.txt', 'via-link.txt']), 'remove');
 assert.equal(removed.length, 4);
 ok(await storage.emptyBucket('js'), 'emptyBucket');
