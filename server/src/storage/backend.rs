@@ -325,13 +325,21 @@ impl Storage {
         project: Uuid,
         bucket: &str,
     ) -> StorageResult<usize> {
-        let rows = client
-            .query(
-                "select version from storage.orphans where bucket_id = $1 and reason = 'replaced' limit 10000",
-                &[&bucket],
-            )
-            .await?;
-        self.delete_entries(client, project, bucket, rows).await
+        const BATCH: i64 = 1000;
+        let mut total = 0;
+        loop {
+            let rows = client
+                .query(
+                    "select version from storage.orphans where bucket_id = $1 and reason = 'replaced' limit $2",
+                    &[&bucket, &BATCH],
+                )
+                .await?;
+            let n = rows.len();
+            total += self.delete_entries(client, project, bucket, rows).await?;
+            if (n as i64) < BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     async fn delete_entries(
@@ -442,7 +450,9 @@ fn local(dir: &std::path::Path) -> Result<(Box<dyn ObjectStore>, String), String
         .map_err(|e| format!("cannot create the storage directory {}: {e}", dir.display()))?;
     let fs = LocalFileSystem::new_with_prefix(dir)
         .map_err(|e| format!("cannot use the storage directory {}: {e}", dir.display()))?
-        .with_automatic_cleanup(true);
+        .with_automatic_cleanup(true)
+        // Bytes must be durable before the row that points at them commits.
+        .with_fsync(true);
     Ok((Box::new(fs), format!("local:{}", dir.display())))
 }
 

@@ -538,6 +538,14 @@ pub(crate) async fn serve(
     set(&mut base, header::CACHE_CONTROL, row.cache_control());
     set(&mut base, header::LAST_MODIFIED, &http_date(row.updated_at));
     set(&mut base, header::ACCEPT_RANGES, "bytes");
+    // User content is served from the API's origin: never sniffed, and an
+    // HTML or SVG object opened directly runs no script (images still display).
+    set(&mut base, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(
+        &mut base,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'; sandbox",
+    );
     if let Some(inm) = header_str(headers, "if-none-match")
         && etag_matches(inm, &etag)
     {

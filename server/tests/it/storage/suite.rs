@@ -875,3 +875,54 @@ async fn image_transforms_authenticated_public_and_signed() {
         .unwrap();
     assert_eq!(resp.status(), 404, "RLS applies to transforms");
 }
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Flat memory for a large upload and download (1 GiB; opt in with
+/// `FERROBASE_STORAGE_BIG_TEST=1`, it writes 1 GiB to disk).
+#[tokio::test]
+async fn large_objects_stream_with_flat_memory() {
+    if std::env::var("FERROBASE_STORAGE_BIG_TEST").is_err() {
+        eprintln!("skipped: set FERROBASE_STORAGE_BIG_TEST=1 to stream 1 GiB through storage");
+        return;
+    }
+    let env = Env::with(Backend::Local, |c| c.storage_max_file_bytes = 2 << 30).await;
+    env.bucket(json!({"name": "big"})).await;
+    let before = peak_rss_kib();
+    let chunk = vec![5u8; 1024 * 1024];
+    let chunks = (0..1024).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
+    let resp = env
+        .service(Method::POST, "/object/big/1g.bin")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut resp = env
+        .service(Method::GET, "/object/big/1g.bin")
+        .send()
+        .await
+        .unwrap();
+    let mut total = 0u64;
+    while let Some(c) = resp.chunk().await.unwrap() {
+        total += c.len() as u64;
+    }
+    assert_eq!(total, 1 << 30);
+    let grown_mib = (peak_rss_kib().saturating_sub(before)) / 1024;
+    eprintln!("peak RSS grew by {grown_mib} MiB for a 1 GiB upload + download");
+    assert!(
+        grown_mib < 150,
+        "memory must stay flat, grew {grown_mib} MiB"
+    );
+}
