@@ -22,6 +22,7 @@ use super::buckets::{self, Bucket};
 use super::names::{BucketId, ObjectName, mime_allowed};
 use super::{
     BucketPath, Ctx, Message, ObjectPath, Params, Storage, StorageError, StorageResult, http_date,
+    owner_of,
 };
 use crate::db::begin_as;
 use crate::http::AppJson;
@@ -187,6 +188,30 @@ fn metadata(size: u64, spec: &UploadSpec, version: &str) -> Value {
     })
 }
 
+/// Checks, before any byte is written, that the caller may write the row
+/// (RLS, and a conflict when not overwriting): a dry run of the insert,
+/// rolled back. The real write checks again.
+pub(crate) async fn may_write(
+    client: &mut tokio_postgres::Client,
+    timeout_ms: u64,
+    writer: &Caller,
+    bucket: &str,
+    name: &str,
+    upsert: bool,
+) -> StorageResult<()> {
+    let owner = owner_of(writer);
+    let tx = begin_as(client, &writer.role, &writer.claims, timeout_ms).await?;
+    let sql = if upsert {
+        "insert into storage.objects (bucket_id, name, owner, version) values ($1, $2, $3, 'dry-run') \
+         on conflict (bucket_id, name) do update set version = excluded.version, owner = excluded.owner"
+    } else {
+        "insert into storage.objects (bucket_id, name, owner, version) values ($1, $2, $3, 'dry-run')"
+    };
+    tx.execute(sql, &[&bucket, &name, &owner]).await?;
+    tx.rollback().await?;
+    Ok(())
+}
+
 /// Writes bytes under a fresh version, then the row (as the caller), then
 /// forgets the in-flight entry and deletes whatever bytes the row replaced.
 /// On any failure nothing stays: no row, and the bytes are deleted.
@@ -216,6 +241,19 @@ where
     let version = Storage::new_version();
     let key = Storage::key(project, bucket, &version);
     let mut client = ctx.owner().await?;
+    let writer = Caller {
+        role: spec.role.clone(),
+        claims: spec.claims.clone(),
+    };
+    may_write(
+        &mut client,
+        ctx.timeout_ms(),
+        &writer,
+        bucket,
+        spec.name.as_str(),
+        spec.upsert,
+    )
+    .await?;
     storage
         .begin_upload(&client, bucket, &version, spec.name.as_str())
         .await?;

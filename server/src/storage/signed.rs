@@ -243,17 +243,16 @@ pub async fn sign_upload(
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let mut client = ctx.owner().await?;
     buckets::load(&client, bucket.as_str()).await?;
-    // Dry run of the row write as the caller: RLS and conflicts decide now.
-    let tx = begin_as(&mut client, &caller.role, &caller.claims, ctx.timeout_ms()).await?;
-    let sql = if upsert {
-        "insert into storage.objects (bucket_id, name, owner, version) values ($1, $2, $3, 'dry-run') \
-         on conflict (bucket_id, name) do update set version = excluded.version"
-    } else {
-        "insert into storage.objects (bucket_id, name, owner, version) values ($1, $2, $3, 'dry-run')"
-    };
-    tx.execute(sql, &[&bucket.as_str(), &name.as_str(), &owner_of(&caller)])
-        .await?;
-    tx.rollback().await?;
+    // RLS and conflicts decide now, when the link is made.
+    objects::may_write(
+        &mut client,
+        ctx.timeout_ms(),
+        &caller,
+        bucket.as_str(),
+        name.as_str(),
+        upsert,
+    )
+    .await?;
     let url = format!("{}/{}", bucket.as_str(), name.as_str());
     let now = now_secs();
     let token = sign_token(

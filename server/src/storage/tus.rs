@@ -26,8 +26,7 @@ use uuid::Uuid;
 use super::buckets;
 use super::names::{BucketId, ObjectName, mime_allowed};
 use super::objects::{UploadSpec, store_object};
-use super::{Ctx, IdPath, Params, Storage, StorageError, StorageResult, http_date, owner_of};
-use crate::db::begin_as;
+use super::{Ctx, IdPath, Params, Storage, StorageError, StorageResult, http_date};
 
 const VERSION: &str = "1.0.0";
 
@@ -249,21 +248,16 @@ pub async fn create(ctx: Ctx, headers: HeaderMap, body: Body) -> TusResult {
     if length as u64 > limit {
         return Err(Tus(StorageError::TooLarge(limit)));
     }
-    // Dry run of the final row write: refuse now rather than after the upload.
-    let tx = begin_as(&mut client, &caller.role, &caller.claims, ctx.timeout_ms()).await?;
-    let sql = if upsert {
-        "insert into storage.objects (bucket_id, name, owner, version) values ($1, $2, $3, 'dry-run') \
-         on conflict (bucket_id, name) do update set version = excluded.version"
-    } else {
-        "insert into storage.objects (bucket_id, name, owner, version) values ($1, $2, $3, 'dry-run')"
-    };
-    tx.execute(
-        sql,
-        &[&bucket_id.as_str(), &name.as_str(), &owner_of(&caller)],
+    // Refuse now (RLS, conflict) rather than after the upload.
+    super::objects::may_write(
+        &mut client,
+        ctx.timeout_ms(),
+        &caller,
+        bucket_id.as_str(),
+        name.as_str(),
+        upsert,
     )
-    .await
-    .map_err(|e| Tus(e.into()))?;
-    tx.rollback().await?;
+    .await?;
     let id = crate::crypto::random_hex(16);
     let expiry_secs = storage.resumable_expiry.as_secs_f64();
     let row = client
