@@ -6,6 +6,8 @@
 //!   anon or service-role key and optionally a user's access token.
 //! - [`QueryBuilder`], [`FilterBuilder`], [`MaybeSingle`] (`query.rs`): the
 //!   PostgREST-compatible data API under `{project}/rest/v1`.
+//! - [`StorageClient`] (`storage.rs`): buckets and objects under
+//!   `{project}/storage/v1` ([`Client::storage`]).
 //! - [`AdminClient`] (`admin.rs`): the platform API under
 //!   `{server}/platform/v1` (log in, create and delete projects).
 //! - [`Error`] (`error.rs`): the one error type, decoded from the server's
@@ -17,12 +19,17 @@ mod error;
 mod http;
 mod query;
 mod schema;
+mod storage;
 
 pub use admin::{AdminClient, PlatformAdmin, Project, ProjectDetails, server_ready};
 pub use client::{Client, Jwk, Jwks};
 pub use error::{Error, Result};
 pub use query::{Count, FilterBuilder, MaybeSingle, Order, QueryBuilder, Response, TextSearch};
 pub use schema::{SchemaAdmin, SqlColumn, SqlOptions, SqlResult};
+pub use storage::{
+    Bucket, BucketApi, BucketOptions, FileObject, FileOptions, ListOptions, SignedUpload,
+    SignedUrl, StorageClient, Uploaded,
+};
 
 /// Re-exported so callers can name [`Method`](reqwest::Method) for
 /// [`Client::request`] and configure their own `reqwest::Client` without a

@@ -7,6 +7,7 @@
 //! - [`platform`]: the control plane (projects, admins, start-up).
 //! - [`tenant`]: which project a request is for and who is calling.
 //! - [`rest`]: the PostgREST-compatible data API.
+//! - [`storage`]: Supabase Storage-compatible buckets and objects, TUS uploads.
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
 //! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
@@ -22,6 +23,7 @@ pub mod http;
 pub mod platform;
 pub mod rest;
 pub mod schema;
+pub mod storage;
 pub mod tenant;
 
 pub use app::{App, AppState, serve};

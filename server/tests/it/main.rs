@@ -13,4 +13,5 @@ mod resilience;
 mod rest;
 mod schema_admin;
 mod sdk;
+mod storage;
 mod tenancy;
