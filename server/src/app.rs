@@ -27,6 +27,8 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// Data API schema caches by project.
     pub schema_caches: crate::http::rest::SchemaCaches,
+    /// The object store behind `/storage/v1` (or why it could not be opened).
+    pub storage: crate::storage::StorageHandle,
 }
 
 /// Shared handle on [`App`].
@@ -40,13 +42,31 @@ impl App {
             config.pool_max_size,
             Duration::from_millis(config.pool_acquire_timeout_ms),
         );
+        let storage = crate::storage::StorageHandle::from_config(config);
         Arc::new(App {
             platform,
             projects: ProjectRegistry::default(),
             pools,
             metrics: crate::http::metrics::handle(),
             schema_caches: Default::default(),
+            storage,
         })
+    }
+
+    /// Deletes a project everywhere: its database and role, its stored
+    /// objects, and this node's pool and caches of it.
+    pub async fn delete_project(
+        &self,
+        r: &crate::platform::ProjectRef,
+        actor: &str,
+    ) -> Result<(), crate::platform::projects::ProjectError> {
+        self.projects.invalidate(r.as_str());
+        let id = crate::platform::projects::delete(&self.platform, r, actor).await?;
+        self.pools.remove(id);
+        self.schema_caches.remove(id);
+        self.projects.invalidate(r.as_str());
+        self.storage.purge_project(id).await;
+        Ok(())
     }
 
     /// The connection pool of a project (opened on first use).

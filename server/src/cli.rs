@@ -167,6 +167,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         });
         let app = crate::App::new(platform.clone());
+        if let Some(error) = app.storage.error() {
+            anyhow::bail!("storage backend (FERROBASE_STORAGE_URL / FERROBASE_S3_*): {error}");
+        }
         let served = crate::serve(app, listener, crate::app::shutdown_signal()).await;
         // Unfinished migrations resume at the next start; stop them before Postgres.
         migrations.abort();
@@ -223,7 +226,10 @@ async fn one_shot(platform: &Platform, command: Command) -> anyhow::Result<()> {
         }
         Command::Project(ProjectCommand::Delete { project_ref }) => {
             let r = ProjectRef::parse(&project_ref)?;
-            projects::delete(platform, &r, "cli").await?;
+            let id = projects::delete(platform, &r, "cli").await?;
+            crate::storage::StorageHandle::from_config(platform.config())
+                .purge_project(id)
+                .await;
             println!("deleted project {r}");
         }
         Command::Admin(AdminCommand::Create { email, password }) => {

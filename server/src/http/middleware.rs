@@ -70,12 +70,25 @@ pub fn cors(origins: &str) -> CorsLayer {
             Method::OPTIONS,
         ])
         .allow_headers(Any)
-        .expose_headers([
-            header::CONTENT_RANGE,
-            header::LOCATION,
-            REQUEST_ID,
-            HeaderName::from_static("preference-applied"),
-        ])
+        .expose_headers(
+            [
+                "content-range",
+                "location",
+                "x-request-id",
+                "preference-applied",
+                "etag",
+                "content-disposition",
+                // TUS resumable uploads from browsers (tus-js-client).
+                "upload-offset",
+                "upload-length",
+                "upload-expires",
+                "tus-resumable",
+                "tus-version",
+                "tus-extension",
+                "tus-max-size",
+            ]
+            .map(HeaderName::from_static),
+        )
         .max_age(std::time::Duration::from_secs(3600))
 }
 

@@ -127,10 +127,6 @@ pub async fn delete_project(
     Path(r): Path<String>,
 ) -> ApiResult<StatusCode> {
     let r = ProjectRef::parse(&r).map_err(|_| projects::ProjectError::NotFound(r.clone()))?;
-    app.projects.invalidate(r.as_str());
-    let id = projects::delete(&app.platform, &r, &admin.email).await?;
-    app.pools.remove(id);
-    app.schema_caches.remove(id);
-    app.projects.invalidate(r.as_str());
+    app.delete_project(&r, &admin.email).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -50,15 +50,37 @@ use crate::tenant::{Caller, Tenant};
 #[derive(Clone)]
 pub struct StorageHandle(pub Arc<Result<Storage, String>>);
 
-/// Routes of the storage API, relative to a project. Opens the backend from
-/// the configuration.
-pub fn routes(app: &AppState) -> Router<AppState> {
-    let storage = Storage::from_config(app.platform.config());
-    match &storage {
-        Ok(s) => tracing::info!(backend = %s.describe, "storage backend ready"),
-        Err(e) => tracing::error!(error = %e, "storage backend unavailable"),
+impl StorageHandle {
+    /// Opens the backend the configuration names.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        let storage = Storage::from_config(config);
+        match &storage {
+            Ok(s) => tracing::info!(backend = %s.describe, "storage backend ready"),
+            Err(e) => tracing::error!(error = %e, "storage backend unavailable"),
+        }
+        StorageHandle(Arc::new(storage))
     }
-    routes_with(StorageHandle(Arc::new(storage)))
+
+    /// Why the backend could not be opened, if it could not.
+    pub fn error(&self) -> Option<&str> {
+        self.0.as_ref().as_ref().err().map(String::as_str)
+    }
+
+    /// Deletes every object of a project (after the project is deleted);
+    /// failures are logged, the reaper does not cover a deleted project.
+    pub async fn purge_project(&self, project: Uuid) {
+        if let Ok(storage) = self.0.as_ref() {
+            match storage.purge_project(project).await {
+                Ok(n) => tracing::info!(%project, objects = n, "purged project storage"),
+                Err(error) => tracing::error!(%project, %error, "could not purge project storage"),
+            }
+        }
+    }
+}
+
+/// Routes of the storage API, relative to a project, on the app's backend.
+pub fn routes(app: &AppState) -> Router<AppState> {
+    routes_with(app.storage.clone())
 }
 
 /// [`routes`] with a given backend.

@@ -64,6 +64,11 @@ impl Moto {
     /// Starts moto and creates a bucket; `None` (after a loud message) when moto is not installed.
     pub async fn start() -> Option<Moto> {
         let Some(bin) = moto_binary() else {
+            // Under `cargo xtask test` moto is installed: missing is a failure.
+            assert!(
+                std::env::var_os("FERROBASE_PEERS_DIR").is_none(),
+                "moto_server is missing from the peers installed by cargo xtask test"
+            );
             eprintln!(
                 "\n!!!!!!!! SKIPPED: S3 storage tests need moto_server \
                  ($FERROBASE_PEERS_VENV/bin/moto_server or on PATH; pip install \"moto[server]\") !!!!!!!!\n"

@@ -1,9 +1,10 @@
 //! The official clients, unchanged: `@supabase/storage-js` and
 //! `tus-js-client` (Node) and Python `storage3`.
 //!
-//! Found at `$FERROBASE_PEERS_NODE_MODULES` (else `<repo>/.peers/node_modules`)
-//! and `$FERROBASE_PEERS_VENV/bin/python` (else `<repo>/.peers/venv`); when
-//! missing, the test is skipped with a loud message.
+//! Installed by `cargo xtask test` from `tests/peers/` (found at
+//! `$FERROBASE_PEERS_DIR/node_modules` and `$FERROBASE_PEERS_VENV/bin/python`;
+//! a missing peer fails the test there). Run outside xtask without them, the
+//! test is skipped with a loud message.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,14 +24,18 @@ fn script(name: &str) -> PathBuf {
 }
 
 fn skip(what: &str) {
+    // Under `cargo xtask test` the peers are installed: missing is a failure.
+    if std::env::var_os("FERROBASE_PEERS_DIR").is_some() {
+        panic!("{what} is missing from the peers installed by cargo xtask test (tests/peers)");
+    }
     eprintln!(
         "\n!!!!!!!! SKIPPED: {what} is not installed (see tests/it/storage/peers.rs) !!!!!!!!\n"
     );
 }
 
 fn node_modules() -> Option<PathBuf> {
-    std::env::var("FERROBASE_PEERS_NODE_MODULES")
-        .map(PathBuf::from)
+    std::env::var("FERROBASE_PEERS_DIR")
+        .map(|d| PathBuf::from(d).join("node_modules"))
         .ok()
         .into_iter()
         .chain([repo_root().join(".peers/node_modules")])
