@@ -223,6 +223,29 @@ impl AdminClient {
         self.send_json(request).await
     }
 
+    /// Changes a project's display name and/or the schemas its data API
+    /// serves (the first is the default), via `PATCH /platform/v1/projects/{ref}`.
+    /// Error: 400 `invalid_settings` for a platform-owned or malformed schema.
+    pub async fn update_project(
+        &self,
+        project_ref: &str,
+        name: Option<&str>,
+        exposed_schemas: Option<&[&str]>,
+    ) -> Result<ProjectDetails> {
+        let mut body = serde_json::Map::new();
+        if let Some(name) = name {
+            body.insert("name".into(), name.into());
+        }
+        if let Some(schemas) = exposed_schemas {
+            body.insert("exposed_schemas".into(), schemas.to_vec().into());
+        }
+        let request = self
+            .request(Method::PATCH, &["projects", project_ref])?
+            .json(&body)
+            .build()?;
+        self.send_json(request).await
+    }
+
     /// Deletes a project and its database
     /// (`DELETE /platform/v1/projects/{ref}`).
     pub async fn delete_project(&self, project_ref: &str) -> Result<()> {

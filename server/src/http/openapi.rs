@@ -23,7 +23,7 @@ use crate::tenant;
     paths(
         health::root, health::live, health::ready, metrics::render,
         handlers::login, handlers::list_projects, handlers::create_project,
-        handlers::get_project, handlers::delete_project,
+        handlers::get_project, handlers::update_project, handlers::delete_project,
         tenant::jwks,
         crate::admin::sql::run_sql, crate::schema::handlers::list_schemas, crate::schema::handlers::list_tables, crate::schema::handlers::get_table, crate::schema::handlers::create_table, crate::schema::handlers::alter_table, crate::schema::handlers::drop_table, crate::schema::handlers::set_rls, crate::schema::handlers::create_index, crate::schema::handlers::drop_index, crate::schema::handlers::create_policy, crate::schema::handlers::drop_policy, crate::schema::handlers::list_views, crate::schema::handlers::list_functions, crate::schema::handlers::list_triggers,
         st::buckets::list, st::buckets::get, st::buckets::create, st::buckets::update,
@@ -38,7 +38,7 @@ use crate::tenant;
     ),
     components(schemas(
         ApiError, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,
-        handlers::CreateProject, projects::Project, projects::ProjectDetails, health::Health,
+        handlers::CreateProject, handlers::UpdateProject, projects::Project, projects::ProjectDetails, health::Health,
         st::buckets::Bucket, st::buckets::CreateBucket, st::buckets::UpdateBucket,
         st::buckets::SizeLimit, st::buckets::Created, st::Message, st::objects::Uploaded,
         st::objects::ListBody, st::objects::SortBy, st::objects::MoveBody, st::objects::DeleteMany,

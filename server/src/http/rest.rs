@@ -38,6 +38,7 @@ const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(500);
 struct Entry {
     cache: Arc<SchemaCache>,
     version: i64,
+    schemas: Vec<String>,
     loaded_at: Instant,
 }
 
@@ -170,6 +171,7 @@ async fn load(
     let entry = Entry {
         cache: Arc::new(SchemaCache::load(client, schemas).await?),
         version,
+        schemas: schemas.to_vec(),
         loaded_at: Instant::now(),
     };
     app.schema_caches.put(id, entry.clone());
@@ -183,7 +185,7 @@ async fn run(
     request: RestRequest,
 ) -> Result<Response, Failure> {
     let id = tenant.project.id;
-    let schemas = vec!["public".to_owned()];
+    let schemas = &tenant.project.exposed_schemas;
     let pool = app.project_pool(tenant);
     let mut conn = pool.get().await.map_err(ApiError::from)?;
     let timeout = app.platform.config().statement_timeout_ms;
@@ -193,15 +195,15 @@ async fn run(
     loop {
         let (tx, version) = PooledTx::begin(conn, &caller.role, &caller.claims, timeout).await?;
         let current = match &entry {
-            Some(e) if e.version == version => e.clone(),
+            Some(e) if e.version == version && e.schemas == *schemas => e.clone(),
             _ => {
                 // Load as the owner, outside the caller's transaction.
                 conn = tx.rollback().await?;
-                entry = Some(load(app, &conn, id, &schemas, version).await?);
+                entry = Some(load(app, &conn, id, schemas, version).await?);
                 continue;
             }
         };
-        match execute(tx.client(), &current.cache, &schemas, request.clone()).await {
+        match execute(tx.client(), &current.cache, schemas, request.clone()).await {
             Ok(outcome) => {
                 // Dropping the connection returns it to the pool.
                 drop(if outcome.rollback {
@@ -222,7 +224,7 @@ async fn run(
                 }
                 retried = true;
                 tracing::debug!(code = %e.code, "schema cache miss; reloading");
-                entry = Some(load(app, &conn, id, &schemas, version).await?);
+                entry = Some(load(app, &conn, id, schemas, version).await?);
             }
         }
     }

@@ -42,7 +42,9 @@ pub fn build(app: AppState) -> Router {
         )
         .route(
             "/platform/v1/projects/{ref}",
-            get(platform::get_project).delete(platform::delete_project),
+            get(platform::get_project)
+                .patch(platform::update_project)
+                .delete(platform::delete_project),
         )
         .nest("/p/{ref}", project_routes(&app))
         .fallback(not_found)

@@ -75,6 +75,9 @@ pub enum ProjectError {
     /// No project with that ref.
     #[error("No project with ref {0:?}.")]
     NotFound(String),
+    /// A setting has an invalid value.
+    #[error("{0}")]
+    InvalidSettings(String),
     /// A database statement failed.
     #[error("database error: {0}")]
     Db(#[from] tokio_postgres::Error),
@@ -98,6 +101,7 @@ impl From<ProjectError> for ApiError {
             ProjectError::InvalidRef(m) => ApiError::bad_request("invalid_ref", m)
                 .with_hint("Use 3-40 lowercase letters, digits or '-', e.g. \"my-app\"."),
             ProjectError::Exists(_) => ApiError::conflict("project_exists", e.to_string()),
+            ProjectError::InvalidSettings(m) => ApiError::bad_request("invalid_settings", m),
             ProjectError::NotFound(_) => ApiError::not_found("project_not_found", e.to_string()),
             ProjectError::Db(db) => db.into(),
             ProjectError::Pool(p) => p.into(),
@@ -120,6 +124,8 @@ pub struct Project {
     pub created_at: DateTime<Utc>,
     /// Base URL of the project's APIs.
     pub url: String,
+    /// Schemas served by the data API (the first is the default).
+    pub exposed_schemas: Vec<String>,
 }
 
 /// A project with its keys and database connection string (admins only).
@@ -147,6 +153,8 @@ pub struct LoadedProject {
     pub db_config: tokio_postgres::Config,
     /// Keys whose tokens are accepted (the first one signs).
     pub keys: Vec<SigningKey>,
+    /// Schemas served by the data API (the first is the default).
+    pub exposed_schemas: Vec<String>,
 }
 
 fn unix_now() -> u64 {
@@ -408,6 +416,7 @@ fn project_from_row(platform: &Platform, row: &tokio_postgres::Row) -> Project {
         name: row.get("name"),
         status: row.get("status"),
         created_at: row.get("created_at"),
+        exposed_schemas: row.get("exposed_schemas"),
     }
 }
 
@@ -416,7 +425,7 @@ pub async fn list(platform: &Platform) -> Result<Vec<Project>, ProjectError> {
     let client = platform.control().get().await?;
     let rows = client
         .query(
-            "select ref, name, status, created_at from projects order by created_at, ref",
+            "select ref, name, status, created_at, exposed_schemas from projects order by created_at, ref",
             &[],
         )
         .await?;
@@ -431,7 +440,8 @@ pub async fn get_details(
     let client = platform.control().get().await?;
     let row = client
         .query_opt(
-            "select id, ref, name, status, created_at, db_conn_enc from projects where ref = $1 and status = 'ready'",
+            "select id, ref, name, status, created_at, exposed_schemas, db_conn_enc from projects \
+             where ref = $1 and status = 'ready'",
             &[&r.as_str()],
         )
         .await?
@@ -469,7 +479,7 @@ pub async fn load(platform: &Platform, r: &str) -> Result<Option<LoadedProject>,
     let client = platform.control().get().await?;
     let Some(row) = client
         .query_opt(
-            "select id, ref, db_conn_enc from projects where ref = $1 and status = 'ready'",
+            "select id, ref, db_conn_enc, exposed_schemas from projects where ref = $1 and status = 'ready'",
             &[&r],
         )
         .await?
@@ -501,7 +511,81 @@ pub async fn load(platform: &Platform, r: &str) -> Result<Option<LoadedProject>,
         project_ref: row.get("ref"),
         db_config,
         keys,
+        exposed_schemas: row.get("exposed_schemas"),
     }))
+}
+
+/// Schemas that can never be exposed through the data API.
+const UNEXPOSABLE: &[&str] = &[
+    "_ferrobase",
+    "auth",
+    "storage",
+    "information_schema",
+    "pg_catalog",
+    "pg_toast",
+];
+
+/// Validates a list of schemas to expose: 1-16 distinct identifiers, none of
+/// them platform-owned or system schemas.
+pub fn parse_exposed_schemas(schemas: &[String]) -> Result<Vec<String>, ProjectError> {
+    let invalid = |m: String| Err(ProjectError::InvalidSettings(m));
+    if schemas.is_empty() || schemas.len() > 16 {
+        return invalid("exposed_schemas must list 1 to 16 schemas.".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in schemas {
+        let ident = !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$');
+        if !ident {
+            return invalid(format!("{s:?} is not a valid schema name."));
+        }
+        if UNEXPOSABLE.contains(&s.as_str()) || s.starts_with("pg_") {
+            return invalid(format!(
+                "Schema {s:?} belongs to the platform and cannot be exposed."
+            ));
+        }
+        if !seen.insert(s.as_str()) {
+            return invalid(format!("Schema {s:?} is listed twice."));
+        }
+    }
+    Ok(schemas.to_vec())
+}
+
+/// Changes a project's name and/or exposed schemas.
+pub async fn update(
+    platform: &Platform,
+    r: &ProjectRef,
+    name: Option<&str>,
+    exposed_schemas: Option<&[String]>,
+    actor: &str,
+) -> Result<ProjectDetails, ProjectError> {
+    let schemas = exposed_schemas.map(parse_exposed_schemas).transpose()?;
+    let name = name.map(str::trim).filter(|n| !n.is_empty());
+    let client = platform.control().get().await?;
+    let n = client
+        .execute(
+            "update projects set name = coalesce($2, name), \
+             exposed_schemas = coalesce($3, exposed_schemas) where ref = $1 and status = 'ready'",
+            &[&r.as_str(), &name, &schemas],
+        )
+        .await?;
+    if n == 0 {
+        return Err(ProjectError::NotFound(r.to_string()));
+    }
+    platform
+        .audit(
+            actor,
+            "project.update",
+            r.as_str(),
+            json!({ "name": name, "exposed_schemas": schemas }),
+        )
+        .await;
+    get_details(platform, r).await
 }
 
 /// Deletes project `r`: drops its database and role, then its control-plane rows.

@@ -14,6 +14,7 @@ mod peers;
 mod read;
 mod rls;
 mod rpc;
+mod schemas;
 mod write;
 
 use std::time::{SystemTime, UNIX_EPOCH};
