@@ -389,11 +389,23 @@ fn pocketbase_loads(hey: &Path, conns: u64, duration: u64) -> Result<Vec<Load>> 
     let (email, password) = ("bench@example.com", proc::random_hex(12)?);
     proc::run_quiet(
         Command::new(&bin)
-            .args(["superuser", "upsert", email, &password, "--dir"])
+            .args(["superuser", "upsert", email, &password, "--migrationsDir"])
+            .arg(dir.join("pb_migrations"))
+            .arg("--dir")
             .arg(&dir),
     )?;
+    // Without these, PocketBase writes migration files next to the data dir's
+    // parent (a shared /tmp/pb_migrations) and replays them in the next run.
     let child = Command::new(&bin)
-        .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
+        .args([
+            "serve",
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--automigrate=false",
+        ])
+        .arg("--migrationsDir")
+        .arg(dir.join("pb_migrations"))
+        .arg("--dir")
         .arg(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
