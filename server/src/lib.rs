@@ -7,12 +7,14 @@
 //! - [`platform`]: the control plane (projects, admins, start-up).
 //! - [`tenant`]: which project a request is for and who is calling.
 //! - [`rest`]: the PostgREST-compatible data API.
+//! - [`auth`]: the GoTrue-compatible auth API.
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
 //! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
 //! - [`app`]: shared state and the server loop; [`cli`]: the `ferrobase` command.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;

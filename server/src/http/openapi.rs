@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::http::{ApiError, health, metrics};
 use crate::platform::{admins, handlers, projects};
-use crate::tenant;
+use crate::{auth, tenant};
 
 /// The platform's API description.
 #[derive(OpenApi)]
@@ -24,16 +24,26 @@ use crate::tenant;
         handlers::login, handlers::list_projects, handlers::create_project,
         handlers::get_project, handlers::delete_project,
         tenant::jwks,
+        auth::handlers::signup, auth::handlers::token, auth::handlers::get_user,
+        auth::handlers::update_user, auth::handlers::logout, auth::handlers::settings,
+        auth::handlers::recover, auth::handlers::otp, auth::handlers::magiclink,
+        auth::handlers::verify_get, auth::handlers::verify_post, auth::handlers::resend,
+        auth::admin::list_users, auth::admin::create_user, auth::admin::get_user,
+        auth::admin::update_user, auth::admin::delete_user, auth::admin::invite,
+        auth::admin::generate_link, auth::admin::get_config, auth::admin::put_config,
+        auth::admin::list_mail, auth::admin::put_template, auth::admin::get_template,
     ),
     components(schemas(
         ApiError, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,
-        handlers::CreateProject, projects::Project, projects::ProjectDetails, health::Health,
+        handlers::CreateProject, projects::Project, auth::settings::AuthSettings, projects::ProjectDetails, health::Health,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "platform", description = "Projects and platform admins (`/platform/v1`)"),
         (name = "project", description = "Per-project endpoints (`/p/{ref}/…`)"),
         (name = "operations", description = "Health and metrics"),
+        (name = "auth", description = "GoTrue-compatible auth (`/p/{ref}/auth/v1`)"),
+        (name = "auth-admin", description = "Auth administration with the service-role key"),
     )
 )]
 pub struct ApiDoc;
