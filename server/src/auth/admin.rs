@@ -13,7 +13,7 @@ use super::error::{AuthError, AuthResult};
 use super::handlers::{LinkMail, hash_password, query_param, send_link};
 use super::mail::{self, Kind};
 use super::users::{self, NewUser, parse_email};
-use super::{KeyedCtx, Body, parse_body, redirect, settings};
+use super::{Body, KeyedCtx, parse_body, redirect, settings};
 
 fn user_not_found() -> AuthError {
     AuthError::not_found("user_not_found", "User not found")
@@ -78,7 +78,10 @@ pub async fn list_users(
     if let Ok(v) = HeaderValue::from_str(&links.join(", ")) {
         headers.insert("link", v);
     }
-    Ok((headers, Json(json!({ "users": list, "aud": "authenticated" }))))
+    Ok((
+        headers,
+        Json(json!({ "users": list, "aud": "authenticated" })),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,7 +101,9 @@ fn object_or_empty(v: Option<Value>, what: &str) -> AuthResult<Option<Value>> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(v @ Value::Object(_)) => Ok(Some(v)),
-        Some(_) => Err(AuthError::validation(format!("{what} must be a JSON object"))),
+        Some(_) => Err(AuthError::validation(format!(
+            "{what} must be a JSON object"
+        ))),
     }
 }
 
@@ -154,10 +159,7 @@ fn check_role(role: &str) -> AuthResult<()> {
 #[utoipa::path(post, path = "/p/{ref}/auth/v1/admin/users", tag = "auth-admin",
     params(("ref" = String, Path, description = "Project ref")),
     responses((status = 200, description = "The user"), (status = 422, description = "email_exists, weak_password")))]
-pub async fn create_user(
-    KeyedCtx(mut ctx): KeyedCtx,
-    body: Body,
-) -> AuthResult<Json<Value>> {
+pub async fn create_user(KeyedCtx(mut ctx): KeyedCtx, body: Body) -> AuthResult<Json<Value>> {
     let p: AdminUserParams = parse_body(&body.0)?;
     ctx.require_admin()?;
     if p.phone.is_some() && p.email.is_none() {
@@ -179,7 +181,12 @@ pub async fn create_user(
     if let Some(role) = &p.role {
         check_role(role)?;
     }
-    let ban = p.ban_duration.as_deref().map(parse_ban_duration).transpose()?.flatten();
+    let ban = p
+        .ban_duration
+        .as_deref()
+        .map(parse_ban_duration)
+        .transpose()?
+        .flatten();
     let db: &mut tokio_postgres::Client = &mut ctx.client;
     let tx = db.transaction().await?;
     let user = users::insert(
@@ -197,8 +204,11 @@ pub async fn create_user(
     )
     .await?;
     if let Some(role) = &p.role {
-        tx.execute("update auth.users set role = $2 where id = $1", &[&user.id, role])
-            .await?;
+        tx.execute(
+            "update auth.users set role = $2 where id = $1",
+            &[&user.id, role],
+        )
+        .await?;
     }
     if let Some(secs) = ban {
         tx.execute(
@@ -208,7 +218,9 @@ pub async fn create_user(
         .await?;
     }
     users::audit(&tx, "user_created_by_admin", Some(user.id), json!({}), None).await?;
-    let user = users::by_id(&tx, user.id).await?.ok_or_else(user_not_found)?;
+    let user = users::by_id(&tx, user.id)
+        .await?
+        .ok_or_else(user_not_found)?;
     tx.commit().await?;
     Ok(Json(user.to_json()))
 }
@@ -256,7 +268,11 @@ pub async fn update_user(
     if let Some(role) = &p.role {
         check_role(role)?;
     }
-    let ban = p.ban_duration.as_deref().map(parse_ban_duration).transpose()?;
+    let ban = p
+        .ban_duration
+        .as_deref()
+        .map(parse_ban_duration)
+        .transpose()?;
     let db: &mut tokio_postgres::Client = &mut ctx.client;
     let tx = db.transaction().await?;
     let user = users::by_id_for_update(&tx, id)
@@ -266,7 +282,10 @@ pub async fn update_user(
         && Some(email) != user.email.as_ref()
     {
         let taken = tx
-            .query_opt("select 1 from auth.users where email = $1 and id <> $2", &[email, &id])
+            .query_opt(
+                "select 1 from auth.users where email = $1 and id <> $2",
+                &[email, &id],
+            )
             .await?
             .is_some();
         if taken {
@@ -319,8 +338,11 @@ pub async fn update_user(
         .await?;
     }
     if let Some(role) = &p.role {
-        tx.execute("update auth.users set role = $2 where id = $1", &[&id, role])
-            .await?;
+        tx.execute(
+            "update auth.users set role = $2 where id = $1",
+            &[&id, role],
+        )
+        .await?;
     }
     match ban {
         Some(Some(secs)) => {
@@ -331,13 +353,19 @@ pub async fn update_user(
             .await?;
         }
         Some(None) => {
-            tx.execute("update auth.users set banned_until = null where id = $1", &[&id])
-                .await?;
+            tx.execute(
+                "update auth.users set banned_until = null where id = $1",
+                &[&id],
+            )
+            .await?;
         }
         None => {}
     }
-    tx.execute("update auth.users set updated_at = now() where id = $1", &[&id])
-        .await?;
+    tx.execute(
+        "update auth.users set updated_at = now() where id = $1",
+        &[&id],
+    )
+    .await?;
     users::audit(&tx, "user_updated_by_admin", Some(id), json!({}), None).await?;
     let user = users::by_id(&tx, id).await?.ok_or_else(user_not_found)?;
     tx.commit().await?;
@@ -440,7 +468,9 @@ pub async fn invite(
         &[&user.id],
     )
     .await?;
-    let user = users::by_id(&tx, user.id).await?.ok_or_else(user_not_found)?;
+    let user = users::by_id(&tx, user.id)
+        .await?
+        .ok_or_else(user_not_found)?;
     tx.commit().await?;
     Ok(Json(user.to_json()))
 }
@@ -463,10 +493,7 @@ struct GenerateLinkParams {
 #[utoipa::path(post, path = "/p/{ref}/auth/v1/admin/generate_link", tag = "auth-admin",
     params(("ref" = String, Path, description = "Project ref")),
     responses((status = 200, description = "The user with action_link, email_otp, hashed_token, verification_type, redirect_to")))]
-pub async fn generate_link(
-    KeyedCtx(mut ctx): KeyedCtx,
-    body: Body,
-) -> AuthResult<Json<Value>> {
+pub async fn generate_link(KeyedCtx(mut ctx): KeyedCtx, body: Body) -> AuthResult<Json<Value>> {
     let p: GenerateLinkParams = parse_body(&body.0)?;
     ctx.require_admin()?;
     let kind = p.kind.clone().unwrap_or_default();
@@ -593,7 +620,9 @@ pub async fn generate_link(
     };
     let issued = mail::issue(&tx, &s, Some(user.id), token_type, &target, &redirect_to).await?;
     let action_link = mail::verify_url(&project_url, &issued.token, verify_type, &redirect_to);
-    let user = users::by_id(&tx, user.id).await?.ok_or_else(user_not_found)?;
+    let user = users::by_id(&tx, user.id)
+        .await?
+        .ok_or_else(user_not_found)?;
     tx.commit().await?;
     let mut body = user.to_json();
     body["action_link"] = json!(action_link);
@@ -707,7 +736,9 @@ pub async fn put_template(
             &[&kind.name(), &p.subject, &p.html, &p.text],
         )
         .await?;
-    Ok(Json(json!({ "kind": kind.name(), "subject": p.subject, "html": p.html, "text": p.text })))
+    Ok(Json(
+        json!({ "kind": kind.name(), "subject": p.subject, "html": p.html, "text": p.text }),
+    ))
 }
 
 /// `GET /auth/v1/admin/templates/{kind}`: the project's override (fields null when default).
@@ -733,7 +764,9 @@ pub async fn get_template(
         Some(r) => (r.get(0), r.get(1), r.get(2)),
         None => (None, None, None),
     };
-    Ok(Json(json!({ "kind": kind.name(), "subject": subject, "html": html, "text": text })))
+    Ok(Json(
+        json!({ "kind": kind.name(), "subject": subject, "html": html, "text": text }),
+    ))
 }
 
 #[cfg(test)]

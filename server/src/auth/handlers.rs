@@ -3,10 +3,10 @@
 //! link, verify, resend). Each handler parses, applies limits, then calls
 //! the plain functions in [`super::session`], [`super::users`] and [`super::mail`].
 
+use axum::Json;
 use axum::extract::RawQuery;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_postgres::GenericClient;
@@ -17,7 +17,7 @@ use super::limits::{self, Action};
 use super::mail::{self, Kind};
 use super::session::{self, Refreshed};
 use super::users::{self, NewUser, User, parse_email};
-use super::{AuthCtx, KeyedCtx, Body, parse_body, redirect};
+use super::{AuthCtx, Body, KeyedCtx, parse_body, redirect};
 
 /// A query parameter of a raw query string.
 pub fn query_param(raw: &Option<String>, name: &str) -> Option<String> {
@@ -129,7 +129,10 @@ pub async fn signup(
     let db: &mut tokio_postgres::Client = &mut ctx.client;
     let tx = db.transaction().await?;
     let existing = tx
-        .query_opt("select id from auth.users where email = $1 for update", &[&email])
+        .query_opt(
+            "select id from auth.users where email = $1 for update",
+            &[&email],
+        )
         .await?;
     let mut user = match existing {
         Some(row) => {
@@ -283,7 +286,15 @@ pub async fn send_link(
 ) -> AuthResult<mail::Issued> {
     let issued = mail::issue(c, s, m.user_id, m.token_type, m.to, m.redirect_to).await?;
     let url = mail::verify_url(project_url, &issued.token, m.verify_type, m.redirect_to);
-    let vars = mail::vars(s, &url, &issued, m.email, m.new_email, m.redirect_to, m.data);
+    let vars = mail::vars(
+        s,
+        &url,
+        &issued,
+        m.email,
+        m.new_email,
+        m.redirect_to,
+        m.data,
+    );
     mail::deliver(c, config, m.kind, m.to, vars).await?;
     Ok(issued)
 }
@@ -339,10 +350,7 @@ async fn password_grant(mut ctx: AuthCtx, p: PasswordGrant) -> AuthResult<Json<V
         return Err(if p.phone.is_some() {
             AuthError::bad_request("phone_provider_disabled", "Phone logins are disabled")
         } else {
-            AuthError::bad_request(
-                "validation_failed",
-                "missing email or phone",
-            )
+            AuthError::bad_request("validation_failed", "missing email or phone")
         });
     };
     if !s.external_email_enabled {
@@ -355,7 +363,14 @@ async fn password_grant(mut ctx: AuthCtx, p: PasswordGrant) -> AuthResult<Json<V
     let account: String = email.trim().to_lowercase().chars().take(255).collect();
     let password = p.password.unwrap_or_default();
     let c = &**ctx.client;
-    limits::check(c, &s, Action::SignIn, ctx.origin.ip.as_deref(), Some(&account)).await?;
+    limits::check(
+        c,
+        &s,
+        Action::SignIn,
+        ctx.origin.ip.as_deref(),
+        Some(&account),
+    )
+    .await?;
     limits::check_lockout(c, &account).await?;
     let user = users::by_email(c, &account).await?;
     let phc = user.as_ref().and_then(|u| u.encrypted_password.clone());
@@ -508,7 +523,14 @@ pub async fn update_user(
             &[&id, hash],
         )
         .await?;
-        users::audit(&tx, "user_updated_password", Some(id), json!({}), ip.as_deref()).await?;
+        users::audit(
+            &tx,
+            "user_updated_password",
+            Some(id),
+            json!({}),
+            ip.as_deref(),
+        )
+        .await?;
     }
     if let Some(data) = &data {
         let merged = users::merge_metadata(&me.user.user_metadata, data);
@@ -520,7 +542,10 @@ pub async fn update_user(
     }
     if let Some(new_email) = &new_email {
         let taken = tx
-            .query_opt("select 1 from auth.users where email = $1 and id <> $2", &[new_email, &id])
+            .query_opt(
+                "select 1 from auth.users where email = $1 and id <> $2",
+                &[new_email, &id],
+            )
             .await?
             .is_some();
         if taken {
@@ -531,7 +556,9 @@ pub async fn update_user(
         }
         limits::mail_frequency(&tx, &s, Kind::EmailChange.name(), new_email).await?;
         let current = me.user.email.clone().unwrap_or_default();
-        let meta = data.clone().unwrap_or_else(|| me.user.user_metadata.clone());
+        let meta = data
+            .clone()
+            .unwrap_or_else(|| me.user.user_metadata.clone());
         let link = |to, token_type| LinkMail {
             user_id: Some(id),
             kind: Kind::EmailChange,
@@ -543,10 +570,23 @@ pub async fn update_user(
             redirect_to: &redirect_to,
             data: &meta,
         };
-        send_link(&tx, &config, &s, &project_url, link(new_email, "email_change_new")).await?;
+        send_link(
+            &tx,
+            &config,
+            &s,
+            &project_url,
+            link(new_email, "email_change_new"),
+        )
+        .await?;
         if s.secure_email_change_enabled && !current.is_empty() {
-            send_link(&tx, &config, &s, &project_url, link(&current, "email_change_current"))
-                .await?;
+            send_link(
+                &tx,
+                &config,
+                &s,
+                &project_url,
+                link(&current, "email_change_current"),
+            )
+            .await?;
         }
         tx.execute(
             "update auth.users set email_change = $2, email_change_sent_at = now(), \
@@ -590,8 +630,11 @@ pub async fn logout(KeyedCtx(ctx): KeyedCtx, RawQuery(query): RawQuery) -> AuthR
             .await?
         }
         _ => {
-            c.execute("delete from auth.sessions where user_id = $1", &[&me.user.id])
-                .await?
+            c.execute(
+                "delete from auth.sessions where user_id = $1",
+                &[&me.user.id],
+            )
+            .await?
         }
     };
     users::audit(
@@ -669,7 +712,14 @@ pub async fn recover(
     let email = require_email(&p)?;
     let s = &ctx.settings;
     let c = &**ctx.client;
-    limits::check(c, s, Action::Recover, ctx.origin.ip.as_deref(), Some(&email)).await?;
+    limits::check(
+        c,
+        s,
+        Action::Recover,
+        ctx.origin.ip.as_deref(),
+        Some(&email),
+    )
+    .await?;
     limits::mail_frequency(c, s, Kind::Recovery.name(), &email).await?;
     let redirect_to = redirect::resolve(s, query_param(&query, "redirect_to").as_deref());
     if let Some(user) = users::by_email(c, &email).await? {
@@ -890,8 +940,14 @@ pub async fn resend(
                     redirect_to: &redirect_to,
                     data: &user.user_metadata,
                 };
-                send_link(c, ctx.config(), s, &project_url, link(&new_email, "email_change_new"))
-                    .await?;
+                send_link(
+                    c,
+                    ctx.config(),
+                    s,
+                    &project_url,
+                    link(&new_email, "email_change_new"),
+                )
+                .await?;
                 if s.secure_email_change_enabled && !current.is_empty() {
                     send_link(
                         c,
@@ -983,7 +1039,9 @@ async fn do_verify(
     let redirect_to = consumed.redirect_to.clone().unwrap_or_default();
     let expired = || AuthError::forbidden("otp_expired", "Token has expired or is invalid");
     let user_id = consumed.user_id.ok_or_else(expired)?;
-    let user = users::by_id_for_update(&tx, user_id).await?.ok_or_else(expired)?;
+    let user = users::by_id_for_update(&tx, user_id)
+        .await?
+        .ok_or_else(expired)?;
     if user.is_banned() {
         return Err(AuthError::bad_request("user_banned", "User is banned"));
     }
@@ -1099,10 +1157,7 @@ async fn do_verify(
 #[utoipa::path(post, path = "/p/{ref}/auth/v1/verify", tag = "auth",
     params(("ref" = String, Path, description = "Project ref")),
     responses((status = 200, description = "Session"), (status = 403, description = "otp_expired")))]
-pub async fn verify_post(
-    KeyedCtx(mut ctx): KeyedCtx,
-    body: Body,
-) -> AuthResult<Json<Value>> {
+pub async fn verify_post(KeyedCtx(mut ctx): KeyedCtx, body: Body) -> AuthResult<Json<Value>> {
     let p: VerifyParams = parse_body(&body.0)?;
     let kind = p.kind.clone().unwrap_or_default();
     if p.phone.is_some() && p.email.is_none() {
@@ -1147,7 +1202,10 @@ pub async fn verify_get(mut ctx: AuthCtx, RawQuery(query): RawQuery) -> Response
     let requested = query_param(&query, "redirect_to");
     let fallback = redirect::resolve(&ctx.settings, requested.as_deref());
     let outcome = if token.is_empty() {
-        Err(AuthError::forbidden("otp_expired", "Email link is invalid or has expired"))
+        Err(AuthError::forbidden(
+            "otp_expired",
+            "Email link is invalid or has expired",
+        ))
     } else {
         do_verify(&mut ctx, &kind, Some(&token), None).await
     };

@@ -289,17 +289,28 @@ fn html_to_text(html: &str) -> String {
             .strip_prefix("a href=\"")
             .and_then(|h| h.split('"').next())
         {
-            out.push_str(&href.replace("&amp;", "&"));
+            out.push_str(&unescape(href));
             out.push(' ');
         }
         rest = &rest[start + end + 1..];
     }
     out.push_str(rest);
+    let out = unescape(&out);
     out.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Decodes the HTML entities MiniJinja's escaping produces.
+fn unescape(s: &str) -> String {
+    s.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// Renders and delivers a mail (see the module docs); records it in `auth.mail`.
@@ -348,7 +359,9 @@ pub fn verify_url(project_url: &str, token: &str, kind: &str, redirect_to: &str)
     let mut url = format!("{project_url}/auth/v1/verify?token={token}&type={kind}");
     if !redirect_to.is_empty() {
         url.push_str("&redirect_to=");
-        url.push_str(&url::form_urlencoded::byte_serialize(redirect_to.as_bytes()).collect::<String>());
+        url.push_str(
+            &url::form_urlencoded::byte_serialize(redirect_to.as_bytes()).collect::<String>(),
+        );
     }
     url
 }
@@ -381,8 +394,10 @@ mod tests {
 
     #[test]
     fn text_from_html() {
-        let t = html_to_text("<h2>Hi</h2>\n<p><a href=\"http://x/v?a=1&amp;b=2\">Go</a></p>");
-        assert_eq!(t, "Hi\nhttp://x/v?a=1&b=2 Go");
+        let t = html_to_text(
+            "<h2>Hi &lt;b&gt;</h2>\n<p><a href=\"http:&#x2f;&#x2f;x/v?a=1&amp;b=2\">Go</a></p>",
+        );
+        assert_eq!(t, "Hi <b>\nhttp://x/v?a=1&b=2 Go");
     }
 
     #[test]

@@ -227,7 +227,10 @@ impl AuthCtx {
         let claims = verify_token(&self.tenant, token, "access token").map_err(|e| {
             AuthError::forbidden(
                 "bad_jwt",
-                format!("invalid JWT: unable to parse or verify signature, {}", e.message),
+                format!(
+                    "invalid JWT: unable to parse or verify signature, {}",
+                    e.message
+                ),
             )
         })?;
         let Some(sub) = claims["sub"].as_str().and_then(|s| Uuid::parse_str(s).ok()) else {
@@ -237,7 +240,10 @@ impl AuthCtx {
             ));
         };
         let user = users::by_id(&**self.client, sub).await?.ok_or_else(|| {
-            AuthError::forbidden("user_not_found", "User from sub claim in JWT does not exist")
+            AuthError::forbidden(
+                "user_not_found",
+                "User from sub claim in JWT does not exist",
+            )
         })?;
         let session_id = claims["session_id"]
             .as_str()
@@ -267,7 +273,10 @@ impl AuthCtx {
         let claims = verify_token(&self.tenant, token, "access token").map_err(|e| {
             AuthError::forbidden(
                 "bad_jwt",
-                format!("invalid JWT: unable to parse or verify signature, {}", e.message),
+                format!(
+                    "invalid JWT: unable to parse or verify signature, {}",
+                    e.message
+                ),
             )
         })?;
         if claims["role"] != "service_role" {

@@ -38,7 +38,10 @@ fn successor(token: &str) -> String {
 
 /// The issuer claim of a project's tokens.
 pub fn issuer(config: &crate::Config, tenant: &Tenant) -> String {
-    format!("{}/auth/v1", config.project_url(&tenant.project.project_ref))
+    format!(
+        "{}/auth/v1",
+        config.project_url(&tenant.project.project_ref)
+    )
 }
 
 /// A session row as the token code needs it.
@@ -155,7 +158,10 @@ pub async fn start(
     user.last_sign_in_at = row.get(0);
     c.execute(
         "update auth.identities set last_sign_in_at = now() where user_id = $1 and provider = $2",
-        &[&user.id, &user.app_metadata["provider"].as_str().unwrap_or("email")],
+        &[
+            &user.id,
+            &user.app_metadata["provider"].as_str().unwrap_or("email"),
+        ],
     )
     .await?;
     users::audit(

@@ -94,8 +94,8 @@ impl AuthSettings {
 
     /// The defaults with `overrides` (a JSON object) laid over them.
     pub fn merged(config: &Config, overrides: &Value) -> AuthResult<Self> {
-        let mut base = serde_json::to_value(Self::defaults(config))
-            .map_err(|e| AuthError::internal(&e))?;
+        let mut base =
+            serde_json::to_value(Self::defaults(config)).map_err(|e| AuthError::internal(&e))?;
         if let (Some(base), Some(over)) = (base.as_object_mut(), overrides.as_object()) {
             for (k, v) in over {
                 base.insert(k.clone(), v.clone());

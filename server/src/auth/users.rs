@@ -117,7 +117,10 @@ impl User {
         opt("recovery_sent_at", self.recovery_sent_at);
         opt("email_change_sent_at", self.email_change_sent_at);
         opt("last_sign_in_at", self.last_sign_in_at);
-        opt("banned_until", self.banned_until.filter(|_| self.is_banned()));
+        opt(
+            "banned_until",
+            self.banned_until.filter(|_| self.is_banned()),
+        );
         m.insert("phone".into(), json!(self.phone.as_deref().unwrap_or("")));
         if let Some(new_email) = &self.email_change {
             m.insert("new_email".into(), json!(new_email));

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod auth;
 mod cli;
 mod embedded;
 mod errors;
