@@ -79,23 +79,6 @@ create table auth.refresh_tokens (
 create index on auth.refresh_tokens (session_id);
 create index on auth.refresh_tokens (parent_hash);
 
--- Links and codes sent by mail (confirmation, recovery, magic link, invite,
--- email change), stored hashed.
-create table auth.one_time_tokens (
-  id          uuid primary key default gen_random_uuid(),
-  user_id     uuid references auth.users (id) on delete cascade,
-  token_type  text not null check (token_type in ('confirmation', 'recovery', 'magiclink', 'invite',
-                'email_change_current', 'email_change_new', 'reauthentication')),
-  token_hash  text not null unique,
-  otp_hash    text,
-  relates_to  text not null,
-  redirect_to text,
-  expires_at  timestamptz not null,
-  created_at  timestamptz not null default now()
-);
-create index on auth.one_time_tokens (user_id, token_type);
-create index on auth.one_time_tokens (relates_to, token_type);
-
 -- OAuth / PKCE flow state (server-side, so any node can finish a flow).
 create table auth.flow_state (
   id                     uuid primary key default gen_random_uuid(),
@@ -117,6 +100,25 @@ create table auth.flow_state (
   created_at             timestamptz not null default now(),
   updated_at             timestamptz not null default now()
 );
+
+-- Links and codes sent by mail (confirmation, recovery, magic link, invite,
+-- email change), stored hashed.
+create table auth.one_time_tokens (
+  id          uuid primary key default gen_random_uuid(),
+  user_id     uuid references auth.users (id) on delete cascade,
+  token_type  text not null check (token_type in ('confirmation', 'recovery', 'magiclink', 'invite',
+                'email_change_current', 'email_change_new', 'reauthentication')),
+  token_hash  text not null unique,
+  otp_hash    text,
+  relates_to  text not null,
+  redirect_to text,
+  -- Set when the flow uses PKCE: verifying yields an auth code, not a session.
+  flow_state_id uuid references auth.flow_state (id) on delete cascade,
+  expires_at  timestamptz not null,
+  created_at  timestamptz not null default now()
+);
+create index on auth.one_time_tokens (user_id, token_type);
+create index on auth.one_time_tokens (relates_to, token_type);
 
 create table auth.mfa_factors (
   id                 uuid primary key default gen_random_uuid(),

@@ -460,6 +460,7 @@ pub async fn invite(
             new_email: None,
             redirect_to: &redirect_to,
             data: &data,
+            flow: None,
         },
     )
     .await?;
@@ -618,7 +619,16 @@ pub async fn generate_link(KeyedCtx(mut ctx): KeyedCtx, body: Body) -> AuthResul
             ));
         }
     };
-    let issued = mail::issue(&tx, &s, Some(user.id), token_type, &target, &redirect_to).await?;
+    let issued = mail::issue(
+        &tx,
+        &s,
+        Some(user.id),
+        token_type,
+        &target,
+        &redirect_to,
+        None,
+    )
+    .await?;
     let action_link = mail::verify_url(&project_url, &issued.token, verify_type, &redirect_to);
     let user = users::by_id(&tx, user.id)
         .await?

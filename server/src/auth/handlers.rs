@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::error::{AuthError, AuthResult};
 use super::limits::{self, Action};
 use super::mail::{self, Kind};
+use super::pkce;
 use super::session::{self, Refreshed};
 use super::users::{self, NewUser, User, parse_email};
 use super::{AuthCtx, Body, KeyedCtx, parse_body, redirect};
@@ -55,6 +56,8 @@ struct SignupParams {
     phone: Option<String>,
     password: Option<String>,
     data: Option<Value>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
 }
 
 /// `POST /auth/v1/signup`: email + password sign-up. Returns a session when
@@ -81,6 +84,9 @@ pub async fn signup(
         ));
     }
     let Some(email) = p.email.as_deref() else {
+        if p.password.is_none() {
+            return anonymous(ctx, p.data).await;
+        }
         return Err(AuthError::unprocessable(
             "validation_failed",
             "To signup, please provide your email",
@@ -120,6 +126,10 @@ pub async fn signup(
         Some(&email),
     )
     .await?;
+    let challenge = pkce::parse(
+        p.code_challenge.as_deref(),
+        p.code_challenge_method.as_deref(),
+    )?;
     let redirect_to = redirect::resolve(&s, query_param(&query, "redirect_to").as_deref());
     let hash = hash_password(password).await?;
     let config = ctx.config().clone();
@@ -205,6 +215,12 @@ pub async fn signup(
         return Ok(Json(session));
     }
     limits::mail_frequency(&tx, &s, Kind::Confirmation.name(), &email).await?;
+    let flow = match &challenge {
+        Some(ch) => {
+            Some(pkce::create(&tx, ch, "email", "email/signup", s.mailer_otp_exp as f64).await?)
+        }
+        None => None,
+    };
     send_link(
         &tx,
         &config,
@@ -220,6 +236,7 @@ pub async fn signup(
             new_email: None,
             redirect_to: &redirect_to,
             data: &data,
+            flow,
         },
     )
     .await?;
@@ -274,6 +291,8 @@ pub struct LinkMail<'a> {
     pub redirect_to: &'a str,
     /// User metadata (template `Data`).
     pub data: &'a Value,
+    /// The PKCE flow the link finishes, if any.
+    pub flow: Option<Uuid>,
 }
 
 /// Issues a one-time token and mails its link and code.
@@ -284,7 +303,7 @@ pub async fn send_link(
     project_url: &str,
     m: LinkMail<'_>,
 ) -> AuthResult<mail::Issued> {
-    let issued = mail::issue(c, s, m.user_id, m.token_type, m.to, m.redirect_to).await?;
+    let issued = mail::issue(c, s, m.user_id, m.token_type, m.to, m.redirect_to, m.flow).await?;
     let url = mail::verify_url(project_url, &issued.token, m.verify_type, m.redirect_to);
     let vars = mail::vars(
         s,
@@ -333,6 +352,7 @@ pub async fn token(
     match query_param(&query, "grant_type").as_deref() {
         Some("password") => password_grant(ctx, parse_body(&body)?).await,
         Some("refresh_token") => refresh_grant(ctx, parse_body(&body)?).await,
+        Some("pkce") => pkce_grant(ctx, parse_body(&body)?).await,
         Some(other) => Err(AuthError::bad_request(
             "validation_failed",
             format!("unsupported_grant_type: {other}"),
@@ -446,6 +466,114 @@ async fn refresh_grant(mut ctx: AuthCtx, p: RefreshGrant) -> AuthResult<Json<Val
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PkceGrant {
+    auth_code: Option<String>,
+    code_verifier: Option<String>,
+}
+
+async fn pkce_grant(mut ctx: AuthCtx, p: PkceGrant) -> AuthResult<Json<Value>> {
+    let (Some(code), Some(verifier)) = (
+        p.auth_code.filter(|c| !c.is_empty()),
+        p.code_verifier.filter(|v| !v.is_empty()),
+    ) else {
+        return Err(AuthError::bad_request(
+            "validation_failed",
+            "invalid request: both auth code and code verifier should be non-empty",
+        ));
+    };
+    let s = ctx.settings.clone();
+    limits::check(
+        &**ctx.client,
+        &s,
+        Action::SignIn,
+        ctx.origin.ip.as_deref(),
+        None,
+    )
+    .await?;
+    let config = ctx.config().clone();
+    let tenant = ctx.tenant.clone();
+    let origin = ctx.origin.clone();
+    let db: &mut tokio_postgres::Client = &mut ctx.client;
+    let tx = db.transaction().await?;
+    let flow = match pkce::exchange(&tx, &code, &verifier).await {
+        Ok(flow) => flow,
+        Err(e) => {
+            // The failed attempt consumed the code: keep that.
+            tx.commit().await?;
+            return Err(e);
+        }
+    };
+    let mut user = users::by_id(&tx, flow.user_id)
+        .await?
+        .ok_or_else(|| AuthError::not_found("user_not_found", "User not found"))?;
+    if user.is_banned() {
+        return Err(AuthError::bad_request("user_banned", "User is banned"));
+    }
+    let method = match flow.authentication_method.as_str() {
+        "email/signup" => "otp",
+        m => m,
+    }
+    .to_owned();
+    let mut session =
+        session::start(&tx, &config, &tenant, &s, &mut user, &method, &origin).await?;
+    tx.commit().await?;
+    if let Some(t) = flow.provider_access_token {
+        session["provider_token"] = json!(t);
+    }
+    if let Some(t) = flow.provider_refresh_token {
+        session["provider_refresh_token"] = json!(t);
+    }
+    Ok(Json(session))
+}
+
+async fn anonymous(mut ctx: AuthCtx, data: Option<Value>) -> AuthResult<Json<Value>> {
+    let s = ctx.settings.clone();
+    if !s.external_anonymous_users_enabled {
+        return Err(AuthError::unprocessable(
+            "anonymous_provider_disabled",
+            "Anonymous sign-ins are disabled",
+        ));
+    }
+    let data = match data {
+        None | Some(Value::Null) => json!({}),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => return Err(AuthError::validation("data must be a JSON object")),
+    };
+    limits::check(
+        &**ctx.client,
+        &s,
+        Action::Signup,
+        ctx.origin.ip.as_deref(),
+        None,
+    )
+    .await?;
+    let config = ctx.config().clone();
+    let tenant = ctx.tenant.clone();
+    let origin = ctx.origin.clone();
+    let db: &mut tokio_postgres::Client = &mut ctx.client;
+    let tx = db.transaction().await?;
+    let mut user = users::insert(
+        &tx,
+        NewUser {
+            email: None,
+            password_hash: None,
+            confirmed: false,
+            user_metadata: data,
+            app_metadata: json!({}),
+            provider: "anonymous",
+            is_anonymous: true,
+            invited: false,
+        },
+    )
+    .await?;
+    let session =
+        session::start(&tx, &config, &tenant, &s, &mut user, "anonymous", &origin).await?;
+    tx.commit().await?;
+    Ok(Json(session))
+}
+
 /// `GET /auth/v1/user`: the signed-in user.
 #[utoipa::path(get, path = "/p/{ref}/auth/v1/user", tag = "auth",
     params(("ref" = String, Path, description = "Project ref")),
@@ -463,6 +591,8 @@ struct UpdateUser {
     password: Option<String>,
     data: Option<Value>,
     phone: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
 }
 
 /// `PUT /auth/v1/user`: change password, user metadata or email (an email
@@ -510,6 +640,10 @@ pub async fn update_user(
         .map(parse_email)
         .transpose()?
         .filter(|e| Some(e) != me.user.email.as_ref());
+    let challenge = pkce::parse(
+        p.code_challenge.as_deref(),
+        p.code_challenge_method.as_deref(),
+    )?;
     let redirect_to = redirect::resolve(&s, query_param(&query, "redirect_to").as_deref());
     let config = ctx.config().clone();
     let project_url = ctx.project_url();
@@ -559,6 +693,12 @@ pub async fn update_user(
         let meta = data
             .clone()
             .unwrap_or_else(|| me.user.user_metadata.clone());
+        let flow = match &challenge {
+            Some(ch) => {
+                Some(pkce::create(&tx, ch, "email", "email_change", s.mailer_otp_exp as f64).await?)
+            }
+            None => None,
+        };
         let link = |to, token_type| LinkMail {
             user_id: Some(id),
             kind: Kind::EmailChange,
@@ -569,6 +709,7 @@ pub async fn update_user(
             new_email: Some(new_email),
             redirect_to: &redirect_to,
             data: &meta,
+            flow,
         };
         send_link(
             &tx,
@@ -682,6 +823,8 @@ struct EmailParams {
     create_user: Option<bool>,
     #[serde(rename = "type")]
     kind: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
 }
 
 fn require_email(p: &EmailParams) -> AuthResult<String> {
@@ -722,7 +865,17 @@ pub async fn recover(
     .await?;
     limits::mail_frequency(c, s, Kind::Recovery.name(), &email).await?;
     let redirect_to = redirect::resolve(s, query_param(&query, "redirect_to").as_deref());
+    let challenge = pkce::parse(
+        p.code_challenge.as_deref(),
+        p.code_challenge_method.as_deref(),
+    )?;
     if let Some(user) = users::by_email(c, &email).await? {
+        let flow = match &challenge {
+            Some(ch) => {
+                Some(pkce::create(c, ch, "email", "recovery", s.mailer_otp_exp as f64).await?)
+            }
+            None => None,
+        };
         send_link(
             c,
             ctx.config(),
@@ -738,6 +891,7 @@ pub async fn recover(
                 new_email: None,
                 redirect_to: &redirect_to,
                 data: &user.user_metadata,
+                flow,
             },
         )
         .await?;
@@ -805,6 +959,10 @@ async fn send_magic(
     )
     .await?;
     limits::mail_frequency(&**ctx.client, &s, Kind::MagicLink.name(), &email).await?;
+    let challenge = pkce::parse(
+        p.code_challenge.as_deref(),
+        p.code_challenge_method.as_deref(),
+    )?;
     let redirect_to = redirect::resolve(&s, query_param(&query, "redirect_to").as_deref());
     let config = ctx.config().clone();
     let project_url = ctx.project_url();
@@ -837,6 +995,12 @@ async fn send_magic(
         } else {
             (Kind::Confirmation, "confirmation", "signup")
         };
+        let flow = match &challenge {
+            Some(ch) => {
+                Some(pkce::create(&tx, ch, "email", "magiclink", s.mailer_otp_exp as f64).await?)
+            }
+            None => None,
+        };
         send_link(
             &tx,
             &config,
@@ -852,6 +1016,7 @@ async fn send_magic(
                 new_email: None,
                 redirect_to: &redirect_to,
                 data: &user.user_metadata,
+                flow,
             },
         )
         .await?;
@@ -905,6 +1070,7 @@ pub async fn resend(
                         new_email: None,
                         redirect_to: &redirect_to,
                         data: &user.user_metadata,
+                        flow: None,
                     },
                 )
                 .await?;
@@ -939,6 +1105,7 @@ pub async fn resend(
                     new_email: Some(&new_email),
                     redirect_to: &redirect_to,
                     data: &user.user_metadata,
+                    flow: None,
                 };
                 send_link(
                     c,
@@ -1000,6 +1167,8 @@ enum Verified {
     Session(Box<Value>, String),
     /// First half of a secure email change accepted.
     Partial(String),
+    /// PKCE flow: an auth code for the app to exchange.
+    Code(String, String),
 }
 
 const PARTIAL_EMAIL_CHANGE: &str =
@@ -1010,6 +1179,7 @@ async fn do_verify(
     kind: &str,
     link_token: Option<&str>,
     otp: Option<(&str, &str)>,
+    want_code: bool,
 ) -> AuthResult<Verified> {
     let types = token_types(kind)?;
     let s = ctx.settings.clone();
@@ -1138,7 +1308,30 @@ async fn do_verify(
             "email_change"
         }
     };
+    // An anonymous user with a confirmed email becomes a permanent email user.
+    if user.is_anonymous {
+        tx.execute(
+            "update auth.users set is_anonymous = false, raw_app_meta_data = raw_app_meta_data || \
+             '{\"provider\": \"email\", \"providers\": [\"email\"]}' where id = $1 and email is not null",
+            &[&user.id],
+        )
+        .await?;
+        tx.execute(
+            "insert into auth.identities (provider_id, user_id, identity_data, provider) \
+             select u.id::text, u.id, jsonb_build_object('sub', u.id::text, 'email', u.email, \
+             'email_verified', true, 'phone_verified', false), 'email' \
+             from auth.users u where u.id = $1 and u.email is not null \
+             on conflict (provider_id, provider) do nothing",
+            &[&user.id],
+        )
+        .await?;
+    }
     let mut user = users::by_id(&tx, user.id).await?.ok_or_else(expired)?;
+    if want_code && let Some(flow) = consumed.flow_state_id {
+        let code = pkce::issue_code(&tx, flow, user.id).await?;
+        tx.commit().await?;
+        return Ok(Verified::Code(code, redirect_to));
+    }
     users::audit(
         &tx,
         "user_verified",
@@ -1167,12 +1360,12 @@ pub async fn verify_post(KeyedCtx(mut ctx): KeyedCtx, body: Body) -> AuthResult<
         ));
     }
     let outcome = match (&p.token_hash, &p.token, &p.email) {
-        (Some(h), _, _) => do_verify(&mut ctx, &kind, Some(h), None).await?,
+        (Some(h), _, _) => do_verify(&mut ctx, &kind, Some(h), None, false).await?,
         (None, Some(t), Some(e)) => {
             let email = parse_email(e)?;
-            do_verify(&mut ctx, &kind, None, Some((&email, t))).await?
+            do_verify(&mut ctx, &kind, None, Some((&email, t)), false).await?
         }
-        (None, Some(t), None) => do_verify(&mut ctx, &kind, Some(t), None).await?,
+        (None, Some(t), None) => do_verify(&mut ctx, &kind, Some(t), None, false).await?,
         _ => {
             return Err(AuthError::bad_request(
                 "validation_failed",
@@ -1184,6 +1377,7 @@ pub async fn verify_post(KeyedCtx(mut ctx): KeyedCtx, body: Body) -> AuthResult<
     match outcome {
         Verified::Session(session, _) => Ok(Json(*session)),
         Verified::Partial(_) => Ok(Json(json!({ "msg": PARTIAL_EMAIL_CHANGE, "code": 200 }))),
+        Verified::Code(..) => Err(AuthError::internal(&"POST /verify never issues a code")),
     }
 }
 
@@ -1207,7 +1401,7 @@ pub async fn verify_get(mut ctx: AuthCtx, RawQuery(query): RawQuery) -> Response
             "Email link is invalid or has expired",
         ))
     } else {
-        do_verify(&mut ctx, &kind, Some(&token), None).await
+        do_verify(&mut ctx, &kind, Some(&token), None, true).await
     };
     let target = |stored: &str| {
         if stored.is_empty() {
@@ -1233,6 +1427,7 @@ pub async fn verify_get(mut ctx: AuthCtx, RawQuery(query): RawQuery) -> Response
                 enc(&kind)
             )
         }
+        Ok(Verified::Code(code, stored)) => pkce::with_code(&target(&stored), &code),
         Ok(Verified::Partial(stored)) => {
             format!("{}#message={}", target(&stored), enc(PARTIAL_EMAIL_CHANGE))
         }

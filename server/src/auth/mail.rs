@@ -113,6 +113,7 @@ pub async fn issue(
     token_type: &str,
     relates_to: &str,
     redirect_to: &str,
+    flow: Option<Uuid>,
 ) -> AuthResult<Issued> {
     let token = crate::crypto::random_token(24);
     let b = crate::crypto::random_bytes(4);
@@ -127,8 +128,8 @@ pub async fn issue(
     .await?;
     let ttl = settings.mailer_otp_exp as f64;
     c.execute(
-        "insert into auth.one_time_tokens (user_id, token_type, token_hash, otp_hash, relates_to, redirect_to, expires_at) \
-         values ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))",
+        "insert into auth.one_time_tokens (user_id, token_type, token_hash, otp_hash, relates_to, redirect_to, \
+         expires_at, flow_state_id) values ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8)",
         &[
             &user_id,
             &token_type,
@@ -137,6 +138,7 @@ pub async fn issue(
             &relates_to,
             &redirect_to,
             &ttl,
+            &flow,
         ],
     )
     .await?;
@@ -154,6 +156,8 @@ pub struct Consumed {
     pub relates_to: String,
     /// Where to send the browser afterwards.
     pub redirect_to: Option<String>,
+    /// The PKCE flow it belongs to.
+    pub flow_state_id: Option<Uuid>,
 }
 
 fn expired() -> AuthError {
@@ -170,7 +174,7 @@ pub async fn consume_link(
     let row = c
         .query_opt(
             "delete from auth.one_time_tokens where token_hash = $1 and token_type = any($2) \
-             returning user_id, token_type, relates_to, redirect_to, expires_at > now()",
+             returning user_id, token_type, relates_to, redirect_to, expires_at > now(), flow_state_id",
             &[&hash_token(token), &types],
         )
         .await?
@@ -190,7 +194,7 @@ pub async fn consume_otp(
         .query_opt(
             "delete from auth.one_time_tokens where relates_to = $1 and otp_hash = $2 \
              and token_type = any($3) \
-             returning user_id, token_type, relates_to, redirect_to, expires_at > now()",
+             returning user_id, token_type, relates_to, redirect_to, expires_at > now(), flow_state_id",
             &[&relates_to, &otp_hash(relates_to, otp.trim()), &types],
         )
         .await?
@@ -208,6 +212,7 @@ fn consumed(row: &tokio_postgres::Row) -> AuthResult<Consumed> {
         token_type: row.get(1),
         relates_to: row.get(2),
         redirect_to: row.get(3),
+        flow_state_id: row.get(5),
     })
 }
 

@@ -12,6 +12,7 @@
 //! - [`users`]: the user model and its queries;
 //! - [`limits`]: rate limits and lockout (state in Postgres);
 //! - [`mail`], [`smtp`]: one-time tokens, templates, delivery;
+//! - [`pkce`]: PKCE flow state and auth codes;
 //! - [`redirect`]: the redirect allow-list; [`settings`]: per-project settings;
 //! - [`error`]: GoTrue's error shapes.
 
@@ -20,6 +21,7 @@ pub mod error;
 pub mod handlers;
 pub mod limits;
 pub mod mail;
+pub mod pkce;
 pub mod redirect;
 pub mod session;
 pub mod settings;

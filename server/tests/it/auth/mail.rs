@@ -509,3 +509,169 @@ async fn invite_generate_link_templates_and_mail_frequency() {
         gotrue_error(resp, 429, "over_email_send_rate_limit").await;
     }
 }
+
+fn pkce_pair() -> (String, String) {
+    use base64::Engine as _;
+    let verifier = ferrobase_server::crypto::random_token(48);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
+    (verifier, challenge)
+}
+
+#[tokio::test]
+async fn pkce_email_flows_return_a_code_for_the_app_to_exchange() {
+    let a = Auth::new(
+        "auth-pkce",
+        json!({"site_url": "http://app.test", "smtp_max_frequency_secs": 0}),
+    )
+    .await;
+    let exchange = |code: String, verifier: String| {
+        a.req(Method::POST, "/token?grant_type=pkce")
+            .json(&json!({"auth_code": code, "code_verifier": verifier}))
+            .send()
+    };
+    // Sign-up with a challenge: the link lands on the app with ?code=.
+    let (verifier, challenge) = pkce_pair();
+    let resp = a
+        .req(Method::POST, "/signup?redirect_to=http://app.test/cb")
+        .json(
+            &json!({"email": "pk@example.com", "password": "pkce-password",
+                      "code_challenge": challenge, "code_challenge_method": "s256"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let link = link_in(&a.mail_to("pk@example.com").await[0], "type=signup");
+    let location = open_link(&link).await;
+    let code = location
+        .strip_prefix("http://app.test/cb?code=")
+        .unwrap_or_else(|| panic!("{location}"))
+        .to_owned();
+    // A wrong verifier is refused and burns the code (no second try).
+    let (wrong, _) = pkce_pair();
+    gotrue_error(
+        exchange(code.clone(), wrong).await.unwrap(),
+        400,
+        "bad_code_verifier",
+    )
+    .await;
+    gotrue_error(
+        exchange(code, verifier.clone()).await.unwrap(),
+        404,
+        "flow_state_not_found",
+    )
+    .await;
+    // The sign-up itself was confirmed; a magic link with PKCE completes.
+    let (verifier, challenge) = pkce_pair();
+    a.req(Method::POST, "/otp?redirect_to=http://app.test/cb")
+        .json(&json!({"email": "pk@example.com", "code_challenge": challenge, "code_challenge_method": "s256"}))
+        .send()
+        .await
+        .unwrap();
+    let link = link_in(&a.mail_to("pk@example.com").await[0], "type=magiclink");
+    let location = open_link(&link).await;
+    let code = location.split("code=").nth(1).unwrap().to_owned();
+    let resp = exchange(code.clone(), verifier.clone()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let s: Value = resp.json().await.unwrap();
+    assert_eq!(s["user"]["email"], "pk@example.com");
+    assert_eq!(
+        claims(s["access_token"].as_str().unwrap())["amr"][0]["method"],
+        "magiclink"
+    );
+    // Replayed code.
+    gotrue_error(
+        exchange(code, verifier).await.unwrap(),
+        404,
+        "flow_state_not_found",
+    )
+    .await;
+    // Bad input.
+    gotrue_error(
+        exchange(String::new(), String::new()).await.unwrap(),
+        400,
+        "validation_failed",
+    )
+    .await;
+    gotrue_error(
+        exchange("x".into(), "short".into()).await.unwrap(),
+        400,
+        "validation_failed",
+    )
+    .await;
+    let resp = a
+        .req(Method::POST, "/signup")
+        .json(&json!({"email": "pk2@example.com", "password": "pkce-password", "code_challenge": "abc"}))
+        .send()
+        .await
+        .unwrap();
+    gotrue_error(resp, 400, "validation_failed").await;
+}
+
+#[tokio::test]
+async fn anonymous_sign_in_and_conversion_to_a_permanent_user() {
+    let a = Auth::new("auth-anon", json!({"smtp_max_frequency_secs": 0})).await;
+    let resp = a
+        .req(Method::POST, "/signup")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    gotrue_error(resp, 422, "anonymous_provider_disabled").await;
+    a.admin(Method::PUT, "/admin/config")
+        .json(&json!({"external_anonymous_users_enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    let resp = a
+        .req(Method::POST, "/signup")
+        .json(&json!({"data": {"cart": 3}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let s: Value = resp.json().await.unwrap();
+    assert_eq!(s["user"]["is_anonymous"], true);
+    assert_eq!(s["user"]["email"], "");
+    let access = s["access_token"].as_str().unwrap();
+    let c = claims(access);
+    assert_eq!(c["is_anonymous"], true);
+    assert_eq!(c["role"], "authenticated");
+    assert_eq!(c["amr"][0]["method"], "anonymous");
+    // Convert: set an email (one confirmation, to the new address) and a password.
+    let resp = a
+        .user(Method::PUT, "/user", access)
+        .json(&json!({"email": "anon@example.com", "password": "now-permanent"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mails = a.mail_to("anon@example.com").await;
+    assert_eq!(mails.len(), 1);
+    let f = fragment(&open_link(&link_in(&mails[0], "type=email_change")).await);
+    let c = claims(f["access_token"].as_str().unwrap());
+    assert_eq!(c["is_anonymous"], false);
+    assert_eq!(c["email"], "anon@example.com");
+    assert_eq!(c["user_metadata"]["cart"], 3);
+    assert_eq!(c["app_metadata"]["provider"], "email");
+    let me: Value = a
+        .user(Method::GET, "/user", f["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["identities"][0]["provider"], "email");
+    assert_eq!(
+        me["identities"][0]["identity_data"]["email"],
+        "anon@example.com"
+    );
+    assert_eq!(
+        a.password("anon@example.com", "now-permanent")
+            .await
+            .status(),
+        200
+    );
+}
