@@ -8,8 +8,9 @@
 //!   `NewEmail`, `Data`. Projects override them in `auth.mail_templates`.
 //! - Delivery: every mail is recorded in `auth.mail`. Without SMTP it is only
 //!   recorded (`captured`: the embedded default, read through the admin API);
-//!   with SMTP it is sent and recorded as `sent`, and a send failure is
-//!   recorded and returned to the caller as an error.
+//!   with SMTP (`FERROBASE_SMTP_URL`) it is sent and recorded as `sent`. A
+//!   send failure is returned to the caller as an error (500), which also
+//!   rolls back the caller's transaction: no user is left half signed up.
 
 use minijinja::Environment;
 use serde_json::{Value, json};

@@ -3,6 +3,7 @@
 mod flows;
 mod mail;
 mod security;
+mod smtp;
 
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};

@@ -1,0 +1,189 @@
+//! Mail through a real SMTP server (aiosmtpd, see PEERS.md): it arrives, its
+//! link works; a delivery failure is an error the caller sees.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::{Auth, gotrue_error, link_in};
+use crate::support::{TestApp, temp_dir};
+
+/// A Python that can import aiosmtpd: `FERROBASE_PEERS_PYTHON`, the repo's
+/// `.peers/venv`, or `python3`.
+fn peer_python() -> Option<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let candidates = [
+        std::env::var_os("FERROBASE_PEERS_PYTHON").map(PathBuf::from),
+        Some(repo.join(".peers/venv/bin/python")),
+        Some(PathBuf::from("python3")),
+    ];
+    candidates.into_iter().flatten().find(|py| {
+        std::process::Command::new(py)
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Decodes quoted-printable text (soft line breaks and `=XX` escapes).
+fn decode_qp(s: &str) -> String {
+    let joined = s.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn mailbox_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir.join("new")) {
+        for e in entries.flatten() {
+            out.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn mail_arrives_at_a_real_smtp_server_and_its_link_works() {
+    let Some(python) = peer_python() else {
+        eprintln!(
+            "SKIPPED: aiosmtpd is not installed (pip install aiosmtpd; or set FERROBASE_PEERS_PYTHON)"
+        );
+        return;
+    };
+    let port = free_port();
+    // aiosmtpd's Mailbox handler creates the maildir (it must not exist yet).
+    let maildir = temp_dir("fbt-maildir").join("box");
+    let mut server = tokio::process::Command::new(&python)
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(&maildir)
+        .kill_on_drop(true)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start aiosmtpd");
+    let mut up = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "aiosmtpd did not start");
+
+    let t = TestApp::spawn_with(|c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let p = t.create_project("auth-smtp").await;
+    let a = Auth { t, p };
+    let resp = a.signup("mia@example.com", "mia-password").await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let recorded = a.mail_to("mia@example.com").await;
+    assert_eq!(recorded[0]["status"], "sent");
+    let mut received = Vec::new();
+    for _ in 0..50 {
+        received = mailbox_files(&maildir).await;
+        if !received.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(received.len(), 1, "one message in the mailbox");
+    let raw = &received[0];
+    assert!(raw.contains("Subject: Confirm Your Signup"), "{raw}");
+    assert!(raw.contains("mia@example.com"));
+    assert!(raw.contains("multipart/alternative"));
+    // The link in the message that arrived confirms the account.
+    let link = link_in(&json!({"text": decode_qp(raw)}), "/auth/v1/verify?token=");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = http.get(&link).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.contains("#access_token="),
+        "{link} -> {location}\n{raw}"
+    );
+    assert_eq!(
+        a.password("mia@example.com", "mia-password").await.status(),
+        200
+    );
+    let _ = server.kill().await;
+    let _ = std::fs::remove_dir_all(maildir.parent().unwrap_or(&maildir));
+}
+
+#[tokio::test]
+async fn a_failed_delivery_is_an_error_and_leaves_nothing_behind() {
+    // Nothing listens on this port.
+    let port = free_port();
+    let t = TestApp::spawn_with(|c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let p = t.create_project("auth-smtp-down").await;
+    let a = Auth { t, p };
+    let body = gotrue_error(
+        a.signup("ned@example.com", "ned-password").await,
+        500,
+        "unexpected_failure",
+    )
+    .await;
+    assert!(
+        body["msg"].as_str().unwrap().contains("confirmation"),
+        "{body}"
+    );
+    let users: Value = a
+        .admin(Method::GET, "/admin/users")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(users["users"], json!([]), "the sign-up was rolled back");
+    // Recovery mail for an existing user fails visibly too.
+    a.admin(Method::POST, "/admin/users")
+        .json(
+            &json!({"email": "ned@example.com", "password": "ned-password", "email_confirm": true}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let resp = a
+        .req(Method::POST, "/recover")
+        .json(&json!({"email": "ned@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    gotrue_error(resp, 500, "unexpected_failure").await;
+}
