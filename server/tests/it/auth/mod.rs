@@ -2,6 +2,7 @@
 
 mod flows;
 mod mail;
+mod peers;
 mod security;
 mod smtp;
 

@@ -1,0 +1,50 @@
+//! The official clients, unchanged, against `/auth/v1`: `@supabase/auth-js`
+//! (Node) signs up, signs in, refreshes, updates the user and signs out.
+//!
+//! The peer is found in `FERROBASE_PEERS_NODE_MODULES`, or the repo's
+//! `.peers/node_modules` (installed by `cargo xtask` with the other peers,
+//! PEERS.md); without it the test says SKIPPED.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::Auth;
+
+fn node_modules() -> Option<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    [
+        std::env::var_os("FERROBASE_PEERS_NODE_MODULES").map(PathBuf::from),
+        Some(repo.join(".peers/node_modules")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|dir| dir.join("@supabase/auth-js/package.json").exists())
+}
+
+#[tokio::test]
+async fn supabase_auth_js_works_unchanged() {
+    let Some(modules) = node_modules() else {
+        eprintln!(
+            "SKIPPED: @supabase/auth-js is not installed (npm i @supabase/auth-js; FERROBASE_PEERS_NODE_MODULES)"
+        );
+        return;
+    };
+    let a = Auth::new("auth-js", json!({"mailer_autoconfirm": true})).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/auth/peers/auth_js.cjs");
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .env("NODE_PATH", &modules)
+        .env("AUTH_URL", format!("{}/auth/v1", a.p.url))
+        .env("ANON_KEY", &a.p.anon)
+        .env("SERVICE_KEY", &a.p.service)
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "auth-js failed:\n{stdout}\n{stderr}"
+    );
+}
