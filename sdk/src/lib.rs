@@ -6,18 +6,26 @@
 //!   anon or service-role key and optionally a user's access token.
 //! - [`QueryBuilder`], [`FilterBuilder`], [`MaybeSingle`] (`query.rs`): the
 //!   PostgREST-compatible data API under `{project}/rest/v1`.
+//! - [`AuthClient`] (`auth.rs`): the project's users under
+//!   `{project}/auth/v1` (sign up / in / out, sessions with automatic
+//!   refresh in a pluggable [`SessionStore`], admin calls via [`AuthAdmin`]).
 //! - [`AdminClient`] (`admin.rs`): the platform API under
 //!   `{server}/platform/v1` (log in, create and delete projects).
 //! - [`Error`] (`error.rs`): the one error type, decoded from the server's
 //!   `{code, message, details, hint}` envelope.
 
 mod admin;
+mod auth;
 mod client;
 mod error;
 mod http;
 mod query;
 
 pub use admin::{AdminClient, PlatformAdmin, Project, ProjectDetails, server_ready};
+pub use auth::{
+    AdminUserAttributes, AuthAdmin, AuthClient, GeneratedLink, MemoryStore, OAuthStart, Session,
+    SessionStore, SignOutScope, SignUp, User, UserUpdate, pkce_pair,
+};
 pub use client::{Client, Jwk, Jwks};
 pub use error::{Error, Result};
 pub use query::{Count, FilterBuilder, MaybeSingle, Order, QueryBuilder, Response, TextSearch};

@@ -3,6 +3,7 @@
 mod flows;
 mod mail;
 mod peers;
+mod sdk;
 mod security;
 mod smtp;
 
