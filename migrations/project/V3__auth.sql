@@ -192,6 +192,25 @@ create table auth.config (
 );
 insert into auth.config default values;
 
+-- External identity providers (OAuth 2 / OpenID Connect), configured per
+-- project through the admin API. The client secret is encrypted by the server
+-- (AES-256-GCM under FERROBASE_ENCRYPTION_KEY) before it is stored.
+create table auth.providers (
+  name              text primary key check (name ~ '^[a-z0-9][a-z0-9_-]{0,39}$'),
+  -- 'oidc' (any issuer, by discovery) or a built-in: google, azure,
+  -- linkedin_oidc, github, discord, facebook, x.
+  kind              text not null,
+  client_id         text not null,
+  client_secret_enc text,
+  issuer            text,
+  scopes            text not null default '',
+  enabled           boolean not null default true,
+  -- Endpoint overrides and switches (authorize_url, token_url, userinfo_url, link_by_email).
+  options           jsonb not null default '{}',
+  created_at        timestamptz not null default now(),
+  updated_at        timestamptz not null default now()
+);
+
 -- Per-project mail template overrides.
 create table auth.mail_templates (
   kind       text primary key check (kind in ('confirmation', 'recovery', 'magic_link', 'invite', 'email_change', 'reauthentication')),

@@ -795,17 +795,18 @@ pub async fn logout(KeyedCtx(ctx): KeyedCtx, RawQuery(query): RawQuery) -> AuthR
     responses((status = 200, description = "Public settings")))]
 pub async fn settings(KeyedCtx(ctx): KeyedCtx) -> AuthResult<Json<Value>> {
     let s = &ctx.settings;
+    let mut external = json!({
+        "anonymous_users": s.external_anonymous_users_enabled,
+        "email": s.external_email_enabled,
+        "phone": false,
+        "apple": false, "azure": false, "discord": false, "facebook": false,
+        "github": false, "google": false, "linkedin_oidc": false, "x": false,
+    });
+    for name in super::oauth::enabled(&**ctx.client).await? {
+        external[name] = json!(true);
+    }
     Ok(Json(json!({
-        "external": {
-            "anonymous_users": s.external_anonymous_users_enabled,
-            "email": s.external_email_enabled,
-            "phone": false,
-            "apple": false, "azure": false, "bitbucket": false, "discord": false,
-            "facebook": false, "figma": false, "github": false, "gitlab": false,
-            "google": false, "keycloak": false, "kakao": false, "linkedin_oidc": false,
-            "notion": false, "slack_oidc": false, "spotify": false, "twitch": false,
-            "twitter": false, "workos": false, "zoom": false,
-        },
+        "external": external,
         "disable_signup": s.disable_signup,
         "mailer_autoconfirm": s.mailer_autoconfirm,
         "phone_autoconfirm": false,

@@ -12,6 +12,7 @@
 //! - [`users`]: the user model and its queries;
 //! - [`limits`]: rate limits and lockout (state in Postgres);
 //! - [`mail`], [`smtp`]: one-time tokens, templates, delivery;
+//! - [`oauth`]: OAuth 2 / OpenID Connect providers (authorize, callback);
 //! - [`pkce`]: PKCE flow state and auth codes;
 //! - [`redirect`]: the redirect allow-list; [`settings`]: per-project settings;
 //! - [`error`]: GoTrue's error shapes.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod handlers;
 pub mod limits;
 pub mod mail;
+pub mod oauth;
 pub mod pkce;
 pub mod redirect;
 pub mod session;
@@ -65,6 +67,16 @@ pub fn routes() -> Router<AppState> {
             get(handlers::verify_get).post(handlers::verify_post),
         )
         .route("/auth/v1/resend", post(handlers::resend))
+        .route("/auth/v1/authorize", get(oauth::authorize))
+        .route(
+            "/auth/v1/callback",
+            get(oauth::callback_get).post(oauth::callback_post),
+        )
+        .route("/auth/v1/admin/providers", get(oauth::list_providers))
+        .route(
+            "/auth/v1/admin/providers/{name}",
+            put(oauth::put_provider).delete(oauth::delete_provider),
+        )
         .route(
             "/auth/v1/admin/users",
             get(admin::list_users).post(admin::create_user),

@@ -2,6 +2,7 @@
 
 mod flows;
 mod mail;
+mod oauth;
 mod peers;
 mod sdk;
 mod security;
