@@ -127,6 +127,8 @@ create table auth.mfa_factors (
   factor_type        text not null check (factor_type in ('totp', 'phone', 'webauthn')),
   status             text not null default 'unverified' check (status in ('unverified', 'verified')),
   secret_enc         text not null,
+  -- The last TOTP time step accepted (a code is never accepted twice).
+  last_totp_step     bigint,
   last_challenged_at timestamptz,
   created_at         timestamptz not null default now(),
   updated_at         timestamptz not null default now()
@@ -139,6 +141,7 @@ create table auth.mfa_challenges (
   factor_id   uuid not null references auth.mfa_factors (id) on delete cascade,
   ip_address  text,
   verified_at timestamptz,
+  expires_at  timestamptz not null default now() + interval '5 minutes',
   created_at  timestamptz not null default now()
 );
 

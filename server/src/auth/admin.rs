@@ -59,6 +59,7 @@ pub async fn list_users(
     for row in &rows {
         let mut u = users::User::from_row(row);
         u.identities = users::load_identities(c, u.id).await?;
+        u.factors = users::load_factors(c, u.id).await?;
         list.push(u.to_json());
     }
     let last_page = ((total + per_page - 1) / per_page).max(1);

@@ -12,6 +12,7 @@
 //! - [`users`]: the user model and its queries;
 //! - [`limits`]: rate limits and lockout (state in Postgres);
 //! - [`mail`], [`smtp`]: one-time tokens, templates, delivery;
+//! - [`mfa`]: TOTP factors and `aal2` sessions;
 //! - [`oauth`]: OAuth 2 / OpenID Connect providers (authorize, callback);
 //! - [`pkce`]: PKCE flow state and auth codes;
 //! - [`redirect`]: the redirect allow-list; [`settings`]: per-project settings;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod handlers;
 pub mod limits;
 pub mod mail;
+pub mod mfa;
 pub mod oauth;
 pub mod pkce;
 pub mod redirect;
@@ -67,6 +69,13 @@ pub fn routes() -> Router<AppState> {
             get(handlers::verify_get).post(handlers::verify_post),
         )
         .route("/auth/v1/resend", post(handlers::resend))
+        .route("/auth/v1/factors", post(mfa::enroll))
+        .route(
+            "/auth/v1/factors/{id}",
+            axum::routing::delete(mfa::unenroll),
+        )
+        .route("/auth/v1/factors/{id}/challenge", post(mfa::challenge))
+        .route("/auth/v1/factors/{id}/verify", post(mfa::verify))
         .route("/auth/v1/authorize", get(oauth::authorize))
         .route(
             "/auth/v1/callback",

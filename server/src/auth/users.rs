@@ -59,6 +59,8 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
     /// Linked identities (loaded by [`load_identities`]).
     pub identities: Vec<Value>,
+    /// MFA factors (loaded with the identities).
+    pub factors: Vec<Value>,
 }
 
 impl User {
@@ -86,6 +88,7 @@ impl User {
             created_at: row.get(18),
             updated_at: row.get(19),
             identities: Vec::new(),
+            factors: Vec::new(),
         }
     }
 
@@ -128,6 +131,9 @@ impl User {
         m.insert("app_metadata".into(), self.app_metadata.clone());
         m.insert("user_metadata".into(), self.user_metadata.clone());
         m.insert("identities".into(), Value::Array(self.identities.clone()));
+        if !self.factors.is_empty() {
+            m.insert("factors".into(), Value::Array(self.factors.clone()));
+        }
         m.insert("created_at".into(), json!(self.created_at));
         m.insert("updated_at".into(), json!(self.updated_at));
         m.insert("is_anonymous".into(), json!(self.is_anonymous));
@@ -196,6 +202,7 @@ async fn with_identities(c: &impl GenericClient, row: Option<Row>) -> AuthResult
     let Some(row) = row else { return Ok(None) };
     let mut user = User::from_row(&row);
     user.identities = load_identities(c, user.id).await?;
+    user.factors = load_factors(c, user.id).await?;
     Ok(Some(user))
 }
 
@@ -230,6 +237,30 @@ pub async fn load_identities(c: &impl GenericClient, user_id: Uuid) -> AuthResul
                 "created_at": created,
                 "updated_at": updated,
                 "email": email,
+            })
+        })
+        .collect())
+}
+
+/// The MFA factors of a user, in GoTrue's JSON shape.
+pub async fn load_factors(c: &impl GenericClient, user_id: Uuid) -> AuthResult<Vec<Value>> {
+    let rows = c
+        .query(
+            "select id, friendly_name, factor_type, status, created_at, updated_at \
+             from auth.mfa_factors where user_id = $1 order by created_at",
+            &[&user_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.get::<_, Uuid>(0),
+                "friendly_name": r.get::<_, Option<String>>(1).unwrap_or_default(),
+                "factor_type": r.get::<_, String>(2),
+                "status": r.get::<_, String>(3),
+                "created_at": r.get::<_, DateTime<Utc>>(4),
+                "updated_at": r.get::<_, DateTime<Utc>>(5),
             })
         })
         .collect())

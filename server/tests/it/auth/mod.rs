@@ -2,6 +2,7 @@
 
 mod flows;
 mod mail;
+mod mfa;
 mod oauth;
 mod peers;
 mod sdk;
