@@ -336,10 +336,10 @@ fn invalid_credentials() -> AuthError {
     AuthError::bad_request("invalid_credentials", "Invalid login credentials")
 }
 
-/// `POST /auth/v1/token?grant_type=password|refresh_token`: sign in or refresh.
+/// `POST /auth/v1/token?grant_type=password|refresh_token|pkce|id_token`: sign in or refresh.
 #[utoipa::path(post, path = "/p/{ref}/auth/v1/token", tag = "auth",
     params(("ref" = String, Path, description = "Project ref"),
-           ("grant_type" = String, Query, description = "password | refresh_token")),
+           ("grant_type" = String, Query, description = "password | refresh_token | pkce | id_token")),
     responses((status = 200, description = "Session"),
               (status = 400, description = "invalid_credentials, refresh_token_not_found, refresh_token_already_used …"),
               (status = 429, description = "Rate limited or locked out")))]
@@ -353,6 +353,7 @@ pub async fn token(
         Some("password") => password_grant(ctx, parse_body(&body)?).await,
         Some("refresh_token") => refresh_grant(ctx, parse_body(&body)?).await,
         Some("pkce") => pkce_grant(ctx, parse_body(&body)?).await,
+        Some("id_token") => super::oauth::id_token_grant(ctx, &body).await,
         Some(other) => Err(AuthError::bad_request(
             "validation_failed",
             format!("unsupported_grant_type: {other}"),

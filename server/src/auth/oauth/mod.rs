@@ -867,3 +867,105 @@ pub async fn enabled(c: &impl GenericClient) -> AuthResult<Vec<String>> {
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct IdTokenParams {
+    provider: Option<String>,
+    id_token: Option<String>,
+    nonce: Option<String>,
+    access_token: Option<String>,
+}
+
+/// `POST /token?grant_type=id_token`: signs in with an ID token the app got
+/// from an OpenID Connect provider itself (native Google / Microsoft sign-in,
+/// …). The token must be signed by the provider's keys, issued by it, for the
+/// configured client id (or one of `options.additional_client_ids`), unexpired,
+/// and carry the SHA-256 (hex) of `nonce` when one is given (the raw nonce is
+/// accepted too, as GoTrue does for providers that do not hash it).
+pub async fn id_token_grant(mut ctx: AuthCtx, body: &[u8]) -> AuthResult<Json<Value>> {
+    let p: IdTokenParams = parse_body(body)?;
+    let (Some(provider), Some(raw_token)) = (
+        p.provider.filter(|s| !s.is_empty()),
+        p.id_token.filter(|s| !s.is_empty()),
+    ) else {
+        return Err(AuthError::bad_request(
+            "validation_failed",
+            "id_token and provider are required",
+        ));
+    };
+    let cfg = load_provider(&ctx, &provider).await?;
+    let Kind::Oidc { issuer } = kind_of(&cfg)? else {
+        return Err(AuthError::bad_request(
+            "validation_failed",
+            format!("Provider {provider} does not issue ID tokens"),
+        ));
+    };
+    super::limits::check(
+        &**ctx.client,
+        &ctx.settings,
+        super::limits::Action::SignIn,
+        ctx.origin.ip.as_deref(),
+        None,
+    )
+    .await?;
+    let callback = format!("{}/auth/v1/callback", ctx.project_url());
+    let client = oidc_client(&cfg, &issuer, &callback).await?;
+    let id_token: openidconnect::core::CoreIdToken = raw_token
+        .parse()
+        .map_err(|_| AuthError::bad_request("bad_jwt", "The ID token is malformed"))?;
+    let extra_audiences: Vec<String> = cfg.options["additional_client_ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let verifier = client
+        .id_token_verifier()
+        .set_other_audience_verifier_fn(move |aud| {
+            extra_audiences.iter().any(|a| a == aud.as_str())
+        });
+    let nonce = p.nonce.clone();
+    let nonce_check = move |got: Option<&Nonce>| -> Result<(), String> {
+        match (nonce, got) {
+            (None, None) => Ok(()),
+            (Some(n), Some(got)) => {
+                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, n.as_bytes());
+                let hashed: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+                if got.secret() == &hashed || got.secret() == &n {
+                    Ok(())
+                } else {
+                    Err("nonces mismatch".into())
+                }
+            }
+            (None, Some(_)) => Err("the ID token has a nonce but none was passed".into()),
+            (Some(_), None) => Err("a nonce was passed but the ID token has none".into()),
+        }
+    };
+    let claims = id_token
+        .claims(&verifier, nonce_check)
+        .map_err(|e| AuthError::bad_request("bad_jwt", format!("The ID token was refused: {e}")))?;
+    let claims_json = serde_json::to_value(claims).map_err(|e| AuthError::internal(&e))?;
+    let profile = providers::map_oidc_claims(&claims_json)
+        .ok_or_else(|| AuthError::bad_request("bad_jwt", "The ID token has no subject"))?;
+    let config = ctx.config().clone();
+    let tenant = ctx.tenant.clone();
+    let s = ctx.settings.clone();
+    let origin = ctx.origin.clone();
+    let link_by_email = cfg.options["link_by_email"].as_bool().unwrap_or(true);
+    let db: &mut tokio_postgres::Client = &mut ctx.client;
+    let tx = db.transaction().await?;
+    let mut user = resolve_user(&tx, &s, &cfg.name, &profile, Some(&issuer), link_by_email).await?;
+    if user.is_banned() {
+        return Err(AuthError::bad_request("user_banned", "User is banned"));
+    }
+    let mut session =
+        session::start(&tx, &config, &tenant, &s, &mut user, "id_token", &origin).await?;
+    tx.commit().await?;
+    if let Some(t) = p.access_token {
+        session["provider_token"] = json!(t);
+    }
+    Ok(Json(session))
+}

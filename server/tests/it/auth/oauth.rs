@@ -128,6 +128,14 @@ struct Provider {
 }
 
 async fn start_provider(modules: &Path, redirect_uri: &str) -> Provider {
+    start_provider_with(modules, redirect_uri, false).await
+}
+
+async fn start_provider_with(
+    modules: &Path,
+    redirect_uri: &str,
+    id_token_claims: bool,
+) -> Provider {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -140,6 +148,7 @@ async fn start_provider(modules: &Path, redirect_uri: &str) -> Provider {
         .env("NODE_MODULES", modules)
         .env("PORT", port.to_string())
         .env("REDIRECT_URI", redirect_uri)
+        .env("ID_TOKEN_CLAIMS", if id_token_claims { "1" } else { "0" })
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -416,4 +425,133 @@ async fn oidc_pkce_login_linking_and_attacks() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn id_token_grant_with_a_real_providers_token() {
+    let Some(modules) = node_modules() else {
+        eprintln!(
+            "SKIPPED: oidc-provider is not installed (npm i oidc-provider; FERROBASE_PEERS_NODE_MODULES)"
+        );
+        return;
+    };
+    let t = TestApp::spawn().await;
+    let p = t.create_project("auth-idtoken").await;
+    let a = Auth { t, p };
+    let callback = format!("{}/auth/v1/callback", a.p.url);
+    let idp = start_provider_with(&modules, &callback, true).await;
+    a.admin(Method::PUT, "/admin/providers/myidp")
+        .json(&json!({"kind": "oidc", "issuer": idp.issuer, "client_id": "ferrobase", "client_secret": "ferrobase-secret"}))
+        .send()
+        .await
+        .unwrap();
+    // The app signs in at the provider itself (as a native SDK would) with a
+    // hashed nonce, and gets an ID token.
+    let raw_nonce = ferrobase_server::crypto::random_token(16);
+    let hashed: String =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, raw_nonce.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    let (verifier, challenge) = pkce_pair();
+    let mut browser = Browser::new();
+    let start = format!(
+        "{}/auth?client_id=ferrobase&response_type=code&scope=openid%20email%20profile&state=app-state\
+         &redirect_uri={}&nonce={hashed}&code_challenge={challenge}&code_challenge_method=S256",
+        idp.issuer,
+        url::form_urlencoded::byte_serialize(callback.as_bytes()).collect::<String>()
+    );
+    let back = browser.login(&start, "carla", &callback).await;
+    let code = params(back.split_once('?').unwrap().1)["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let form = format!(
+        "grant_type=authorization_code&code={code}&code_verifier={verifier}&redirect_uri={}",
+        url::form_urlencoded::byte_serialize(callback.as_bytes()).collect::<String>()
+    );
+    let token: Value = reqwest::Client::new()
+        .post(format!("{}/token", idp.issuer))
+        .basic_auth("ferrobase", Some("ferrobase-secret"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id_token = token["id_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{token}"))
+        .to_owned();
+    let grant = |body: Value| {
+        a.req(Method::POST, "/token?grant_type=id_token")
+            .json(&body)
+            .send()
+    };
+
+    gotrue_error(
+        grant(json!({"provider": "myidp", "id_token": id_token, "nonce": "wrong"}))
+            .await
+            .unwrap(),
+        400,
+        "bad_jwt",
+    )
+    .await;
+    gotrue_error(
+        grant(json!({"provider": "myidp", "id_token": id_token}))
+            .await
+            .unwrap(),
+        400,
+        "bad_jwt",
+    )
+    .await;
+    // Flip a character well inside the signature (not in its padding bits).
+    let mut tampered = id_token.clone().into_bytes();
+    let i = tampered.len() - 20;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    gotrue_error(
+        grant(json!({"provider": "myidp", "id_token": tampered, "nonce": raw_nonce}))
+            .await
+            .unwrap(),
+        400,
+        "bad_jwt",
+    )
+    .await;
+    gotrue_error(
+        grant(json!({"provider": "myidp", "id_token": "not.a.jwt", "nonce": raw_nonce}))
+            .await
+            .unwrap(),
+        400,
+        "bad_jwt",
+    )
+    .await;
+    gotrue_error(
+        grant(json!({"provider": "nope", "id_token": id_token}))
+            .await
+            .unwrap(),
+        400,
+        "validation_failed",
+    )
+    .await;
+    gotrue_error(
+        grant(json!({"provider": "myidp"})).await.unwrap(),
+        400,
+        "validation_failed",
+    )
+    .await;
+    let resp = grant(json!({"provider": "myidp", "id_token": id_token, "nonce": raw_nonce}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let s: Value = resp.json().await.unwrap();
+    assert_eq!(s["user"]["email"], "carla@oidc.test");
+    assert_eq!(s["user"]["identities"][0]["provider"], "myidp");
+    assert_eq!(
+        claims(s["access_token"].as_str().unwrap())["amr"][0]["method"],
+        "id_token"
+    );
 }

@@ -25,6 +25,8 @@ const provider = new Provider(issuer, {
     claims: () => ({ sub: id, email: `${id}@oidc.test`, email_verified: true, name: `User ${id}` }),
   }),
   features: { devInteractions: { enabled: true } },
+  // ID_TOKEN_CLAIMS=1: profile claims in the ID token too (for the id_token grant).
+  conformIdTokenClaims: process.env.ID_TOKEN_CLAIMS !== '1',
 });
 provider.proxy = true;
 const server = provider.listen(port, '127.0.0.1', () => console.log(`listening ${issuer}`));
