@@ -795,3 +795,82 @@ mod tests {
         assert!(parse_ban_duration("5d").is_err());
     }
 }
+
+/// `GET /auth/v1/admin/users/{id}/sessions`: the user's live sessions.
+#[utoipa::path(get, path = "/p/{ref}/auth/v1/admin/users/{id}/sessions", tag = "auth-admin",
+    params(("ref" = String, Path, description = "Project ref"), ("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "Sessions"), (status = 404, description = "user_not_found")))]
+pub async fn list_sessions(
+    KeyedCtx(ctx): KeyedCtx,
+    Path(path): Path<(String, String)>,
+) -> AuthResult<Json<Value>> {
+    ctx.require_admin()?;
+    let id = parse_id(&path.1)?;
+    let rows = ctx
+        .client
+        .query(
+            "select id, aal, amr, user_agent, ip, created_at, updated_at, refreshed_at from auth.sessions \
+             where user_id = $1 and (not_after is null or not_after > now()) order by created_at",
+            &[&id],
+        )
+        .await?;
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.get::<_, Uuid>(0),
+                "aal": r.get::<_, String>(1),
+                "amr": r.get::<_, Value>(2),
+                "user_agent": r.get::<_, Option<String>>(3),
+                "ip": r.get::<_, Option<String>>(4),
+                "created_at": r.get::<_, chrono::DateTime<chrono::Utc>>(5),
+                "updated_at": r.get::<_, chrono::DateTime<chrono::Utc>>(6),
+                "refreshed_at": r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(7),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "sessions": list })))
+}
+
+/// `DELETE /auth/v1/admin/users/{id}/sessions`: signs the user out everywhere.
+#[utoipa::path(delete, path = "/p/{ref}/auth/v1/admin/users/{id}/sessions", tag = "auth-admin",
+    params(("ref" = String, Path, description = "Project ref"), ("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "Revoked")))]
+pub async fn revoke_sessions(
+    KeyedCtx(ctx): KeyedCtx,
+    Path(path): Path<(String, String)>,
+) -> AuthResult<Json<Value>> {
+    ctx.require_admin()?;
+    let id = parse_id(&path.1)?;
+    let n = ctx
+        .client
+        .execute("delete from auth.sessions where user_id = $1", &[&id])
+        .await?;
+    Ok(Json(json!({ "revoked": n })))
+}
+
+/// `DELETE /auth/v1/admin/users/{id}/sessions/{session_id}`: ends one session.
+#[utoipa::path(delete, path = "/p/{ref}/auth/v1/admin/users/{id}/sessions/{session_id}", tag = "auth-admin",
+    params(("ref" = String, Path, description = "Project ref"), ("id" = String, Path, description = "User id"),
+           ("session_id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "Revoked"), (status = 404, description = "session_not_found")))]
+pub async fn revoke_session(
+    KeyedCtx(ctx): KeyedCtx,
+    Path(path): Path<(String, String, String)>,
+) -> AuthResult<Json<Value>> {
+    ctx.require_admin()?;
+    let id = parse_id(&path.1)?;
+    let not_found = || AuthError::not_found("session_not_found", "Session not found");
+    let sid = Uuid::parse_str(&path.2).map_err(|_| not_found())?;
+    let n = ctx
+        .client
+        .execute(
+            "delete from auth.sessions where id = $1 and user_id = $2",
+            &[&sid, &id],
+        )
+        .await?;
+    if n == 0 {
+        return Err(not_found());
+    }
+    Ok(Json(json!({})))
+}

@@ -1454,3 +1454,51 @@ pub async fn verify_get(mut ctx: AuthCtx, RawQuery(query): RawQuery) -> Response
     };
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
+
+/// `DELETE /auth/v1/user/identities/{identity_id}`: unlinks an identity from
+/// the signed-in user (never the last one).
+#[utoipa::path(delete, path = "/p/{ref}/auth/v1/user/identities/{identity_id}", tag = "auth",
+    params(("ref" = String, Path, description = "Project ref"), ("identity_id" = String, Path, description = "Identity id")),
+    responses((status = 200, description = "Unlinked"), (status = 404, description = "identity_not_found"),
+              (status = 422, description = "single_identity_not_deletable")))]
+pub async fn unlink_identity(
+    KeyedCtx(mut ctx): KeyedCtx,
+    axum::extract::Path(path): axum::extract::Path<(String, String)>,
+) -> AuthResult<Json<Value>> {
+    let me = ctx.require_user().await?;
+    let not_found = || AuthError::not_found("identity_not_found", "Identity doesn't exist");
+    let identity = Uuid::parse_str(&path.1).map_err(|_| not_found())?;
+    let db: &mut tokio_postgres::Client = &mut ctx.client;
+    let tx = db.transaction().await?;
+    let rows = tx
+        .query(
+            "select id, provider from auth.identities where user_id = $1 for update",
+            &[&me.user.id],
+        )
+        .await?;
+    let Some(target) = rows.iter().find(|r| r.get::<_, Uuid>(0) == identity) else {
+        return Err(not_found());
+    };
+    if rows.len() < 2 {
+        return Err(AuthError::unprocessable(
+            "single_identity_not_deletable",
+            "User must have at least 1 identity after unlinking",
+        ));
+    }
+    let provider: String = target.get(1);
+    tx.execute("delete from auth.identities where id = $1", &[&identity])
+        .await?;
+    // app_metadata.providers follows the remaining identities.
+    tx.execute(
+        "update auth.users set raw_app_meta_data = raw_app_meta_data || jsonb_build_object( \
+           'providers', (select coalesce(jsonb_agg(distinct provider), '[]') from auth.identities where user_id = $1), \
+           'provider', case when raw_app_meta_data ->> 'provider' = $2 \
+             then (select provider from auth.identities where user_id = $1 order by created_at limit 1) \
+             else raw_app_meta_data ->> 'provider' end), \
+         updated_at = now() where id = $1",
+        &[&me.user.id, &provider],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({})))
+}

@@ -138,11 +138,15 @@ pub async fn check(
             return Err(over_limit(wait));
         }
     }
-    // Forget long-expired windows now and then (about 1 check in 64).
+    // Forget long-expired rows now and then (about 1 check in 64).
     if crate::crypto::random_bytes(1)[0] < 4 {
-        c.execute(
-            "delete from auth.rate_limits where window_start < now() - interval '1 day'",
-            &[],
+        c.batch_execute(
+            "delete from auth.rate_limits where window_start < now() - interval '1 day'; \
+             delete from auth.one_time_tokens where expires_at < now() - interval '1 day'; \
+             delete from auth.flow_state where expires_at < now() - interval '1 day'; \
+             delete from auth.mfa_challenges where expires_at < now() - interval '1 day'; \
+             delete from auth.lockouts where locked_until < now() - interval '1 day' \
+               or (locked_until is null and last_failure_at < now() - interval '1 day');",
         )
         .await?;
     }

@@ -96,6 +96,18 @@ pub fn routes() -> Router<AppState> {
                 .put(admin::update_user)
                 .delete(admin::delete_user),
         )
+        .route(
+            "/auth/v1/admin/users/{id}/sessions",
+            get(admin::list_sessions).delete(admin::revoke_sessions),
+        )
+        .route(
+            "/auth/v1/admin/users/{id}/sessions/{session_id}",
+            axum::routing::delete(admin::revoke_session),
+        )
+        .route(
+            "/auth/v1/user/identities/{identity_id}",
+            axum::routing::delete(handlers::unlink_identity),
+        )
         .route("/auth/v1/invite", post(admin::invite))
         .route("/auth/v1/admin/generate_link", post(admin::generate_link))
         .route(

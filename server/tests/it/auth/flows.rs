@@ -731,3 +731,110 @@ async fn a_user_sees_only_their_own_rows_through_rest() {
         );
     }
 }
+
+#[tokio::test]
+async fn sessions_are_listed_and_revoked_and_identities_unlinked() {
+    let a = Auth::new("auth-sessions", json!({"mailer_autoconfirm": true})).await;
+    let s1 = a.session("sam@example.com", "sam-password").await;
+    let s2: Value = a
+        .password("sam@example.com", "sam-password")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = s1["user"]["id"].as_str().unwrap();
+    let list: Value = a
+        .admin(Method::GET, &format!("/admin/users/{id}/sessions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 2);
+    let sid = claims(s1["access_token"].as_str().unwrap())["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = a
+        .admin(Method::DELETE, &format!("/admin/users/{id}/sessions/{sid}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let t1 = s1["access_token"].as_str().unwrap();
+    let t2 = s2["access_token"].as_str().unwrap();
+    gotrue_error(
+        a.user(Method::GET, "/user", t1).send().await.unwrap(),
+        403,
+        "session_not_found",
+    )
+    .await;
+    assert_eq!(
+        a.user(Method::GET, "/user", t2)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    gotrue_error(
+        a.admin(Method::DELETE, &format!("/admin/users/{id}/sessions/{sid}"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "session_not_found",
+    )
+    .await;
+    let resp = a
+        .admin(Method::DELETE, &format!("/admin/users/{id}/sessions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.json::<Value>().await.unwrap()["revoked"], 1);
+    gotrue_error(
+        a.user(Method::GET, "/user", t2).send().await.unwrap(),
+        403,
+        "session_not_found",
+    )
+    .await;
+    gotrue_error(
+        a.refresh(s2["refresh_token"].as_str().unwrap()).await,
+        400,
+        "refresh_token_not_found",
+    )
+    .await;
+
+    // The only identity cannot be unlinked.
+    let s3: Value = a
+        .password("sam@example.com", "sam-password")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let t3 = s3["access_token"].as_str().unwrap();
+    let identity = s3["user"]["identities"][0]["identity_id"].as_str().unwrap();
+    gotrue_error(
+        a.user(Method::DELETE, &format!("/user/identities/{identity}"), t3)
+            .send()
+            .await
+            .unwrap(),
+        422,
+        "single_identity_not_deletable",
+    )
+    .await;
+    gotrue_error(
+        a.user(
+            Method::DELETE,
+            &format!("/user/identities/{}", uuid::Uuid::new_v4()),
+            t3,
+        )
+        .send()
+        .await
+        .unwrap(),
+        404,
+        "identity_not_found",
+    )
+    .await;
+}

@@ -373,6 +373,37 @@ async fn oidc_pkce_login_linking_and_attacks() {
         a.password("bob@oidc.test", "bob-password").await.status(),
         200
     );
+    // Bob unlinks the provider identity; his password identity stays.
+    let bob_token = session["access_token"].as_str().unwrap().to_owned();
+    let idp_identity = session["user"]["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["provider"] == "myidp")
+        .unwrap()["identity_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = a
+        .user(
+            Method::DELETE,
+            &format!("/user/identities/{idp_identity}"),
+            &bob_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let me: Value = a
+        .user(Method::GET, "/user", &bob_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["identities"].as_array().unwrap().len(), 1);
+    assert_eq!(me["app_metadata"]["providers"], json!(["email"]));
 
     // 5. Implicit flow (no challenge): the session lands in the fragment.
     let resp = browser
