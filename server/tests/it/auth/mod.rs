@@ -147,3 +147,16 @@ pub fn params(s: &str) -> Value {
     }
     Value::Object(m)
 }
+
+/// A peer (third-party client or server) is missing: the test is skipped,
+/// unless `FERROBASE_REQUIRE_PEERS` is set (CI with peers installed), where
+/// that is a failure.
+pub fn missing_peer(what: &str) {
+    let hint = format!(
+        "{what} is not installed (see PEERS.md; FERROBASE_PEERS_NODE_MODULES / FERROBASE_PEERS_PYTHON)"
+    );
+    if std::env::var_os("FERROBASE_REQUIRE_PEERS").is_some_and(|v| !v.is_empty() && v != "0") {
+        panic!("FERROBASE_REQUIRE_PEERS is set but {hint}");
+    }
+    eprintln!("SKIPPED: {hint}");
+}

@@ -173,9 +173,7 @@ async fn start_provider_with(
 #[tokio::test]
 async fn oidc_pkce_login_linking_and_attacks() {
     let Some(modules) = node_modules() else {
-        eprintln!(
-            "SKIPPED: oidc-provider is not installed (npm i oidc-provider; FERROBASE_PEERS_NODE_MODULES)"
-        );
+        super::missing_peer("oidc-provider");
         return;
     };
     let t = TestApp::spawn().await;
@@ -461,9 +459,7 @@ async fn oidc_pkce_login_linking_and_attacks() {
 #[tokio::test]
 async fn id_token_grant_with_a_real_providers_token() {
     let Some(modules) = node_modules() else {
-        eprintln!(
-            "SKIPPED: oidc-provider is not installed (npm i oidc-provider; FERROBASE_PEERS_NODE_MODULES)"
-        );
+        super::missing_peer("oidc-provider");
         return;
     };
     let t = TestApp::spawn().await;

@@ -3,7 +3,8 @@
 //!
 //! The peer is found in `FERROBASE_PEERS_NODE_MODULES`, or the repo's
 //! `.peers/node_modules` (installed by `cargo xtask` with the other peers,
-//! PEERS.md); without it the test says SKIPPED.
+//! PEERS.md); without it the test says SKIPPED (or fails when
+//! `FERROBASE_REQUIRE_PEERS` is set).
 
 use std::path::{Path, PathBuf};
 
@@ -25,9 +26,7 @@ fn node_modules() -> Option<PathBuf> {
 #[tokio::test]
 async fn supabase_auth_js_works_unchanged() {
     let Some(modules) = node_modules() else {
-        eprintln!(
-            "SKIPPED: @supabase/auth-js is not installed (npm i @supabase/auth-js; FERROBASE_PEERS_NODE_MODULES)"
-        );
+        super::missing_peer("@supabase/auth-js");
         return;
     };
     let a = Auth::new("auth-js", json!({"mailer_autoconfirm": true})).await;

@@ -74,9 +74,7 @@ async fn mailbox_files(dir: &Path) -> Vec<String> {
 #[tokio::test]
 async fn mail_arrives_at_a_real_smtp_server_and_its_link_works() {
     let Some(python) = peer_python() else {
-        eprintln!(
-            "SKIPPED: aiosmtpd is not installed (pip install aiosmtpd; or set FERROBASE_PEERS_PYTHON)"
-        );
+        super::missing_peer("aiosmtpd");
         return;
     };
     let port = free_port();
