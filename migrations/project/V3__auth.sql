@@ -191,6 +191,10 @@ create index on auth.mail (to_address);
 create table auth.config (
   id         boolean primary key default true check (id),
   settings   jsonb not null default '{}',
+  -- The project's own SMTP server (overrides FERROBASE_SMTP_URL); the URL
+  -- holds credentials, so it is stored encrypted by the server.
+  smtp_url_enc text,
+  smtp_from    text,
   updated_at timestamptz not null default now()
 );
 insert into auth.config default values;

@@ -874,3 +874,41 @@ pub async fn revoke_session(
     }
     Ok(Json(json!({})))
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct SmtpParams {
+    url: Option<String>,
+    from: Option<String>,
+}
+
+/// `PUT /auth/v1/admin/smtp {url, from}`: the project's own SMTP server
+/// (`url: null` removes it). The URL is stored encrypted and never returned.
+#[utoipa::path(put, path = "/p/{ref}/auth/v1/admin/smtp", tag = "auth-admin",
+    params(("ref" = String, Path, description = "Project ref")),
+    responses((status = 200, description = "Whether SMTP is configured"), (status = 400, description = "Invalid URL or sender")))]
+pub async fn put_smtp(KeyedCtx(ctx): KeyedCtx, body: Body) -> AuthResult<Json<Value>> {
+    let p: SmtpParams = parse_body(&body.0)?;
+    ctx.require_admin()?;
+    let enc = match &p.url {
+        Some(url) => {
+            super::smtp::validate(url, p.from.as_deref()).map_err(AuthError::validation)?;
+            Some(
+                ctx.app
+                    .platform
+                    .secrets()
+                    .encrypt_str(&settings::smtp_context(ctx.tenant.project.id), url),
+            )
+        }
+        None => None,
+    };
+    ctx.client
+        .execute(
+            "insert into auth.config (id, smtp_url_enc, smtp_from) values (true, $1, $2) \
+             on conflict (id) do update set smtp_url_enc = excluded.smtp_url_enc, \
+             smtp_from = excluded.smtp_from, updated_at = now()",
+            &[&enc, &p.from],
+        )
+        .await?;
+    Ok(Json(json!({ "configured": enc.is_some(), "from": p.from })))
+}

@@ -314,7 +314,7 @@ pub async fn send_link(
         m.redirect_to,
         m.data,
     );
-    mail::deliver(c, config, m.kind, m.to, vars).await?;
+    mail::deliver(c, config, s, m.kind, m.to, vars).await?;
     Ok(issued)
 }
 

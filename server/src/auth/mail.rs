@@ -323,14 +323,26 @@ fn unescape(s: &str) -> String {
 pub async fn deliver(
     c: &impl GenericClient,
     config: &crate::Config,
+    settings: &AuthSettings,
     kind: Kind,
     to: &str,
     vars: Value,
 ) -> AuthResult<()> {
     let mail = render(c, kind, &vars).await?;
-    let (status, error) = match &config.smtp_url {
+    // The project's own SMTP server first, then the server's.
+    let smtp = match &settings.smtp {
+        Some(s) => Some((
+            s.url.as_str(),
+            s.from.as_deref().unwrap_or(&config.smtp_from),
+        )),
+        None => config
+            .smtp_url
+            .as_deref()
+            .map(|u| (u, config.smtp_from.as_str())),
+    };
+    let (status, error) = match smtp {
         None => ("captured", None),
-        Some(url) => match super::smtp::send(url, &config.smtp_from, to, &mail).await {
+        Some((url, from)) => match super::smtp::send(url, from, to, &mail).await {
             Ok(()) => ("sent", None),
             Err(e) => ("failed", Some(e)),
         },

@@ -115,6 +115,7 @@ pub fn routes() -> Router<AppState> {
             get(admin::get_config).put(admin::put_config),
         )
         .route("/auth/v1/admin/mail", get(admin::list_mail))
+        .route("/auth/v1/admin/smtp", put(admin::put_smtp))
         .route(
             "/auth/v1/admin/templates/{kind}",
             put(admin::put_template).get(admin::get_template),
@@ -155,7 +156,8 @@ impl FromRequestParts<AppState> for AuthCtx {
             .ok_or_else(|| AuthError::internal(&"auth route without resolve_project"))?;
         let client = app.project_pool(&tenant).get().await?;
         let config = app.platform.config();
-        let settings = settings::load(&client, config).await?;
+        let settings =
+            settings::load(&client, config, app.platform.secrets(), tenant.project.id).await?;
         let ip = client_ip(parts, config.trust_forwarded_for);
         let user_agent = parts
             .headers

@@ -62,6 +62,18 @@ pub struct AuthSettings {
     pub smtp_max_frequency_secs: u64,
     /// Lifetime of mailed links and codes, in seconds.
     pub mailer_otp_exp: u64,
+    /// The project's own SMTP server, if configured (`PUT /admin/smtp`; never serialised).
+    #[serde(skip)]
+    pub smtp: Option<Smtp>,
+}
+
+/// A project's SMTP server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Smtp {
+    /// lettre SMTP URL (with credentials).
+    pub url: String,
+    /// Sender; the server's `FERROBASE_SMTP_FROM` when unset.
+    pub from: Option<String>,
 }
 
 impl AuthSettings {
@@ -89,6 +101,7 @@ impl AuthSettings {
             rate_limit_per_account: 30,
             smtp_max_frequency_secs: 60,
             mailer_otp_exp: 3600,
+            smtp: None,
         }
     }
 
@@ -172,13 +185,39 @@ impl AuthSettings {
     }
 }
 
-/// Loads the effective settings of the project behind `client`.
-pub async fn load(client: &tokio_postgres::Client, config: &Config) -> AuthResult<AuthSettings> {
+/// The encryption context of a project's SMTP URL.
+pub fn smtp_context(project: uuid::Uuid) -> String {
+    format!("project:{project}:auth_smtp_url")
+}
+
+/// Loads the effective settings of the project behind `client` (decrypting
+/// its SMTP URL with `secrets`).
+pub async fn load(
+    client: &tokio_postgres::Client,
+    config: &Config,
+    secrets: &crate::crypto::SecretBox,
+    project: uuid::Uuid,
+) -> AuthResult<AuthSettings> {
     let row = client
-        .query_opt("select settings from auth.config", &[])
+        .query_opt(
+            "select settings, smtp_url_enc, smtp_from from auth.config",
+            &[],
+        )
         .await?;
-    let overrides = row.map_or(Value::Object(Map::new()), |r| r.get(0));
-    AuthSettings::merged(config, &overrides)
+    let Some(row) = row else {
+        return AuthSettings::merged(config, &Value::Object(Map::new()));
+    };
+    let mut settings = AuthSettings::merged(config, &row.get(0))?;
+    if let Some(enc) = row.get::<_, Option<String>>(1) {
+        let url = secrets
+            .decrypt_str(&smtp_context(project), &enc)
+            .map_err(|e| AuthError::internal(&e))?;
+        settings.smtp = Some(Smtp {
+            url,
+            from: row.get(2),
+        });
+    }
+    Ok(settings)
 }
 
 /// Lays `patch` (a JSON object) over the stored overrides, validates the

@@ -15,6 +15,17 @@ use super::mail::Rendered;
 /// How long one delivery may take.
 const TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Checks an SMTP URL and a sender address (for the admin API).
+pub fn validate(url: &str, from: Option<&str>) -> Result<(), String> {
+    AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        .map_err(|_| "the SMTP URL is not valid (smtp://, smtps://, ?tls=required)".to_owned())?;
+    if let Some(from) = from {
+        from.parse::<Mailbox>()
+            .map_err(|e| format!("invalid sender address: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Sends `mail` to `to` through the SMTP server at `url`. The error is a
 /// sentence for logs (it never contains the URL's credentials).
 pub async fn send(url: &str, from: &str, to: &str, mail: &Rendered) -> Result<(), String> {

@@ -32,7 +32,7 @@ use crate::{auth, tenant};
         auth::admin::update_user, auth::admin::delete_user, auth::admin::invite,
         auth::admin::generate_link, auth::admin::get_config, auth::admin::put_config,
         auth::admin::list_mail, auth::admin::put_template, auth::admin::get_template,
-        auth::admin::list_sessions, auth::admin::revoke_sessions, auth::admin::revoke_session,
+        auth::admin::put_smtp, auth::admin::list_sessions, auth::admin::revoke_sessions, auth::admin::revoke_session,
         auth::handlers::unlink_identity,
         auth::mfa::enroll, auth::mfa::challenge, auth::mfa::verify, auth::mfa::unenroll,
         auth::oauth::authorize, auth::oauth::callback_get, auth::oauth::callback_post,

@@ -139,6 +139,55 @@ async fn mail_arrives_at_a_real_smtp_server_and_its_link_works() {
         a.password("mia@example.com", "mia-password").await.status(),
         200
     );
+
+    // A project's own SMTP server (no server-wide SMTP), with its own sender.
+    let t2 = TestApp::spawn().await;
+    let p2 = t2.create_project("auth-smtp-own").await;
+    let b = Auth { t: t2, p: p2 };
+    let resp = b
+        .admin(Method::PUT, "/admin/smtp")
+        .json(&json!({"url": "ftp://nope"}))
+        .send()
+        .await
+        .unwrap();
+    gotrue_error(resp, 400, "validation_failed").await;
+    let resp = b
+        .admin(Method::PUT, "/admin/smtp")
+        .json(&json!({"url": format!("smtp://127.0.0.1:{port}"), "from": "Acme <hello@acme.test>"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cfg: Value = b
+        .admin(Method::GET, "/admin/config")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !cfg.to_string().contains("smtp://"),
+        "the SMTP URL is never returned"
+    );
+    assert_eq!(
+        b.signup("own@example.com", "own-password").await.status(),
+        200
+    );
+    assert_eq!(b.mail_to("own@example.com").await[0]["status"], "sent");
+    let mut found = false;
+    for _ in 0..50 {
+        if mailbox_files(&maildir)
+            .await
+            .iter()
+            .any(|m| m.contains("own@example.com") && m.contains("hello@acme.test"))
+        {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(found, "mail through the project's SMTP server arrived");
     let _ = server.kill().await;
     let _ = std::fs::remove_dir_all(maildir.parent().unwrap_or(&maildir));
 }
