@@ -210,6 +210,15 @@ async fn oidc_client(
 pub async fn authorize(ctx: AuthCtx, RawQuery(query): RawQuery) -> AuthResult<Response> {
     let name = query_param(&query, "provider").unwrap_or_default();
     let p = load_provider(&ctx, &name).await?;
+    // Each start stores a flow row: bounded per IP like sign-ins.
+    super::limits::check(
+        &**ctx.client,
+        &ctx.settings,
+        super::limits::Action::SignIn,
+        ctx.origin.ip.as_deref(),
+        None,
+    )
+    .await?;
     let challenge = pkce::parse(
         query_param(&query, "code_challenge").as_deref(),
         query_param(&query, "code_challenge_method").as_deref(),
