@@ -160,3 +160,50 @@ pub fn missing_peer(what: &str) {
     }
     eprintln!("SKIPPED: {hint}");
 }
+
+fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A `node_modules` folder holding npm package `package`: from
+/// `FERROBASE_PEERS_NODE_MODULES`, `$FERROBASE_PEERS_DIR/node_modules` (set by
+/// `cargo xtask test`), `tests/peers/node_modules` or `.peers/node_modules`.
+pub fn node_modules_with(package: &str) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let root = repo_root();
+    [
+        std::env::var_os("FERROBASE_PEERS_NODE_MODULES").map(PathBuf::from),
+        std::env::var_os("FERROBASE_PEERS_DIR").map(|d| PathBuf::from(d).join("node_modules")),
+        Some(root.join("tests/peers/node_modules")),
+        Some(root.join(".peers/node_modules")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|dir| dir.join(package).join("package.json").exists())
+}
+
+/// The `node` binary (`FERROBASE_PEERS_NODE`, else `node` on PATH).
+pub fn node_bin() -> std::path::PathBuf {
+    std::env::var_os("FERROBASE_PEERS_NODE").map_or_else(|| "node".into(), Into::into)
+}
+
+/// A Python that can import `module`: `FERROBASE_PEERS_PYTHON` (set by
+/// `cargo xtask test`), `.peers/venv/bin/python`, or `python3`.
+pub fn python_with(module: &str) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    [
+        std::env::var_os("FERROBASE_PEERS_PYTHON").map(PathBuf::from),
+        Some(repo_root().join(".peers/venv/bin/python")),
+        Some(PathBuf::from("python3")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|py| {
+        std::process::Command::new(py)
+            .args(["-c", &format!("import {module}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}

@@ -3,7 +3,7 @@
 //! redirects and submits the provider's login and consent forms.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -14,17 +14,6 @@ use serde_json::{Value, json};
 use super::flows::claims;
 use super::{Auth, gotrue_error, params};
 use crate::support::TestApp;
-
-fn node_modules() -> Option<PathBuf> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    [
-        std::env::var_os("FERROBASE_PEERS_NODE_MODULES").map(PathBuf::from),
-        Some(repo.join(".peers/node_modules")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|dir| dir.join("oidc-provider/package.json").exists())
-}
 
 fn pkce_pair() -> (String, String) {
     use base64::Engine as _;
@@ -143,7 +132,7 @@ async fn start_provider_with(
         .port();
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/auth/peers/oidc_provider.mjs");
-    let child = tokio::process::Command::new("node")
+    let child = tokio::process::Command::new(super::node_bin())
         .arg(script)
         .env("NODE_MODULES", modules)
         .env("PORT", port.to_string())
@@ -172,7 +161,7 @@ async fn start_provider_with(
 
 #[tokio::test]
 async fn oidc_pkce_login_linking_and_attacks() {
-    let Some(modules) = node_modules() else {
+    let Some(modules) = super::node_modules_with("oidc-provider") else {
         super::missing_peer("oidc-provider");
         return;
     };
@@ -458,7 +447,7 @@ async fn oidc_pkce_login_linking_and_attacks() {
 
 #[tokio::test]
 async fn id_token_grant_with_a_real_providers_token() {
-    let Some(modules) = node_modules() else {
+    let Some(modules) = super::node_modules_with("oidc-provider") else {
         super::missing_peer("oidc-provider");
         return;
     };

@@ -1,39 +1,26 @@
 //! The official clients, unchanged, against `/auth/v1`: `@supabase/auth-js`
 //! (Node) and `supabase-auth` (Python) sign up, sign in, refresh, update the
-//! user and sign out. The Python peer is found like aiosmtpd
-//! (`FERROBASE_PEERS_PYTHON`, `.peers/venv`, `python3`).
+//! user and sign out.
 //!
-//! The peer is found in `FERROBASE_PEERS_NODE_MODULES`, or the repo's
-//! `.peers/node_modules` (installed by `cargo xtask` with the other peers,
-//! PEERS.md); without it the test says SKIPPED (or fails when
-//! `FERROBASE_REQUIRE_PEERS` is set).
+//! The peers are found where `cargo xtask test` installs them (see
+//! `super::node_modules_with`, `super::python_with`); without them the tests
+//! say SKIPPED (or fail when `FERROBASE_REQUIRE_PEERS` is set).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 
 use super::Auth;
 
-fn node_modules() -> Option<PathBuf> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    [
-        std::env::var_os("FERROBASE_PEERS_NODE_MODULES").map(PathBuf::from),
-        Some(repo.join(".peers/node_modules")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|dir| dir.join("@supabase/auth-js/package.json").exists())
-}
-
 #[tokio::test]
 async fn supabase_auth_js_works_unchanged() {
-    let Some(modules) = node_modules() else {
+    let Some(modules) = super::node_modules_with("@supabase/auth-js") else {
         super::missing_peer("@supabase/auth-js");
         return;
     };
     let a = Auth::new("auth-js", json!({"mailer_autoconfirm": true})).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/auth/peers/auth_js.cjs");
-    let out = tokio::process::Command::new("node")
+    let out = tokio::process::Command::new(super::node_bin())
         .arg(&script)
         .env("NODE_PATH", &modules)
         .env("AUTH_URL", format!("{}/auth/v1", a.p.url))
@@ -52,22 +39,7 @@ async fn supabase_auth_js_works_unchanged() {
 
 #[tokio::test]
 async fn python_supabase_auth_works_unchanged() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let python = [
-        std::env::var_os("FERROBASE_PEERS_PYTHON").map(PathBuf::from),
-        Some(repo.join(".peers/venv/bin/python")),
-        Some(PathBuf::from("python3")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|py| {
-        std::process::Command::new(py)
-            .args(["-c", "import supabase_auth"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+    let python = super::python_with("supabase_auth");
     let Some(python) = python else {
         super::missing_peer("supabase-auth (Python)");
         return;

@@ -1,7 +1,7 @@
 //! Mail through a real SMTP server (aiosmtpd, see PEERS.md): it arrives, its
 //! link works; a delivery failure is an error the caller sees.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -10,25 +10,6 @@ use serde_json::{Value, json};
 
 use super::{Auth, gotrue_error, link_in};
 use crate::support::{TestApp, temp_dir};
-
-/// A Python that can import aiosmtpd: `FERROBASE_PEERS_PYTHON`, the repo's
-/// `.peers/venv`, or `python3`.
-fn peer_python() -> Option<PathBuf> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let candidates = [
-        std::env::var_os("FERROBASE_PEERS_PYTHON").map(PathBuf::from),
-        Some(repo.join(".peers/venv/bin/python")),
-        Some(PathBuf::from("python3")),
-    ];
-    candidates.into_iter().flatten().find(|py| {
-        std::process::Command::new(py)
-            .args(["-c", "import aiosmtpd"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -73,7 +54,7 @@ async fn mailbox_files(dir: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn mail_arrives_at_a_real_smtp_server_and_its_link_works() {
-    let Some(python) = peer_python() else {
+    let Some(python) = super::python_with("aiosmtpd") else {
         super::missing_peer("aiosmtpd");
         return;
     };
