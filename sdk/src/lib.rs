@@ -9,6 +9,8 @@
 //! - [`AuthClient`] (`auth.rs`): the project's users under
 //!   `{project}/auth/v1` (sign up / in / out, sessions with automatic
 //!   refresh in a pluggable [`SessionStore`], admin calls via [`AuthAdmin`]).
+//! - [`StorageClient`] (`storage.rs`): buckets and objects under
+//!   `{project}/storage/v1` ([`Client::storage`]).
 //! - [`AdminClient`] (`admin.rs`): the platform API under
 //!   `{server}/platform/v1` (log in, create and delete projects).
 //! - [`Error`] (`error.rs`): the one error type, decoded from the server's
@@ -20,6 +22,8 @@ mod client;
 mod error;
 mod http;
 mod query;
+mod schema;
+mod storage;
 
 pub use admin::{AdminClient, PlatformAdmin, Project, ProjectDetails, server_ready};
 pub use auth::{
@@ -29,6 +33,11 @@ pub use auth::{
 pub use client::{Client, Jwk, Jwks};
 pub use error::{Error, Result};
 pub use query::{Count, FilterBuilder, MaybeSingle, Order, QueryBuilder, Response, TextSearch};
+pub use schema::{SchemaAdmin, SqlColumn, SqlOptions, SqlResult};
+pub use storage::{
+    Bucket, BucketApi, BucketOptions, FileObject, FileOptions, ListOptions, SignedUpload,
+    SignedUrl, StorageClient, Uploaded,
+};
 
 /// Re-exported so callers can name [`Method`](reqwest::Method) for
 /// [`Client::request`] and configure their own `reqwest::Client` without a

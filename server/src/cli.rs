@@ -158,8 +158,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (FERROBASE_LISTEN): {e}"))?;
         println!("{}", report.banner());
         tracing::info!(address = %listen, "listening");
+        // Bring every project database up to date in the background; requests
+        // are served meanwhile (migrations are additive, see migrations/README.md).
+        let migrating = platform.clone();
+        let migrations = tokio::spawn(async move {
+            if let Err(error) = projects::migrate_all(&migrating).await {
+                tracing::error!(%error, "project migrations failed");
+            }
+        });
         let app = crate::App::new(platform.clone());
-        crate::serve(app, listener, crate::app::shutdown_signal()).await?;
+        let served = crate::serve(app, listener, crate::app::shutdown_signal()).await;
+        // Unfinished migrations resume at the next start; stop them before Postgres.
+        migrations.abort();
+        served?;
         anyhow::Ok(())
     }
     .await;

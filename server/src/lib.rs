@@ -8,11 +8,13 @@
 //! - [`tenant`]: which project a request is for and who is calling.
 //! - [`rest`]: the PostgREST-compatible data API.
 //! - [`auth`]: the GoTrue-compatible auth API.
+//! - [`storage`]: Supabase Storage-compatible buckets and objects, TUS uploads.
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
 //! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
 //! - [`app`]: shared state and the server loop; [`cli`]: the `ferrobase` command.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;
@@ -22,6 +24,8 @@ pub mod db;
 pub mod http;
 pub mod platform;
 pub mod rest;
+pub mod schema;
+pub mod storage;
 pub mod tenant;
 
 pub use app::{App, AppState, serve};

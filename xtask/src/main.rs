@@ -16,6 +16,10 @@
 //!      `cargo test --workspace --no-fail-fast ARGS` without nextest)
 //!   4. `cargo test --workspace --doc` (nextest cannot run doc tests)
 //!
+//!   Before that, the peers (real third-party clients, `tests/peers/`) are
+//!   installed or reused: see `peers.rs` for the manifests and the
+//!   `FERROBASE_PEERS_*` variables exported to the tests.
+//!
 //!   ARGS go to the test runner, e.g. `cargo xtask test -- rest::filters`.
 //!   `XTASK_SKIP_LINT=1` skips steps 1-2 for quick local loops. The cluster
 //!   is stopped and its directory removed afterwards, also on failure.
@@ -23,7 +27,9 @@
 //! - `cargo xtask bench [SUITE...]`: builds the release server and prints
 //!   figures (never asserts timings). Without a suite name every suite runs.
 //!   Suites: `platform` (start-up time, idle memory, cost per project; env
-//!   `FERROBASE_BENCH_PROJECTS`, default 1000). `FERROBASE_BENCH_BIN=PATH`
+//!   `FERROBASE_BENCH_PROJECTS`, default 1000); `rest` (data API under
+//!   load side by side with PocketBase and pgbench; see `bench/rest.rs` for
+//!   `FERROBASE_BENCH_REST_*`). `FERROBASE_BENCH_BIN=PATH`
 //!   benchmarks an existing binary instead of building one.
 //!
 //! - `cargo xtask cluster [-- CMD ARGS]`: starts the same throwaway cluster
@@ -40,6 +46,7 @@
 
 mod bench;
 mod http;
+mod peers;
 mod pg;
 mod proc;
 mod test;
@@ -56,7 +63,7 @@ commands:
   test [-- ARGS]         fmt, clippy, tests and doc tests against a throwaway Postgres
                          (XTASK_SKIP_LINT=1 skips fmt and clippy)
   bench [SUITE...]       build the release server and print benchmark figures
-                         (suites: platform; default: all)
+                         (suites: platform, rest; default: all)
   cluster [-- CMD ARGS]  start a throwaway Postgres, print its URL, wait for Ctrl-C
                          (or run CMD with the test environment)
   help                   this text

@@ -253,11 +253,13 @@ impl Drop for Cluster {
 
 /// `cargo xtask cluster [-- CMD ARGS]`.
 pub fn cluster_command(args: Vec<String>) -> Result<()> {
+    let peer_env = crate::peers::ensure()?;
     let cluster = Cluster::start()?;
     if let Some((program, rest)) = args.split_first() {
         let status = Command::new(program)
             .args(rest)
             .envs(cluster.env())
+            .envs(peer_env.iter().map(|(k, v)| (*k, v)))
             .status()
             .with_context(|| format!("could not start `{program}`"));
         drop(cluster);
@@ -270,6 +272,9 @@ pub fn cluster_command(args: Vec<String>) -> Result<()> {
     println!();
     for (key, value) in cluster.env() {
         println!("export {key}={}", sh_quote(&value));
+    }
+    for (key, value) in &peer_env {
+        println!("export {key}={}", sh_quote(value));
     }
     println!(
         "\npsql: PGPASSWORD={} {} -h {} -U {USER} postgres",

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use crate::pg::Cluster;
-use crate::{cargo, proc, secs};
+use crate::{cargo, peers, proc, secs};
 
 /// What happened to one step, for the summary.
 enum Outcome {
@@ -24,17 +24,26 @@ pub fn run(extra: Vec<String>) -> Result<()> {
     let started = Instant::now();
     let skip_lint = std::env::var("XTASK_SKIP_LINT").is_ok_and(|v| !v.is_empty() && v != "0");
 
-    header("PostgreSQL");
     let mut steps = Vec::new();
-    let result = match Cluster::start() {
-        Ok(cluster) => {
-            let result = run_steps(&cluster, skip_lint, &extra, &mut steps);
-            header("stopping PostgreSQL");
-            drop(cluster);
-            result
-        }
-        Err(e) => Err(e),
-    };
+    header("peers (tests/peers)");
+    let peers_started = Instant::now();
+    let peers = peers::ensure();
+    steps.push(Step {
+        title: "install peers (tests/peers)".to_owned(),
+        outcome: if peers.is_ok() {
+            Outcome::Passed(peers_started.elapsed())
+        } else {
+            Outcome::Failed(peers_started.elapsed())
+        },
+    });
+    let result = peers.and_then(|peer_env| {
+        header("PostgreSQL");
+        let cluster = Cluster::start()?;
+        let result = run_steps(&cluster, &peer_env, skip_lint, &extra, &mut steps);
+        header("stopping PostgreSQL");
+        drop(cluster);
+        result
+    });
 
     header("summary");
     for step in &steps {
@@ -52,6 +61,7 @@ pub fn run(extra: Vec<String>) -> Result<()> {
 
 fn run_steps(
     cluster: &Cluster,
+    peer_env: &[(&'static str, String)],
     skip_lint: bool,
     extra: &[String],
     steps: &mut Vec<Step>,
@@ -119,6 +129,7 @@ fn run_steps(
         number += 1;
         header(&format!("[{number}/{total}] {title}"));
         cmd.envs(cluster.env());
+        cmd.envs(peer_env.iter().map(|(k, v)| (*k, v)));
         let step_started = Instant::now();
         let status = cmd.status();
         let elapsed = step_started.elapsed();

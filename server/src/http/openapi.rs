@@ -9,6 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::http::{ApiError, health, metrics};
 use crate::platform::{admins, handlers, projects};
+use crate::storage as st;
 use crate::{auth, tenant};
 
 /// The platform's API description.
@@ -37,15 +38,30 @@ use crate::{auth, tenant};
         auth::mfa::enroll, auth::mfa::challenge, auth::mfa::verify, auth::mfa::unenroll,
         auth::oauth::authorize, auth::oauth::callback_get, auth::oauth::callback_post,
         auth::oauth::put_provider, auth::oauth::list_providers, auth::oauth::delete_provider,
+        crate::admin::sql::run_sql, crate::schema::handlers::list_schemas, crate::schema::handlers::list_tables, crate::schema::handlers::get_table, crate::schema::handlers::create_table, crate::schema::handlers::alter_table, crate::schema::handlers::drop_table, crate::schema::handlers::set_rls, crate::schema::handlers::create_index, crate::schema::handlers::drop_index, crate::schema::handlers::create_policy, crate::schema::handlers::drop_policy, crate::schema::handlers::list_views, crate::schema::handlers::list_functions, crate::schema::handlers::list_triggers,
+        st::buckets::list, st::buckets::get, st::buckets::create, st::buckets::update,
+        st::buckets::empty, st::buckets::delete,
+        st::objects::upload, st::objects::download, st::objects::download_public, st::objects::info,
+        st::objects::list, st::objects::move_object, st::objects::copy_object,
+        st::objects::delete_many, st::objects::delete_one,
+        st::signed::sign, st::signed::sign_many, st::signed::download_signed,
+        st::signed::sign_upload, st::signed::upload_signed,
+        st::tus::create, st::tus::patch,
+        st::transform::render_authenticated, st::transform::render_public, st::transform::render_signed,
     ),
     components(schemas(
         ApiError, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,
         handlers::CreateProject, projects::Project, auth::settings::AuthSettings, projects::ProjectDetails, health::Health,
+        st::buckets::Bucket, st::buckets::CreateBucket, st::buckets::UpdateBucket,
+        st::buckets::SizeLimit, st::buckets::Created, st::Message, st::objects::Uploaded,
+        st::objects::ListBody, st::objects::SortBy, st::objects::MoveBody, st::objects::DeleteMany,
+        st::signed::SignBody, st::signed::SignManyBody, st::transform::Transform,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "platform", description = "Projects and platform admins (`/platform/v1`)"),
         (name = "project", description = "Per-project endpoints (`/p/{ref}/…`)"),
+        (name = "storage", description = "Supabase Storage-compatible buckets and objects (`/p/{ref}/storage/v1`)"),
         (name = "operations", description = "Health and metrics"),
         (name = "auth", description = "GoTrue-compatible auth (`/p/{ref}/auth/v1`)"),
         (name = "auth-admin", description = "Auth administration with the service-role key"),

@@ -2,10 +2,13 @@
 //! runs each request in a role-switched transaction, and keeps one schema
 //! cache per project.
 //!
-//! The schema cache is loaded on first use. When a request names a table,
-//! column, relationship or function the cache does not know (or Postgres says
-//! a cached object is gone), the cache is reloaded and the request retried
-//! once, so DDL done through any path is picked up on the next request.
+//! The schema cache is loaded on first use and tagged with the project's
+//! schema version, a counter that an event trigger bumps on every DDL
+//! statement. The statement opening each request's transaction also reads the
+//! version, so a change made through any path, on any node, is picked up by
+//! the next request at no extra round trip. Where the trigger cannot be
+//! installed (no superuser), a request that names something the cache does
+//! not know reloads the cache and is retried once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +24,7 @@ use axum::routing::any;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::db::begin_as;
+use crate::db::PooledTx;
 use crate::http::{ApiError, body_rejection};
 use crate::rest::{RestError, RestRequest, SchemaCache, execute};
 use crate::tenant::{Caller, ProjectCtx};
@@ -30,14 +33,22 @@ use crate::tenant::{Caller, ProjectCtx};
 /// caused by requests for tables that really do not exist).
 const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(500);
 
+/// A loaded cache, the schema version it reflects, and when it was loaded.
+#[derive(Clone)]
+struct Entry {
+    cache: Arc<SchemaCache>,
+    version: i64,
+    loaded_at: Instant,
+}
+
 /// Schema caches by project id.
 #[derive(Default)]
 pub struct SchemaCaches {
-    caches: Mutex<HashMap<Uuid, (Arc<SchemaCache>, Instant)>>,
+    caches: Mutex<HashMap<Uuid, Entry>>,
 }
 
 impl SchemaCaches {
-    fn get(&self, id: Uuid) -> Option<(Arc<SchemaCache>, Instant)> {
+    fn get(&self, id: Uuid) -> Option<Entry> {
         self.caches
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -45,11 +56,11 @@ impl SchemaCaches {
             .cloned()
     }
 
-    fn put(&self, id: Uuid, cache: Arc<SchemaCache>) {
+    fn put(&self, id: Uuid, entry: Entry) {
         self.caches
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, (cache, Instant::now()));
+            .insert(id, entry);
     }
 
     /// Forgets a project's cache (after delete).
@@ -149,6 +160,22 @@ impl From<tokio_postgres::Error> for Failure {
     }
 }
 
+async fn load(
+    app: &AppState,
+    client: &tokio_postgres::Client,
+    id: Uuid,
+    schemas: &[String],
+    version: i64,
+) -> Result<Entry, Failure> {
+    let entry = Entry {
+        cache: Arc::new(SchemaCache::load(client, schemas).await?),
+        version,
+        loaded_at: Instant::now(),
+    };
+    app.schema_caches.put(id, entry.clone());
+    Ok(entry)
+}
+
 async fn run(
     app: &AppState,
     tenant: &crate::tenant::Tenant,
@@ -158,42 +185,44 @@ async fn run(
     let id = tenant.project.id;
     let schemas = vec!["public".to_owned()];
     let pool = app.project_pool(tenant);
-    let mut client = pool.get().await.map_err(ApiError::from)?;
+    let mut conn = pool.get().await.map_err(ApiError::from)?;
     let timeout = app.platform.config().statement_timeout_ms;
 
-    let (mut cache, mut loaded_at) = match app.schema_caches.get(id) {
-        Some(c) => c,
-        None => {
-            let c = Arc::new(SchemaCache::load(&**client, &schemas).await?);
-            app.schema_caches.put(id, c.clone());
-            (c, Instant::now())
-        }
-    };
+    let mut entry = app.schema_caches.get(id);
     let mut retried = false;
     loop {
-        let tx = begin_as(&mut client, &caller.role, &caller.claims, timeout).await?;
-        match execute(&tx, &cache, &schemas, request.clone()).await {
+        let (tx, version) = PooledTx::begin(conn, &caller.role, &caller.claims, timeout).await?;
+        let current = match &entry {
+            Some(e) if e.version == version => e.clone(),
+            _ => {
+                // Load as the owner, outside the caller's transaction.
+                conn = tx.rollback().await?;
+                entry = Some(load(app, &conn, id, &schemas, version).await?);
+                continue;
+            }
+        };
+        match execute(tx.client(), &current.cache, &schemas, request.clone()).await {
             Ok(outcome) => {
-                if outcome.rollback {
-                    tx.rollback().await?;
+                // Dropping the connection returns it to the pool.
+                drop(if outcome.rollback {
+                    tx.rollback().await?
                 } else {
-                    tx.commit().await?;
-                }
+                    tx.commit().await?
+                });
                 let r = outcome.response;
                 let mut resp = (r.status, r.body).into_response();
                 resp.headers_mut().extend(r.headers);
                 return Ok(resp);
             }
             Err(e) => {
-                let _ = tx.rollback().await;
-                if retried || !is_cache_miss(&e) || loaded_at.elapsed() < MIN_RELOAD_INTERVAL {
+                conn = tx.rollback().await?;
+                let stale = is_cache_miss(&e) && current.loaded_at.elapsed() >= MIN_RELOAD_INTERVAL;
+                if retried || !stale {
                     return Err(e.into());
                 }
                 retried = true;
                 tracing::debug!(code = %e.code, "schema cache miss; reloading");
-                cache = Arc::new(SchemaCache::load(&**client, &schemas).await?);
-                loaded_at = Instant::now();
-                app.schema_caches.put(id, cache.clone());
+                entry = Some(load(app, &conn, id, &schemas, version).await?);
             }
         }
     }

@@ -20,6 +20,8 @@ fn project_routes(app: &AppState) -> Router<AppState> {
         .route("/auth/v1/.well-known/jwks.json", get(tenant::jwks))
         .merge(super::rest::routes())
         .merge(crate::auth::routes())
+        .merge(crate::admin::routes())
+        .merge(crate::storage::routes(app))
         .route_layer(from_fn_with_state(app.clone(), tenant::resolve_project))
 }
 

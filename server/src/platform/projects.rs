@@ -295,6 +295,7 @@ async fn provision(
         .parse()
         .map_err(|_| ProjectError::Crypto(CryptoError::Decrypt))?;
     migrate_project(&db_config).await?;
+    install_ddl_trigger(platform, db_name).await?;
 
     let key = SigningKey::generate()?;
     let now = unix_now();
@@ -355,6 +356,36 @@ pub async fn migrate_project(db_config: &tokio_postgres::Config) -> Result<usize
         .batch_execute("select pg_advisory_unlock(7202)")
         .await?;
     Ok(result?.applied_migrations().len())
+}
+
+/// Installs the event trigger that bumps `_ferrobase.schema_version` on every
+/// DDL statement. Event triggers need a superuser: when the control-plane role
+/// is not one, this is skipped with a warning and the data API falls back to
+/// reloading its schema cache when a request misses.
+pub async fn install_ddl_trigger(platform: &Platform, db_name: &str) -> Result<(), ProjectError> {
+    let mut cfg = platform.cluster().clone();
+    cfg.dbname(db_name);
+    let client = crate::db::connect(&cfg).await?;
+    let result = client
+        .batch_execute(
+            "do $$ begin
+               if not exists (select 1 from pg_event_trigger where evtname = 'ferrobase_schema_version') then
+                 create event trigger ferrobase_schema_version on ddl_command_end
+                   execute function _ferrobase.bump_schema_version();
+               end if;
+             end $$",
+        )
+        .await;
+    match result {
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+            tracing::warn!(
+                db = db_name,
+                "not a superuser: schema changes are picked up on cache misses only"
+            );
+            Ok(())
+        }
+        other => Ok(other?),
+    }
 }
 
 async fn drop_database_and_role(client: &tokio_postgres::Client, db_name: &str) {
@@ -527,9 +558,17 @@ pub async fn migrate_all(platform: &Platform) -> Result<Vec<(String, usize)>, Pr
             .collect()
     };
     let mut applied = Vec::new();
-    for r in refs {
+    let total = refs.len();
+    for (i, r) in refs.into_iter().enumerate() {
         if let Some(p) = load(platform, &r).await? {
-            applied.push((r, migrate_project(&p.db_config).await?));
+            let n = migrate_project(&p.db_config).await?;
+            if let Some(db) = p.db_config.get_dbname() {
+                install_ddl_trigger(platform, db).await?;
+            }
+            if n > 0 || (i + 1) % 100 == 0 || i + 1 == total {
+                tracing::info!(project = %r, applied = n, progress = format!("{}/{total}", i + 1), "project migrations");
+            }
+            applied.push((r, n));
         }
     }
     Ok(applied)

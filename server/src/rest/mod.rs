@@ -21,6 +21,8 @@
 
 mod csv;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 mod openapi;
 pub(crate) mod parse;
 pub(crate) mod plan;
@@ -30,7 +32,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::Value;
-use tokio_postgres::Transaction;
+use tokio_postgres::Client;
 use tokio_postgres::types::{ToSql, Type};
 
 pub use error::{RestError, status_for_sqlstate};
@@ -129,6 +131,15 @@ struct Prefs {
     resolution: Option<Resolution>,
     missing_default: bool,
     tx: Option<bool>,
+    /// `handling=strict`: unknown preferences are an error (PGRST122) and
+    /// `max-affected` is enforced.
+    strict: bool,
+    /// `max-affected=N` (PATCH/DELETE; only with `handling=strict`, as PostgREST).
+    max_affected: Option<i64>,
+    /// `params=single-object`: the whole POST body is the one json argument of the function.
+    single_object: bool,
+    /// Preferences that were not understood.
+    invalid: Vec<String>,
     applied: Vec<String>,
 }
 
@@ -158,7 +169,27 @@ impl Prefs {
                     }
                     "tx=rollback" => p.tx.replace(true).is_none(),
                     "tx=commit" => p.tx.replace(false).is_none(),
-                    _ => false,
+                    "missing=null" | "handling=lenient" => true,
+                    "handling=strict" => {
+                        p.strict = true;
+                        true
+                    }
+                    "params=single-object" => {
+                        p.single_object = true;
+                        true
+                    }
+                    "" => false,
+                    other => match other
+                        .strip_prefix("max-affected=")
+                        .and_then(|n| n.parse::<i64>().ok())
+                        .filter(|n| *n >= 0)
+                    {
+                        Some(n) => p.max_affected.replace(n).is_none(),
+                        None => {
+                            p.invalid.push(other.to_owned());
+                            false
+                        }
+                    },
                 };
                 if applied {
                     p.applied.push(item.to_owned());
@@ -229,8 +260,8 @@ fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
 }
 
 /// Everything a handler needs about the request.
-struct Ctx<'a, 't> {
-    tx: &'a Transaction<'t>,
+struct Ctx<'a> {
+    tx: &'a Client,
     cache: &'a SchemaCache,
     schema: String,
     req: &'a RestRequest,
@@ -239,14 +270,15 @@ struct Ctx<'a, 't> {
     profile_header: Option<&'static str>,
 }
 
-/// Runs one request inside `tx` (the caller already did `BEGIN`, `SET LOCAL ROLE` and set
-/// `request.jwt.claims`; it commits on `Ok` unless [`RestOutcome::rollback`], and rolls
-/// back on `Err`). `exposed_schemas[0]` is the default schema.
+/// Runs one request on `tx`, a connection inside an open transaction (the caller already
+/// did `BEGIN`, `SET LOCAL ROLE` and set `request.jwt.claims`; it commits on `Ok` unless
+/// [`RestOutcome::rollback`], and rolls back on `Err`). `exposed_schemas[0]` is the
+/// default schema.
 ///
 /// Errors from Postgres are mapped with [`status_for_sqlstate`]; `42501` is always 403
 /// here, use [`RestError::for_role`] to turn it into 401 for the anonymous role.
 pub async fn execute(
-    tx: &Transaction<'_>,
+    tx: &Client,
     cache: &SchemaCache,
     exposed_schemas: &[String],
     req: RestRequest,
@@ -268,6 +300,14 @@ pub async fn execute(
         None => (default_schema.clone(), None),
     };
     let prefs = Prefs::parse(&req.headers);
+    if prefs.strict && !prefs.invalid.is_empty() {
+        return Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "PGRST122",
+            "Invalid preferences given with handling=strict",
+        )
+        .with_details(format!("Invalid preferences: {}", prefs.invalid.join(", "))));
+    }
     let rollback = prefs.tx == Some(true);
     let query = parse::parse_query(&req.query)?;
     let path = req.path.trim_matches('/').to_owned();
@@ -375,7 +415,7 @@ fn collect_logic(query: &Query, skip: &[String]) -> Result<Vec<(Vec<String>, Log
 /// Runs `sql` in one round-trip (no separate prepare): parameters are declared `unknown`,
 /// so Postgres infers their types exactly as for untyped literals, and they are sent as text.
 async fn query_rows(
-    tx: &Transaction<'_>,
+    tx: &Client,
     sql: &str,
     params: &[TextParam],
 ) -> Result<Vec<tokio_postgres::Row>, RestError> {
@@ -388,7 +428,7 @@ async fn query_rows(
 
 /// Like [`query_rows`] for exactly one row.
 async fn query_row(
-    tx: &Transaction<'_>,
+    tx: &Client,
     sql: &str,
     params: &[TextParam],
 ) -> Result<tokio_postgres::Row, RestError> {
@@ -400,11 +440,7 @@ async fn query_row(
 }
 
 /// Runs a statement and returns the number of affected rows.
-async fn execute_count(
-    tx: &Transaction<'_>,
-    sql: &str,
-    params: &[TextParam],
-) -> Result<u64, RestError> {
+async fn execute_count(tx: &Client, sql: &str, params: &[TextParam]) -> Result<u64, RestError> {
     let typed = params
         .iter()
         .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN));
@@ -482,7 +518,7 @@ struct Page {
 
 /// Runs `WITH _src AS (<page>) SELECT total, count, body` (+ EXPLAIN for planned counts).
 async fn run_page(
-    ctx: &Ctx<'_, '_>,
+    ctx: &Ctx<'_>,
     b: &Builder<'_>,
     parts: &SelectParts,
     rel: &RelInfo,
@@ -530,7 +566,7 @@ async fn run_page(
 
 /// Builds a read response: status (200/206/416), Content-Range, body.
 fn page_response(
-    ctx: &Ctx<'_, '_>,
+    ctx: &Ctx<'_>,
     page: Page,
     offset: i64,
     media: Media,
@@ -595,7 +631,7 @@ fn select_items(query: &Query) -> Vec<SelectItem> {
         .unwrap_or_else(|| vec![SelectItem::Star])
 }
 
-async fn read_table(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, RestError> {
+async fn read_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestError> {
     let table = ctx.cache.require_table(&ctx.schema, name)?;
     let media = negotiate(&ctx.req.headers, false)?;
     let logic = collect_logic(&ctx.query, &[])?;
@@ -622,7 +658,7 @@ struct Payload {
     first: Option<serde_json::Map<String, Value>>,
 }
 
-fn payload(ctx: &Ctx<'_, '_>) -> Result<Payload, RestError> {
+fn payload(ctx: &Ctx<'_>) -> Result<Payload, RestError> {
     let ct = header_str(&ctx.req.headers, "content-type")
         .unwrap_or("application/json")
         .to_ascii_lowercase();
@@ -710,7 +746,7 @@ fn missing_column(table: &Table, col: &str) -> RestError {
     )
 }
 
-async fn write_table(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, RestError> {
+async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestError> {
     let table = ctx.cache.require_table(&ctx.schema, name)?;
     let method = ctx.req.method.clone();
     let media = negotiate(&ctx.req.headers, false)?;
@@ -857,6 +893,7 @@ async fn write_table(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, Rest
             b.check_paths()?;
             let prelude = format!("_mut AS ({mutation} RETURNING {alias}.*), ");
             let page = run_page(ctx, &b, &parts, &mut_rel, &ralias, media, &prelude).await?;
+            check_max_affected(ctx, page.rows)?;
             if media == Media::Object && page.rows != 1 {
                 return Err(singular_error(page.rows));
             }
@@ -919,6 +956,7 @@ async fn write_table(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, Rest
             b.check_paths()?;
             let n = execute_count(ctx.tx, &mutation, &params_owned).await?;
             let n = i64::try_from(n).unwrap_or(i64::MAX);
+            check_max_affected(ctx, n)?;
             if media == Media::Object && n != 1 {
                 return Err(singular_error(n));
             }
@@ -938,6 +976,21 @@ async fn write_table(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, Rest
     }
 }
 
+/// `Prefer: handling=strict, max-affected=N` on PATCH and DELETE: more rows
+/// than N is an error (PGRST124), so the transaction is rolled back.
+fn check_max_affected(ctx: &Ctx<'_>, n: i64) -> Result<(), RestError> {
+    let applies = ctx.prefs.strict && matches!(ctx.req.method, Method::PATCH | Method::DELETE);
+    match ctx.prefs.max_affected {
+        Some(max) if applies && n > max => Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "PGRST124",
+            "Query result exceeds max-affected preference constraint",
+        )
+        .with_details(format!("The query affects {n} rows"))),
+        _ => Ok(()),
+    }
+}
+
 fn mutation_range(created: bool, n: i64) -> String {
     if created || n == 0 {
         "*/*".to_owned()
@@ -946,7 +999,7 @@ fn mutation_range(created: bool, n: i64) -> String {
     }
 }
 
-fn empty_insert(ctx: &Ctx<'_, '_>, media: Media) -> Result<RestResponse, RestError> {
+fn empty_insert(ctx: &Ctx<'_>, media: Media) -> Result<RestResponse, RestError> {
     let mut headers = ok_headers(media);
     set_header(&mut headers, "content-range", "*/*");
     if media == Media::Object {
@@ -969,7 +1022,7 @@ fn empty_insert(ctx: &Ctx<'_, '_>, media: Media) -> Result<RestResponse, RestErr
 }
 
 /// Columns written: `columns=` if given, else the payload keys; all must exist.
-fn write_columns(ctx: &Ctx<'_, '_>, table: &Table, pl: &Payload) -> Result<Vec<String>, RestError> {
+fn write_columns(ctx: &Ctx<'_>, table: &Table, pl: &Payload) -> Result<Vec<String>, RestError> {
     let cols = ctx.query.columns.clone().unwrap_or_else(|| pl.keys.clone());
     for c in &cols {
         if table.column(c).is_none() {
@@ -1028,7 +1081,7 @@ fn put_checks(table: &Table, root: &[Logic], pl: &Payload) -> Result<(), RestErr
 
 #[allow(clippy::too_many_arguments)]
 fn insert_sql(
-    ctx: &Ctx<'_, '_>,
+    ctx: &Ctx<'_>,
     b: &mut Builder<'_>,
     table: &Table,
     alias: &str,
@@ -1111,7 +1164,7 @@ fn insert_sql(
 }
 
 /// `/rpc/{name}`.
-async fn rpc(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, RestError> {
+async fn rpc(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestError> {
     let qname = QualifiedName::new(&ctx.schema, name);
     let overloads = ctx
         .cache
@@ -1167,28 +1220,40 @@ async fn rpc(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, RestError> {
                 && f.args.iter().all(|a| !a.name.is_empty() || a.has_default)
         })
         .collect();
-    let chosen: &Function = match named.as_slice() {
-        [one] => one,
-        [] => match overloads.iter().find(|f| single_json(f)) {
-            Some(f) if !is_get => f,
-            _ => {
-                let mut names: Vec<&str> = keys.iter().map(|s| s.as_str()).collect();
-                names.sort_unstable();
-                return Err(RestError::new(
+    // `Prefer: params=single-object`: the body is the one json/jsonb argument, whatever its name.
+    let single_object = (ctx.prefs.single_object && !is_get)
+        .then(|| {
+            overloads.iter().find(|f| {
+                f.args.len() == 1 && matches!(f.args[0].pg_type.as_str(), "json" | "jsonb")
+            })
+        })
+        .flatten();
+    let chosen: &Function = if let Some(f) = single_object {
+        f
+    } else {
+        match named.as_slice() {
+            [one] => one,
+            [] => match overloads.iter().find(|f| single_json(f)) {
+                Some(f) if !is_get => f,
+                _ => {
+                    let mut names: Vec<&str> = keys.iter().map(|s| s.as_str()).collect();
+                    names.sort_unstable();
+                    return Err(RestError::new(
                     StatusCode::NOT_FOUND,
                     "PGRST202",
                     format!("Could not find the function {}.{}({}) in the schema cache", ctx.schema, name, names.join(", ")),
                 )
                 .with_hint("If a new function was created in the database with this name and parameters, try reloading the schema cache."));
-            }
-        },
-        many => {
-            return Err(RestError::new(
+                }
+            },
+            many => {
+                return Err(RestError::new(
                 StatusCode::MULTIPLE_CHOICES,
                 "PGRST203",
                 format!("Could not choose the best candidate function between: {}", many.iter().map(|f| format!("{}.{}({})", f.name.schema, f.name.name, f.args.iter().map(|a| format!("{} => {}", a.name, a.pg_type)).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join(", ")),
             )
             .with_hint("Try renaming the parameters or the function itself in the database so function overloading can be resolved"));
+            }
         }
     };
     if is_get && chosen.volatility == Volatility::Volatile {
@@ -1207,7 +1272,8 @@ async fn rpc(ctx: &Ctx<'_, '_>, name: &str) -> Result<RestResponse, RestError> {
     let qf = quote_qualified(&chosen.name);
 
     // call expression + FROM items that provide the arguments
-    let (call, args_from) = if single_json(&chosen) && named.is_empty() {
+    let (call, args_from) = if single_object.is_some() || (single_json(&chosen) && named.is_empty())
+    {
         let p = b.param(raw_body.clone());
         (format!("{qf}({p}::{})", chosen.args[0].pg_type), None)
     } else if args.is_empty() {

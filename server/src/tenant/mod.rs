@@ -33,6 +33,56 @@ pub struct Tenant {
     pub project: LoadedProject,
     /// The public keys, as served at `/auth/v1/.well-known/jwks.json`.
     pub jwks: Value,
+    /// Tokens already verified, with their claims: apps send the same anon key
+    /// or session token on every request, and an ES256 check is the most
+    /// expensive step of a small request. Entries are used only until `exp`.
+    verified: Mutex<HashMap<String, (Value, u64)>>,
+}
+
+/// Bound on [`Tenant::verified`]; the cache is simply cleared when full.
+const VERIFIED_CACHE_MAX: usize = 4096;
+
+impl Tenant {
+    /// Builds the data-plane view of a loaded project.
+    pub fn new(project: LoadedProject) -> Self {
+        let keys: Vec<Value> = project
+            .keys
+            .iter()
+            .filter_map(|k| serde_json::to_value(k.public_jwk()).ok())
+            .collect();
+        Self {
+            project,
+            jwks: json!({ "keys": keys }),
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached_claims(&self, token: &str) -> Option<Value> {
+        let now = unix_now();
+        let cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(token)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(claims, _)| claims.clone())
+    }
+
+    fn remember(&self, token: &str, claims: &Value) {
+        let Some(exp) = claims["exp"].as_u64() else {
+            return;
+        };
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VERIFIED_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(token.to_owned(), (claims.clone(), exp));
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// How long a loaded project is trusted before it is re-read (picks up key
@@ -57,15 +107,7 @@ impl ProjectRegistry {
             self.invalidate(r);
             return Ok(None);
         };
-        let keys: Vec<Value> = project
-            .keys
-            .iter()
-            .filter_map(|k| serde_json::to_value(k.public_jwk()).ok())
-            .collect();
-        let tenant = Arc::new(Tenant {
-            project,
-            jwks: json!({ "keys": keys }),
-        });
+        let tenant = Arc::new(Tenant::new(project));
         self.lock()
             .insert(r.to_owned(), (tenant.clone(), Instant::now()));
         Ok(Some(tenant))
@@ -178,6 +220,9 @@ fn jwt_error(e: JwtError, what: &str) -> ApiError {
 
 /// Verifies one token of project `tenant` and returns its claims.
 pub fn verify_token(tenant: &Tenant, token: &str, what: &str) -> ApiResult<Value> {
+    if let Some(claims) = tenant.cached_claims(token) {
+        return Ok(claims);
+    }
     let claims: Value = crate::crypto::SigningKey::verify_any(&tenant.project.keys, token)
         .map_err(|e| jwt_error(e, what))?;
     if claims["ref"].as_str() != Some(tenant.project.project_ref.as_str()) {
@@ -195,6 +240,7 @@ pub fn verify_token(tenant: &Tenant, token: &str, what: &str) -> ApiResult<Value
             format!("The {what} asks for a role that is not allowed."),
         ));
     }
+    tenant.remember(token, &claims);
     Ok(claims)
 }
 

