@@ -169,6 +169,49 @@ fn provider_error(what: &str, e: &dyn std::fmt::Display) -> AuthError {
     )
 }
 
+/// Apple's client secret: an ES256 JWT signed with the app's private key
+/// (the `.p8` file, PKCS#8 PEM), `iss` = team id, `sub` = client (services) id,
+/// `aud` = `https://appleid.apple.com`, valid for five minutes.
+pub fn apple_client_secret(
+    team_id: &str,
+    key_id: &str,
+    client_id: &str,
+    private_key_pem: &str,
+    now: i64,
+) -> Result<String, String> {
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(private_key_pem.as_bytes())
+        .map_err(|e| format!("the Apple private key is not a P-256 PKCS#8 PEM: {e}"))?;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(key_id.to_owned());
+    let claims = json!({
+        "iss": team_id,
+        "iat": now,
+        "exp": now + 300,
+        "aud": "https://appleid.apple.com",
+        "sub": client_id,
+    });
+    jsonwebtoken::encode(&header, &claims, &key).map_err(|e| e.to_string())
+}
+
+/// The client secret to present: the stored one, or Apple's generated JWT.
+fn client_secret(p: &ProviderConfig) -> AuthResult<Option<String>> {
+    if p.kind != "apple" {
+        return Ok(p.client_secret.clone());
+    }
+    let (Some(team), Some(kid), Some(pem)) = (
+        p.options["team_id"].as_str(),
+        p.options["key_id"].as_str(),
+        p.client_secret.as_deref(),
+    ) else {
+        return Err(AuthError::internal(
+            &"apple provider without team_id, key_id or key",
+        ));
+    };
+    apple_client_secret(team, kid, &p.client_id, pem, chrono::Utc::now().timestamp())
+        .map(Some)
+        .map_err(|e| AuthError::internal(&e))
+}
+
 async fn oidc_client(
     p: &ProviderConfig,
     issuer: &str,
@@ -193,7 +236,7 @@ async fn oidc_client(
     Ok(CoreClient::from_provider_metadata(
         metadata,
         ClientId::new(p.client_id.clone()),
-        p.client_secret.clone().map(ClientSecret::new),
+        client_secret(p)?.map(ClientSecret::new),
     )
     .set_redirect_uri(redirect))
 }
@@ -241,15 +284,21 @@ pub async fn authorize(ctx: AuthCtx, RawQuery(query): RawQuery) -> AuthResult<Re
         Kind::Oidc { issuer } => {
             let client = oidc_client(&p, &issuer, &callback).await?;
             let (st, no) = (state.clone(), nonce.clone());
-            let mut req = client
-                .authorize_url(
-                    CoreAuthenticationFlow::AuthorizationCode,
-                    move || CsrfToken::new(st),
-                    move || Nonce::new(no),
-                )
-                .add_scope(Scope::new("email".into()))
-                .add_scope(Scope::new("profile".into()))
-                .set_pkce_challenge(provider_challenge);
+            let mut req = client.authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(st),
+                move || Nonce::new(no),
+            );
+            req = if p.kind == "apple" {
+                // Apple: `name email` scopes, which it only sends by form_post; no PKCE.
+                req.add_scope(Scope::new("name".into()))
+                    .add_scope(Scope::new("email".into()))
+                    .add_extra_param("response_mode", "form_post")
+            } else {
+                req.add_scope(Scope::new("email".into()))
+                    .add_scope(Scope::new("profile".into()))
+                    .set_pkce_challenge(provider_challenge)
+            };
             for s in &scopes {
                 req = req.add_scope(Scope::new(s.clone()));
             }
@@ -445,19 +494,19 @@ async fn finish(ctx: &mut AuthCtx, flow: &Flow, code: &str) -> AuthResult<Finish
         Kind::Oidc { issuer } => {
             let client = oidc_client(&p, &issuer, &callback).await?;
             let call = |req| oidc_http(req);
-            let token = client
+            let mut exchange = client
                 .exchange_code(AuthorizationCode::new(code.to_owned()))
-                .map_err(|e| provider_error("token endpoint", &e))?
-                .set_pkce_verifier(PkceCodeVerifier::new(verifier))
-                .request_async(&call)
-                .await
-                .map_err(|e| {
-                    tracing::warn!(error = ?e, "auth: OAuth code exchange failed");
-                    AuthError::forbidden(
-                        "bad_oauth_callback",
-                        "The identity provider refused the authorization code",
-                    )
-                })?;
+                .map_err(|e| provider_error("token endpoint", &e))?;
+            if p.kind != "apple" {
+                exchange = exchange.set_pkce_verifier(PkceCodeVerifier::new(verifier));
+            }
+            let token = exchange.request_async(&call).await.map_err(|e| {
+                tracing::warn!(error = ?e, "auth: OAuth code exchange failed");
+                AuthError::forbidden(
+                    "bad_oauth_callback",
+                    "The identity provider refused the authorization code",
+                )
+            })?;
             let id_token = token.id_token().ok_or_else(|| {
                 AuthError::forbidden("bad_oauth_callback", "The provider sent no ID token")
             })?;
@@ -784,6 +833,24 @@ pub async fn put_provider(
         .ok_or_else(|| AuthError::validation("client_id is required"))?;
     let issuer = p.issuer.or_else(|| cur(2));
     providers::resolve(&kind, issuer.as_deref()).map_err(AuthError::validation)?;
+    if kind == "apple" {
+        let opts = p.options.as_ref().or(None);
+        let has = |k: &str| {
+            opts.map(|o| o[k].is_string()).unwrap_or_else(|| {
+                current
+                    .as_ref()
+                    .is_some_and(|r| r.get::<_, Value>(5)[k].is_string())
+            })
+        };
+        if !has("team_id") || !has("key_id") {
+            return Err(AuthError::validation(
+                "apple needs options.team_id and options.key_id, and the .p8 key as client_secret",
+            ));
+        }
+        if let Some(pem) = &p.client_secret {
+            apple_client_secret("t", "k", "c", pem, 0).map_err(AuthError::validation)?;
+        }
+    }
     let scopes = p.scopes.or_else(|| cur(3)).unwrap_or_default();
     let enabled = p
         .enabled
@@ -977,4 +1044,37 @@ pub async fn id_token_grant(mut ctx: AuthCtx, body: &[u8]) -> AuthResult<Json<Va
         session["provider_token"] = json!(t);
     }
     Ok(Json(session))
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+
+    use super::*;
+
+    #[test]
+    fn apple_client_secret_is_an_es256_jwt_apple_accepts() {
+        let key = crate::crypto::SigningKey::generate().unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key.pkcs8());
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        );
+        let now = chrono::Utc::now().timestamp();
+        let jwt = apple_client_secret("TEAM123", key.kid(), "com.example.web", &pem, now).unwrap();
+        let claims: Value = key.verify(&jwt).unwrap();
+        assert_eq!(claims["iss"], "TEAM123");
+        assert_eq!(claims["sub"], "com.example.web");
+        assert_eq!(claims["aud"], "https://appleid.apple.com");
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            300
+        );
+        assert!(apple_client_secret("t", "k", "c", "not a key", now).is_err());
+    }
 }

@@ -1,7 +1,7 @@
 //! Built-in identity providers: where they live and how their profiles map
 //! to a user.
 //!
-//! OpenID Connect providers (Google, Microsoft, LinkedIn, and any issuer
+//! OpenID Connect providers (Google, Microsoft, LinkedIn, Apple, and any issuer
 //! configured as `oidc`) are found by discovery and verified with
 //! `openidconnect`. The OAuth 2-only providers (GitHub, Discord, Facebook, X)
 //! are described here: their documented authorize / token / user endpoints
@@ -44,6 +44,7 @@ pub const KINDS: &[&str] = &[
     "google",
     "azure",
     "linkedin_oidc",
+    "apple",
     "github",
     "discord",
     "facebook",
@@ -116,10 +117,11 @@ pub fn resolve(kind: &str, issuer: Option<&str>) -> Result<Kind, String> {
             true,
             true,
         ),
-        "apple" => Err(
-            "apple is not supported yet (it needs a client-secret JWT and form_post callbacks)"
-                .into(),
-        ),
+        // The client secret is a JWT made from the app's .p8 key (see
+        // `apple_client_secret`); the callback is a form_post.
+        "apple" => Ok(Kind::Oidc {
+            issuer: "https://appleid.apple.com".into(),
+        }),
         other => Err(format!(
             "unknown provider kind {other:?}; use one of {}",
             KINDS.join(", ")
@@ -276,7 +278,12 @@ mod tests {
         };
         assert!(x.pkce && x.basic_auth);
         assert!(resolve("oidc", None).is_err());
-        assert!(resolve("apple", None).is_err());
+        assert_eq!(
+            resolve("apple", None),
+            Ok(Kind::Oidc {
+                issuer: "https://appleid.apple.com".into()
+            })
+        );
         assert!(resolve("myspace", None).is_err());
     }
 

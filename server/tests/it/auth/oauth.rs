@@ -571,3 +571,75 @@ async fn id_token_grant_with_a_real_providers_token() {
         "id_token"
     );
 }
+
+#[tokio::test]
+async fn builtin_provider_configuration_is_checked() {
+    let t = TestApp::spawn().await;
+    let p = t.create_project("auth-builtins").await;
+    let a = Auth { t, p };
+    let put = |name: &str, body: Value| {
+        a.admin(Method::PUT, &format!("/admin/providers/{name}"))
+            .json(&body)
+            .send()
+    };
+    // Apple needs its team and key ids and a P-256 .p8 key.
+    gotrue_error(
+        put("apple", json!({"client_id": "com.x"})).await.unwrap(),
+        400,
+        "validation_failed",
+    )
+    .await;
+    let bad = json!({"client_id": "com.x", "client_secret": "nope", "options": {"team_id": "T", "key_id": "K"}});
+    gotrue_error(put("apple", bad).await.unwrap(), 400, "validation_failed").await;
+    let key = ferrobase_server::crypto::SigningKey::generate().unwrap();
+    use base64::Engine as _;
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(key.pkcs8())
+    );
+    let ok = json!({"client_id": "com.x", "client_secret": pem, "options": {"team_id": "T", "key_id": "K"}});
+    assert_eq!(put("apple", ok).await.unwrap().status(), 200);
+    // GitHub (OAuth 2): the authorize redirect follows GitHub's documented contract.
+    assert_eq!(
+        put(
+            "github",
+            json!({"client_id": "gh-id", "client_secret": "gh-secret"})
+        )
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
+    let resp = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+        .get(format!(
+            "{}/auth/v1/authorize?provider=github&redirect_to=http://x.test",
+            a.p.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("https://github.com/login/oauth/authorize?"),
+        "{location}"
+    );
+    let q = params(location.split_once('?').unwrap().1);
+    assert_eq!(q["client_id"], "gh-id");
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["redirect_uri"], format!("{}/auth/v1/callback", a.p.url));
+    assert!(q["scope"].as_str().unwrap().contains("user:email"));
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert!(q["state"].as_str().unwrap().len() > 30);
+    assert!(!location.contains("gh-secret"));
+    // Unknown kinds.
+    gotrue_error(
+        put("myspace", json!({"client_id": "x"})).await.unwrap(),
+        400,
+        "validation_failed",
+    )
+    .await;
+}
