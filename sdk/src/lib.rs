@@ -6,6 +6,9 @@
 //!   anon or service-role key and optionally a user's access token.
 //! - [`QueryBuilder`], [`FilterBuilder`], [`MaybeSingle`] (`query.rs`): the
 //!   PostgREST-compatible data API under `{project}/rest/v1`.
+//! - [`AuthClient`] (`auth.rs`): the project's users under
+//!   `{project}/auth/v1` (sign up / in / out, sessions with automatic
+//!   refresh in a pluggable [`SessionStore`], admin calls via [`AuthAdmin`]).
 //! - [`StorageClient`] (`storage.rs`): buckets and objects under
 //!   `{project}/storage/v1` ([`Client::storage`]).
 //! - [`AdminClient`] (`admin.rs`): the platform API under
@@ -14,6 +17,7 @@
 //!   `{code, message, details, hint}` envelope.
 
 mod admin;
+mod auth;
 mod client;
 mod error;
 mod http;
@@ -22,6 +26,10 @@ mod schema;
 mod storage;
 
 pub use admin::{AdminClient, PlatformAdmin, Project, ProjectDetails, server_ready};
+pub use auth::{
+    AdminUserAttributes, AuthAdmin, AuthClient, GeneratedLink, MemoryStore, OAuthStart, Session,
+    SessionStore, SignOutScope, SignUp, User, UserUpdate, pkce_pair,
+};
 pub use client::{Client, Jwk, Jwks};
 pub use error::{Error, Result};
 pub use query::{Count, FilterBuilder, MaybeSingle, Order, QueryBuilder, Response, TextSearch};

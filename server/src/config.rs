@@ -112,6 +112,28 @@ pub struct Config {
     #[arg(long, env = "FERROBASE_ADMIN_TOKEN_TTL_SECS", default_value_t = 3600)]
     pub admin_token_ttl_secs: u64,
 
+    /// Default of the per-project auth setting `mailer_autoconfirm`: sign-ups get a
+    /// session without confirming their email (GoTrue `MAILER_AUTOCONFIRM`).
+    #[arg(long, env = "FERROBASE_AUTH_AUTOCONFIRM", default_value_t = false, action = clap::ArgAction::Set)]
+    pub auth_autoconfirm: bool,
+
+    /// Trust the first `X-Forwarded-For` address as the client IP (auth rate
+    /// limits). Enable only behind a proxy that sets it.
+    #[arg(long, env = "FERROBASE_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
+    pub trust_forwarded_for: bool,
+
+    /// SMTP server for auth mail, e.g. `smtps://user:pass@mail.example.com:465` or
+    /// `smtp://host:587?tls=starttls`. Unset: mail is captured in the project database.
+    #[arg(long, env = "FERROBASE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender of auth mail.
+    #[arg(
+        long,
+        env = "FERROBASE_SMTP_FROM",
+        default_value = "Ferrobase <noreply@ferrobase.local>"
+    )]
+    pub smtp_from: String,
     /// Where object bytes live: unset = local disk under `{data_dir}/storage`;
     /// `file:///abs/dir`; or `s3://bucket?endpoint=…&region=…&force_path_style=true`
     /// (the `FERROBASE_S3_*` settings override the query).
@@ -187,6 +209,10 @@ impl Config {
             pool_acquire_timeout_ms: 2000,
             statement_timeout_ms: 8000,
             admin_token_ttl_secs: 3600,
+            auth_autoconfirm: false,
+            trust_forwarded_for: false,
+            smtp_url: None,
+            smtp_from: "Ferrobase <noreply@ferrobase.test>".into(),
             log_format: LogFormat::Pretty,
             storage_url: None,
             s3_endpoint: None,

@@ -7,6 +7,7 @@
 //! - [`platform`]: the control plane (projects, admins, start-up).
 //! - [`tenant`]: which project a request is for and who is calling.
 //! - [`rest`]: the PostgREST-compatible data API.
+//! - [`auth`]: the GoTrue-compatible auth API.
 //! - [`storage`]: Supabase Storage-compatible buckets and objects, TUS uploads.
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
@@ -15,6 +16,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;

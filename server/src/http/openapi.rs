@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use crate::http::{ApiError, health, metrics};
 use crate::platform::{admins, handlers, projects};
 use crate::storage as st;
-use crate::tenant;
+use crate::{auth, tenant};
 
 /// The platform's API description.
 #[derive(OpenApi)]
@@ -25,6 +25,19 @@ use crate::tenant;
         handlers::login, handlers::list_projects, handlers::create_project,
         handlers::get_project, handlers::update_project, handlers::delete_project,
         tenant::jwks,
+        auth::handlers::signup, auth::handlers::token, auth::handlers::get_user,
+        auth::handlers::update_user, auth::handlers::logout, auth::handlers::settings,
+        auth::handlers::recover, auth::handlers::otp, auth::handlers::magiclink,
+        auth::handlers::verify_get, auth::handlers::verify_post, auth::handlers::resend,
+        auth::admin::list_users, auth::admin::create_user, auth::admin::get_user,
+        auth::admin::update_user, auth::admin::delete_user, auth::admin::invite,
+        auth::admin::generate_link, auth::admin::get_config, auth::admin::put_config,
+        auth::admin::list_mail, auth::admin::put_template, auth::admin::get_template,
+        auth::admin::put_smtp, auth::admin::list_sessions, auth::admin::revoke_sessions, auth::admin::revoke_session,
+        auth::handlers::unlink_identity,
+        auth::mfa::enroll, auth::mfa::challenge, auth::mfa::verify, auth::mfa::unenroll,
+        auth::oauth::authorize, auth::oauth::callback_get, auth::oauth::callback_post,
+        auth::oauth::put_provider, auth::oauth::list_providers, auth::oauth::delete_provider,
         crate::admin::sql::run_sql, crate::schema::handlers::list_schemas, crate::schema::handlers::list_tables, crate::schema::handlers::get_table, crate::schema::handlers::create_table, crate::schema::handlers::alter_table, crate::schema::handlers::drop_table, crate::schema::handlers::set_rls, crate::schema::handlers::create_index, crate::schema::handlers::drop_index, crate::schema::handlers::create_policy, crate::schema::handlers::drop_policy, crate::schema::handlers::list_views, crate::schema::handlers::list_functions, crate::schema::handlers::list_triggers,
         st::buckets::list, st::buckets::get, st::buckets::create, st::buckets::update,
         st::buckets::empty, st::buckets::delete,
@@ -38,7 +51,7 @@ use crate::tenant;
     ),
     components(schemas(
         ApiError, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,
-        handlers::CreateProject, handlers::UpdateProject, projects::Project, projects::ProjectDetails, health::Health,
+        handlers::CreateProject, handlers::UpdateProject, projects::Project, auth::settings::AuthSettings, projects::ProjectDetails, health::Health,
         st::buckets::Bucket, st::buckets::CreateBucket, st::buckets::UpdateBucket,
         st::buckets::SizeLimit, st::buckets::Created, st::Message, st::objects::Uploaded,
         st::objects::ListBody, st::objects::SortBy, st::objects::MoveBody, st::objects::DeleteMany,
@@ -50,6 +63,8 @@ use crate::tenant;
         (name = "project", description = "Per-project endpoints (`/p/{ref}/…`)"),
         (name = "storage", description = "Supabase Storage-compatible buckets and objects (`/p/{ref}/storage/v1`)"),
         (name = "operations", description = "Health and metrics"),
+        (name = "auth", description = "GoTrue-compatible auth (`/p/{ref}/auth/v1`)"),
+        (name = "auth-admin", description = "Auth administration with the service-role key"),
     )
 )]
 pub struct ApiDoc;

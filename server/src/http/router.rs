@@ -19,6 +19,7 @@ fn project_routes(app: &AppState) -> Router<AppState> {
     Router::new()
         .route("/auth/v1/.well-known/jwks.json", get(tenant::jwks))
         .merge(super::rest::routes())
+        .merge(crate::auth::routes())
         .merge(crate::admin::routes())
         .merge(crate::storage::routes(app))
         .route_layer(from_fn_with_state(app.clone(), tenant::resolve_project))

@@ -5,6 +5,7 @@
 mod support;
 
 mod admin_sql;
+mod auth;
 mod cli;
 mod embedded;
 mod errors;
