@@ -834,7 +834,7 @@ pub async fn put_provider(
     let issuer = p.issuer.or_else(|| cur(2));
     providers::resolve(&kind, issuer.as_deref()).map_err(AuthError::validation)?;
     if kind == "apple" {
-        let opts = p.options.as_ref().or(None);
+        let opts = p.options.as_ref();
         let has = |k: &str| {
             opts.map(|o| o[k].is_string()).unwrap_or_else(|| {
                 current
