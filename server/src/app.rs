@@ -106,7 +106,9 @@ pub async fn serve(
         rewrite_host(req, base_domain.as_deref())
     })
     .layer(router);
-    let result = axum::serve(listener, service.into_make_service())
+    // Connect info gives handlers the client address (auth's per-IP limits).
+    let make_service = service.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, make_service)
         .with_graceful_shutdown(shutdown)
         .await;
     reaper.abort();

@@ -14,6 +14,7 @@
 //!
 //! Exported to the tests:
 //! - `FERROBASE_PEERS_DIR`: `tests/peers` (scripts, `node_modules`);
+//! - `FERROBASE_REQUIRE_PEERS=1`: a test whose peer is missing fails instead of skipping;
 //! - `FERROBASE_PEERS_NODE`: the `node` binary;
 //! - `FERROBASE_PEERS_VENV`: `.peers/venv`;
 //! - `FERROBASE_PEERS_PYTHON`: `.peers/venv/bin/python`.
@@ -37,7 +38,11 @@ const STAMP: &str = ".ferrobase-stamp";
 pub fn ensure() -> Result<Vec<(&'static str, String)>> {
     let root = workspace_root();
     let manifests = root.join("tests/peers");
-    let mut env = vec![("FERROBASE_PEERS_DIR", manifests.display().to_string())];
+    // Installed peers are required: their tests fail instead of skipping.
+    let mut env = vec![
+        ("FERROBASE_PEERS_DIR", manifests.display().to_string()),
+        ("FERROBASE_REQUIRE_PEERS", "1".to_owned()),
+    ];
 
     if manifests.join("package.json").is_file() {
         let node = which("node").context(

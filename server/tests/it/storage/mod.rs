@@ -66,7 +66,7 @@ impl Moto {
         let Some(bin) = moto_binary() else {
             // Under `cargo xtask test` moto is installed: missing is a failure.
             assert!(
-                std::env::var_os("FERROBASE_PEERS_DIR").is_none(),
+                std::env::var_os("FERROBASE_REQUIRE_PEERS").is_none(),
                 "moto_server is missing from the peers installed by cargo xtask test"
             );
             eprintln!(
