@@ -128,6 +128,30 @@ fn verify<T: DeserializeOwned>(keys: &[SigningKey], token: &str) -> Result<T, Jw
         })
 }
 
+/// Verifies an HS256 token against a shared secret (a project's optional
+/// legacy secret). Only HS256 is accepted here, and `exp` is required.
+pub fn verify_hs256<T: DeserializeOwned>(secret: &[u8], token: &str) -> Result<T, JwtError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
+    if header.alg != Algorithm::HS256 {
+        return Err(JwtError::UnsupportedAlgorithm(format!("{:?}", header.alg)));
+    }
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 30;
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["exp"]);
+    jsonwebtoken::decode::<T>(token, &DecodingKey::from_secret(secret), &validation)
+        .map(|data| data.claims)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => JwtError::Expired,
+            _ => JwtError::Invalid,
+        })
+}
+
+/// The `alg` a token's header names, if the header parses.
+pub fn token_algorithm(token: &str) -> Option<Algorithm> {
+    jsonwebtoken::decode_header(token).ok().map(|h| h.alg)
+}
+
 impl SigningKey {
     /// Verifies `token` against any of `keys` (chosen by the token's `kid`).
     pub fn verify_any<T: DeserializeOwned>(

@@ -10,7 +10,7 @@ mod jwt;
 pub mod password;
 
 pub use cipher::{CryptoError, SecretBox};
-pub use jwt::{JwtError, SigningKey};
+pub use jwt::{JwtError, SigningKey, token_algorithm, verify_hs256};
 
 use base64::Engine as _;
 

@@ -51,7 +51,7 @@ use crate::{auth, tenant};
     ),
     components(schemas(
         ApiError, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,
-        handlers::CreateProject, handlers::UpdateProject, projects::Project, auth::settings::AuthSettings, projects::ProjectDetails, health::Health,
+        handlers::CreateProject, projects::ProjectChanges, projects::Project, auth::settings::AuthSettings, projects::ProjectDetails, health::Health,
         st::buckets::Bucket, st::buckets::CreateBucket, st::buckets::UpdateBucket,
         st::buckets::SizeLimit, st::buckets::Created, st::Message, st::objects::Uploaded,
         st::objects::ListBody, st::objects::SortBy, st::objects::MoveBody, st::objects::DeleteMany,

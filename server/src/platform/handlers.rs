@@ -31,16 +31,6 @@ pub struct CreateProject {
     pub name: Option<String>,
 }
 
-/// Project update body: every field optional.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateProject {
-    /// New display name.
-    pub name: Option<String>,
-    /// Schemas served by the data API, the first being the default (e.g. `["public", "api"]`).
-    pub exposed_schemas: Option<Vec<String>>,
-}
-
 /// A verified platform admin (from `Authorization: Bearer <token>`).
 pub struct PlatformAdmin(pub AdminClaims);
 
@@ -127,26 +117,19 @@ pub async fn get_project(
     Ok(Json(projects::get_details(&app.platform, &r).await?))
 }
 
-/// Update a project's name or exposed schemas.
+/// Update a project's name, exposed schemas or legacy JWT secret.
 #[utoipa::path(patch, path = "/platform/v1/projects/{ref}", tag = "platform", security(("admin_token" = [])),
-    params(("ref" = String, Path, description = "Project ref")), request_body = UpdateProject,
+    params(("ref" = String, Path, description = "Project ref")), request_body = projects::ProjectChanges,
     responses((status = 200, body = ProjectDetails), (status = 400, body = ApiError),
               (status = 401, body = ApiError), (status = 404, body = ApiError)))]
 pub async fn update_project(
     State(app): State<AppState>,
     PlatformAdmin(admin): PlatformAdmin,
     Path(r): Path<String>,
-    AppJson(body): AppJson<UpdateProject>,
+    AppJson(changes): AppJson<projects::ProjectChanges>,
 ) -> ApiResult<Json<ProjectDetails>> {
     let r = ProjectRef::parse(&r).map_err(|_| projects::ProjectError::NotFound(r.clone()))?;
-    let details = projects::update(
-        &app.platform,
-        &r,
-        body.name.as_deref(),
-        body.exposed_schemas.as_deref(),
-        &admin.email,
-    )
-    .await?;
+    let details = projects::update(&app.platform, &r, &changes, &admin.email).await?;
     app.projects.invalidate(r.as_str());
     Ok(Json(details))
 }

@@ -155,7 +155,14 @@ pub struct LoadedProject {
     pub keys: Vec<SigningKey>,
     /// Schemas served by the data API (the first is the default).
     pub exposed_schemas: Vec<String>,
+    /// Optional legacy HS256 secret: tokens signed with it are accepted too.
+    pub legacy_jwt_secret: Option<Vec<u8>>,
 }
+
+/// Name of the optional legacy HS256 secret in `project_secrets`.
+const LEGACY_SECRET: &str = "legacy_jwt_secret";
+/// Shortest accepted legacy secret (HS256 wants at least 256 bits).
+const LEGACY_SECRET_MIN_LEN: usize = 32;
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -506,12 +513,23 @@ pub async fn load(platform: &Platform, r: &str) -> Result<Option<LoadedProject>,
         let der = secrets.decrypt(&secret_context(id, &kid), k.get(1))?;
         keys.push(SigningKey::from_pkcs8(kid, &der)?);
     }
+    let legacy_jwt_secret = match client
+        .query_opt(
+            "select value_enc from project_secrets where project_id = $1 and name = $2",
+            &[&id, &LEGACY_SECRET],
+        )
+        .await?
+    {
+        Some(r) => Some(secrets.decrypt(&secret_context(id, LEGACY_SECRET), r.get(0))?),
+        None => None,
+    };
     Ok(Some(LoadedProject {
         id,
         project_ref: row.get("ref"),
         db_config,
         keys,
         exposed_schemas: row.get("exposed_schemas"),
+        legacy_jwt_secret,
     }))
 }
 
@@ -556,15 +574,40 @@ pub fn parse_exposed_schemas(schemas: &[String]) -> Result<Vec<String>, ProjectE
     Ok(schemas.to_vec())
 }
 
-/// Changes a project's name and/or exposed schemas.
+/// Changes to a project's settings; `None` leaves a setting as it is.
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectChanges {
+    /// New display name.
+    pub name: Option<String>,
+    /// Schemas served by the data API, the first being the default (e.g. `["public", "api"]`).
+    pub exposed_schemas: Option<Vec<String>>,
+    /// A legacy HS256 secret (at least 32 characters) whose tokens the project also
+    /// accepts, e.g. when migrating from another platform; `""` removes it. Write-only.
+    pub legacy_jwt_secret: Option<String>,
+}
+
+/// Changes a project's name, exposed schemas or legacy JWT secret.
 pub async fn update(
     platform: &Platform,
     r: &ProjectRef,
-    name: Option<&str>,
-    exposed_schemas: Option<&[String]>,
+    changes: &ProjectChanges,
     actor: &str,
 ) -> Result<ProjectDetails, ProjectError> {
-    let schemas = exposed_schemas.map(parse_exposed_schemas).transpose()?;
+    let schemas = changes
+        .exposed_schemas
+        .as_deref()
+        .map(parse_exposed_schemas)
+        .transpose()?;
+    if let Some(secret) = changes.legacy_jwt_secret.as_deref()
+        && !secret.is_empty()
+        && secret.len() < LEGACY_SECRET_MIN_LEN
+    {
+        return Err(ProjectError::InvalidSettings(format!(
+            "legacy_jwt_secret must be at least {LEGACY_SECRET_MIN_LEN} characters (or \"\" to remove it)."
+        )));
+    }
+    let name = changes.name.as_deref();
     let name = name.map(str::trim).filter(|n| !n.is_empty());
     let client = platform.control().get().await?;
     let n = client

@@ -223,9 +223,22 @@ pub fn verify_token(tenant: &Tenant, token: &str, what: &str) -> ApiResult<Value
     if let Some(claims) = tenant.cached_claims(token) {
         return Ok(claims);
     }
-    let claims: Value = crate::crypto::SigningKey::verify_any(&tenant.project.keys, token)
-        .map_err(|e| jwt_error(e, what))?;
-    if claims["ref"].as_str() != Some(tenant.project.project_ref.as_str()) {
+    let legacy =
+        tenant.project.legacy_jwt_secret.as_deref().filter(|_| {
+            crate::crypto::token_algorithm(token) == Some(jsonwebtoken::Algorithm::HS256)
+        });
+    let claims: Value = match legacy {
+        // The project's own legacy secret binds the token to it; `ref`, when
+        // present, must still name this project.
+        Some(secret) => crate::crypto::verify_hs256(secret, token),
+        None => crate::crypto::SigningKey::verify_any(&tenant.project.keys, token),
+    }
+    .map_err(|e| jwt_error(e, what))?;
+    let ref_ok = match claims["ref"].as_str() {
+        Some(r) => r == tenant.project.project_ref,
+        None => legacy.is_some(),
+    };
+    if !ref_ok {
         return Err(ApiError::unauthorized(
             "invalid_token",
             format!("The {what} belongs to another project."),

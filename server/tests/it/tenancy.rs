@@ -259,3 +259,91 @@ async fn a_cancelled_request_never_leaks_its_transaction_or_role() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.json::<Value>().await.unwrap(), "anon");
 }
+
+#[tokio::test]
+async fn an_optional_legacy_hs256_secret_is_accepted_only_where_configured() {
+    let t = TestApp::spawn().await;
+    let p = t.create_project("legacy").await;
+    let other = t.create_project("legacy-other").await;
+    t.owner_sql(&p, NOTES).await;
+    t.owner_sql(&other, NOTES).await;
+    let secret = "a-legacy-secret-of-at-least-32-characters";
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let hs = |secret: &str, claims: Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let token = hs(
+        secret,
+        serde_json::json!({"role": "service_role", "exp": exp}),
+    );
+    // Not configured: refused.
+    expect_error(notes(&t, &p, &token).await, 401, "invalid_token").await;
+
+    let set = |body: Value| {
+        t.admin(reqwest::Method::PATCH, "/platform/v1/projects/legacy")
+            .json(&body)
+            .send()
+    };
+    expect_error(
+        set(serde_json::json!({"legacy_jwt_secret": "short"}))
+            .await
+            .unwrap(),
+        400,
+        "invalid_settings",
+    )
+    .await;
+    let resp = set(serde_json::json!({"legacy_jwt_secret": secret}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.text().await.unwrap();
+    assert!(!body.contains(secret), "the secret is write-only");
+    t.app.projects.invalidate("legacy");
+
+    let rows: Value = notes(&t, &p, &token).await.json().await.unwrap();
+    assert_eq!(
+        rows.as_array().map(Vec::len),
+        Some(2),
+        "service_role via the legacy secret"
+    );
+    // Wrong secret, another project's ref, another project, a disallowed role: refused.
+    let wrong = hs(
+        "another-secret-that-is-also-long-enough!",
+        serde_json::json!({"role": "anon", "exp": exp}),
+    );
+    expect_error(notes(&t, &p, &wrong).await, 401, "invalid_token").await;
+    let foreign = hs(
+        secret,
+        serde_json::json!({"role": "anon", "ref": "legacy-other", "exp": exp}),
+    );
+    expect_error(notes(&t, &p, &foreign).await, 401, "invalid_token").await;
+    expect_error(notes(&t, &other, &token).await, 401, "invalid_token").await;
+    let superuser = hs(secret, serde_json::json!({"role": "postgres", "exp": exp}));
+    expect_error(notes(&t, &p, &superuser).await, 401, "invalid_token").await;
+    let expired = hs(
+        secret,
+        serde_json::json!({"role": "anon", "exp": exp - 7200}),
+    );
+    expect_error(notes(&t, &p, &expired).await, 401, "token_expired").await;
+    // ES256 keys keep working; removing the secret turns HS256 off again.
+    assert_eq!(notes(&t, &p, &p.anon).await.status(), StatusCode::OK);
+    assert_eq!(
+        set(serde_json::json!({"legacy_jwt_secret": ""}))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    t.app.projects.invalidate("legacy");
+    let fresh = hs(secret, serde_json::json!({"role": "anon", "exp": exp + 1}));
+    expect_error(notes(&t, &p, &fresh).await, 401, "invalid_token").await;
+}
