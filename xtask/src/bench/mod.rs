@@ -6,6 +6,7 @@
 //! [`server::Server`] (start/stop a `ferrobase serve` on a temp data dir),
 //! [`Table`] (the summary printed at the end).
 
+mod auth;
 mod platform;
 mod rest;
 mod server;
@@ -36,6 +37,11 @@ const SUITES: &[(&str, &str, Suite)] = &[
         "rest",
         "data API under load vs PocketBase, with pgbench as the ceiling",
         rest::run,
+    ),
+    (
+        "auth",
+        "sign-ins, refreshes and token checks per second",
+        auth::run,
     ),
 ];
 
