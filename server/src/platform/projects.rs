@@ -607,25 +607,56 @@ pub async fn update(
             "legacy_jwt_secret must be at least {LEGACY_SECRET_MIN_LEN} characters (or \"\" to remove it)."
         )));
     }
-    let name = changes.name.as_deref();
-    let name = name.map(str::trim).filter(|n| !n.is_empty());
-    let client = platform.control().get().await?;
-    let n = client
-        .execute(
+    let name = changes
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
+    let mut conn = platform.control().get().await?;
+    let tx = conn.transaction().await?;
+    let row = tx
+        .query_opt(
             "update projects set name = coalesce($2, name), \
-             exposed_schemas = coalesce($3, exposed_schemas) where ref = $1 and status = 'ready'",
+             exposed_schemas = coalesce($3, exposed_schemas) \
+             where ref = $1 and status = 'ready' returning id",
             &[&r.as_str(), &name, &schemas],
         )
-        .await?;
-    if n == 0 {
-        return Err(ProjectError::NotFound(r.to_string()));
+        .await?
+        .ok_or_else(|| ProjectError::NotFound(r.to_string()))?;
+    let id: Uuid = row.get(0);
+    match changes.legacy_jwt_secret.as_deref() {
+        None => {}
+        Some("") => {
+            tx.execute(
+                "delete from project_secrets where project_id = $1 and name = $2",
+                &[&id, &LEGACY_SECRET],
+            )
+            .await?;
+        }
+        Some(secret) => {
+            let sealed = platform
+                .secrets()
+                .encrypt_str(&secret_context(id, LEGACY_SECRET), secret);
+            tx.execute(
+                "insert into project_secrets (project_id, name, value_enc) values ($1, $2, $3) \
+                 on conflict (project_id, name) do update set value_enc = excluded.value_enc",
+                &[&id, &LEGACY_SECRET, &sealed],
+            )
+            .await?;
+        }
     }
+    tx.commit().await?;
+    // Never the secret itself: only whether it was set or removed.
+    let legacy = changes
+        .legacy_jwt_secret
+        .as_deref()
+        .map(|s| if s.is_empty() { "removed" } else { "set" });
     platform
         .audit(
             actor,
             "project.update",
             r.as_str(),
-            json!({ "name": name, "exposed_schemas": schemas }),
+            json!({ "name": name, "exposed_schemas": schemas, "legacy_jwt_secret": legacy }),
         )
         .await;
     get_details(platform, r).await

@@ -313,7 +313,7 @@ async fn an_optional_legacy_hs256_secret_is_accepted_only_where_configured() {
     assert_eq!(
         rows.as_array().map(Vec::len),
         Some(2),
-        "service_role via the legacy secret"
+        "service_role via the legacy secret: {rows}"
     );
     // Wrong secret, another project's ref, another project, a disallowed role: refused.
     let wrong = hs(
