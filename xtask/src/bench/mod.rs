@@ -9,6 +9,7 @@
 mod platform;
 mod rest;
 mod server;
+mod storage;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -36,6 +37,11 @@ const SUITES: &[(&str, &str, Suite)] = &[
         "rest",
         "data API under load vs PocketBase, with pgbench as the ceiling",
         rest::run,
+    ),
+    (
+        "storage",
+        "object upload/download throughput vs PocketBase and a raw file copy, peak memory",
+        storage::run,
     ),
 ];
 
