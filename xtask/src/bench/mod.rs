@@ -10,6 +10,7 @@ mod auth;
 mod platform;
 mod rest;
 mod server;
+mod storage;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -42,6 +43,11 @@ const SUITES: &[(&str, &str, Suite)] = &[
         "auth",
         "sign-ins, refreshes and token checks per second",
         auth::run,
+    ),
+    (
+        "storage",
+        "object upload/download throughput vs PocketBase and a raw file copy, peak memory",
+        storage::run,
     ),
 ];
 
