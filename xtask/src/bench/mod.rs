@@ -7,6 +7,7 @@
 //! [`Table`] (the summary printed at the end).
 
 mod auth;
+mod load;
 mod platform;
 mod rest;
 mod server;

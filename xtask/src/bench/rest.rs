@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use super::load::{Load, Workload, ensure_hey, env_num, fmt_load, login, run_hey, str_field};
 use super::server::Server;
 use super::{Ctx, Table};
 use crate::{http, pg, proc, workspace_root};
@@ -29,23 +30,6 @@ const POSTGREST_PUBLISHED: &str = "2,585 req/s (PostgREST, published, 2 vCPU, GE
 const POCKETBASE_VERSION: &str = "0.40.6";
 const AUTHORS: usize = 100;
 const ITEMS: usize = 2000;
-
-/// One load run.
-struct Load {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
-}
-
-/// One workload as sent by `hey`.
-struct Workload {
-    name: &'static str,
-    method: &'static str,
-    url: String,
-    headers: Vec<(String, String)>,
-    body: Option<String>,
-}
 
 pub fn run(ctx: &Ctx) -> Result<Table> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
@@ -183,107 +167,6 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     Ok(table)
 }
 
-fn fmt_load(l: &Load) -> String {
-    let errors = if l.errors > 0 {
-        format!(", {} errors", l.errors)
-    } else {
-        String::new()
-    };
-    format!(
-        "{:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms{errors}",
-        l.rps, l.p50_ms, l.p99_ms
-    )
-}
-
-fn env_num(name: &str, default: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v
-            .parse()
-            .with_context(|| format!("{name}={v:?} is not a number")),
-        _ => Ok(default),
-    }
-}
-
-/// `hey` on PATH, installed with apt when missing.
-fn ensure_hey() -> Result<PathBuf> {
-    if let Some(p) = on_path("hey") {
-        return Ok(p);
-    }
-    println!("    installing hey (apt-get install -y hey)...");
-    let _ = proc::run_quiet(Command::new("apt-get").arg("update"));
-    proc::run_quiet(Command::new("apt-get").args(["install", "-y", "hey"]))
-        .context("`hey` is missing and apt-get could not install it")?;
-    on_path("hey").context("hey installed but not on PATH")
-}
-
-fn on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-}
-
-fn run_hey(hey: &Path, w: &Workload, conns: u64, duration: u64) -> Result<Load> {
-    let mut cmd = Command::new(hey);
-    cmd.args([
-        "-z",
-        &format!("{duration}s"),
-        "-c",
-        &conns.to_string(),
-        "-m",
-        w.method,
-    ]);
-    for (k, v) in &w.headers {
-        cmd.arg("-H").arg(format!("{k}: {v}"));
-    }
-    if let Some(b) = &w.body {
-        cmd.args(["-d", b]);
-    }
-    cmd.arg(&w.url);
-    let out = proc::run_quiet(&mut cmd)?;
-    parse_hey(&out).with_context(|| format!("parsing hey output for {}:\n{out}", w.name))
-}
-
-/// Requests/sec, the 50% and 99% latency lines and non-2xx responses.
-fn parse_hey(out: &str) -> Result<Load> {
-    let mut load = Load {
-        rps: 0.0,
-        p50_ms: f64::NAN,
-        p99_ms: f64::NAN,
-        errors: 0,
-    };
-    for line in out.lines().map(str::trim) {
-        if let Some(v) = line.strip_prefix("Requests/sec:") {
-            load.rps = v.trim().parse()?;
-        } else if let Some(v) = line.strip_prefix("50% in ") {
-            load.p50_ms = secs_to_ms(v)?;
-        } else if let Some(v) = line.strip_prefix("99% in ") {
-            load.p99_ms = secs_to_ms(v)?;
-        } else if let Some(rest) = line.strip_prefix('[')
-            && let Some((code, count)) = rest.split_once(']')
-            && !code.starts_with('2')
-        {
-            load.errors += count
-                .split_whitespace()
-                .next()
-                .unwrap_or("0")
-                .parse::<u64>()?;
-        } else if line.starts_with("Get ") || line.starts_with("Post ") || line.contains("dial tcp")
-        {
-            load.errors += 1;
-        }
-    }
-    if load.rps == 0.0 {
-        bail!("no Requests/sec line");
-    }
-    Ok(load)
-}
-
-fn secs_to_ms(v: &str) -> Result<f64> {
-    let s: f64 = v.split_whitespace().next().unwrap_or("").parse()?;
-    Ok(s * 1000.0)
-}
-
 fn psql(db_url: &str, sql: &str) -> Result<()> {
     let bin = pg::find_bin()?;
     proc::run_quiet(Command::new(bin.join("psql")).args([
@@ -331,23 +214,6 @@ fn pgbench(db_url: &str, conns: u64, duration: u64) -> Result<(f64, f64)> {
     let tps = num_after("tps = ").context("no tps line")?;
     let avg = num_after("latency average = ").unwrap_or(f64::NAN);
     Ok((tps, avg))
-}
-
-fn login(server: &Server) -> Result<String> {
-    let r = http::post(
-        &format!("{}/platform/v1/auth/login", server.base_url()),
-        None,
-        &json!({"email": server.admin_email, "password": server.admin_password}),
-    )?
-    .expect(200, "admin login")?;
-    str_field(&r.json()?, "access_token")
-}
-
-fn str_field(v: &Value, name: &str) -> Result<String> {
-    v[name]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("no `{name}` in {v}"))
 }
 
 /// A running PocketBase, killed on drop.
@@ -520,18 +386,4 @@ fn pocketbase_loads(hey: &Path, conns: u64, duration: u64) -> Result<Vec<Load>> 
         loads.push(load);
     }
     Ok(loads)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_hey_summary() {
-        let out = "Summary:\n  Total:\t5.0 secs\n  Requests/sec:\t1234.5\n\nLatency distribution:\n  10% in 0.0010 secs\n  50% in 0.0030 secs\n  99% in 0.0125 secs\n\nStatus code distribution:\n  [200]\t6000 responses\n  [503]\t3 responses\n";
-        let l = parse_hey(out).unwrap();
-        assert_eq!(l.rps, 1234.5);
-        assert!((l.p50_ms - 3.0).abs() < 1e-9 && (l.p99_ms - 12.5).abs() < 1e-9);
-        assert_eq!(l.errors, 3);
-    }
 }

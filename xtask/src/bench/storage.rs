@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
+use super::load::env_num;
 use super::server::Server;
 use super::{Ctx, Table};
 use crate::proc::{self, mib};
@@ -297,15 +298,6 @@ fn print_side(name: &str, s: &Side) {
     println!("    {name} 1 MiB downloads {}", s.small_down);
     println!("    {name} big upload      {}", s.big_up);
     println!("    {name} big download    {}", s.big_down);
-}
-
-fn env_num(name: &str, default: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v
-            .parse()
-            .with_context(|| format!("{name}={v:?} is not a number")),
-        _ => Ok(default),
-    }
 }
 
 fn with(base: &[(String, String)], extra: &[(&str, &str)]) -> Vec<(String, String)> {
