@@ -738,7 +738,10 @@ impl<'a> Builder<'a> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors the embedding grammar: every part is needed"
+    )]
     fn build_embed(
         &mut self,
         parent: &mut SelectParts,
