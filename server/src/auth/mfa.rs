@@ -165,8 +165,22 @@ pub async fn enroll(KeyedCtx(ctx): KeyedCtx, body: Body) -> AuthResult<Json<Valu
         "id": id,
         "type": "totp",
         "friendly_name": friendly_name,
-        "totp": { "qr_code": "", "secret": secret_b32, "uri": uri },
+        "totp": { "qr_code": qr_svg(&uri), "secret": secret_b32, "uri": uri },
     })))
+}
+
+/// The `otpauth://` URI as a QR code, an SVG data URI like GoTrue's (apps
+/// show it for authenticator apps to scan). Empty if the URI is too long to encode.
+fn qr_svg(uri: &str) -> String {
+    qrcode::QrCode::new(uri.as_bytes())
+        .map(|code| {
+            let svg = code
+                .render::<qrcode::render::svg::Color<'_>>()
+                .min_dimensions(200, 200)
+                .build();
+            format!("data:image/svg+xml;utf-8,{svg}")
+        })
+        .unwrap_or_default()
 }
 
 async fn own_factor(ctx: &super::AuthCtx, user_id: Uuid, id: &str) -> AuthResult<(Uuid, String)> {

@@ -58,6 +58,12 @@ async fn totp_raises_the_session_to_aal2() {
             .unwrap()
             .starts_with("otpauth://totp/Acme:mfa%40example.com?secret=")
     );
+    let qr = f["totp"]["qr_code"].as_str().unwrap();
+    assert!(qr.starts_with("data:image/svg+xml;utf-8,<?xml"), "{qr:.80}");
+    assert!(
+        qr.contains("<svg") && qr.contains("<path"),
+        "a drawn QR code"
+    );
 
     let challenge = |token: String| {
         let req = a.user(
