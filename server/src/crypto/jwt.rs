@@ -174,18 +174,11 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::{Value, json};
 
-    fn now() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    }
-
     #[test]
     fn sign_verify_and_reload() {
         let key = SigningKey::generate().unwrap();
         let token = key
-            .sign(&json!({"role": "anon", "exp": now() + 60}))
+            .sign(&json!({"role": "anon", "exp": crate::crypto::unix_now() + 60}))
             .unwrap();
         let claims: Value = key.verify(&token).unwrap();
         assert_eq!(claims["role"], "anon");
@@ -198,12 +191,16 @@ mod tests {
     fn refuses_other_keys_expiry_and_tampering() {
         let a = SigningKey::generate().unwrap();
         let b = SigningKey::generate().unwrap();
-        let token = a.sign(&json!({"exp": now() + 60})).unwrap();
+        let token = a
+            .sign(&json!({"exp": crate::crypto::unix_now() + 60}))
+            .unwrap();
         assert_eq!(b.verify::<Value>(&token), Err(JwtError::UnknownKey));
         // Same kid, different key material: signature check fails.
         let impostor = SigningKey::from_pkcs8(a.kid().into(), b.pkcs8()).unwrap();
         assert_eq!(impostor.verify::<Value>(&token), Err(JwtError::Invalid));
-        let expired = a.sign(&json!({"exp": now() - 3600})).unwrap();
+        let expired = a
+            .sign(&json!({"exp": crate::crypto::unix_now() - 3600}))
+            .unwrap();
         assert_eq!(a.verify::<Value>(&expired), Err(JwtError::Expired));
         let no_exp = a.sign(&json!({"role": "x"})).unwrap();
         assert_eq!(a.verify::<Value>(&no_exp), Err(JwtError::Invalid));
@@ -214,7 +211,7 @@ mod tests {
     fn refuses_alg_none_and_hmac_confusion() {
         let key = SigningKey::generate().unwrap();
         let enc = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
-        let payload = enc(json!({"role": "service_role", "exp": now() + 60}));
+        let payload = enc(json!({"role": "service_role", "exp": crate::crypto::unix_now() + 60}));
         let none = format!(
             "{}.{payload}.",
             enc(json!({"alg": "none", "kid": key.kid()}))
@@ -229,7 +226,7 @@ mod tests {
         let secret = serde_json::to_vec(key.public_jwk()).unwrap();
         let hs = jsonwebtoken::encode(
             &header,
-            &json!({"role": "service_role", "exp": now() + 60}),
+            &json!({"role": "service_role", "exp": crate::crypto::unix_now() + 60}),
             &EncodingKey::from_secret(&secret),
         )
         .unwrap();

@@ -14,6 +14,14 @@ pub use jwt::{JwtError, SigningKey, token_algorithm, verify_hs256};
 
 use base64::Engine as _;
 
+/// Seconds since the Unix epoch (token `iat`/`exp`); 0 if the clock is before 1970.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// `n` bytes from the operating system's CSPRNG.
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];

@@ -1,8 +1,6 @@
 //! Platform admin accounts (email + argon2id password) and their bearer
 //! tokens: ES256 JWTs signed by the platform key, `role: platform_admin`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -230,10 +228,7 @@ pub async fn login(
         return Err(AdminError::InvalidCredentials);
     }
     let ttl = platform.config().admin_token_ttl_secs;
-    let iat = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let iat = crate::crypto::unix_now();
     let claims = AdminClaims {
         sub: id,
         email: email.clone(),

@@ -6,8 +6,6 @@
 //! creations of the same ref cannot both provision), then provisions, then
 //! marks the row `ready`. A failure undoes what was provisioned.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -164,13 +162,6 @@ const LEGACY_SECRET: &str = "legacy_jwt_secret";
 /// Shortest accepted legacy secret (HS256 wants at least 256 bits).
 const LEGACY_SECRET_MIN_LEN: usize = 32;
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn conn_context(id: Uuid) -> String {
     format!("project:{id}:db_conn")
 }
@@ -313,7 +304,7 @@ async fn provision(
     install_ddl_trigger(platform, db_name).await?;
 
     let key = SigningKey::generate()?;
-    let now = unix_now();
+    let now = crate::crypto::unix_now();
     let api_key = |role: &str| {
         key.sign(&json!({
             "iss": "ferrobase",

@@ -30,6 +30,13 @@ pub struct SchemaQuery {
     pub cascade: bool,
 }
 
+impl SchemaQuery {
+    /// The schema a change applies to (default `public`), refused when the platform owns it.
+    fn writable_schema(&self) -> Result<Ident, SchemaError> {
+        writable_schema(self.schema.as_deref().unwrap_or("public"))
+    }
+}
+
 /// Body of `PUT /admin/v1/tables/{table}/rls`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -177,7 +184,7 @@ pub async fn alter_table(
     AppJson(body): AppJson<AlterTable>,
 ) -> ApiResult<Json<Value>> {
     let Path((_, table)) = path;
-    let schema = writable_schema(q.schema.as_deref().unwrap_or("public"))?;
+    let schema = q.writable_schema()?;
     let table = Ident::parse(&table, "table")?;
     let statements = {
         let client = read_client(&app, &admin).await?;
@@ -207,7 +214,7 @@ pub async fn drop_table(
     Query(q): Query<SchemaQuery>,
 ) -> ApiResult<StatusCode> {
     let Path((_, table)) = path;
-    let schema = writable_schema(q.schema.as_deref().unwrap_or("public"))?;
+    let schema = q.writable_schema()?;
     let table = Ident::parse(&table, "table")?;
     let sql = format!(
         "drop table {}{}",
@@ -230,7 +237,7 @@ pub async fn set_rls(
     AppJson(body): AppJson<SetRls>,
 ) -> ApiResult<Json<Value>> {
     let Path((_, table)) = path;
-    let schema = writable_schema(q.schema.as_deref().unwrap_or("public"))?;
+    let schema = q.writable_schema()?;
     let table = Ident::parse(&table, "table")?;
     let target = ddl::qualified(&schema, &table);
     let mut statements = vec![format!(
@@ -259,7 +266,7 @@ pub async fn create_index(
     AppJson(body): AppJson<CreateIndex>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Path((_, table)) = path;
-    let schema = writable_schema(q.schema.as_deref().unwrap_or("public"))?;
+    let schema = q.writable_schema()?;
     let table = Ident::parse(&table, "table")?;
     let sql = ddl::create_index(&schema, &table, &body)?;
     run_ddl(&app, &admin, "schema.create_index", &[sql]).await?;
@@ -280,7 +287,7 @@ pub async fn drop_index(
     Query(q): Query<SchemaQuery>,
 ) -> ApiResult<StatusCode> {
     let Path((_, index)) = path;
-    let schema = writable_schema(q.schema.as_deref().unwrap_or("public"))?;
+    let schema = q.writable_schema()?;
     let index = Ident::parse(&index, "index")?;
     let sql = format!(
         "drop index {}{}",
@@ -303,7 +310,7 @@ pub async fn create_policy(
     AppJson(body): AppJson<CreatePolicy>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Path((_, table)) = path;
-    let schema = writable_schema(q.schema.as_deref().unwrap_or("public"))?;
+    let schema = q.writable_schema()?;
     let table = Ident::parse(&table, "table")?;
     let sql = ddl::create_policy(&schema, &table, &body)?;
     run_ddl(&app, &admin, "schema.create_policy", &[sql]).await?;
@@ -325,7 +332,7 @@ pub async fn drop_policy(
     Query(q): Query<SchemaQuery>,
 ) -> ApiResult<StatusCode> {
     let Path((_, table, policy)) = path;
-    let schema = writable_schema(q.schema.as_deref().unwrap_or("public"))?;
+    let schema = q.writable_schema()?;
     let table = Ident::parse(&table, "table")?;
     let policy = Ident::parse(&policy, "policy")?;
     let sql = format!(

@@ -58,7 +58,7 @@ impl Tenant {
     }
 
     fn cached_claims(&self, token: &str) -> Option<Value> {
-        let now = unix_now();
+        let now = crate::crypto::unix_now();
         let cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .get(token)
@@ -76,13 +76,6 @@ impl Tenant {
         }
         cache.insert(token.to_owned(), (claims.clone(), exp));
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// How long a loaded project is trusted before it is re-read (picks up key

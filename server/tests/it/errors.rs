@@ -3,19 +3,12 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ferrobase_server::crypto::SigningKey;
+use ferrobase_server::crypto::{SigningKey, unix_now};
 use ferrobase_server::platform::projects;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::{TestApp, TestProject, expect_error};
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 #[tokio::test]
 async fn malformed_and_oversized_bodies() {
@@ -124,7 +117,7 @@ async fn missing_garbled_expired_and_forged_tokens_are_401() {
         .unwrap();
     let key = &loaded.keys[0];
     let expired = key
-        .sign(&json!({"ref": "tokens", "role": "anon", "exp": now() - 120}))
+        .sign(&json!({"ref": "tokens", "role": "anon", "exp": unix_now() - 120}))
         .unwrap();
     expect_error(
         call(&t, &p, Some(&expired), None).await,
@@ -133,7 +126,7 @@ async fn missing_garbled_expired_and_forged_tokens_are_401() {
     )
     .await;
     let wrong_ref = key
-        .sign(&json!({"ref": "other", "role": "anon", "exp": now() + 60}))
+        .sign(&json!({"ref": "other", "role": "anon", "exp": unix_now() + 60}))
         .unwrap();
     expect_error(
         call(&t, &p, Some(&wrong_ref), None).await,
@@ -142,7 +135,7 @@ async fn missing_garbled_expired_and_forged_tokens_are_401() {
     )
     .await;
     let superuser = key
-        .sign(&json!({"ref": "tokens", "role": "postgres", "exp": now() + 60}))
+        .sign(&json!({"ref": "tokens", "role": "postgres", "exp": unix_now() + 60}))
         .unwrap();
     expect_error(
         call(&t, &p, Some(&superuser), None).await,
@@ -155,7 +148,7 @@ async fn missing_garbled_expired_and_forged_tokens_are_401() {
     let forged_key =
         SigningKey::from_pkcs8(key.kid().into(), SigningKey::generate().unwrap().pkcs8()).unwrap();
     let forged = forged_key
-        .sign(&json!({"ref": "tokens", "role": "service_role", "exp": now() + 60}))
+        .sign(&json!({"ref": "tokens", "role": "service_role", "exp": unix_now() + 60}))
         .unwrap();
     expect_error(
         call(&t, &p, Some(&forged), None).await,
@@ -164,7 +157,7 @@ async fn missing_garbled_expired_and_forged_tokens_are_401() {
     )
     .await;
     let enc = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
-    let claims = enc(json!({"ref": "tokens", "role": "service_role", "exp": now() + 60}));
+    let claims = enc(json!({"ref": "tokens", "role": "service_role", "exp": unix_now() + 60}));
     let none = format!(
         "{}.{claims}.",
         enc(json!({"alg": "none", "typ": "JWT", "kid": key.kid()}))
@@ -175,7 +168,7 @@ async fn missing_garbled_expired_and_forged_tokens_are_401() {
     let public = serde_json::to_vec(key.public_jwk()).unwrap();
     let hs = jsonwebtoken::encode(
         &header,
-        &json!({"ref": "tokens", "role": "service_role", "exp": now() + 60}),
+        &json!({"ref": "tokens", "role": "service_role", "exp": unix_now() + 60}),
         &jsonwebtoken::EncodingKey::from_secret(&public),
     )
     .unwrap();
