@@ -11,6 +11,9 @@
 //!   refresh in a pluggable [`SessionStore`], admin calls via [`AuthAdmin`]).
 //! - [`StorageClient`] (`storage.rs`): buckets and objects under
 //!   `{project}/storage/v1` ([`Client::storage`]).
+//! - [`FunctionsClient`] (`functions.rs`): invoke edge functions under
+//!   `{project}/functions/v1` and manage them (deploy, versions, logs,
+//!   secrets, schedules) ([`Client::functions`]).
 //! - [`AdminClient`] (`admin.rs`): the platform API under
 //!   `{server}/platform/v1` (log in, create and delete projects).
 //! - [`Error`] (`error.rs`): the one error type, decoded from the server's
@@ -20,6 +23,7 @@ mod admin;
 mod auth;
 mod client;
 mod error;
+mod functions;
 mod http;
 mod query;
 mod schema;
@@ -32,6 +36,7 @@ pub use auth::{
 };
 pub use client::{Client, Jwk, Jwks};
 pub use error::{Error, Result};
+pub use functions::FunctionsClient;
 pub use query::{Count, FilterBuilder, MaybeSingle, Order, QueryBuilder, Response, TextSearch};
 pub use schema::{SchemaAdmin, SqlColumn, SqlOptions, SqlResult};
 pub use storage::{

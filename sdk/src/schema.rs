@@ -99,7 +99,7 @@ impl Client {
         }
     }
 
-    async fn admin_call<T: DeserializeOwned>(
+    pub(crate) async fn admin_call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -189,8 +189,15 @@ impl SchemaAdmin {
         self.get(format!("admin/v1/tables/{name}"), None).await
     }
 
-    /// Views, functions or triggers: `kind` is `views`, `functions` or `triggers`.
+    /// Views, SQL functions or triggers: `kind` is `views`, `sql-functions`
+    /// or `triggers` (`functions` is accepted as an alias of `sql-functions`;
+    /// edge functions are managed with [`crate::Client::functions`]).
     pub async fn list(&self, kind: &str, schema: Option<&str>) -> Result<Value> {
+        let kind = if kind == "functions" {
+            "sql-functions"
+        } else {
+            kind
+        };
         self.get(format!("admin/v1/{kind}"), schema).await
     }
 

@@ -29,6 +29,8 @@ pub struct App {
     pub schema_caches: crate::http::rest::SchemaCaches,
     /// The object store behind `/storage/v1` (or why it could not be opened).
     pub storage: crate::storage::StorageHandle,
+    /// Edge functions: the provider, the log sink, the deployment cache.
+    pub functions: Arc<crate::functions::Functions>,
 }
 
 /// Shared handle on [`App`].
@@ -43,6 +45,7 @@ impl App {
             Duration::from_millis(config.pool_acquire_timeout_ms),
         );
         let storage = crate::storage::StorageHandle::from_config(config);
+        let functions = crate::functions::Functions::new(&platform);
         Arc::new(App {
             platform,
             projects: ProjectRegistry::default(),
@@ -50,6 +53,7 @@ impl App {
             metrics: crate::http::metrics::handle(),
             schema_caches: Default::default(),
             storage,
+            functions,
         })
     }
 
@@ -100,6 +104,7 @@ pub async fn serve(
             }
         })
     };
+    let scheduler = tokio::spawn(crate::functions::schedule::run_scheduler(app.clone()));
     let base_domain = app.platform.config().base_domain.clone();
     let router = crate::http::router::build(app.clone());
     let service = tower::util::MapRequestLayer::new(move |req: Request| {
@@ -112,6 +117,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     reaper.abort();
+    scheduler.abort();
     app.pools.close_all();
     result
 }

@@ -170,6 +170,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         if let Some(error) = app.storage.error() {
             anyhow::bail!("storage backend (FERROBASE_STORAGE_URL / FERROBASE_S3_*): {error}");
         }
+        println!("{}", crate::functions::banner_line(&app.functions));
         let served = crate::serve(app, listener, crate::app::shutdown_signal()).await;
         // Unfinished migrations resume at the next start; stop them before Postgres.
         migrations.abort();

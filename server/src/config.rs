@@ -29,6 +29,15 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Where edge functions run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FunctionsProvider {
+    /// Deno processes supervised by this server (needs `deno`).
+    Local,
+    /// Deno Deploy (v2 API), with `FERROBASE_DENO_DEPLOY_TOKEN`.
+    DenoDeploy,
+}
+
 /// Every setting of the platform. The README's configuration table mirrors this struct.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -169,6 +178,73 @@ pub struct Config {
     #[arg(long, env = "FERROBASE_STORAGE_RESUMABLE_EXPIRY_SECS", default_value_t = 24 * 3600)]
     pub storage_resumable_expiry_secs: u64,
 
+    /// Where edge functions run: `local` (Deno processes on this node) or `deno-deploy`.
+    #[arg(
+        long,
+        env = "FERROBASE_FUNCTIONS_PROVIDER",
+        value_enum,
+        default_value = "local"
+    )]
+    pub functions_provider: FunctionsProvider,
+
+    /// The `deno` binary for local functions (default: `deno` on PATH).
+    #[arg(long, env = "FERROBASE_DENO_BIN")]
+    pub deno_bin: Option<PathBuf>,
+
+    /// Extra hosts local functions may reach, comma separated (`api.stripe.com,x.io:8443`),
+    /// or `*` for any host. This server's own host is always allowed.
+    #[arg(long, env = "FERROBASE_FUNCTIONS_ALLOW_NET")]
+    pub functions_allow_net: Option<String>,
+
+    /// Stop a warm function process after this many seconds without invocations.
+    #[arg(long, env = "FERROBASE_FUNCTIONS_IDLE_SECS", default_value_t = 300)]
+    pub functions_idle_secs: u64,
+
+    /// Longest wait for a function process to start (first `npm:` downloads included), in ms.
+    #[arg(
+        long,
+        env = "FERROBASE_FUNCTIONS_COLD_START_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub functions_cold_start_timeout_ms: u64,
+
+    /// How long a node trusts what it loaded about a function (deploys on other nodes
+    /// show up within this delay), in ms.
+    #[arg(long, env = "FERROBASE_FUNCTIONS_CACHE_TTL_MS", default_value_t = 2000)]
+    pub functions_cache_ttl_ms: u64,
+
+    /// How often each node looks for due function schedules, in ms.
+    #[arg(
+        long,
+        env = "FERROBASE_FUNCTIONS_SCHEDULE_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    pub functions_schedule_interval_ms: u64,
+
+    /// Deno Deploy v2 API base URL.
+    #[arg(
+        long,
+        env = "FERROBASE_DENO_DEPLOY_API_URL",
+        default_value = "https://api.deno.com/v2"
+    )]
+    pub deno_deploy_api_url: String,
+
+    /// Deno Deploy organization access token (`ddo_…`).
+    #[arg(long, env = "FERROBASE_DENO_DEPLOY_TOKEN", hide_env_values = true)]
+    pub deno_deploy_token: Option<String>,
+
+    /// URL of a Deno Deploy app, `{app}` is replaced by the app slug.
+    #[arg(
+        long,
+        env = "FERROBASE_DENO_DEPLOY_APP_URL",
+        default_value = "https://{app}.deno.net"
+    )]
+    pub deno_deploy_app_url: String,
+
+    /// How often a Deno Deploy revision's build status is polled, in ms.
+    #[arg(long, env = "FERROBASE_DENO_DEPLOY_POLL_MS", default_value_t = 1000)]
+    pub deno_deploy_poll_ms: u64,
+
     /// Log format: auto, json or pretty (filter with `RUST_LOG`).
     #[arg(long, env = "FERROBASE_LOG_FORMAT", value_enum, default_value = "auto")]
     pub log_format: LogFormat,
@@ -222,6 +298,17 @@ impl Config {
             s3_force_path_style: false,
             storage_max_file_bytes: 50 * 1024 * 1024,
             storage_resumable_expiry_secs: 3600,
+            functions_provider: FunctionsProvider::Local,
+            deno_bin: None,
+            functions_allow_net: None,
+            functions_idle_secs: 300,
+            functions_cold_start_timeout_ms: 30_000,
+            functions_cache_ttl_ms: 2000,
+            functions_schedule_interval_ms: 1000,
+            deno_deploy_api_url: "https://api.deno.com/v2".into(),
+            deno_deploy_token: None,
+            deno_deploy_app_url: "https://{app}.deno.net".into(),
+            deno_deploy_poll_ms: 1000,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`rest`]: the PostgREST-compatible data API.
 //! - [`auth`]: the GoTrue-compatible auth API.
 //! - [`storage`]: Supabase Storage-compatible buckets and objects, TUS uploads.
+//! - [`functions`]: Deno edge functions (deploy, invoke, secrets, logs, schedules).
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
 //! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod functions;
 pub mod http;
 pub mod platform;
 pub mod rest;

@@ -52,7 +52,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/admin/v1/indexes/{index}", delete(schema::drop_index))
         .route("/admin/v1/views", get(schema::list_views))
-        .route("/admin/v1/functions", get(schema::list_functions))
+        .route("/admin/v1/sql-functions", get(schema::list_functions))
         .route("/admin/v1/triggers", get(schema::list_triggers))
 }
 

@@ -358,8 +358,9 @@ pub async fn list_views(
     Ok(Json(introspect::views(&**client, schema.as_deref()).await?))
 }
 
-/// List functions and procedures (not those of extensions).
-#[utoipa::path(get, path = "/p/{ref}/admin/v1/functions", tag = "project",
+/// List SQL functions and procedures (not those of extensions). Edge
+/// functions live at `/admin/v1/functions` ([`crate::functions`]).
+#[utoipa::path(get, path = "/p/{ref}/admin/v1/sql-functions", tag = "project",
     params(("ref" = String, Path, description = "Project ref"), SchemaQuery),
     responses((status = 200, description = "Functions")))]
 pub async fn list_functions(

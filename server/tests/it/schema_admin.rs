@@ -798,7 +798,10 @@ async fn only_admins_manage_the_schema() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let resp = t
-        .admin(Method::GET, "/p/schemaauth/admin/v1/functions?schema=auth")
+        .admin(
+            Method::GET,
+            "/p/schemaauth/admin/v1/sql-functions?schema=auth",
+        )
         .send()
         .await
         .unwrap();

@@ -1,0 +1,149 @@
+// Ferrobase function host: runs ONE deployed function version in a Deno
+// process that the server supervises (server/src/functions/local.rs).
+//
+//   deno run <restricted permissions> host.ts <unix socket path> <entrypoint file URL>
+//
+// The server starts it with permissions limited to the function's own files
+// (--allow-read of its version directory), its own environment variables
+// (--allow-env=NAME,...) and the network hosts the operator allows; no
+// --allow-run, --allow-ffi, --allow-sys or writes. The server proxies every
+// invocation to the unix socket this script listens on.
+//
+// Protocol with the server:
+// - stdout carries one JSON object per line: `{"ready": true}` once the
+//   socket listens, then `{"i": invocation id | null, "l": level, "m": text}`
+//   for every console call, tagged with the invocation that made it (through
+//   AsyncLocalStorage, so concurrent invocations keep their own logs).
+// - each request carries `x-ferrobase-invocation-id`; an exception thrown by
+//   the handler becomes a 500 JSON `{code: "function_error", message}` with
+//   the header `x-ferrobase-error: uncaught`, and is logged as an error.
+//
+// A function is either `export default { fetch(req) }` or a module that calls
+// `Deno.serve(handler)` (or `Deno.serve(options, handler)`): the call is
+// intercepted and the handler kept, so the module never opens a port.
+
+import { AsyncLocalStorage } from "node:async_hooks";
+
+type Handler = (req: Request, info?: unknown) => Response | Promise<Response>;
+
+const [socketPath, entrypoint] = Deno.args;
+const invocation = new AsyncLocalStorage<string>();
+const encoder = new TextEncoder();
+/** Longest log message kept, in characters. */
+const MAX_MESSAGE = 16 * 1024;
+
+function emit(line: Record<string, unknown>) {
+  const bytes = encoder.encode(JSON.stringify(line) + "\n");
+  let written = 0;
+  while (written < bytes.length) {
+    written += Deno.stdout.writeSync(bytes.subarray(written));
+  }
+}
+
+function render(args: unknown[]): string {
+  const text = args
+    .map((a) => (typeof a === "string" ? a : Deno.inspect(a, { depth: 4 })))
+    .join(" ");
+  return text.length > MAX_MESSAGE ? text.slice(0, MAX_MESSAGE) + "…" : text;
+}
+
+function log(level: string, args: unknown[]) {
+  emit({ i: invocation.getStore() || null, l: level, m: render(args) });
+}
+
+const levels = ["log", "info", "warn", "error", "debug"] as const;
+for (const level of levels) {
+  (console as unknown as Record<string, unknown>)[level] = (...args: unknown[]) =>
+    log(level, args);
+}
+
+// A rejected promise nobody awaited must not kill the process (and every
+// other in-flight invocation with it): log it against its invocation.
+globalThis.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  log("error", ["Unhandled rejection:", event.reason]);
+});
+globalThis.addEventListener("error", (event) => {
+  event.preventDefault();
+  log("error", ["Uncaught error:", event.error ?? event.message]);
+});
+
+// Capture `Deno.serve(...)` calls made by the function module.
+let captured: Handler | null = null;
+const realServe = Deno.serve;
+const fakeServer = {
+  finished: new Promise<void>(() => {}),
+  addr: { transport: "unix", path: socketPath },
+  shutdown: () => Promise.resolve(),
+  ref() {},
+  unref() {},
+  [Symbol.asyncDispose]: () => Promise.resolve(),
+};
+// deno-lint-ignore no-explicit-any
+(Deno as any).serve = (a: any, b?: any) => {
+  if (typeof a === "function") captured = a;
+  else if (typeof b === "function") captured = b;
+  else if (a && typeof a.handler === "function") captured = a.handler;
+  else if (a && typeof a.fetch === "function") captured = (req) => a.fetch(req);
+  return fakeServer;
+};
+
+let handler: Handler;
+try {
+  const mod = await import(entrypoint);
+  const exported = mod.default;
+  if (exported && typeof exported.fetch === "function") {
+    handler = (req, info) => exported.fetch(req, info);
+  } else if (typeof exported === "function") {
+    handler = exported;
+  } else if (captured) {
+    handler = captured;
+  } else {
+    throw new Error(
+      "the module neither calls Deno.serve(handler) nor exports default { fetch }",
+    );
+  }
+} catch (e) {
+  emit({ i: null, l: "error", m: "Failed to load the function: " + render([e]) });
+  Deno.exit(3);
+}
+
+function errorResponse(message: string): Response {
+  return new Response(JSON.stringify({ code: "function_error", message }), {
+    status: 500,
+    headers: { "content-type": "application/json", "x-ferrobase-error": "uncaught" },
+  });
+}
+
+realServe(
+  {
+    path: socketPath,
+    onListen() {
+      emit({ ready: true });
+    },
+    onError(e) {
+      log("error", ["Uncaught error:", e]);
+      return errorResponse(e instanceof Error ? e.message : String(e));
+    },
+  },
+  (raw, info) => {
+    const id = raw.headers.get("x-ferrobase-invocation-id") ?? "";
+    // The socket gives `http+unix://…` URLs: rebuild the one the client used.
+    const proto = raw.headers.get("x-forwarded-proto") ?? "http";
+    const host = raw.headers.get("x-forwarded-host") ?? raw.headers.get("host") ?? "localhost";
+    const url = new URL(raw.url);
+    const req = new Request(`${proto}://${host}${url.pathname}${url.search}`, raw);
+    return invocation.run(id, async () => {
+      try {
+        const res = await handler(req, info);
+        if (!(res instanceof Response)) {
+          throw new Error("the handler did not return a Response");
+        }
+        return res;
+      } catch (e) {
+        log("error", ["Uncaught error:", e]);
+        return errorResponse(e instanceof Error ? e.message : String(e));
+      }
+    });
+  },
+);

@@ -1,0 +1,159 @@
+// Tests of the function host (host.ts), run with real Deno:
+//
+//   deno test --allow-read --allow-write --allow-run --allow-env --allow-net functions/host_test.ts
+//
+// (`cargo xtask test` runs them through server/tests/it/functions/host.rs.)
+// Each test starts host.ts the way the server does (restricted permissions,
+// a unix socket) and talks HTTP/1.1 to it over that socket.
+
+const HOST = new URL("./host.ts", import.meta.url).pathname;
+const DENO = Deno.execPath();
+
+function assert(cond: unknown, msg: string): asserts cond {
+  if (!cond) throw new Error(msg);
+}
+
+interface Running {
+  child: Deno.ChildProcess;
+  socket: string;
+  lines: string[];
+  done: Promise<void>;
+}
+
+async function start(code: string, allowEnv = "ONLY_THIS"): Promise<Running> {
+  const dir = await Deno.makeTempDir({ prefix: "fb-host-test-" });
+  await Deno.writeTextFile(`${dir}/index.ts`, code);
+  const socket = `${dir}/s.sock`;
+  const child = new Deno.Command(DENO, {
+    args: [
+      "run", "--no-prompt", "--no-remote", "--no-config",
+      `--allow-read=${dir}`, `--allow-write=${socket}`, `--allow-net=unix:${socket}`,
+      `--allow-env=${allowEnv}`,
+      HOST, socket, `file://${dir}/index.ts`,
+    ],
+    env: { ONLY_THIS: "visible", NO_COLOR: "1" },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  let ready!: () => void;
+  const isReady = new Promise<void>((r) => (ready = r));
+  const done = (async () => {
+    const decoder = new TextDecoderStream();
+    let buf = "";
+    for await (const chunk of child.stdout.pipeThrough(decoder)) {
+      buf += chunk;
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        lines.push(line);
+        if (line === '{"ready":true}') ready();
+      }
+    }
+    ready();
+  })();
+  child.stderr.cancel();
+  await isReady;
+  return { child, socket, lines, done };
+}
+
+async function request(socket: string, path: string, headers: Record<string, string> = {}) {
+  const conn = await Deno.connect({ transport: "unix", path: socket });
+  const head = Object.entries({ host: "fn.test", connection: "close", ...headers })
+    .map(([k, v]) => `${k}: ${v}\r\n`).join("");
+  await conn.write(new TextEncoder().encode(`GET ${path} HTTP/1.1\r\n${head}\r\n`));
+  const raw = new TextDecoder().decode(
+    new Uint8Array(await new Response(conn.readable).arrayBuffer()),
+  );
+  const [top, ...rest] = raw.split("\r\n\r\n");
+  const status = Number(top.split(" ")[1]);
+  let body = rest.join("\r\n\r\n");
+  if (/transfer-encoding: chunked/i.test(top)) {
+    // Small bodies: one chunk, "len\r\ndata\r\n0\r\n\r\n".
+    body = body.split("\r\n")[1] ?? "";
+  }
+  return { status, head: top.toLowerCase(), body };
+}
+
+async function stop(r: Running) {
+  try { r.child.kill("SIGKILL"); } catch { /* already gone */ }
+  await r.child.status;
+  await r.done;
+}
+
+Deno.test("a default-export function answers with the client's URL and tagged logs", async () => {
+  const r = await start(`export default { fetch(req) {
+    console.log("seen", new URL(req.url).pathname);
+    return Response.json({ url: req.url, env: Deno.env.get("ONLY_THIS") });
+  } };`);
+  try {
+    const res = await request(r.socket, "/fn/x?y=1", {
+      "x-ferrobase-invocation-id": "inv-1",
+      "x-forwarded-proto": "https",
+      "x-forwarded-host": "api.example.com",
+    });
+    assert(res.status === 200, `status ${res.status}`);
+    const body = JSON.parse(res.body);
+    assert(body.url === "https://api.example.com/fn/x?y=1", `url ${body.url}`);
+    assert(body.env === "visible", "own env var");
+    const log = r.lines.map((l) => JSON.parse(l)).find((l) => l.m === "seen /fn/x");
+    assert(log && log.i === "inv-1" && log.l === "log", `log line ${JSON.stringify(r.lines)}`);
+  } finally {
+    await stop(r);
+  }
+});
+
+Deno.test("Deno.serve(handler) is captured instead of opening a port", async () => {
+  const r = await start(`Deno.serve({ port: 9 }, () => new Response("captured"));`);
+  try {
+    const res = await request(r.socket, "/fn");
+    assert(res.status === 200 && res.body === "captured", `${res.status} ${res.body}`);
+  } finally {
+    await stop(r);
+  }
+});
+
+Deno.test("an exception becomes a 500 JSON error and an error log line", async () => {
+  const r = await start(`export default { fetch() { throw new Error("nope"); } };`);
+  try {
+    const res = await request(r.socket, "/fn", { "x-ferrobase-invocation-id": "inv-2" });
+    assert(res.status === 500, `status ${res.status}`);
+    assert(res.head.includes("x-ferrobase-error: uncaught"), res.head);
+    assert(JSON.parse(res.body).message === "nope", res.body);
+    const log = r.lines.map((l) => JSON.parse(l)).find((l) => l.i === "inv-2" && l.l === "error");
+    assert(log && String(log.m).includes("nope"), JSON.stringify(r.lines));
+    // The process still serves.
+    const again = await request(r.socket, "/fn");
+    assert(again.status === 500, "still alive");
+  } finally {
+    await stop(r);
+  }
+});
+
+Deno.test("a module without a handler exits with a reason", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fb-host-test-" });
+  await Deno.writeTextFile(`${dir}/index.ts`, "export const nothing = 1;");
+  const out = await new Deno.Command(DENO, {
+    args: ["run", "--no-prompt", "--no-config", `--allow-read=${dir}`, HOST, `${dir}/s.sock`, `file://${dir}/index.ts`],
+    env: { NO_COLOR: "1" },
+    clearEnv: true,
+  }).output();
+  assert(out.code === 3, `exit code ${out.code}`);
+  const text = new TextDecoder().decode(out.stdout);
+  assert(text.includes("neither calls Deno.serve"), text);
+});
+
+Deno.test("the examples load", async () => {
+  for (const name of ["hello.ts", "my-notes.ts", "countdown.ts"]) {
+    const code = await Deno.readTextFile(new URL(`./examples/${name}`, import.meta.url));
+    const r = await start(code, "FERROBASE_URL,FERROBASE_ANON_KEY");
+    try {
+      const res = await request(r.socket, "/fn");
+      assert(res.status > 0 && res.status < 500, `${name}: ${res.status} ${res.body}`);
+    } finally {
+      await stop(r);
+    }
+  }
+});

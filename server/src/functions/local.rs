@@ -1,0 +1,801 @@
+//! The local provider: Deno processes supervised by this server.
+//!
+//! **Isolation boundary: one OS process per function version, each with its
+//! own restricted Deno permissions.** A process runs `functions/host.ts`
+//! (embedded in the binary) with:
+//! - `--allow-read` of its own version directory only (its code), so it can
+//!   read neither another function's or project's code nor the server's
+//!   files (data dir, `secrets.json`, the Postgres cluster); static and
+//!   dynamic imports outside that directory are refused too;
+//! - `--allow-write` and `--allow-net=unix:` of its own socket only;
+//! - `--allow-env` of its own variables only, in an environment that is
+//!   cleared first (`FERROBASE_URL`, the project's keys, its secrets);
+//! - `--allow-net` limited to the project API host (this server) plus
+//!   `FERROBASE_FUNCTIONS_ALLOW_NET`;
+//! - no `--allow-run`, `--allow-ffi`, `--allow-sys`; `--no-remote` (only
+//!   `npm:` and local imports), `--no-prompt`;
+//! - `--v8-flags=--max-old-space-size` = the function's memory limit.
+//!
+//! A process is started on the first invocation and kept warm (reused by
+//! every invocation of that version; replaced when the version, settings or
+//! secrets change; stopped after `FERROBASE_FUNCTIONS_IDLE_SECS` unused). The
+//! server proxies each invocation over HTTP/1.1 on the process's unix socket
+//! (connections are pooled). A timeout kills the process (an infinite loop
+//! blocks its event loop, so it could not answer anyone else), a crash or an
+//! out-of-memory abort ends only that process; the next invocation starts a
+//! fresh one. Other functions and projects never share a process.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+use http_body_util::BodyExt as _;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use uuid::Uuid;
+
+use super::bundle::Bundle;
+use super::logs::{LogLine, LogSink};
+use super::runtime::{Deployment, InvokeError, Runtime};
+use crate::platform::Platform;
+
+/// The host script, embedded so the binary is self-contained.
+const HOST_SCRIPT: &str = include_str!("../../../functions/host.ts");
+/// Lines of stderr kept to explain a crash.
+const TAIL_LINES: usize = 30;
+/// Environment variables passed through to Deno itself (TLS and proxies for
+/// `npm:` downloads); the function cannot read them (not in `--allow-env`).
+const PASS_THROUGH_ENV: &[&str] = &[
+    "DENO_CERT",
+    "DENO_TLS_CA_STORE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "NPM_CONFIG_REGISTRY",
+];
+
+type SlotMap = HashMap<(Uuid, String), Arc<tokio::sync::Mutex<Option<Arc<Worker>>>>>;
+
+/// Deno processes of this node, by (project, function).
+pub struct LocalRuntime {
+    platform: Platform,
+    logs: LogSink,
+    /// The deno binary, or why there is none.
+    deno: Result<PathBuf, String>,
+    /// `{data_dir}/functions`: version directories and the Deno cache.
+    root: PathBuf,
+    /// The host script on disk.
+    host: PathBuf,
+    /// Short directory for the unix sockets (paths are limited to 108 bytes).
+    sockets: PathBuf,
+    /// `--allow-net` hosts (`None`: every host).
+    allow_net: Option<String>,
+    cold_start: Duration,
+    slots: Arc<Mutex<SlotMap>>,
+}
+
+/// Finds deno: `FERROBASE_DENO_BIN`, else `deno` on `PATH`.
+pub fn find_deno(configured: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = configured {
+        return if p.is_file() {
+            Ok(p.to_owned())
+        } else {
+            Err(format!("FERROBASE_DENO_BIN={} does not exist", p.display()))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("deno"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| "deno was not found on PATH (and FERROBASE_DENO_BIN is not set)".to_owned())
+}
+
+impl LocalRuntime {
+    /// Prepares the runtime (finds deno, writes the host script) and starts
+    /// the idle reaper. Never fails: without deno, invocations answer 503.
+    pub fn new(platform: Platform, logs: LogSink) -> Self {
+        let config = platform.config();
+        let root = config.data_dir.join("functions");
+        let mut deno = find_deno(config.deno_bin.as_deref());
+        let host = root.join(format!(
+            "host-{}.ts",
+            &super::bundle::sha256_hex(HOST_SCRIPT.as_bytes())[..12]
+        ));
+        let sockets =
+            std::env::temp_dir().join(format!("ferrobase-fn-{}", crate::crypto::random_hex(4)));
+        let prepared = std::fs::create_dir_all(&root)
+            .and_then(|()| std::fs::write(&host, HOST_SCRIPT))
+            .and_then(|()| std::fs::create_dir_all(&sockets))
+            .and_then(|()| restrict_dir(&sockets));
+        if let Err(e) = prepared
+            && deno.is_ok()
+        {
+            deno = Err(format!("could not prepare {}: {e}", root.display()));
+        }
+        let allow_net = allow_net(&config.public_url(), config.functions_allow_net.as_deref());
+        let slots: Arc<Mutex<SlotMap>> = Arc::default();
+        let idle = Duration::from_secs(config.functions_idle_secs.max(1));
+        let cold_start = Duration::from_millis(config.functions_cold_start_timeout_ms);
+        tokio::spawn(reap_idle(Arc::downgrade(&slots), idle));
+        Self {
+            platform,
+            logs,
+            deno,
+            root,
+            host,
+            sockets,
+            allow_net,
+            cold_start,
+            slots,
+        }
+    }
+
+    fn version_dir(&self, d: &Deployment) -> PathBuf {
+        self.root
+            .join("projects")
+            .join(d.project_id.to_string())
+            .join(&d.slug)
+            .join(format!(
+                "v{}-{}",
+                d.version,
+                &d.checksum[..d.checksum.len().min(16)]
+            ))
+    }
+
+    /// Writes the version's files unless they are there already (the
+    /// directory name carries the checksum, so existing files are the same).
+    async fn materialize(
+        &self,
+        d: &Deployment,
+        bundle: Option<&Bundle>,
+    ) -> Result<PathBuf, String> {
+        let dir = self.version_dir(d);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let loaded;
+        let bundle = match bundle {
+            Some(b) => b,
+            None => {
+                loaded = super::store::version_bundle(&self.platform, d.function_id, d.version)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                &loaded
+            }
+        };
+        let files: Vec<(String, String)> = bundle
+            .files
+            .iter()
+            .map(|(p, c)| (p.clone(), c.clone()))
+            .collect();
+        let target = dir.clone();
+        tokio::task::spawn_blocking(move || write_version(&target, &files))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("could not write the function's files: {e}"))?;
+        Ok(dir)
+    }
+
+    fn slot(&self, d: &Deployment) -> Arc<tokio::sync::Mutex<Option<Arc<Worker>>>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry((d.project_id, d.slug.clone()))
+            .or_default()
+            .clone()
+    }
+
+    /// The warm process for `d`, started (and waited for) when there is none
+    /// or it serves another fingerprint or has died.
+    async fn worker(&self, d: &Deployment) -> Result<Arc<Worker>, InvokeError> {
+        let slot = self.slot(d);
+        let mut current = slot.lock().await;
+        if let Some(w) = current.as_ref()
+            && w.alive.load(Ordering::Acquire)
+            && w.fingerprint == d.fingerprint
+        {
+            w.touch();
+            return Ok(w.clone());
+        }
+        // A replaced process finishes its in-flight invocations, then its
+        // last `Arc` drops and kills it.
+        *current = None;
+        let w = Arc::new(self.spawn(d).await?);
+        *current = Some(w.clone());
+        Ok(w)
+    }
+
+    /// Forgets `w` if it is still the process of `d` (after a timeout or crash).
+    async fn forget(&self, d: &Deployment, w: &Arc<Worker>) {
+        let slot = self.slot(d);
+        let mut current = slot.lock().await;
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, w)) {
+            *current = None;
+        }
+    }
+
+    async fn spawn(&self, d: &Deployment) -> Result<Worker, InvokeError> {
+        let deno = self
+            .deno
+            .as_ref()
+            .map_err(|m| InvokeError::Unavailable(format!("Edge functions are disabled: {m}.")))?;
+        let dir = self
+            .materialize(d, None)
+            .await
+            .map_err(InvokeError::BootFailed)?;
+        let socket = self
+            .sockets
+            .join(format!("{}.sock", crate::crypto::random_hex(8)));
+        let entry = url::Url::from_file_path(dir.join(&d.entrypoint))
+            .map_err(|()| InvokeError::BootFailed("bad entrypoint path".into()))?;
+        let mut cmd = tokio::process::Command::new(deno);
+        cmd.arg("run")
+            .arg("--no-prompt")
+            .arg("--no-remote")
+            .arg(format!("--allow-read={}", dir.display()))
+            .arg(format!("--allow-write={}", socket.display()))
+            .arg(match &self.allow_net {
+                Some(hosts) => format!("--allow-net=unix:{},{hosts}", socket.display()),
+                None => "--allow-net".to_owned(),
+            })
+            .arg("--deny-net=169.254.169.254,metadata.google.internal")
+            .arg(format!(
+                "--v8-flags=--max-old-space-size={}",
+                d.settings.memory_mb
+            ));
+        if !d.env.is_empty() {
+            let names: Vec<&str> = d.env.iter().map(|(k, _)| k.as_str()).collect();
+            cmd.arg(format!("--allow-env={}", names.join(",")));
+        }
+        match d.import_map.as_deref() {
+            Some(m) if m.ends_with("deno.json") || m.ends_with("deno.jsonc") => {
+                cmd.arg(format!("--config={}", dir.join(m).display()));
+            }
+            Some(m) => {
+                cmd.arg("--no-config")
+                    .arg(format!("--import-map={}", dir.join(m).display()));
+            }
+            None => {
+                cmd.arg("--no-config");
+            }
+        }
+        cmd.arg(&self.host).arg(&socket).arg(entry.as_str());
+        cmd.env_clear()
+            .envs(d.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("DENO_DIR", self.root.join("deno-cache"))
+            .env("DENO_NO_UPDATE_CHECK", "1")
+            .env("NO_COLOR", "1");
+        for name in PASS_THROUGH_ENV {
+            if let Some(v) = std::env::var_os(name) {
+                cmd.env(name, v);
+            }
+        }
+        if std::env::var_os("DENO_TLS_CA_STORE").is_none() {
+            cmd.env("DENO_TLS_CA_STORE", "system");
+        }
+        cmd.current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| InvokeError::BootFailed(format!("could not run deno: {e}")))?;
+        let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
+        let (ready_tx, ready_rx) = oneshot::channel::<()>();
+        let source = Source {
+            logs: self.logs.clone(),
+            project_id: d.project_id,
+            slug: d.slug.clone(),
+            version: d.version,
+            tail: tail.clone(),
+        };
+        let stdout = child.stdout.take().map(|out| {
+            let source = source.clone();
+            tokio::spawn(read_stdout(out, source, ready_tx))
+        });
+        let stderr = child
+            .stderr
+            .take()
+            .map(|err| tokio::spawn(read_stderr(err, source)));
+        let (kill_tx, kill_rx) = oneshot::channel::<()>();
+        let (exit_tx, exit_rx) = watch::channel(false);
+        let alive = Arc::new(AtomicBool::new(true));
+        tokio::spawn(supervise(
+            child,
+            kill_rx,
+            alive.clone(),
+            exit_tx,
+            stdout,
+            stderr,
+        ));
+        let worker = Worker {
+            socket,
+            fingerprint: d.fingerprint.clone(),
+            permits: Arc::new(Semaphore::new(
+                usize::try_from(d.settings.concurrency).unwrap_or(1).max(1),
+            )),
+            alive,
+            kill: Mutex::new(Some(kill_tx)),
+            tail,
+            exited: exit_rx,
+            last_used: Mutex::new(Instant::now()),
+            pool: Mutex::new(Vec::new()),
+        };
+        let mut exited = worker.exited.clone();
+        tokio::select! {
+            ready = ready_rx => {
+                if ready.is_ok() {
+                    return Ok(worker);
+                }
+                let _ = exited.wait_for(|e| *e).await;
+                Err(InvokeError::BootFailed(worker.explain()))
+            }
+            () = tokio::time::sleep(self.cold_start) => {
+                worker.kill();
+                Err(InvokeError::BootFailed(format!(
+                    "the function did not start within {} ms",
+                    self.cold_start.as_millis()
+                )))
+            }
+        }
+    }
+}
+
+/// Where a process's output goes.
+#[derive(Clone)]
+struct Source {
+    logs: LogSink,
+    project_id: Uuid,
+    slug: String,
+    version: i32,
+    tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Source {
+    fn emit(&self, invocation_id: Option<Uuid>, level: &str, message: String) {
+        if invocation_id.is_none() && level == "error" {
+            let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+            if tail.len() >= TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(message.clone());
+        }
+        self.logs.log(LogLine {
+            project_id: self.project_id,
+            slug: self.slug.clone(),
+            version: Some(self.version),
+            invocation_id,
+            level: level.to_owned(),
+            message,
+            at: chrono::Utc::now(),
+        });
+    }
+}
+
+/// Longest line read from a process (a longer line is cut).
+const MAX_LINE: usize = 64 * 1024;
+
+async fn read_stdout(out: tokio::process::ChildStdout, source: Source, ready: oneshot::Sender<()>) {
+    let mut ready = Some(ready);
+    let mut lines = BufReader::new(out).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let line: String = line.chars().take(MAX_LINE).collect();
+        match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(v) if v["ready"] == true => {
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(());
+                }
+            }
+            Ok(v) if v["l"].is_string() => {
+                let invocation = v["i"].as_str().and_then(|s| Uuid::parse_str(s).ok());
+                let level = match v["l"].as_str() {
+                    Some(l @ ("log" | "info" | "warn" | "error" | "debug")) => l,
+                    _ => "log",
+                };
+                let message = v["m"].as_str().unwrap_or_default().to_owned();
+                source.emit(invocation, level, message);
+            }
+            // Raw writes to stdout (Deno.stdout.write) that are not ours.
+            _ => source.emit(None, "log", line),
+        }
+    }
+}
+
+async fn read_stderr(err: tokio::process::ChildStderr, source: Source) {
+    let mut lines = BufReader::new(err).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        source.emit(None, "error", line.chars().take(MAX_LINE).collect());
+    }
+}
+
+/// Owns the child: waits for it to exit (or kills it when asked or when the
+/// [`Worker`] is dropped), then marks it dead once its output is drained.
+async fn supervise(
+    mut child: tokio::process::Child,
+    kill: oneshot::Receiver<()>,
+    alive: Arc<AtomicBool>,
+    exited: watch::Sender<bool>,
+    stdout: Option<tokio::task::JoinHandle<()>>,
+    stderr: Option<tokio::task::JoinHandle<()>>,
+) {
+    tokio::select! {
+        _ = child.wait() => {}
+        _ = kill => {
+            let _ = child.kill().await;
+        }
+    }
+    alive.store(false, Ordering::Release);
+    for task in [stdout, stderr].into_iter().flatten() {
+        let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
+    }
+    let _ = exited.send(true);
+}
+
+/// One warm Deno process.
+struct Worker {
+    socket: PathBuf,
+    fingerprint: String,
+    permits: Arc<Semaphore>,
+    alive: Arc<AtomicBool>,
+    kill: Mutex<Option<oneshot::Sender<()>>>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    exited: watch::Receiver<bool>,
+    last_used: Mutex<Instant>,
+    /// Idle HTTP/1.1 connections to the socket.
+    pool: Mutex<Vec<SendRequest<Body>>>,
+}
+
+impl Worker {
+    fn kill(&self) {
+        self.alive.store(false, Ordering::Release);
+        if let Some(tx) = self.kill.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = tx.send(());
+        }
+    }
+
+    fn touch(&self) {
+        *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+    }
+
+    /// The last error lines of the process, to say why it failed.
+    fn explain(&self) -> String {
+        let tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        let text: Vec<&str> = tail
+            .iter()
+            .rev()
+            .take(5)
+            .rev()
+            .map(String::as_str)
+            .collect();
+        if text.is_empty() {
+            "the process exited".to_owned()
+        } else {
+            let joined = text.join("\n");
+            joined.chars().take(2000).collect()
+        }
+    }
+
+    fn out_of_memory(&self) -> bool {
+        let tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        tail.iter()
+            .any(|l| l.contains("out of memory") || l.contains("heap limit"))
+    }
+
+    /// A pooled connection that is ready, or a new one.
+    async fn connection(&self) -> Result<SendRequest<Body>, String> {
+        loop {
+            let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some(mut sender) = pooled else { break };
+            if !sender.is_closed() && matches!(sender.ready().now_or_never(), Some(Ok(()))) {
+                return Ok(sender);
+            }
+        }
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    fn give_back(&self, sender: SendRequest<Body>) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < 64 && !sender.is_closed() {
+            pool.push(sender);
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// Stops processes unused for `idle`.
+async fn reap_idle(slots: std::sync::Weak<Mutex<SlotMap>>, idle: Duration) {
+    let mut tick = tokio::time::interval(
+        (idle / 2).clamp(Duration::from_millis(200), Duration::from_secs(30)),
+    );
+    loop {
+        tick.tick().await;
+        let Some(slots) = slots.upgrade() else { return };
+        let all: Vec<_> = slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for slot in all {
+            if let Ok(mut current) = slot.try_lock()
+                && current.as_ref().is_some_and(|w| {
+                    w.idle_for() > idle && w.permits.available_permits() > 0 && !in_use(w)
+                })
+            {
+                *current = None;
+            }
+        }
+    }
+}
+
+/// Whether any invocation holds a permit.
+fn in_use(w: &Arc<Worker>) -> bool {
+    // Each invocation holds a clone of the Arc while it runs.
+    Arc::strong_count(w) > 1
+}
+
+fn restrict_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+fn write_version(dir: &Path, files: &[(String, String)]) -> std::io::Result<()> {
+    let parent = dir
+        .parent()
+        .ok_or_else(|| std::io::Error::other("version dir has no parent"))?;
+    std::fs::create_dir_all(parent)?;
+    let tmp = parent.join(format!(".tmp-{}", crate::crypto::random_hex(6)));
+    for (path, content) in files {
+        let target = tmp.join(path);
+        if let Some(p) = target.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        std::fs::write(target, content)?;
+    }
+    match std::fs::rename(&tmp, dir) {
+        Ok(()) => Ok(()),
+        // Another invocation wrote the same version first.
+        Err(_) if dir.is_dir() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The `--allow-net` list: this server's host (so `FERROBASE_URL` works)
+/// plus the operator's extra hosts; `*` allows every host except the cloud
+/// metadata address (`None`).
+fn allow_net(public_url: &str, extra: Option<&str>) -> Option<String> {
+    let mut hosts = Vec::new();
+    if let Ok(u) = url::Url::parse(public_url)
+        && let Some(host) = u.host_str()
+    {
+        let port = u.port_or_known_default().unwrap_or(80);
+        hosts.push(format!("{host}:{port}"));
+    }
+    for h in extra.unwrap_or_default().split(',') {
+        let h = h.trim();
+        if !h.is_empty() && h != "*" {
+            hosts.push(h.to_owned());
+        }
+    }
+    if extra.is_some_and(|e| e.split(',').any(|h| h.trim() == "*")) {
+        return None;
+    }
+    Some(hosts.join(","))
+}
+
+/// The response body of one invocation: streams the function's body, keeps
+/// the concurrency permit and the connection until it ends, and stops at the
+/// invocation's deadline.
+struct Streaming {
+    incoming: hyper::body::Incoming,
+    deadline: tokio::time::Instant,
+    permit: Option<OwnedSemaphorePermit>,
+    sender: Option<SendRequest<Body>>,
+    worker: Arc<Worker>,
+    done: bool,
+}
+
+impl Streaming {
+    async fn next(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+        loop {
+            if self.done {
+                return None;
+            }
+            match tokio::time::timeout_at(self.deadline, self.incoming.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Some(Ok(data));
+                    }
+                }
+                Ok(None) => {
+                    self.done = true;
+                    if let Some(sender) = self.sender.take() {
+                        self.worker.give_back(sender);
+                    }
+                    self.permit = None;
+                    return None;
+                }
+                Ok(Some(Err(e))) => {
+                    self.done = true;
+                    return Some(Err(std::io::Error::other(e)));
+                }
+                Err(_) => {
+                    self.done = true;
+                    return Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the function exceeded its timeout while streaming",
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl Runtime for LocalRuntime {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        self.deno.as_ref().err().cloned()
+    }
+
+    fn deploy<'a>(
+        &'a self,
+        d: &'a Deployment,
+        bundle: &'a Bundle,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        Box::pin(async move {
+            self.materialize(d, Some(bundle)).await?;
+            Ok(None)
+        })
+    }
+
+    fn invoke(
+        &self,
+        d: Arc<Deployment>,
+        req: axum::http::Request<Body>,
+    ) -> BoxFuture<'_, Result<axum::http::Response<Body>, InvokeError>> {
+        Box::pin(async move {
+            let timeout =
+                Duration::from_millis(u64::try_from(d.settings.timeout_ms).unwrap_or(1000));
+            let worker = self.worker(&d).await?;
+            // The deadline starts once the process is up (cold start has its own limit).
+            let deadline = tokio::time::Instant::now() + timeout;
+            let permit = worker
+                .permits
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| InvokeError::Busy(d.settings.concurrency))?;
+            worker.touch();
+            let sent = tokio::time::timeout_at(deadline, async {
+                let mut sender = worker.connection().await?;
+                let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+                Ok::<_, String>((sender, resp))
+            })
+            .await;
+            match sent {
+                Err(_) => {
+                    // A function that does not answer in time may be stuck in
+                    // a loop that blocks every other invocation: kill it.
+                    worker.kill();
+                    self.forget(&d, &worker).await;
+                    Err(InvokeError::Timeout(d.settings.timeout_ms))
+                }
+                Ok(Err(e)) => {
+                    let mut exited = worker.exited.clone();
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(2), exited.wait_for(|e| *e)).await;
+                    self.forget(&d, &worker).await;
+                    if worker.out_of_memory() {
+                        Err(InvokeError::OutOfMemory(d.settings.memory_mb))
+                    } else if !worker.alive.load(Ordering::Acquire) {
+                        Err(InvokeError::Crashed(worker.explain()))
+                    } else {
+                        worker.kill();
+                        Err(InvokeError::Crashed(e))
+                    }
+                }
+                Ok(Ok((sender, resp))) => {
+                    let (parts, incoming) = resp.into_parts();
+                    let state = Streaming {
+                        incoming,
+                        deadline,
+                        permit: Some(permit),
+                        sender: Some(sender),
+                        worker: worker.clone(),
+                        done: false,
+                    };
+                    let stream = futures_util::stream::unfold(state, |mut s| async move {
+                        s.next().await.map(|item| (item, s))
+                    });
+                    Ok(axum::http::Response::from_parts(
+                        parts,
+                        Body::from_stream(stream),
+                    ))
+                }
+            }
+        })
+    }
+
+    fn remove<'a>(
+        &'a self,
+        project_id: Uuid,
+        _project_ref: &'a str,
+        slug: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let slot = self
+                .slots
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(project_id, slug.to_owned()));
+            if let Some(slot) = slot
+                && let Some(w) = slot.lock().await.take()
+            {
+                w.kill();
+            }
+            let dir = self
+                .root
+                .join("projects")
+                .join(project_id.to_string())
+                .join(slug);
+            let _ = tokio::fs::remove_dir_all(dir).await;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_net_lists_this_server_and_extras() {
+        assert_eq!(
+            allow_net("http://127.0.0.1:8080", None).as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(
+            allow_net("https://api.example.com", Some("api.stripe.com, x.io:444")).as_deref(),
+            Some("api.example.com:443,api.stripe.com,x.io:444")
+        );
+        assert_eq!(allow_net("http://a:1", Some("*")), None);
+    }
+}

@@ -1,0 +1,340 @@
+//! Invocation records and log lines of functions.
+//!
+//! Writes never sit on the request path: [`LogSink`] queues events on a
+//! bounded channel and one background task inserts them in batches (each
+//! batch is whatever queued while the previous insert ran, so a quiet node
+//! writes at once and a busy one writes few, large statements). When the
+//! queue is full, events are dropped and counted rather than slowing
+//! invocations (`ferrobase_function_log_dropped_total`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::FunctionsError;
+use crate::platform::Platform;
+
+/// Events queued before new ones are dropped.
+const QUEUE: usize = 20_000;
+/// Most events in one insert.
+const BATCH: usize = 1000;
+
+/// One line of function output.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// The project.
+    pub project_id: Uuid,
+    /// The function.
+    pub slug: String,
+    /// Its version.
+    pub version: Option<i32>,
+    /// The invocation that printed it, when known.
+    pub invocation_id: Option<Uuid>,
+    /// `log`, `info`, `warn`, `error`, `debug`.
+    pub level: String,
+    /// The text.
+    pub message: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// One finished invocation.
+#[derive(Debug, Clone)]
+pub struct InvocationRecord {
+    /// Its id (also sent to the caller as `x-ferrobase-invocation-id`).
+    pub id: Uuid,
+    /// The project.
+    pub project_id: Uuid,
+    /// The function.
+    pub slug: String,
+    /// The version that ran.
+    pub version: Option<i32>,
+    /// The request id of the HTTP request (`x-request-id`).
+    pub request_id: Option<String>,
+    /// `http` or `schedule`.
+    pub trigger: &'static str,
+    /// HTTP method.
+    pub method: String,
+    /// Path below the function (`/{slug}/…`).
+    pub path: String,
+    /// Status answered.
+    pub status: i32,
+    /// Error code when the function did not answer normally.
+    pub error: Option<String>,
+    /// Duration until the response body ended, in ms.
+    pub duration_ms: i32,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+}
+
+enum Event {
+    Log(LogLine),
+    Invocation(InvocationRecord),
+}
+
+/// Queue of records and log lines, written by a background task.
+#[derive(Clone)]
+pub struct LogSink {
+    tx: mpsc::Sender<Event>,
+}
+
+impl LogSink {
+    /// Starts the writer task on the current Tokio runtime.
+    pub fn start(platform: Platform) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(write_loop(platform, rx));
+        Self { tx }
+    }
+
+    /// Queues a log line (dropped when the queue is full).
+    pub fn log(&self, line: LogLine) {
+        self.push(Event::Log(line));
+    }
+
+    /// Queues an invocation record (dropped when the queue is full).
+    pub fn invocation(&self, record: InvocationRecord) {
+        self.push(Event::Invocation(record));
+    }
+
+    fn push(&self, event: Event) {
+        if self.tx.try_send(event).is_err() {
+            metrics::counter!("ferrobase_function_log_dropped_total").increment(1);
+        }
+    }
+}
+
+async fn write_loop(platform: Platform, mut rx: mpsc::Receiver<Event>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        if let Err(error) = write_batch(&platform, &batch).await {
+            tracing::warn!(%error, events = batch.len(), "could not store function logs");
+        }
+        batch.clear();
+    }
+}
+
+async fn write_batch(platform: &Platform, batch: &[Event]) -> Result<(), FunctionsError> {
+    let client = platform.control().get().await?;
+    let mut logs: (
+        Vec<Uuid>,
+        Vec<&str>,
+        Vec<Option<i32>>,
+        Vec<Option<Uuid>>,
+        Vec<&str>,
+        Vec<&str>,
+        Vec<DateTime<Utc>>,
+    ) = Default::default();
+    let mut inv: Vec<&InvocationRecord> = Vec::new();
+    for e in batch {
+        match e {
+            Event::Log(l) => {
+                logs.0.push(l.project_id);
+                logs.1.push(&l.slug);
+                logs.2.push(l.version);
+                logs.3.push(l.invocation_id);
+                logs.4.push(&l.level);
+                logs.5.push(&l.message);
+                logs.6.push(l.at);
+            }
+            Event::Invocation(r) => inv.push(r),
+        }
+    }
+    if !inv.is_empty() {
+        let ids: Vec<Uuid> = inv.iter().map(|r| r.id).collect();
+        let projects: Vec<Uuid> = inv.iter().map(|r| r.project_id).collect();
+        let slugs: Vec<&str> = inv.iter().map(|r| r.slug.as_str()).collect();
+        let versions: Vec<Option<i32>> = inv.iter().map(|r| r.version).collect();
+        let requests: Vec<Option<&str>> = inv.iter().map(|r| r.request_id.as_deref()).collect();
+        let triggers: Vec<&str> = inv.iter().map(|r| r.trigger).collect();
+        let methods: Vec<&str> = inv.iter().map(|r| r.method.as_str()).collect();
+        let paths: Vec<&str> = inv.iter().map(|r| r.path.as_str()).collect();
+        let statuses: Vec<i32> = inv.iter().map(|r| r.status).collect();
+        let errors: Vec<Option<&str>> = inv.iter().map(|r| r.error.as_deref()).collect();
+        let durations: Vec<i32> = inv.iter().map(|r| r.duration_ms).collect();
+        let starts: Vec<DateTime<Utc>> = inv.iter().map(|r| r.started_at).collect();
+        // Only rows of projects that still exist (a deleted project's late records are dropped).
+        client
+            .execute(
+                "insert into function_invocations \
+                   (id, project_id, slug, version, request_id, trigger, method, path, status, error, duration_ms, started_at) \
+                 select u.* from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], \
+                                        $7::text[], $8::text[], $9::int[], $10::text[], $11::int[], $12::timestamptz[]) \
+                   as u(id, project_id, slug, version, request_id, trigger, method, path, status, error, duration_ms, started_at) \
+                 where exists (select 1 from projects p where p.id = u.project_id) \
+                 on conflict (id) do nothing",
+                &[
+                    &ids, &projects, &slugs, &versions, &requests, &triggers, &methods, &paths,
+                    &statuses, &errors, &durations, &starts,
+                ],
+            )
+            .await?;
+    }
+    if !logs.0.is_empty() {
+        client
+            .execute(
+                "insert into function_logs (project_id, slug, version, invocation_id, level, message, at) \
+                 select u.* from unnest($1::uuid[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[]) \
+                   as u(project_id, slug, version, invocation_id, level, message, at) \
+                 where exists (select 1 from projects p where p.id = u.project_id)",
+                &[&logs.0, &logs.1, &logs.2, &logs.3, &logs.4, &logs.5, &logs.6],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Filters of `GET /admin/v1/functions/{slug}/logs` and `/invocations`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct LogQuery {
+    /// Only this invocation.
+    pub invocation_id: Option<Uuid>,
+    /// Only the invocation(s) of this request id (`x-request-id`).
+    pub request_id: Option<String>,
+    /// Only this level (`log`, `info`, `warn`, `error`, `debug`).
+    pub level: Option<String>,
+    /// Only this HTTP status (invocations).
+    pub status: Option<i32>,
+    /// Only entries at or after this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Only messages containing this text.
+    pub search: Option<String>,
+    /// At most this many, newest first (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+/// One stored log line.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LogEntry {
+    /// Monotonic id.
+    pub id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Level.
+    pub level: String,
+    /// Text.
+    pub message: String,
+    /// The invocation, when the line belongs to one.
+    pub invocation_id: Option<Uuid>,
+    /// The version that printed it.
+    pub version: Option<i32>,
+}
+
+/// One stored invocation.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InvocationEntry {
+    /// Invocation id.
+    pub id: Uuid,
+    /// Request id.
+    pub request_id: Option<String>,
+    /// Version.
+    pub version: Option<i32>,
+    /// `http` or `schedule`.
+    pub trigger: String,
+    /// Method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Status.
+    pub status: i32,
+    /// Error code, if any.
+    pub error: Option<String>,
+    /// Duration in ms.
+    pub duration_ms: i32,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+}
+
+fn limit(q: &LogQuery) -> i64 {
+    q.limit.unwrap_or(100).clamp(1, 1000)
+}
+
+/// Log lines of one function, newest first.
+pub async fn query_logs(
+    platform: &Platform,
+    project_id: Uuid,
+    slug: &str,
+    q: &LogQuery,
+) -> Result<Vec<LogEntry>, FunctionsError> {
+    let client = platform.control().get().await?;
+    let rows = client
+        .query(
+            "select l.id, l.at, l.level, l.message, l.invocation_id, l.version from function_logs l \
+             where l.project_id = $1 and l.slug = $2 \
+               and ($3::uuid is null or l.invocation_id = $3) \
+               and ($4::text is null or l.invocation_id in \
+                    (select i.id from function_invocations i where i.project_id = $1 and i.request_id = $4)) \
+               and ($5::text is null or l.level = $5) \
+               and ($6::timestamptz is null or l.at >= $6) \
+               and ($7::text is null or strpos(l.message, $7) > 0) \
+             order by l.id desc limit $8",
+            &[
+                &project_id,
+                &slug,
+                &q.invocation_id,
+                &q.request_id,
+                &q.level,
+                &q.since,
+                &q.search,
+                &limit(q),
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| LogEntry {
+            id: r.get(0),
+            at: r.get(1),
+            level: r.get(2),
+            message: r.get(3),
+            invocation_id: r.get(4),
+            version: r.get(5),
+        })
+        .collect())
+}
+
+/// Invocations of one function, newest first.
+pub async fn query_invocations(
+    platform: &Platform,
+    project_id: Uuid,
+    slug: &str,
+    q: &LogQuery,
+) -> Result<Vec<InvocationEntry>, FunctionsError> {
+    let client = platform.control().get().await?;
+    let rows = client
+        .query(
+            "select id, request_id, version, trigger, method, path, status, error, duration_ms, started_at \
+             from function_invocations \
+             where project_id = $1 and slug = $2 \
+               and ($3::uuid is null or id = $3) \
+               and ($4::text is null or request_id = $4) \
+               and ($5::int is null or status = $5) \
+               and ($6::timestamptz is null or started_at >= $6) \
+             order by started_at desc limit $7",
+            &[
+                &project_id,
+                &slug,
+                &q.invocation_id,
+                &q.request_id,
+                &q.status,
+                &q.since,
+                &limit(q),
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| InvocationEntry {
+            id: r.get(0),
+            request_id: r.get(1),
+            version: r.get(2),
+            trigger: r.get(3),
+            method: r.get(4),
+            path: r.get(5),
+            status: r.get(6),
+            error: r.get(7),
+            duration_ms: r.get(8),
+            started_at: r.get(9),
+        })
+        .collect())
+}

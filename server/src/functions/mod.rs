@@ -1,0 +1,243 @@
+//! Edge functions: TypeScript/JavaScript next to the project's data, deployed
+//! through `/admin/v1/functions` and invoked at `/functions/v1/{slug}`.
+//!
+//! - [`bundle`]: slugs, source bundles (files, entrypoint, import map) and
+//!   their checksum, secret names; all parsed at the edge.
+//! - [`store`]: the control-plane rows (`functions`, immutable
+//!   `function_versions`, encrypted `function_secrets`).
+//! - [`runtime`]: the [`Runtime`](runtime::Runtime) trait every provider
+//!   implements and the [`Deployment`](runtime::Deployment) it runs.
+//! - [`local`]: the default provider, Deno processes supervised by this
+//!   server (one warm process per function version, restricted permissions).
+//! - [`deno_deploy`]: the cloud provider, Deno Deploy's v2 API.
+//! - [`invoke`]: the invocation path (verify the caller, pick the
+//!   deployment, proxy the request, record the invocation).
+//! - [`logs`]: invocation records and log lines, written in batches off the
+//!   request path, and their queries.
+//! - [`schedule`]: cron schedules, run once per tick across nodes.
+//! - [`handlers`]: the HTTP glue of the admin API.
+//!
+//! Policy: core functions return [`FunctionsError`]; handlers turn it into
+//! the JSON envelope.
+
+pub mod bundle;
+pub mod deno_deploy;
+pub mod handlers;
+pub mod invoke;
+pub mod local;
+pub mod logs;
+pub mod runtime;
+pub mod schedule;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::{any, get, post, put};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::http::ApiError;
+use crate::platform::Platform;
+
+pub use runtime::{Deployment, Runtime};
+
+/// What can go wrong in the functions core.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionsError {
+    /// Bad input; the message names the problem.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such function, version, secret or schedule.
+    #[error("{0}")]
+    NotFound(String),
+    /// The function already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// The provider refused or failed a deploy.
+    #[error("{0}")]
+    Provider(String),
+    /// A database statement failed.
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// No connection could be had.
+    #[error("database unavailable: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A stored secret could not be decrypted.
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::CryptoError),
+    /// The project's keys could not be loaded.
+    #[error(transparent)]
+    Project(#[from] crate::platform::projects::ProjectError),
+}
+
+impl From<FunctionsError> for ApiError {
+    fn from(e: FunctionsError) -> Self {
+        match e {
+            FunctionsError::Invalid(m) => ApiError::bad_request("invalid_function", m),
+            FunctionsError::NotFound(m) => ApiError::not_found("function_not_found", m),
+            FunctionsError::Conflict(m) => ApiError::conflict("function_exists", m),
+            FunctionsError::Provider(m) => ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "function_deploy_failed",
+                m,
+            ),
+            FunctionsError::Db(db) => db.into(),
+            FunctionsError::Pool(p) => p.into(),
+            FunctionsError::Project(p) => p.into(),
+            other @ FunctionsError::Crypto(_) => ApiError::internal(&other),
+        }
+    }
+}
+
+/// Per-function settings (stored on the function, copied into each
+/// [`Deployment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Settings {
+    /// Require a valid project key or user token to invoke (default on).
+    pub verify_jwt: bool,
+    /// Wall-clock limit of one invocation, in milliseconds.
+    pub timeout_ms: i32,
+    /// V8 heap limit of the function's process, in MiB.
+    pub memory_mb: i32,
+    /// Invocations running at once; more get 429.
+    pub concurrency: i32,
+}
+
+/// The functions service of one node: the provider, the log sink and a short
+/// cache of what each function runs.
+pub struct Functions {
+    platform: Platform,
+    /// The provider running the code.
+    pub runtime: Arc<dyn Runtime>,
+    /// Where invocation records and log lines go.
+    pub logs: logs::LogSink,
+    cache: Mutex<HashMap<(Uuid, String), (Arc<Deployment>, Instant)>>,
+    cache_ttl: Duration,
+}
+
+impl Functions {
+    /// Builds the service from the configuration (local Deno by default,
+    /// Deno Deploy when `FERROBASE_FUNCTIONS_PROVIDER=deno-deploy`). Must be
+    /// called inside a Tokio runtime (it starts the log writer).
+    pub fn new(platform: &Platform) -> Arc<Self> {
+        let config = platform.config();
+        let logs = logs::LogSink::start(platform.clone());
+        let runtime: Arc<dyn Runtime> = match config.functions_provider {
+            crate::config::FunctionsProvider::Local => {
+                Arc::new(local::LocalRuntime::new(platform.clone(), logs.clone()))
+            }
+            crate::config::FunctionsProvider::DenoDeploy => {
+                Arc::new(deno_deploy::DenoDeploy::new(config))
+            }
+        };
+        Arc::new(Self {
+            platform: platform.clone(),
+            runtime,
+            logs,
+            cache: Mutex::new(HashMap::new()),
+            cache_ttl: Duration::from_millis(config.functions_cache_ttl_ms),
+        })
+    }
+
+    /// What function `slug` of project `project_ref` runs now (cached for
+    /// `FERROBASE_FUNCTIONS_CACHE_TTL_MS`, so deploys on another node are seen
+    /// within that delay; this node's own changes invalidate at once).
+    pub async fn deployment(
+        &self,
+        project_id: Uuid,
+        project_ref: &str,
+        slug: &bundle::Slug,
+    ) -> Result<Arc<Deployment>, FunctionsError> {
+        let key = (project_id, slug.as_str().to_owned());
+        if let Some((d, at)) = self.lock().get(&key)
+            && at.elapsed() < self.cache_ttl
+        {
+            return Ok(d.clone());
+        }
+        let d =
+            Arc::new(store::load_deployment(&self.platform, project_id, project_ref, slug).await?);
+        self.lock().insert(key, (d.clone(), Instant::now()));
+        Ok(d)
+    }
+
+    /// Forgets the cached deployment of one function, or of every function
+    /// of the project (`slug` `None`, after a secrets change).
+    pub fn invalidate(&self, project_id: Uuid, slug: Option<&str>) {
+        self.lock()
+            .retain(|(p, s), _| !(*p == project_id && slug.is_none_or(|slug| slug == s)));
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(Uuid, String), (Arc<Deployment>, Instant)>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One line for the start-up banner: which provider runs functions, or why
+/// none can and how to fix it.
+pub fn banner_line(functions: &Functions) -> String {
+    match (functions.runtime.name(), functions.runtime.unavailable()) {
+        ("local", None) => "Edge functions: local Deno runtime.".to_owned(),
+        ("local", Some(why)) => format!(
+            "Edge functions: disabled ({why}). Install Deno (`pip install deno` or `npm i deno`) \
+             and put it on PATH or set FERROBASE_DENO_BIN."
+        ),
+        (name, None) => format!("Edge functions: {name}."),
+        (name, Some(why)) => format!("Edge functions: {name} unavailable ({why})."),
+    }
+}
+
+/// Routes relative to a project: invocation and the admin API.
+pub fn routes() -> Router<AppState> {
+    use handlers as h;
+    Router::new()
+        .route("/functions/v1/{slug}", any(invoke::invoke_root))
+        .route("/functions/v1/{slug}/{*rest}", any(invoke::invoke_path))
+        .route(
+            "/admin/v1/functions",
+            get(h::list_functions).post(h::create_function),
+        )
+        .route(
+            "/admin/v1/functions/secrets",
+            get(h::list_secrets).post(h::set_secrets),
+        )
+        .route(
+            "/admin/v1/functions/secrets/{name}",
+            axum::routing::delete(h::delete_secret),
+        )
+        .route(
+            "/admin/v1/functions/{slug}",
+            get(h::get_function)
+                .put(h::update_function)
+                .delete(h::delete_function),
+        )
+        .route(
+            "/admin/v1/functions/{slug}/versions/{version}",
+            get(h::get_version),
+        )
+        .route(
+            "/admin/v1/functions/{slug}/versions/{version}/activate",
+            post(h::activate_version),
+        )
+        .route("/admin/v1/functions/{slug}/logs", get(h::function_logs))
+        .route(
+            "/admin/v1/functions/{slug}/invocations",
+            get(h::function_invocations),
+        )
+        .route(
+            "/admin/v1/functions/{slug}/schedules",
+            get(h::list_schedules).post(h::create_schedule),
+        )
+        .route(
+            "/admin/v1/functions/{slug}/schedules/{name}",
+            put(h::update_schedule).delete(h::delete_schedule),
+        )
+        .route(
+            "/admin/v1/functions/{slug}/schedules/{name}/runs",
+            get(h::schedule_runs),
+        )
+}

@@ -1,0 +1,368 @@
+//! The admin API refuses bad input and the wrong callers with 4xx JSON
+//! errors (one line per case), and the SQL functions listing moved to
+//! `/admin/v1/sql-functions`.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::{Fx, expect_error};
+
+#[tokio::test]
+async fn admin_api_attacker_cases() {
+    let Some(fx) = Fx::new("fn-admin").await else {
+        return;
+    };
+    fx.deploy(
+        "exists",
+        "export default { fetch: () => new Response('x') }",
+    )
+    .await;
+    let other = fx.t.create_project("fn-admin-other").await;
+    let big = "x".repeat(6 * 1024 * 1024);
+    let files: serde_json::Map<String, Value> =
+        (0..201).map(|i| (format!("f{i}.ts"), json!("x"))).collect();
+
+    // (name, method, path, body, status, code)
+    let cases: Vec<(&str, Method, &str, Value, u16, &str)> = vec![
+        (
+            "bad slug",
+            Method::POST,
+            "functions",
+            json!({"slug": "Bad Slug", "code": "x"}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "reserved slug",
+            Method::POST,
+            "functions",
+            json!({"slug": "secrets", "code": "x"}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "no code",
+            Method::POST,
+            "functions",
+            json!({"slug": "a"}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "code and files",
+            Method::POST,
+            "functions",
+            json!({"slug": "a", "code": "x", "files": {"index.ts": "x"}}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "traversal",
+            Method::POST,
+            "functions",
+            json!({"slug": "a", "files": {"../../x.ts": "x"}, "entrypoint": "../../x.ts"}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "absolute path",
+            Method::POST,
+            "functions",
+            json!({"slug": "a", "files": {"/etc/x.ts": "x", "index.ts": "x"}}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "missing entrypoint",
+            Method::POST,
+            "functions",
+            json!({"slug": "a", "files": {"a.ts": "x"}, "entrypoint": "b.ts"}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "non-module entrypoint",
+            Method::POST,
+            "functions",
+            json!({"slug": "a", "files": {"a.sh": "x"}, "entrypoint": "a.sh"}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "bad import map",
+            Method::POST,
+            "functions",
+            json!({"slug": "a", "files": {"index.ts": "x", "deno.json": "{"}}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "too many files",
+            Method::POST,
+            "functions",
+            json!({"slug": "a", "files": files, "entrypoint": "f0.ts"}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "timeout out of range",
+            Method::POST,
+            "functions",
+            json!({"slug": "a", "code": "x", "timeout_ms": 1}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "memory out of range",
+            Method::POST,
+            "functions",
+            json!({"slug": "a", "code": "x", "memory_mb": 100000}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "concurrency out of range",
+            Method::POST,
+            "functions",
+            json!({"slug": "a", "code": "x", "concurrency": 0}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "wrong types",
+            Method::POST,
+            "functions",
+            json!({"slug": 5, "code": ["x"]}),
+            422,
+            "invalid_body",
+        ),
+        (
+            "duplicate",
+            Method::POST,
+            "functions",
+            json!({"slug": "exists", "code": "x"}),
+            409,
+            "function_exists",
+        ),
+        (
+            "rename by PUT",
+            Method::PUT,
+            "functions/exists",
+            json!({"slug": "other", "code": "x"}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "settings of a missing function",
+            Method::PUT,
+            "functions/missing",
+            json!({"timeout_ms": 1000}),
+            404,
+            "function_not_found",
+        ),
+        (
+            "missing function",
+            Method::GET,
+            "functions/missing",
+            Value::Null,
+            404,
+            "function_not_found",
+        ),
+        (
+            "missing version",
+            Method::GET,
+            "functions/exists/versions/9",
+            Value::Null,
+            404,
+            "function_not_found",
+        ),
+        (
+            "non-numeric version",
+            Method::GET,
+            "functions/exists/versions/abc",
+            Value::Null,
+            404,
+            "function_not_found",
+        ),
+        (
+            "activate missing version",
+            Method::POST,
+            "functions/exists/versions/9/activate",
+            Value::Null,
+            404,
+            "function_not_found",
+        ),
+        (
+            "delete missing",
+            Method::DELETE,
+            "functions/missing",
+            Value::Null,
+            404,
+            "function_not_found",
+        ),
+        (
+            "delete missing secret",
+            Method::DELETE,
+            "functions/secrets/NOPE",
+            Value::Null,
+            404,
+            "function_not_found",
+        ),
+        (
+            "bad cron",
+            Method::POST,
+            "functions/exists/schedules",
+            json!({"name": "s", "cron": "every day"}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "schedule without name",
+            Method::POST,
+            "functions/exists/schedules",
+            json!({"cron": "* * * * *"}),
+            400,
+            "invalid_function",
+        ),
+        (
+            "schedule of missing function",
+            Method::POST,
+            "functions/missing/schedules",
+            json!({"name": "s", "cron": "* * * * *"}),
+            404,
+            "function_not_found",
+        ),
+    ];
+    for (name, method, path, body, status, code) in cases {
+        let mut req = fx.admin(method, path);
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = resp.status().as_u16();
+        let text = resp.text().await.expect("text");
+        assert_eq!(got, status, "{name}: {text}");
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{name}: not JSON: {text}"));
+        assert_eq!(v["code"], code, "{name}: {text}");
+    }
+
+    // An oversized bundle is refused (by the body limit or the bundle limit), never a 500.
+    let resp = fx
+        .admin(Method::POST, "functions")
+        .json(&json!({"slug": "huge", "code": big}))
+        .send()
+        .await
+        .expect("huge");
+    assert!(
+        resp.status() == 413 || resp.status() == 400,
+        "{}",
+        resp.status()
+    );
+
+    // Callers: none, anon, a user, another project's service key → refused.
+    let url = format!("{}/admin/v1/functions", fx.p.url);
+    expect_error(
+        fx.t.http.get(&url).send().await.expect("none"),
+        401,
+        "missing_api_key",
+    )
+    .await;
+    expect_error(
+        fx.t.http
+            .get(&url)
+            .bearer_auth(&fx.p.anon)
+            .send()
+            .await
+            .expect("anon"),
+        403,
+        "admin_required",
+    )
+    .await;
+    let user = fx.user_token("00000000-0000-4000-8000-000000000009").await;
+    expect_error(
+        fx.t.http
+            .get(&url)
+            .bearer_auth(&user)
+            .send()
+            .await
+            .expect("user"),
+        403,
+        "admin_required",
+    )
+    .await;
+    expect_error(
+        fx.t.http
+            .get(&url)
+            .bearer_auth(&other.service)
+            .send()
+            .await
+            .expect("other"),
+        401,
+        "invalid_token",
+    )
+    .await;
+    // …and another project's admin cannot see or touch this one's functions.
+    let resp =
+        fx.t.http
+            .get(format!("{}/admin/v1/functions/exists", other.url))
+            .bearer_auth(&other.service)
+            .send()
+            .await
+            .expect("cross");
+    expect_error(resp, 404, "function_not_found").await;
+    let resp =
+        fx.t.http
+            .get(format!("{}/functions/v1/exists", other.url))
+            .bearer_auth(&other.anon)
+            .send()
+            .await
+            .expect("cross invoke");
+    expect_error(resp, 404, "function_not_found").await;
+    // A platform admin token works.
+    let resp =
+        fx.t.http
+            .get(&url)
+            .bearer_auth(&fx.t.admin_token)
+            .send()
+            .await
+            .expect("platform admin");
+    assert_eq!(resp.status(), 200);
+
+    // Invocation of bad slugs is a 404, not a 500.
+    for path in ["UPPER", "a%2F..%2Fb", "-x", "secrets"] {
+        let resp = fx.call(Method::GET, path).send().await.expect("bad slug");
+        assert_eq!(resp.status(), 404, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn sql_functions_moved_to_sql_functions() {
+    let Some(fx) = Fx::new("fn-sqlfns").await else {
+        return;
+    };
+    fx.t.owner_sql(
+        &fx.p,
+        "create function add_one(i int) returns int language sql as 'select i + 1';",
+    )
+    .await;
+    let v: Value = fx
+        .admin(Method::GET, "sql-functions")
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert!(v.to_string().contains("add_one"), "{v}");
+    // `/admin/v1/functions` now lists edge functions.
+    let v: Value = fx
+        .admin(Method::GET, "functions")
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v, json!([]));
+}

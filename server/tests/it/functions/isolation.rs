@@ -1,0 +1,125 @@
+//! A hostile function of project B tries to reach project A's code, secrets
+//! and function, the server's files and environment, other processes and
+//! the network; every attempt must be refused, while B's own environment and
+//! its own project API stay reachable.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::Fx;
+
+#[tokio::test]
+async fn a_hostile_function_cannot_reach_another_project_or_the_host() {
+    let Some(fx) = Fx::new("fn-iso-a").await else {
+        return;
+    };
+    // Project A: a secret and a function holding a secret in its code.
+    let resp = fx
+        .admin(Method::POST, "functions/secrets")
+        .json(&json!({"A_SECRET": "secret-of-project-a"}))
+        .send()
+        .await
+        .expect("secret");
+    assert_eq!(resp.status(), 200);
+    fx.deploy("victim", "const CODE_SECRET = 'code-of-project-a'; export default { fetch: () => new Response(Deno.env.get('A_SECRET')) };").await;
+    let resp = fx.call(Method::GET, "victim").send().await.expect("victim");
+    assert_eq!(resp.text().await.expect("text"), "secret-of-project-a");
+
+    // Where A's code lives on disk, and a canary in the server's data dir.
+    let data_dir = fx.t.config.data_dir.clone();
+    let a_root = data_dir.join("functions/projects");
+    let a_project = std::fs::read_dir(&a_root)
+        .expect("projects dir")
+        .flatten()
+        .next()
+        .expect("A's dir")
+        .path();
+    let a_version = std::fs::read_dir(a_project.join("victim"))
+        .expect("victim dir")
+        .flatten()
+        .next()
+        .expect("version")
+        .path();
+    let a_file = a_version.join("index.ts");
+    assert!(
+        std::fs::read_to_string(&a_file)
+            .expect("A's code")
+            .contains("code-of-project-a")
+    );
+    let canary = data_dir.join("canary.txt");
+    std::fs::write(&canary, "server-private").expect("canary");
+
+    // Project B, same server: its function tries everything.
+    let b = fx.t.create_project("fn-iso-b").await;
+    let hostile = format!(
+        r#"
+const results: Record<string, string> = {{}};
+async function attempt(name: string, f: () => Promise<unknown> | unknown) {{
+  try {{ results[name] = "ALLOWED: " + String(await f()).slice(0, 80); }}
+  catch (e) {{ results[name] = "denied: " + (e instanceof Error ? e.name : String(e)); }}
+}}
+export default {{ async fetch() {{
+  await attempt("read other project's code", () => Deno.readTextFile({a_file:?}));
+  await attempt("import other project's code", () => import({a_file_url:?}));
+  await attempt("list other project's dir", async () => {{ for await (const e of Deno.readDir({a_root:?})) return e.name; }});
+  await attempt("read server data dir", () => Deno.readTextFile({canary:?}));
+  await attempt("read /etc/passwd", () => Deno.readTextFile("/etc/passwd"));
+  await attempt("read /proc/self/environ", () => Deno.readTextFile("/proc/self/environ"));
+  await attempt("read /proc/1/environ", () => Deno.readTextFile("/proc/1/environ"));
+  await attempt("server env var", () => Deno.env.get("FERROBASE_TEST_DATABASE_URL") ?? "unset");
+  await attempt("server PATH", () => Deno.env.get("PATH") ?? "unset");
+  await attempt("whole env", () => JSON.stringify(Deno.env.toObject()));
+  await attempt("other project's secret", () => Deno.env.get("A_SECRET") ?? "unset");
+  await attempt("spawn a process", async () => (await new Deno.Command("/bin/sh", {{ args: ["-c", "id"] }}).output()).code);
+  await attempt("write a file", () => Deno.writeTextFile("/tmp/fn-iso-b-was-here", "x"));
+  await attempt("ffi", () => Deno.dlopen("/lib/x86_64-linux-gnu/libc.so.6", {{}}));
+  await attempt("system info", () => Deno.hostname());
+  await attempt("cloud metadata", async () => (await fetch("http://169.254.169.254/latest/meta-data/")).status);
+  await attempt("arbitrary host", async () => (await fetch("http://10.1.2.3:5432/")).status);
+  await attempt("raw tcp to localhost postgres", () => Deno.connect({{ hostname: "127.0.0.1", port: 5432 }}));
+  // Allowed and harmless: its own env, its own project's API.
+  const own = Deno.env.get("FERROBASE_URL");
+  const viaApi = await fetch({a_url:?}, {{ headers: {{ apikey: Deno.env.get("FERROBASE_ANON_KEY")! }} }});
+  return Response.json({{ results, own, viaApiStatus: viaApi.status }});
+}} }};
+"#,
+        a_file = a_file.display().to_string(),
+        a_file_url = format!("file://{}", a_file.display()),
+        a_root = a_root.display().to_string(),
+        canary = canary.display().to_string(),
+        a_url = format!("{}/functions/v1/victim", fx.p.url),
+    );
+    let resp =
+        fx.t.http
+            .post(format!("{}/admin/v1/functions", b.url))
+            .bearer_auth(&b.service)
+            .json(&json!({"slug": "hostile", "code": hostile}))
+            .send()
+            .await
+            .expect("deploy hostile");
+    assert_eq!(resp.status(), 201);
+    let resp =
+        fx.t.http
+            .get(format!("{}/functions/v1/hostile", b.url))
+            .bearer_auth(&b.anon)
+            .send()
+            .await
+            .expect("invoke hostile");
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.expect("json");
+    let results = v["results"].as_object().expect("results");
+    assert_eq!(results.len(), 18, "{v}");
+    for (name, outcome) in results {
+        assert!(
+            outcome.as_str().is_some_and(|o| o.starts_with("denied")),
+            "hostile attempt {name:?} was not refused: {outcome}"
+        );
+    }
+    assert_eq!(v["own"], b.url);
+    // B reaches A's function only through the public API, which wants A's keys.
+    assert_eq!(v["viaApiStatus"], 401, "{v}");
+    assert!(!std::path::Path::new("/tmp/fn-iso-b-was-here").exists());
+    // A is unaffected.
+    let resp = fx.call(Method::GET, "victim").send().await.expect("victim");
+    assert_eq!(resp.text().await.expect("text"), "secret-of-project-a");
+}

@@ -1,0 +1,213 @@
+//! Failures stay contained and answer a clear JSON error, never a hang: an
+//! exception, a timeout (an infinite loop), a memory bomb, a process exit, a
+//! module that does not load, the concurrency cap; and the runtime keeps
+//! serving afterwards, this function and others.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::{Fx, expect_error};
+
+const TROUBLE: &str = r#"
+export default { async fetch(req: Request) {
+  const path = new URL(req.url).pathname;
+  if (path.endsWith("/throw")) throw new Error("kaboom");
+  if (path.endsWith("/loop")) { while (true) {} }
+  if (path.endsWith("/oom")) {
+    const keep: unknown[] = [];
+    while (true) keep.push(new Array(1_000_000).fill(Math.random()));
+  }
+  if (path.endsWith("/exit")) Deno.exit(7);
+  if (path.endsWith("/slow")) await new Promise((r) => setTimeout(r, 1500));
+  if (path.endsWith("/reject")) { Promise.reject(new Error("nobody awaits me")); }
+  return new Response("fine");
+} };
+"#;
+
+async fn fine(fx: &Fx, slug: &str) {
+    let resp = fx.call(Method::GET, slug).send().await.expect("invoke");
+    assert_eq!(resp.status(), 200, "{slug} should still answer");
+    assert_eq!(resp.text().await.expect("text"), "fine");
+}
+
+#[tokio::test]
+async fn failures_answer_json_errors_and_the_runtime_recovers() {
+    let Some(fx) = Fx::new("fn-limits").await else {
+        return;
+    };
+    fx.deploy_with(
+        "trouble",
+        json!({ "code": TROUBLE, "timeout_ms": 1000, "memory_mb": 32 }),
+    )
+    .await;
+    fx.deploy(
+        "bystander",
+        r#"export default { fetch: () => new Response("fine") };"#,
+    )
+    .await;
+    fine(&fx, "trouble").await;
+    fine(&fx, "bystander").await;
+
+    // An exception: 500 with the message, logged; the process lives on.
+    let v = expect_error(
+        fx.call(Method::GET, "trouble/throw")
+            .send()
+            .await
+            .expect("throw"),
+        500,
+        "function_error",
+    )
+    .await;
+    assert_eq!(v["message"], "kaboom");
+    fine(&fx, "trouble").await;
+    // An unhandled rejection does not take the process down.
+    fine(&fx, "trouble/reject").await;
+    fine(&fx, "trouble").await;
+
+    // An infinite loop: 504 after the timeout; the process is killed and replaced.
+    let started = std::time::Instant::now();
+    expect_error(
+        fx.call(Method::GET, "trouble/loop")
+            .send()
+            .await
+            .expect("loop"),
+        504,
+        "function_timeout",
+    )
+    .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    fine(&fx, "bystander").await;
+    fine(&fx, "trouble").await;
+
+    // A memory bomb: the heap limit aborts that process only.
+    expect_error(
+        fx.call(Method::GET, "trouble/oom")
+            .send()
+            .await
+            .expect("oom"),
+        502,
+        "function_out_of_memory",
+    )
+    .await;
+    fine(&fx, "bystander").await;
+    fine(&fx, "trouble").await;
+
+    // Deno.exit: the invocation fails with 502, the next one gets a fresh process.
+    expect_error(
+        fx.call(Method::GET, "trouble/exit")
+            .send()
+            .await
+            .expect("exit"),
+        502,
+        "function_crashed",
+    )
+    .await;
+    fine(&fx, "trouble").await;
+}
+
+#[tokio::test]
+async fn a_module_that_does_not_load_is_a_502_with_the_reason() {
+    let Some(fx) = Fx::new("fn-boot").await else {
+        return;
+    };
+    fx.deploy("syntax", "export default { fetch( => }").await;
+    let v = expect_error(
+        fx.call(Method::GET, "syntax").send().await.expect("invoke"),
+        502,
+        "function_boot_failed",
+    )
+    .await;
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Failed to load")),
+        "{v}"
+    );
+    fx.deploy("nothing", "export const x = 1;").await;
+    let v = expect_error(
+        fx.call(Method::GET, "nothing")
+            .send()
+            .await
+            .expect("invoke"),
+        502,
+        "function_boot_failed",
+    )
+    .await;
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Deno.serve")),
+        "{v}"
+    );
+    // A failing import of a file outside the bundle is refused too.
+    fx.deploy(
+        "escape",
+        "import '../../../../etc/passwd.ts'; export default { fetch: () => new Response('no') };",
+    )
+    .await;
+    expect_error(
+        fx.call(Method::GET, "escape").send().await.expect("invoke"),
+        502,
+        "function_boot_failed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_concurrency_cap_answers_429() {
+    let Some(fx) = Fx::new("fn-conc").await else {
+        return;
+    };
+    fx.deploy_with("one", json!({ "code": TROUBLE, "concurrency": 1 }))
+        .await;
+    fine(&fx, "one").await; // warm
+    let slow = fx.call(Method::GET, "one/slow").send();
+    let second = async {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        fx.call(Method::GET, "one").send().await.expect("second")
+    };
+    let (slow, second) = tokio::join!(slow, second);
+    assert_eq!(slow.expect("slow").status(), 200);
+    let v = expect_error(second, 429, "function_concurrency_limit").await;
+    assert!(v["message"].as_str().is_some_and(|m| m.contains('1')));
+    fine(&fx, "one").await;
+}
+
+#[tokio::test]
+async fn without_deno_the_server_runs_and_says_how_to_enable_functions() {
+    let Some(_) = super::deno() else { return };
+    let t = crate::support::TestApp::spawn_with(|c| {
+        c.deno_bin = Some("/nonexistent/deno".into());
+    })
+    .await;
+    let p = t.create_project("fn-nodeno").await;
+    let resp = t
+        .http
+        .post(format!("{}/admin/v1/functions", p.url))
+        .bearer_auth(&p.service)
+        .json(
+            &json!({"slug": "hello", "code": "export default { fetch: () => new Response('x') }"}),
+        )
+        .send()
+        .await
+        .expect("deploy");
+    assert_eq!(resp.status(), 201, "deploying works without a runtime");
+    let resp = t
+        .http
+        .get(format!("{}/functions/v1/hello", p.url))
+        .bearer_auth(&p.anon)
+        .send()
+        .await
+        .expect("invoke");
+    let v: Value = expect_error(resp, 503, "functions_unavailable").await;
+    assert!(
+        v["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("FERROBASE_DENO_BIN")),
+        "{v}"
+    );
+}
