@@ -79,18 +79,15 @@ async fn invoke(
         Some((s, r)) => (s, format!("/{r}")),
         None => (below, String::new()),
     };
-    let slug = match Slug::parse(slug) {
-        Ok(s) => s,
-        Err(_) => {
-            return ApiError::not_found(
-                "function_not_found",
-                format!(
-                    "No function {:?} in this project.",
-                    slug.chars().take(80).collect::<String>()
-                ),
-            )
-            .into_response();
-        }
+    let Ok(slug) = Slug::parse(slug) else {
+        return ApiError::not_found(
+            "function_not_found",
+            format!(
+                "No function {:?} in this project.",
+                slug.chars().take(80).collect::<String>()
+            ),
+        )
+        .into_response();
     };
     let functions = &app.functions;
     let d = match functions
@@ -238,12 +235,9 @@ pub async fn dispatch(
     if let Some(h) = builder.headers_mut() {
         *h = fwd;
     }
-    let req = match builder.body(body) {
-        Ok(r) => r,
-        Err(_) => {
-            return ApiError::bad_request("invalid_request", "The request path is not valid.")
-                .into_response();
-        }
+    let Ok(req) = builder.body(body) else {
+        return ApiError::bad_request("invalid_request", "The request path is not valid.")
+            .into_response();
     };
     let version = d.version;
     match functions.runtime.invoke(d, req).await {

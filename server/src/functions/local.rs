@@ -400,10 +400,10 @@ async fn read_stdout(out: tokio::process::ChildStdout, source: Source, ready: on
             }
             Ok(v) if v["l"].is_string() => {
                 let invocation = v["i"].as_str().and_then(|s| Uuid::parse_str(s).ok());
-                let level = match v["l"].as_str() {
-                    Some(l @ ("log" | "info" | "warn" | "error" | "debug")) => l,
-                    _ => "log",
-                };
+                let level = v["l"]
+                    .as_str()
+                    .filter(|l| matches!(*l, "log" | "info" | "warn" | "error" | "debug"))
+                    .unwrap_or("log");
                 let message = v["m"].as_str().unwrap_or_default().to_owned();
                 source.emit(invocation, level, message);
             }

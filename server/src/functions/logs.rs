@@ -116,30 +116,20 @@ async fn write_loop(platform: Platform, mut rx: mpsc::Receiver<Event>) {
 
 async fn write_batch(platform: &Platform, batch: &[Event]) -> Result<(), FunctionsError> {
     let client = platform.control().get().await?;
-    let mut logs: (
-        Vec<Uuid>,
-        Vec<&str>,
-        Vec<Option<i32>>,
-        Vec<Option<Uuid>>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<DateTime<Utc>>,
-    ) = Default::default();
-    let mut inv: Vec<&InvocationRecord> = Vec::new();
-    for e in batch {
-        match e {
-            Event::Log(l) => {
-                logs.0.push(l.project_id);
-                logs.1.push(&l.slug);
-                logs.2.push(l.version);
-                logs.3.push(l.invocation_id);
-                logs.4.push(&l.level);
-                logs.5.push(&l.message);
-                logs.6.push(l.at);
-            }
-            Event::Invocation(r) => inv.push(r),
-        }
-    }
+    let lines: Vec<&LogLine> = batch
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log(l) => Some(l),
+            Event::Invocation(_) => None,
+        })
+        .collect();
+    let inv: Vec<&InvocationRecord> = batch
+        .iter()
+        .filter_map(|e| match e {
+            Event::Invocation(r) => Some(r),
+            Event::Log(_) => None,
+        })
+        .collect();
     if !inv.is_empty() {
         let ids: Vec<Uuid> = inv.iter().map(|r| r.id).collect();
         let projects: Vec<Uuid> = inv.iter().map(|r| r.project_id).collect();
@@ -170,14 +160,21 @@ async fn write_batch(platform: &Platform, batch: &[Event]) -> Result<(), Functio
             )
             .await?;
     }
-    if !logs.0.is_empty() {
+    if !lines.is_empty() {
+        let projects: Vec<Uuid> = lines.iter().map(|l| l.project_id).collect();
+        let slugs: Vec<&str> = lines.iter().map(|l| l.slug.as_str()).collect();
+        let versions: Vec<Option<i32>> = lines.iter().map(|l| l.version).collect();
+        let invocations: Vec<Option<Uuid>> = lines.iter().map(|l| l.invocation_id).collect();
+        let levels: Vec<&str> = lines.iter().map(|l| l.level.as_str()).collect();
+        let messages: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
+        let ats: Vec<DateTime<Utc>> = lines.iter().map(|l| l.at).collect();
         client
             .execute(
                 "insert into function_logs (project_id, slug, version, invocation_id, level, message, at) \
                  select u.* from unnest($1::uuid[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[]) \
                    as u(project_id, slug, version, invocation_id, level, message, at) \
                  where exists (select 1 from projects p where p.id = u.project_id)",
-                &[&logs.0, &logs.1, &logs.2, &logs.3, &logs.4, &logs.5, &logs.6],
+                &[&projects, &slugs, &versions, &invocations, &levels, &messages, &ats],
             )
             .await?;
     }

@@ -44,6 +44,9 @@ use crate::platform::Platform;
 
 pub use runtime::{Deployment, Runtime};
 
+/// Cached deployments by (project, slug), with when they were loaded.
+type DeploymentCache = HashMap<(Uuid, String), (Arc<Deployment>, Instant)>;
+
 /// What can go wrong in the functions core.
 #[derive(Debug, thiserror::Error)]
 pub enum FunctionsError {
@@ -114,7 +117,7 @@ pub struct Functions {
     pub runtime: Arc<dyn Runtime>,
     /// Where invocation records and log lines go.
     pub logs: logs::LogSink,
-    cache: Mutex<HashMap<(Uuid, String), (Arc<Deployment>, Instant)>>,
+    cache: Mutex<DeploymentCache>,
     cache_ttl: Duration,
 }
 
@@ -170,9 +173,7 @@ impl Functions {
             .retain(|(p, s), _| !(*p == project_id && slug.is_none_or(|slug| slug == s)));
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(Uuid, String), (Arc<Deployment>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DeploymentCache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

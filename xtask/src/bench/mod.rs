@@ -7,6 +7,7 @@
 //! [`Table`] (the summary printed at the end).
 
 mod auth;
+mod functions;
 mod load;
 mod platform;
 mod pocketbase;
@@ -50,6 +51,11 @@ const SUITES: &[(&str, &str, Suite)] = &[
         "storage",
         "object upload/download throughput vs PocketBase and a raw file copy, peak memory",
         storage::run,
+    ),
+    (
+        "functions",
+        "warm invoke overhead and throughput vs `deno serve`, cold start",
+        functions::run,
     ),
 ];
 

@@ -30,6 +30,8 @@ pub struct Server {
     pub admin_password: String,
     /// Seconds after which idle per-project pools close.
     pub pool_idle_timeout_secs: u64,
+    /// Extra environment variables for the server (e.g. `FERROBASE_DENO_BIN`).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -55,6 +57,7 @@ impl Server {
             admin_email: "bench@ferrobase.local".to_owned(),
             admin_password: proc::random_hex(12)?,
             pool_idle_timeout_secs: 2,
+            env: Vec::new(),
             child: None,
             root,
         };
@@ -91,6 +94,7 @@ impl Server {
                 self.pool_idle_timeout_secs.to_string(),
             )
             .env("FERROBASE_LOG_FORMAT", "json")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(
                 "RUST_LOG",
                 std::env::var("FERROBASE_BENCH_LOG").unwrap_or_else(|_| "warn".into()),

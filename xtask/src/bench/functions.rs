@@ -1,0 +1,178 @@
+//! `functions`: what the edge-functions path costs (issue 14's benchmark).
+//!
+//! The same JSON hello handler runs twice on the same machine: deployed as a
+//! Ferrobase function (`POST {project}/functions/v1/hello`, `verify_jwt` off
+//! so only the function path is measured, warm process) and directly under
+//! `deno serve` (the ceiling). For each, `hey` measures one client (latency:
+//! the p50 difference is the overhead Ferrobase adds per warm invocation)
+//! and `CONNS` clients (throughput). Cold start: the first invocation after
+//! a deploy (a new version starts a new Deno process), median of `COLD` runs.
+//!
+//! Goals from the issue: ≤ 1 ms p50 added on a warm invoke, ≥ 50 % of
+//! direct `deno serve` throughput. Figures are noisy on a shared 2-core
+//! machine: compare the two columns of one run, not runs with each other.
+//!
+//! Environment: `FERROBASE_BENCH_FUNCTIONS_DURATION` (seconds, default 10,
+//! 3 when `CI=true`), `FERROBASE_BENCH_FUNCTIONS_CONNS` (default 50),
+//! `FERROBASE_BENCH_FUNCTIONS_COLD` (default 5), `FERROBASE_BENCH_DENO`
+//! (default: `.peers/venv/bin/deno`, then `deno` on PATH).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use super::load::{
+    Load, Workload, ensure_hey, env_num, fmt_load, login, on_path, run_hey, str_field,
+};
+use super::server::Server;
+use super::{Ctx, Table};
+use crate::{http, proc, workspace_root};
+
+const HANDLER: &str = "export default { fetch: () => Response.json({ hello: \"world\" }) };";
+
+fn deno() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("FERROBASE_BENCH_DENO").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let venv = workspace_root().join(".peers/venv/bin/deno");
+    if venv.is_file() {
+        return Ok(venv);
+    }
+    on_path("deno").context("deno not found: run `cargo xtask test` once (installs it into .peers/venv) or set FERROBASE_BENCH_DENO")
+}
+
+pub fn run(ctx: &Ctx) -> Result<Table> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let duration = env_num(
+        "FERROBASE_BENCH_FUNCTIONS_DURATION",
+        if ci { 3 } else { 10 },
+    )?;
+    let conns = env_num("FERROBASE_BENCH_FUNCTIONS_CONNS", 50)?.max(1);
+    let cold_runs = env_num("FERROBASE_BENCH_FUNCTIONS_COLD", 5)?.max(1);
+    let hey = ensure_hey()?;
+    let deno = deno()?;
+    let mut table = Table::new(format!(
+        "functions (JSON hello, 1 and {conns} clients x {duration} s)"
+    ));
+
+    // Ferrobase.
+    let mut server = Server::new(&ctx.bin)?;
+    server
+        .env
+        .push(("FERROBASE_DENO_BIN".into(), deno.display().to_string()));
+    server.start()?;
+    let admin = login(&server)?;
+    let project = http::post(
+        &format!("{}/platform/v1/projects", server.base_url()),
+        Some(&admin),
+        &json!({"ref": "bench-functions"}),
+    )?
+    .expect(201, "create project")?
+    .json()?;
+    let url = str_field(&project, "url")?;
+    let service = str_field(&project, "service_role_key")?;
+    let deploy = |code: &str| -> Result<()> {
+        http::request(
+            "PUT",
+            &format!("{url}/admin/v1/functions/hello"),
+            Some(&service),
+            Some(&json!({"code": code, "verify_jwt": false, "concurrency": 10_000})),
+        )?;
+        Ok(())
+    };
+    let invoke_url = format!("{url}/functions/v1/hello");
+    let mut colds = Vec::new();
+    for i in 0..cold_runs {
+        deploy(&format!("{HANDLER} // {i}"))?;
+        let started = Instant::now();
+        http::post(&invoke_url, None, &json!({}))?.expect(200, "first invocation")?;
+        colds.push(started.elapsed());
+    }
+    colds.sort();
+    let cold = colds[colds.len() / 2];
+    println!(
+        "    cold start (median of {cold_runs})  {:.1} ms",
+        cold.as_secs_f64() * 1000.0
+    );
+    let through_ferrobase = Workload {
+        name: "ferrobase function",
+        method: "POST",
+        url: invoke_url,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: Some("{}".into()),
+    };
+    let f1 = run_hey(&hey, &through_ferrobase, 1, duration)?;
+    let fc = run_hey(&hey, &through_ferrobase, conns, duration)?;
+    println!("    ferrobase  1 client    {}", fmt_load(&f1));
+    println!("    ferrobase  {conns} clients  {}", fmt_load(&fc));
+    server.stop()?;
+
+    // The ceiling: the same handler under `deno serve`.
+    let work = proc::unique_temp_dir("fbbench-fn")?;
+    let file = work.join("hello.ts");
+    std::fs::write(&file, HANDLER)?;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let mut direct = Command::new(&deno)
+        .args([
+            "serve",
+            "--no-prompt",
+            "--quiet",
+            &format!("--port={port}"),
+            "--host=127.0.0.1",
+        ])
+        .arg(&file)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting deno serve")?;
+    let direct_url = format!("http://127.0.0.1:{port}/");
+    let started = Instant::now();
+    while http::post(&direct_url, None, &json!({})).is_err() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = direct.kill();
+            bail!("deno serve did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let w = Workload {
+        name: "deno serve",
+        method: "POST",
+        url: direct_url,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: Some("{}".into()),
+    };
+    let d1 = run_hey(&hey, &w, 1, duration);
+    let dc = run_hey(&hey, &w, conns, duration);
+    let _ = direct.kill();
+    let _ = direct.wait();
+    let _ = std::fs::remove_dir_all(&work);
+    let (d1, dc): (Load, Load) = (d1?, dc?);
+    println!("    deno serve 1 client    {}", fmt_load(&d1));
+    println!("    deno serve {conns} clients  {}", fmt_load(&dc));
+
+    table.row(
+        "cold start (first invoke after deploy)",
+        format!("{:.1} ms", cold.as_secs_f64() * 1000.0),
+    );
+    table.row("warm invoke, 1 client (ferrobase)", fmt_load(&f1));
+    table.row("warm invoke, 1 client (deno serve)", fmt_load(&d1));
+    table.row(
+        "p50 added by ferrobase (goal <= 1 ms)",
+        format!("{:.2} ms", f1.p50_ms - d1.p50_ms),
+    );
+    table.row(format!("{conns} clients (ferrobase)"), fmt_load(&fc));
+    table.row(format!("{conns} clients (deno serve)"), fmt_load(&dc));
+    table.row(
+        "throughput vs deno serve (goal >= 50%)",
+        format!("{:.0}%", 100.0 * fc.rps / dc.rps.max(1e-9)),
+    );
+    Ok(table)
+}
