@@ -7,7 +7,8 @@
 //!   read neither another function's or project's code nor the server's
 //!   files (data dir, `secrets.json`, the Postgres cluster); static and
 //!   dynamic imports outside that directory are refused too;
-//! - `--allow-write` and `--allow-net=unix:` of its own socket only;
+//! - `--allow-write` and `--allow-net=unix:` of its own socket only (and
+//!   `--allow-read` of it, which listening on a unix socket needs);
 //! - `--allow-env` of its own variables only, in an environment that is
 //!   cleared first (`FERROBASE_URL`, the project's keys, its secrets);
 //! - `--allow-net` limited to the project API host (this server) plus
@@ -243,7 +244,11 @@ impl LocalRuntime {
         cmd.arg("run")
             .arg("--no-prompt")
             .arg("--no-remote")
-            .arg(format!("--allow-read={}", dir.display()))
+            .arg(format!(
+                "--allow-read={},{}",
+                dir.display(),
+                socket.display()
+            ))
             .arg(format!("--allow-write={}", socket.display()))
             .arg(match &self.allow_net {
                 Some(hosts) => format!("--allow-net=unix:{},{hosts}", socket.display()),

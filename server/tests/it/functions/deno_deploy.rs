@@ -371,7 +371,7 @@ async fn deno_deploy_provider_follows_the_v2_contract() {
         .json()
         .await
         .expect("json");
-    assert!(logs.to_string().contains("served sub"), "{logs}");
+    assert!(logs.to_string().contains("served hello/sub"), "{logs}");
 
     // Delete removes the app.
     let resp = fx
