@@ -171,7 +171,11 @@ pub struct Config {
 
     /// A client must send a request's headers within this many milliseconds
     /// (slow-header clients are cut off).
-    #[arg(long, env = "FERROBASE_HEADER_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(
+        long,
+        env = "FERROBASE_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
     pub header_read_timeout_ms: u64,
 
     /// A buffered request body (auth, data API, admin, platform) must arrive
@@ -186,15 +190,27 @@ pub struct Config {
     pub platform_login_per_ip: u32,
 
     /// Failed platform admin logins in a row that lock the account.
-    #[arg(long, env = "FERROBASE_PLATFORM_LOGIN_MAX_ATTEMPTS", default_value_t = 5)]
+    #[arg(
+        long,
+        env = "FERROBASE_PLATFORM_LOGIN_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
     pub platform_login_max_attempts: u32,
 
     /// How long a locked platform admin account stays locked, in seconds.
-    #[arg(long, env = "FERROBASE_PLATFORM_LOGIN_LOCKOUT_SECS", default_value_t = 900)]
+    #[arg(
+        long,
+        env = "FERROBASE_PLATFORM_LOGIN_LOCKOUT_SECS",
+        default_value_t = 900
+    )]
     pub platform_login_lockout_secs: u64,
 
     /// Image transforms run at once on this node (more wait briefly, then 503).
-    #[arg(long, env = "FERROBASE_IMAGE_TRANSFORM_CONCURRENCY", default_value_t = 2)]
+    #[arg(
+        long,
+        env = "FERROBASE_IMAGE_TRANSFORM_CONCURRENCY",
+        default_value_t = 2
+    )]
     pub image_transform_concurrency: usize,
 
     /// Admin SQL requests run at once per project on this node (more get 429).

@@ -513,7 +513,14 @@ impl Walker {
                         "using {name}() in an aggregate, operator or cast is not allowed"
                     ));
                 }
-                self.walk(body, if kind == "ObjectWithArgs" { mode } else { Mode::Ddl })
+                self.walk(
+                    body,
+                    if kind == "ObjectWithArgs" {
+                        mode
+                    } else {
+                        Mode::Ddl
+                    },
+                )
             }
             "CreateSchemaStmt" => {
                 let name = body["schemaname"].as_str().unwrap_or_default();

@@ -239,7 +239,10 @@ pub async fn run_sql(
     client
         .batch_execute(&format!("set statement_timeout = {timeout_ms}"))
         .await?;
-    let pid: i32 = client.query_one("select pg_backend_pid()", &[]).await?.get(0);
+    let pid: i32 = client
+        .query_one("select pg_backend_pid()", &[])
+        .await?
+        .get(0);
     let cancel = client.cancel_token();
     let limits = Limits {
         max_rows,
@@ -558,9 +561,7 @@ async fn run_one(
         }
     } else {
         // FETCH, EXECUTE, SHOW, EXPLAIN: streamed too, never read whole.
-        let stream = tx
-            .query_raw(&prepared, args.iter().copied())
-            .await?;
+        let stream = tx.query_raw(&prepared, args.iter().copied()).await?;
         futures_util::pin_mut!(stream);
         while let Some(row) = stream.try_next().await? {
             if rows.len() >= max_rows {

@@ -17,7 +17,7 @@ use super::limits::{self, Action};
 use super::mail::{self, Kind};
 use super::pkce;
 use super::session::{self, Refreshed};
-use super::users::{self, NewUser, User, parse_email};
+use super::users::{self, NewUser, parse_email};
 use super::{AuthCtx, Body, KeyedCtx, parse_body, redirect};
 
 /// A query parameter of a raw query string.
@@ -1264,8 +1264,8 @@ async fn do_verify(
                 )
                 .await?
                 .is_some();
-            let both_needed =
-                s.secure_email_change_enabled && user.email.as_deref().is_some_and(|e| !e.is_empty());
+            let both_needed = s.secure_email_change_enabled
+                && user.email.as_deref().is_some_and(|e| !e.is_empty());
             if both_needed && (status == 0 || other_pending) {
                 tx.execute(
                     "update auth.users set email_change_confirm_status = 1 where id = $1",

@@ -176,11 +176,7 @@ pub async fn check_keys(
 /// Counts one failure on `key` within `window_secs` and returns how many
 /// there were in that window (used to burn an MFA challenge after a few
 /// wrong codes).
-pub async fn count_failure(
-    c: &impl GenericClient,
-    key: &str,
-    window_secs: u64,
-) -> AuthResult<u32> {
+pub async fn count_failure(c: &impl GenericClient, key: &str, window_secs: u64) -> AuthResult<u32> {
     let (hits, _) = bump(c, key, window_secs).await?;
     Ok(u32::try_from(hits).unwrap_or(0))
 }

@@ -296,7 +296,11 @@ pub async fn verify(
         })?;
     // Every attempt counts, right or wrong, per factor and per IP.
     let factor_key = format!("mfa_verify:factor:{factor}");
-    let ip_key = ctx.origin.ip.as_ref().map(|ip| format!("mfa_verify:ip:{ip}"));
+    let ip_key = ctx
+        .origin
+        .ip
+        .as_ref()
+        .map(|ip| format!("mfa_verify:ip:{ip}"));
     let mut keys = vec![(factor_key.as_str(), ctx.settings.rate_limit_mfa_verify)];
     if let Some(k) = &ip_key {
         keys.push((k.as_str(), ctx.settings.rate_limit_verify));

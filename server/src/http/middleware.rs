@@ -128,12 +128,14 @@ pub async fn buffer_body(State(app): State<crate::AppState>, req: Request, next:
     let deadline = Duration::from_millis(config.body_read_timeout_ms);
     let (parts, body) = req.into_parts();
     match tokio::time::timeout(deadline, read_capped(body, limit)).await {
-        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
-        Ok(Err(_)) => super::ApiError::bad_request(
-            "invalid_body",
-            "The request body could not be read.",
-        )
-        .into_response(),
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => {
+            super::ApiError::bad_request("invalid_body", "The request body could not be read.")
+                .into_response()
+        }
         Err(_) => {
             tracing::info!(
                 timeout_ms = config.body_read_timeout_ms,

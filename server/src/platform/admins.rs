@@ -221,7 +221,8 @@ pub async fn login(
     let account: String = email.trim().to_lowercase().chars().take(255).collect();
     let client = platform.control().get().await?;
     if let Some(ip) = ip
-        && let Some(wait) = super::limits::hit_ip(&**client, ip, config.platform_login_per_ip).await?
+        && let Some(wait) =
+            super::limits::hit_ip(&**client, ip, config.platform_login_per_ip).await?
     {
         return Err(AdminError::TooMany(wait));
     }

@@ -80,7 +80,10 @@ pub async fn record_failure(
             &[&account, &duration],
         )
         .await?;
-        tracing::warn!(failures, "platform: admin account locked after repeated failed logins");
+        tracing::warn!(
+            failures,
+            "platform: admin account locked after repeated failed logins"
+        );
     }
     // Forget stale rows now and then (about 1 call in 64).
     if crate::crypto::random_bytes(1)[0] < 4 {
@@ -95,7 +98,10 @@ pub async fn record_failure(
 
 /// Clears the failures of `account` after a successful login.
 pub async fn clear(c: &impl GenericClient, account: &str) -> Result<(), tokio_postgres::Error> {
-    c.execute("delete from platform_lockouts where account = $1", &[&account])
-        .await?;
+    c.execute(
+        "delete from platform_lockouts where account = $1",
+        &[&account],
+    )
+    .await?;
     Ok(())
 }

@@ -204,8 +204,7 @@ impl Ctx {
     pub(crate) fn body_stream(
         &self,
         body: axum::body::Body,
-    ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, String>> + Unpin + Send + use<>
-    {
+    ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, String>> + Unpin + Send + use<> {
         use futures_util::StreamExt as _;
         let idle =
             std::time::Duration::from_millis(self.app.platform.config().body_read_timeout_ms);

@@ -54,7 +54,13 @@ async fn challenge(a: &Auth, token: &str, factor: &str) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
 
-async fn verify(a: &Auth, token: &str, factor: &str, challenge: &str, code: &str) -> reqwest::Response {
+async fn verify(
+    a: &Auth,
+    token: &str,
+    factor: &str,
+    challenge: &str,
+    code: &str,
+) -> reqwest::Response {
     a.user(Method::POST, &format!("/factors/{factor}/verify"), token)
         .json(&json!({"challenge_id": challenge, "code": code}))
         .send()
@@ -81,7 +87,12 @@ async fn an_aal1_session_cannot_enroll_verify_or_remove_factors_once_one_is_veri
     let t_att = stolen["access_token"].as_str().unwrap().to_owned();
     assert_eq!(claims(&t_att)["aal"], "aal1");
     // It cannot add its own factor (which it would verify to reach aal2) …
-    gotrue_error(enroll(&a, &t_att, "attacker").await, 403, "insufficient_aal").await;
+    gotrue_error(
+        enroll(&a, &t_att, "attacker").await,
+        403,
+        "insufficient_aal",
+    )
+    .await;
     // … nor verify a new factor someone else enrolled, …
     let f2 = json_ok(enroll(&a, &t2, "second").await).await;
     let factor2 = f2["id"].as_str().unwrap().to_owned();
@@ -212,8 +223,10 @@ async fn signing_up_again_never_changes_an_unconfirmed_account() {
     // An account created by an admin without `email_confirm`.
     let created = json_ok(
         a.admin(Method::POST, "/admin/users")
-            .json(&json!({"email": "victim@example.com", "password": "admin-set-password",
-                          "user_metadata": {"team": "blue"}}))
+            .json(
+                &json!({"email": "victim@example.com", "password": "admin-set-password",
+                          "user_metadata": {"team": "blue"}}),
+            )
             .send()
             .await
             .unwrap(),
@@ -226,8 +239,10 @@ async fn signing_up_again_never_changes_an_unconfirmed_account() {
     // new sign-up, with another id, and nothing changes or is mailed.
     let resp = a
         .req(Method::POST, "/signup")
-        .json(&json!({"email": "victim@example.com", "password": "attacker-password",
-                      "data": {"team": "red"}}))
+        .json(
+            &json!({"email": "victim@example.com", "password": "attacker-password",
+                      "data": {"team": "red"}}),
+        )
         .send()
         .await
         .unwrap();
@@ -366,7 +381,10 @@ async fn secure_email_change_needs_the_old_address_even_after_resend() {
     let to_new = a.mail_to("attacker@example.com").await;
     assert!(to_new.len() >= 2, "resent");
     let again = open_link(&link_in(&to_new[0], "type=email_change")).await;
-    assert!(is_partial(&again), "the change completed without the old address: {again}");
+    assert!(
+        is_partial(&again),
+        "the change completed without the old address: {again}"
+    );
     let me = json_ok(a.user(Method::GET, "/user", access).send().await.unwrap()).await;
     assert_eq!(me["email"], "old@example.com");
     // Only the old address finishes it.

@@ -463,8 +463,10 @@ async fn oauth_linking_an_unconfirmed_account_clears_the_squatters_password_and_
     let idp = start_provider(&modules, &callback).await;
     let resp = a
         .admin(Method::PUT, "/admin/config")
-        .json(&json!({"site_url": "http://app.test", "uri_allow_list": ["http://app.test/**"],
-                      "mailer_autoconfirm": false}))
+        .json(
+            &json!({"site_url": "http://app.test", "uri_allow_list": ["http://app.test/**"],
+                      "mailer_autoconfirm": false}),
+        )
         .send()
         .await
         .unwrap();
