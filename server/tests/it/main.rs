@@ -10,6 +10,7 @@ mod cli;
 mod embedded;
 mod errors;
 mod functions;
+mod hardening;
 mod platform;
 mod resilience;
 mod rest;
