@@ -68,6 +68,19 @@ globalThis.addEventListener("error", (event) => {
   log("error", ["Uncaught error:", event.error ?? event.message]);
 });
 
+// Reading a variable outside the function's own (--allow-env) ones gives
+// `undefined`, as for an unset variable, instead of throwing: the process
+// environment holds nothing else anyway (the server clears it).
+const realEnvGet = Deno.env.get.bind(Deno.env);
+Deno.env.get = (key: string) => {
+  try {
+    return realEnvGet(key);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable) return undefined;
+    throw e;
+  }
+};
+
 // Capture `Deno.serve(...)` calls made by the function module.
 let captured: Handler | null = null;
 const realServe = Deno.serve;

@@ -86,7 +86,7 @@ async function stop(r: Running) {
 Deno.test("a default-export function answers with the client's URL and tagged logs", async () => {
   const r = await start(`export default { fetch(req) {
     console.log("seen", new URL(req.url).pathname);
-    return Response.json({ url: req.url, env: Deno.env.get("ONLY_THIS") });
+    return Response.json({ url: req.url, env: Deno.env.get("ONLY_THIS"), other: Deno.env.get("HOME") ?? null });
   } };`);
   try {
     const res = await request(r.socket, "/fn/x?y=1", {
@@ -98,6 +98,7 @@ Deno.test("a default-export function answers with the client's URL and tagged lo
     const body = JSON.parse(res.body);
     assert(body.url === "https://api.example.com/fn/x?y=1", `url ${body.url}`);
     assert(body.env === "visible", "own env var");
+    assert(body.other === null, "another variable reads as unset");
     const log = r.lines.map((l) => JSON.parse(l)).find((l) => l.m === "seen /fn/x");
     assert(log && log.i === "inv-1" && log.l === "log", `log line ${JSON.stringify(r.lines)}`);
   } finally {
