@@ -106,3 +106,18 @@ pub fn span_for(req: &Request<Body>) -> tracing::Span {
         path = %req.uri().path(),
     )
 }
+
+/// Logs each finished request in its span (request id, method, path) with
+/// status and latency, under this crate's log target so the default filter
+/// (third-party crates at `warn`) keeps request logs.
+pub fn log_response<B>(
+    res: &axum::http::Response<B>,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    tracing::info!(
+        status = res.status().as_u16(),
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        "finished request"
+    );
+}
