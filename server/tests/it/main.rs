@@ -10,6 +10,7 @@ mod cli;
 mod embedded;
 mod errors;
 mod first_run;
+mod hardening;
 mod platform;
 mod resilience;
 mod rest;
