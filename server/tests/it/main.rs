@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod embedded;
 mod errors;
+mod first_run;
 mod functions;
 mod hardening;
 mod platform;
