@@ -11,12 +11,16 @@
 //!   refresh in a pluggable [`SessionStore`], admin calls via [`AuthAdmin`]).
 //! - [`StorageClient`] (`storage.rs`): buckets and objects under
 //!   `{project}/storage/v1` ([`Client::storage`]).
+//! - [`AiClient`] (`ai.rs`): the OpenAI-compatible AI gateway under
+//!   `{project}/ai/v1` ([`Client::ai`]): chat (streaming as a `Stream`),
+//!   embeddings, images, models; [`AiAdmin`] for providers, settings, usage.
 //! - [`AdminClient`] (`admin.rs`): the platform API under
 //!   `{server}/platform/v1` (log in, create and delete projects).
 //! - [`Error`] (`error.rs`): the one error type, decoded from the server's
 //!   `{code, message, details, hint}` envelope.
 
 mod admin;
+mod ai;
 mod auth;
 mod client;
 mod error;
@@ -25,6 +29,7 @@ mod query;
 mod schema;
 mod storage;
 
+pub use ai::{AiAdmin, AiClient, ChatStream, Usage as AiUsage, UsageFigures, UsageQuery};
 pub use admin::{AdminClient, PlatformAdmin, Project, ProjectDetails, server_ready};
 pub use auth::{
     AdminUserAttributes, AuthAdmin, AuthClient, GeneratedLink, MemoryStore, OAuthStart, Session,

@@ -29,6 +29,8 @@ pub struct App {
     pub schema_caches: crate::http::rest::SchemaCaches,
     /// The object store behind `/storage/v1` (or why it could not be opened).
     pub storage: crate::storage::StorageHandle,
+    /// The AI gateway (`/ai/v1`): upstream HTTP client and timeouts.
+    pub ai: crate::ai::Gateway,
 }
 
 /// Shared handle on [`App`].
@@ -43,6 +45,7 @@ impl App {
             Duration::from_millis(config.pool_acquire_timeout_ms),
         );
         let storage = crate::storage::StorageHandle::from_config(config);
+        let ai = crate::ai::Gateway::from_config(config);
         Arc::new(App {
             platform,
             projects: ProjectRegistry::default(),
@@ -50,6 +53,7 @@ impl App {
             metrics: crate::http::metrics::handle(),
             schema_caches: Default::default(),
             storage,
+            ai,
         })
     }
 

@@ -169,6 +169,27 @@ pub struct Config {
     #[arg(long, env = "FERROBASE_STORAGE_RESUMABLE_EXPIRY_SECS", default_value_t = 24 * 3600)]
     pub storage_resumable_expiry_secs: u64,
 
+    /// Platform default AI upstream (OpenAI-compatible API base URL) for `/ai/v1`.
+    #[arg(
+        long,
+        env = "FERROBASE_AI_BASE_URL",
+        default_value = "https://openrouter.ai/api/v1"
+    )]
+    pub ai_base_url: String,
+
+    /// API key of the platform default AI upstream (unset: only per-project providers).
+    #[arg(long, env = "FERROBASE_AI_API_KEY", hide_env_values = true)]
+    pub ai_api_key: Option<String>,
+
+    /// How long the AI gateway waits for an upstream's first byte (headers, or the
+    /// first event of a stream) before trying the next provider, in milliseconds.
+    #[arg(long, env = "FERROBASE_AI_TIMEOUT_MS", default_value_t = 60_000)]
+    pub ai_timeout_ms: u64,
+
+    /// A stream whose upstream sends nothing for this long ends with an error event, in milliseconds.
+    #[arg(long, env = "FERROBASE_AI_STREAM_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub ai_stream_idle_timeout_ms: u64,
+
     /// Log format: auto, json or pretty (filter with `RUST_LOG`).
     #[arg(long, env = "FERROBASE_LOG_FORMAT", value_enum, default_value = "auto")]
     pub log_format: LogFormat,
@@ -222,6 +243,10 @@ impl Config {
             s3_force_path_style: false,
             storage_max_file_bytes: 50 * 1024 * 1024,
             storage_resumable_expiry_secs: 3600,
+            ai_base_url: "http://127.0.0.1:9/v1".into(),
+            ai_api_key: None,
+            ai_timeout_ms: 5_000,
+            ai_stream_idle_timeout_ms: 5_000,
         }
     }
 }

@@ -9,12 +9,14 @@
 //! - [`rest`]: the PostgREST-compatible data API.
 //! - [`auth`]: the GoTrue-compatible auth API.
 //! - [`storage`]: Supabase Storage-compatible buckets and objects, TUS uploads.
+//! - [`ai`]: the OpenAI-compatible AI gateway (providers, fallback, metering, quotas).
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
 //! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
 //! - [`app`]: shared state and the server loop; [`cli`]: the `ferrobase` command.
 
 pub mod admin;
+pub mod ai;
 pub mod app;
 pub mod auth;
 pub mod cli;
