@@ -103,7 +103,11 @@ pub struct Usage {
 
 impl AiClient {
     async fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        let request = self.client.request(Method::POST, path)?.json(body).build()?;
+        let request = self
+            .client
+            .request(Method::POST, path)?
+            .json(body)
+            .build()?;
         let response = self.client.execute(request).await?.error_for_status()?;
         http::decode_json(&response.body)
     }
@@ -241,7 +245,11 @@ impl AiAdmin {
         if let Some(b) = body {
             builder = builder.json(b);
         }
-        let response = self.client.execute(builder.build()?).await?.error_for_status()?;
+        let response = self
+            .client
+            .execute(builder.build()?)
+            .await?
+            .error_for_status()?;
         http::decode_json(&response.body)
     }
 
@@ -258,7 +266,9 @@ impl AiAdmin {
 
     /// The providers in fallback order (keys are never returned).
     pub async fn providers(&self) -> Result<Vec<Value>> {
-        let v = self.send(Method::GET, "admin/v1/ai/providers", None).await?;
+        let v = self
+            .send(Method::GET, "admin/v1/ai/providers", None)
+            .await?;
         serde_json::from_value(v).map_err(|e| Error::Decode(e.to_string()))
     }
 
@@ -280,9 +290,13 @@ impl AiAdmin {
 
     /// Deletes a provider.
     pub async fn delete_provider(&self, name: &str) -> Result<()> {
-        self.send(Method::DELETE, &format!("admin/v1/ai/providers/{name}"), None)
-            .await
-            .map(|_| ())
+        self.send(
+            Method::DELETE,
+            &format!("admin/v1/ai/providers/{name}"),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Calls and tokens, in total and grouped by user, model or day.
@@ -314,15 +328,18 @@ mod tests {
 
     #[test]
     fn parses_sse_events() {
-        assert!(matches!(parse_event(b"data: [DONE]\n\n"), Some(Event::Done)));
-        assert!(matches!(parse_event(b": keepalive\n\n"), None));
+        assert!(matches!(
+            parse_event(b"data: [DONE]\n\n"),
+            Some(Event::Done)
+        ));
+        assert!(parse_event(b": keepalive\n\n").is_none());
         let Some(Event::Chunk(v)) = parse_event(b"data: {\"a\":1}\n\n") else {
             panic!("chunk expected")
         };
         assert_eq!(v["a"], 1);
-        let Some(Event::Error(e)) =
-            parse_event(b"data: {\"error\":{\"message\":\"boom\",\"code\":\"upstream_timeout\"}}\n\n")
-        else {
+        let Some(Event::Error(e)) = parse_event(
+            b"data: {\"error\":{\"message\":\"boom\",\"code\":\"upstream_timeout\"}}\n\n",
+        ) else {
             panic!("error expected")
         };
         assert_eq!(e.code(), Some("upstream_timeout"));

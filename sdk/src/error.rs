@@ -93,7 +93,10 @@ impl Error {
             if let Some(Value::Object(inner)) = map.get("error") {
                 let mut flat = inner.clone();
                 if !matches!(flat.get("code"), Some(Value::String(_))) {
-                    flat.insert("code".into(), flat.get("type").cloned().unwrap_or(Value::Null));
+                    flat.insert(
+                        "code".into(),
+                        flat.get("type").cloned().unwrap_or(Value::Null),
+                    );
                 }
                 map = flat;
             }

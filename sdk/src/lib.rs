@@ -29,8 +29,8 @@ mod query;
 mod schema;
 mod storage;
 
-pub use ai::{AiAdmin, AiClient, ChatStream, Usage as AiUsage, UsageFigures, UsageQuery};
 pub use admin::{AdminClient, PlatformAdmin, Project, ProjectDetails, server_ready};
+pub use ai::{AiAdmin, AiClient, ChatStream, Usage as AiUsage, UsageFigures, UsageQuery};
 pub use auth::{
     AdminUserAttributes, AuthAdmin, AuthClient, GeneratedLink, MemoryStore, OAuthStart, Session,
     SessionStore, SignOutScope, SignUp, User, UserUpdate, pkce_pair,

@@ -187,7 +187,11 @@ pub struct Config {
     pub ai_timeout_ms: u64,
 
     /// A stream whose upstream sends nothing for this long ends with an error event, in milliseconds.
-    #[arg(long, env = "FERROBASE_AI_STREAM_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        env = "FERROBASE_AI_STREAM_IDLE_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
     pub ai_stream_idle_timeout_ms: u64,
 
     /// Log format: auto, json or pretty (filter with `RUST_LOG`).

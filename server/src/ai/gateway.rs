@@ -61,7 +61,7 @@ pub enum ChatAnswer {
 /// Cap on completion text kept for token estimation of one stream.
 const MAX_ESTIMATE_TEXT: usize = 1 << 20;
 
-fn require_model<'a>(body: &'a Map<String, Value>) -> AiResult<&'a str> {
+fn require_model(body: &Map<String, Value>) -> AiResult<&str> {
     match body.get("model") {
         Some(Value::String(m)) if !m.trim().is_empty() && m.len() <= 200 => Ok(m),
         Some(Value::String(_)) => Err(AiError::invalid(
@@ -69,7 +69,9 @@ fn require_model<'a>(body: &'a Map<String, Value>) -> AiResult<&'a str> {
             "`model` must be 1 to 200 characters.",
         )
         .with_param("model")),
-        Some(_) => Err(AiError::invalid("invalid_type", "`model` must be a string.").with_param("model")),
+        Some(_) => {
+            Err(AiError::invalid("invalid_type", "`model` must be a string.").with_param("model"))
+        }
         None => Err(AiError::invalid(
             "missing_required_parameter",
             "You must provide a model parameter.",
@@ -99,7 +101,12 @@ fn max_output_tokens(body: &Map<String, Value>) -> i64 {
 }
 
 fn spawn_record(call: &Call, usage: Usage, quota: Quota) {
-    tokio::spawn(meter::record(call.pool.clone(), call.who.clone(), usage, quota));
+    tokio::spawn(meter::record(
+        call.pool.clone(),
+        call.who.clone(),
+        usage,
+        quota,
+    ));
 }
 
 fn failed(call: &Call, mut usage: Usage, quota: Quota, error: &AiError, started: Instant) {
@@ -135,8 +142,10 @@ impl Gateway {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => {
-                return Err(AiError::invalid("invalid_type", "`stream` must be a boolean.")
-                    .with_param("stream"));
+                return Err(
+                    AiError::invalid("invalid_type", "`stream` must be a boolean.")
+                        .with_param("stream"),
+                );
             }
         };
         Self::require_upstreams(&call)?;
@@ -175,9 +184,7 @@ impl Gateway {
                 usage.upstream = Some(up.name.clone());
                 usage.status = 200;
                 usage.latency_ms = meter::millis(started.elapsed());
-                let reported = answer
-                    .get("usage")
-                    .is_some_and(|u| usage.take_reported(u));
+                let reported = answer.get("usage").is_some_and(|u| usage.take_reported(u));
                 let pool = call.pool.clone();
                 let who = call.who.clone();
                 let completion = if reported {
@@ -345,9 +352,7 @@ impl Gateway {
                 usage.upstream = Some(up.name.clone());
                 usage.status = 200;
                 usage.latency_ms = meter::millis(started.elapsed());
-                let reported = answer
-                    .get("usage")
-                    .is_some_and(|u| usage.take_reported(u));
+                let reported = answer.get("usage").is_some_and(|u| usage.take_reported(u));
                 let (pool, who) = (call.pool.clone(), call.who.clone());
                 // Images have no text output: only embeddings are estimated.
                 let estimate = !reported && usage.endpoint == "embeddings";
@@ -372,9 +377,12 @@ impl Gateway {
     pub async fn models(&self, call: Call) -> AiResult<Value> {
         let mut data: Vec<Value> = if call.settings.models.is_empty() {
             Self::require_upstreams(&call)?;
-            let (list, _) = with_fallback(&self.http, &call.upstreams, self.timeout, |client| async move {
-                client.models().list_byot::<Value>().await
-            })
+            let (list, _) = with_fallback(
+                &self.http,
+                &call.upstreams,
+                self.timeout,
+                |client| async move { client.models().list_byot::<Value>().await },
+            )
             .await
             .map_err(|(e, _)| e)?;
             list.get("data")
@@ -407,13 +415,16 @@ async fn open_stream(
     client: async_openai::Client<async_openai::config::OpenAIConfig>,
     body: Value,
 ) -> Result<(ChunkStream, Value), OpenAIError> {
-    let mut stream: ChunkStream = client.chat().create_stream_byot::<Value, Value>(body).await?;
+    let mut stream: ChunkStream = client
+        .chat()
+        .create_stream_byot::<Value, Value>(body)
+        .await?;
     match stream.next().await {
         Some(Ok(first)) => Ok((stream, first)),
         Some(Err(e)) => Err(e),
-        None => Err(OpenAIError::StreamError(Box::new(StreamError::EventStream(
-            "the stream ended before its first event".into(),
-        )))),
+        None => Err(OpenAIError::StreamError(Box::new(
+            StreamError::EventStream("the stream ended before its first event".into()),
+        ))),
     }
 }
 
@@ -525,7 +536,9 @@ impl Relay {
                 }
                 Ok(Some(Ok(mut chunk))) => {
                     self.meter.observe(&chunk);
-                    if !self.forward_usage && let Some(obj) = chunk.as_object_mut() {
+                    if !self.forward_usage
+                        && let Some(obj) = chunk.as_object_mut()
+                    {
                         let usage_only = obj
                             .get("choices")
                             .and_then(Value::as_array)

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
@@ -109,7 +109,10 @@ pub async fn chat_completions(
         Ok(ChatAnswer::Stream(s)) => {
             let mut resp = Response::new(Body::from_stream(s));
             let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             // Tell buffering proxies (nginx) to pass events on at once.
             h.insert("x-accel-buffering", HeaderValue::from_static("no"));

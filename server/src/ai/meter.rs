@@ -213,7 +213,11 @@ impl Quota {
     ) -> AiResult<Quota> {
         let user = who.user_id.as_ref().map(|u| format!("user:{u}"));
         let mut limits: Vec<(String, &'static str, u64)> = Vec::new();
-        limits.push(("project".into(), "rpm", settings.project_requests_per_minute));
+        limits.push((
+            "project".into(),
+            "rpm",
+            settings.project_requests_per_minute,
+        ));
         limits.push(("project".into(), "tpd", settings.project_tokens_per_day));
         if let Some(u) = &user {
             limits.push((u.clone(), "rpm", settings.user_requests_per_minute));
@@ -238,7 +242,11 @@ impl Quota {
                 let m = minute_start(now);
                 (m, 1, secs_until(m + TimeDelta::minutes(1), now))
             } else {
-                (day, quota.reserved, secs_until(day + TimeDelta::days(1), now))
+                (
+                    day,
+                    quota.reserved,
+                    secs_until(day + TimeDelta::days(1), now),
+                )
             };
             let taken = tx
                 .query_opt(
@@ -375,7 +383,9 @@ mod tests {
     #[test]
     fn reads_reported_usage() {
         let mut u = Usage::default();
-        assert!(u.take_reported(&json!({"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8})));
+        assert!(u.take_reported(
+            &json!({"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8})
+        ));
         assert_eq!((u.prompt_tokens, u.completion_tokens), (3, 5));
         assert!(u.take_reported(&json!({"prompt_tokens": 4, "total_tokens": 4})));
         assert_eq!((u.prompt_tokens, u.completion_tokens), (4, 0));

@@ -51,9 +51,15 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ai/v1/chat/completions", post(handlers::chat_completions))
         .route("/ai/v1/embeddings", post(handlers::embeddings))
-        .route("/ai/v1/images/generations", post(handlers::images_generations))
+        .route(
+            "/ai/v1/images/generations",
+            post(handlers::images_generations),
+        )
         .route("/ai/v1/models", get(handlers::models))
-        .route("/ai/v1/{*rest}", get(handlers::not_found).post(handlers::not_found))
+        .route(
+            "/ai/v1/{*rest}",
+            get(handlers::not_found).post(handlers::not_found),
+        )
         .route(
             "/admin/v1/ai/settings",
             get(admin::get_settings).put(admin::put_settings),

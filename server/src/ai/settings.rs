@@ -69,12 +69,16 @@ impl AiSettings {
         let bad = |m: String| ApiError::bad_request("invalid_ai_settings", m);
         for m in self.models.iter().chain(self.aliases.values()) {
             if m.is_empty() || m.len() > 200 {
-                return Err(bad(format!("Model names must be 1 to 200 characters: {m:?}.")));
+                return Err(bad(format!(
+                    "Model names must be 1 to 200 characters: {m:?}."
+                )));
             }
         }
         for a in self.aliases.keys() {
             if a.is_empty() || a.len() > 200 {
-                return Err(bad(format!("Alias names must be 1 to 200 characters: {a:?}.")));
+                return Err(bad(format!(
+                    "Alias names must be 1 to 200 characters: {a:?}."
+                )));
             }
         }
         Ok(())
@@ -143,7 +147,9 @@ pub struct ProviderInput {
     pub enabled: Option<bool>,
 }
 
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
 }
 
@@ -176,10 +182,14 @@ pub fn parse_base_url(text: &str) -> ApiResult<String> {
         return Err(bad("`base_url` must be an http or https URL."));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("`base_url` must not carry credentials: use `api_key` or `headers`."));
+        return Err(bad(
+            "`base_url` must not carry credentials: use `api_key` or `headers`.",
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() || url.host_str().is_none() {
-        return Err(bad("`base_url` must be a plain base URL such as https://api.openai.com/v1."));
+        return Err(bad(
+            "`base_url` must be a plain base URL such as https://api.openai.com/v1.",
+        ));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
@@ -197,7 +207,10 @@ fn check_header_text(what: &str, value: &str) -> ApiResult<()> {
 
 fn check_headers(headers: &BTreeMap<String, String>) -> ApiResult<()> {
     if headers.len() > 20 {
-        return Err(ApiError::bad_request("invalid_provider", "At most 20 extra headers."));
+        return Err(ApiError::bad_request(
+            "invalid_provider",
+            "At most 20 extra headers.",
+        ));
     }
     for (name, value) in headers {
         if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -223,7 +236,10 @@ fn headers_context(project: Uuid, name: &str) -> String {
 pub async fn load_settings(platform: &Platform, project: Uuid) -> ApiResult<AiSettings> {
     let client = platform.control().get().await?;
     let row = client
-        .query_opt("select settings from ai_settings where project_id = $1", &[&project])
+        .query_opt(
+            "select settings from ai_settings where project_id = $1",
+            &[&project],
+        )
         .await?;
     Ok(match row {
         Some(row) => {
@@ -312,7 +328,10 @@ pub async fn list_providers(platform: &Platform, project: Uuid) -> ApiResult<Vec
 }
 
 fn not_found(name: &str) -> ApiError {
-    ApiError::not_found("provider_not_found", format!("No AI provider named {name:?}."))
+    ApiError::not_found(
+        "provider_not_found",
+        format!("No AI provider named {name:?}."),
+    )
 }
 
 /// Creates a provider.
@@ -325,12 +344,10 @@ pub async fn create_provider(
         .name
         .ok_or_else(|| ApiError::bad_request("invalid_provider", "`name` is required."))?;
     check_name(&name)?;
-    let base_url = parse_base_url(
-        input
-            .base_url
-            .as_deref()
-            .ok_or_else(|| ApiError::bad_request("invalid_provider", "`base_url` is required."))?,
-    )?;
+    let base_url =
+        parse_base_url(input.base_url.as_deref().ok_or_else(|| {
+            ApiError::bad_request("invalid_provider", "`base_url` is required.")
+        })?)?;
     let secrets = platform.secrets();
     let key_enc = match input.api_key.flatten() {
         Some(k) => {
@@ -490,7 +507,10 @@ pub async fn upstreams(
         });
     }
     if settings.use_platform_default
-        && let Some(key) = config.ai_api_key.as_deref().filter(|k| !k.trim().is_empty())
+        && let Some(key) = config
+            .ai_api_key
+            .as_deref()
+            .filter(|k| !k.trim().is_empty())
     {
         out.push(Upstream {
             name: "platform".to_owned(),
@@ -513,13 +533,19 @@ mod tests {
         s.aliases.insert("fast".into(), "openai/gpt-4o-mini".into());
         s.models = vec!["openai/gpt-4o-mini".into()];
         assert_eq!(s.resolve_model("fast"), Some("openai/gpt-4o-mini"));
-        assert_eq!(s.resolve_model("openai/gpt-4o-mini"), Some("openai/gpt-4o-mini"));
+        assert_eq!(
+            s.resolve_model("openai/gpt-4o-mini"),
+            Some("openai/gpt-4o-mini")
+        );
         assert_eq!(s.resolve_model("gpt-5"), None);
     }
 
     #[test]
     fn base_urls() {
-        assert_eq!(parse_base_url("https://api.openai.com/v1/").unwrap(), "https://api.openai.com/v1");
+        assert_eq!(
+            parse_base_url("https://api.openai.com/v1/").unwrap(),
+            "https://api.openai.com/v1"
+        );
         assert!(parse_base_url("ftp://x/v1").is_err());
         assert!(parse_base_url("https://user:pw@x/v1").is_err());
         assert!(parse_base_url("https://x/v1?key=1").is_err());

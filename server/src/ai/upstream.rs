@@ -97,12 +97,12 @@ impl tower::Service<HttpRequestFactory> for Transport {
             let parsed = serde_json::from_slice::<Value>(&bytes).ok();
             let error = parsed.as_ref().and_then(|v| v.get("error"));
             let text = |k: &str| error.and_then(|e| e.get(k)).and_then(Value::as_str);
-            let message = text("message").map(str::to_owned).unwrap_or_else(|| {
-                match error {
+            let message = text("message")
+                .map(str::to_owned)
+                .unwrap_or_else(|| match error {
                     Some(Value::String(s)) => s.clone(),
                     _ => String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
-                }
-            });
+                });
             let body = serde_json::json!({"error": {
                 "message": message, "type": text("type"), "param": text("param"), "code": text("code"),
             }});
@@ -142,13 +142,18 @@ pub fn classify(e: &OpenAIError, up: &Upstream) -> Failure {
             let message = redact(&resp.api_error.message, key);
             tracing::warn!(upstream = %up.name, status, message = %message, "upstream error");
             match status {
-                429 => retryable(AiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limit_error",
-                    "upstream_rate_limited",
-                    format!("The AI provider `{}` is rate limiting requests: {message}", up.name),
-                )
-                .with_retry_after(1)),
+                429 => retryable(
+                    AiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limit_error",
+                        "upstream_rate_limited",
+                        format!(
+                            "The AI provider `{}` is rate limiting requests: {message}",
+                            up.name
+                        ),
+                    )
+                    .with_retry_after(1),
+                ),
                 500..=599 => retryable(AiError::new(
                     StatusCode::BAD_GATEWAY,
                     "api_error",
@@ -174,7 +179,10 @@ pub fn classify(e: &OpenAIError, up: &Upstream) -> Failure {
                         } else {
                             "api_error"
                         },
-                        resp.api_error.code.as_deref().unwrap_or("upstream_invalid_request"),
+                        resp.api_error
+                            .code
+                            .as_deref()
+                            .unwrap_or("upstream_invalid_request"),
                         message,
                     );
                     err.param = resp.api_error.param.clone();
@@ -210,7 +218,10 @@ pub fn classify(e: &OpenAIError, up: &Upstream) -> Failure {
                 StatusCode::BAD_GATEWAY,
                 "api_error",
                 "upstream_invalid_response",
-                format!("The AI provider `{}` sent an answer that is not valid JSON.", up.name),
+                format!(
+                    "The AI provider `{}` sent an answer that is not valid JSON.",
+                    up.name
+                ),
             ))
         }
     }

@@ -71,7 +71,9 @@ impl Ai {
     pub async fn provider(&self, name: &str, stub: &Stub, key: &str, priority: i32) {
         let resp = self
             .admin(Method::POST, "/providers")
-            .json(&json!({"name": name, "base_url": stub.url, "api_key": key, "priority": priority}))
+            .json(
+                &json!({"name": name, "base_url": stub.url, "api_key": key, "priority": priority}),
+            )
             .send()
             .await
             .unwrap();
@@ -127,7 +129,10 @@ impl Ai {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("{n} calls were never recorded: {}", self.usage("group_by=model").await);
+        panic!(
+            "{n} calls were never recorded: {}",
+            self.usage("group_by=model").await
+        );
     }
 
     /// Rows of `ai.usage`, oldest first (as the project owner).
@@ -151,7 +156,10 @@ pub async fn openai_error(resp: Response, status: u16, code: &str) -> Value {
     let e = &body["error"];
     assert_eq!(e["code"], code, "code in {body}");
     assert!(e["type"].is_string(), "type in {body}");
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "message in {body}");
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message in {body}"
+    );
     e.clone()
 }
 

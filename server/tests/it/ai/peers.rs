@@ -33,7 +33,10 @@ async fn run_check(python: PathBuf, ai: &Ai, token: &str, mode: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && text.contains("openai OK"), "openai client failed:\n{text}");
+    assert!(
+        out.status.success() && text.contains("openai OK"),
+        "openai client failed:\n{text}"
+    );
 }
 
 #[tokio::test]
@@ -85,7 +88,15 @@ async fn fakellm_as_an_upstream_with_fallback_and_estimated_stream_usage() {
     let port = free_port();
     let _server = Child(
         Command::new(&python)
-            .args(["-m", "fakellm.cli", "serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "-m",
+                "fakellm.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
             .arg("--config")
             .arg(&config)
             .current_dir(&dir)
@@ -97,7 +108,12 @@ async fn fakellm_as_an_upstream_with_fallback_and_estimated_stream_usage() {
     let http = reqwest::Client::new();
     let mut up = false;
     for _ in 0..100 {
-        if http.get(format!("http://127.0.0.1:{port}/_fakellm/stats")).send().await.is_ok() {
+        if http
+            .get(format!("http://127.0.0.1:{port}/_fakellm/stats"))
+            .send()
+            .await
+            .is_ok()
+        {
             up = true;
             break;
         }
@@ -108,8 +124,10 @@ async fn fakellm_as_an_upstream_with_fallback_and_estimated_stream_usage() {
     let ai = Ai::new("ai-fakellm", None).await;
     let resp = ai
         .admin(reqwest::Method::POST, "/providers")
-        .json(&json!({"name": "fakellm", "base_url": format!("http://127.0.0.1:{port}/v1"),
-            "api_key": "sk-fakellm-000000000", "priority": 1}))
+        .json(
+            &json!({"name": "fakellm", "base_url": format!("http://127.0.0.1:{port}/v1"),
+            "api_key": "sk-fakellm-000000000", "priority": 1}),
+        )
         .send()
         .await
         .unwrap();
@@ -124,5 +142,9 @@ async fn fakellm_as_an_upstream_with_fallback_and_estimated_stream_usage() {
     assert_eq!(upstreams, ["fakellm", "fakellm", "stub"]);
     // fakellm's stream carries no usage chunk: counted by the gateway.
     assert_eq!(rows[1]["estimated"], true, "{}", rows[1]);
-    assert!(rows[1]["completion_tokens"].as_i64() > Some(3), "{}", rows[1]);
+    assert!(
+        rows[1]["completion_tokens"].as_i64() > Some(3),
+        "{}",
+        rows[1]
+    );
 }

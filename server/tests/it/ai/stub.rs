@@ -99,7 +99,12 @@ impl Stub {
 
     /// The last body received.
     pub fn last_body(&self) -> Value {
-        self.seen.body.lock().unwrap().clone().unwrap_or(Value::Null)
+        self.seen
+            .body
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or(Value::Null)
     }
 
     /// A header of the last request.
@@ -130,8 +135,10 @@ fn failure(st: &St, headers: &HeaderMap) -> Option<Response> {
             Some(
                 (
                     status,
-                    axum::Json(json!({"error": {"message": format!("stub failure {status}"),
-                        "type": "server_error", "param": null, "code": null}})),
+                    axum::Json(
+                        json!({"error": {"message": format!("stub failure {status}"),
+                        "type": "server_error", "param": null, "code": null}}),
+                    ),
                 )
                     .into_response(),
             )
@@ -181,7 +188,11 @@ impl Drop for DropFlag {
     }
 }
 
-async fn chat(State(st): State<St>, headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
+async fn chat(
+    State(st): State<St>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
     note(&st, &headers, Some(&body));
     hang(&st).await;
     if let Some(r) = failure(&st, &headers) {
@@ -190,7 +201,9 @@ async fn chat(State(st): State<St>, headers: HeaderMap, axum::Json(body): axum::
     let model = body["model"].as_str().unwrap_or("stub").to_owned();
     let usage = json!({"prompt_tokens": 11, "completion_tokens": 4, "total_tokens": 15});
     let with_usage = st.mode != Mode::NoUsage;
-    let tool = body["tools"][0]["function"]["name"].as_str().map(str::to_owned);
+    let tool = body["tools"][0]["function"]["name"]
+        .as_str()
+        .map(str::to_owned);
     if body["stream"] != json!(true) {
         let message = match &tool {
             Some(name) => json!({"role": "assistant", "content": null, "refusal": null,
@@ -209,7 +222,11 @@ async fn chat(State(st): State<St>, headers: HeaderMap, axum::Json(body): axum::
         return axum::Json(answer).into_response();
     }
     let include_usage = body["stream_options"]["include_usage"] == json!(true) && with_usage;
-    let mut events = vec![chunk(&model, json!({"role": "assistant", "content": ""}), None)];
+    let mut events = vec![chunk(
+        &model,
+        json!({"role": "assistant", "content": ""}),
+        None,
+    )];
     let words: Vec<String> = if st.mode == Mode::Slow {
         (0..50).map(|i| format!("w{i} ")).collect()
     } else {
@@ -238,7 +255,10 @@ async fn chat(State(st): State<St>, headers: HeaderMap, axum::Json(body): axum::
                 Mode::FailAfterFirst if i == 1 => {
                     let err = "data: {\"error\": {\"message\": \"upstream broke\", \"type\": \"server_error\"}}\n\n";
                     flag.1 = true;
-                    return Some((Ok::<_, std::convert::Infallible>(err.to_owned()), (Vec::new().into_iter().enumerate(), flag)));
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(err.to_owned()),
+                        (Vec::new().into_iter().enumerate(), flag),
+                    ));
                 }
                 Mode::Slow if i > 0 => tokio::time::sleep(Duration::from_millis(200)).await,
                 _ => {}
@@ -255,7 +275,11 @@ async fn chat(State(st): State<St>, headers: HeaderMap, axum::Json(body): axum::
         .unwrap()
 }
 
-async fn embeddings(State(st): State<St>, headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
+async fn embeddings(
+    State(st): State<St>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
     note(&st, &headers, Some(&body));
     hang(&st).await;
     if let Some(r) = failure(&st, &headers) {
@@ -285,7 +309,11 @@ async fn embeddings(State(st): State<St>, headers: HeaderMap, axum::Json(body): 
     axum::Json(answer).into_response()
 }
 
-async fn images(State(st): State<St>, headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
+async fn images(
+    State(st): State<St>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
     note(&st, &headers, Some(&body));
     hang(&st).await;
     if let Some(r) = failure(&st, &headers) {
