@@ -278,6 +278,11 @@ async fn a_client_that_disconnects_cancels_the_upstream_and_is_metered() {
 async fn quotas_answer_429_with_retry_after_and_hold_per_user() {
     let up = Stub::start(Mode::Ok).await;
     let ai = Ai::new("ai-quota", Some(&up)).await;
+    // Per-minute windows are aligned to the clock: do not straddle a boundary.
+    let second = chrono::Timelike::second(&chrono::Utc::now());
+    if second >= 55 {
+        tokio::time::sleep(Duration::from_secs(u64::from(61 - second))).await;
+    }
     ai.settings(json!({"allow_anon": false, "user_requests_per_minute": 2}))
         .await;
     let (alice, alice_id) = ai.user("alice@example.com").await;
