@@ -9,6 +9,12 @@
 //! failure or an idle upstream ends the stream with an OpenAI error event.
 //! Dropping the stream (the client went away) drops the upstream request and
 //! still records the call (status 499).
+//!
+//! Backpressure, honestly: the relay pulls one chunk at a time and writes it
+//! before pulling the next, but async-openai reads the upstream SSE into an
+//! unbounded channel in a task of its own, so a slow client does not slow the
+//! upstream down. What can pile up is bounded by the size of one completion
+//! (a model's output), and a client that goes away stops it at once.
 
 use std::convert::Infallible;
 use std::future::Future;
