@@ -137,14 +137,29 @@ fn push_content(out: &mut String, content: Option<&Value>) {
 pub fn completion_text(out: &mut String, response: &Value) {
     if let Some(choices) = response.get("choices").and_then(Value::as_array) {
         for c in choices {
-            for key in ["message", "delta"] {
-                if let Some(m) = c.get(key) {
-                    push_content(out, m.get("content"));
-                    push_str(out, m.get("refusal"));
-                    if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
-                        for call in calls {
-                            push_str(out, call.pointer("/function/arguments"));
-                        }
+            if let Some(m) = c.get("message") {
+                push_content(out, m.get("content"));
+                push_str(out, m.get("refusal"));
+                if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
+                    for call in calls {
+                        push_str(out, call.pointer("/function/arguments"));
+                    }
+                }
+            }
+            // Deltas are pieces of one text: joined as they are, without separators.
+            if let Some(d) = c.get("delta") {
+                let calls = d.get("tool_calls").and_then(Value::as_array);
+                let args = calls
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|call| call.pointer("/function/arguments"));
+                for piece in [d.get("content"), d.get("refusal")]
+                    .into_iter()
+                    .flatten()
+                    .chain(args)
+                {
+                    if let Some(s) = piece.as_str() {
+                        out.push_str(s);
                     }
                 }
             }
@@ -371,6 +386,18 @@ mod tests {
         assert!(t.contains("be brief") && t.contains("what is this?") && t.contains("{\"a\":1}"));
         assert!(!t.contains("base64"));
         assert_eq!(prompt_text(&json!({"input": ["a", "b"]})), "a\nb\n");
+    }
+
+    #[test]
+    fn stream_deltas_join_without_separators() {
+        let mut out = String::new();
+        for piece in ["Hel", "lo", " world"] {
+            completion_text(
+                &mut out,
+                &json!({"choices": [{"delta": {"content": piece}}]}),
+            );
+        }
+        assert_eq!(out, "Hello world");
     }
 
     #[test]
