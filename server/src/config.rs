@@ -60,6 +60,15 @@ pub struct Config {
     #[arg(long, env = "FERROBASE_PG_BIN")]
     pub pg_bin: Option<PathBuf>,
 
+    /// How often the server checks that the embedded Postgres is up (and
+    /// restarts it when it died), in milliseconds.
+    #[arg(
+        long,
+        env = "FERROBASE_PG_SUPERVISE_INTERVAL_MS",
+        default_value_t = 2000
+    )]
+    pub pg_supervise_interval_ms: u64,
+
     /// 32-byte key (base64 or hex) encrypting per-project secrets with AES-256-GCM.
     #[arg(long, env = "FERROBASE_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
@@ -280,6 +289,7 @@ impl Config {
             data_dir,
             database_url: Some(database_url),
             pg_bin: None,
+            pg_supervise_interval_ms: 2000,
             encryption_key: Some("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into()),
             admin_email: "admin@ferrobase.test".into(),
             admin_password: Some("correct horse battery staple".into()),

@@ -24,6 +24,10 @@ pub fn run(extra: Vec<String>) -> Result<()> {
     let started = Instant::now();
     let skip_lint = std::env::var("XTASK_SKIP_LINT").is_ok_and(|v| !v.is_empty() && v != "0");
 
+    // Stop at once, with the command to run, when the machine lacks
+    // something only the system package manager can add.
+    prerequisites()?;
+
     let mut steps = Vec::new();
     header("peers (tests/peers)");
     let peers_started = Instant::now();
@@ -57,6 +61,55 @@ pub fn run(extra: Vec<String>) -> Result<()> {
     let verdict = if result.is_ok() { "passed" } else { "FAILED" };
     println!("\n{verdict} in {}", secs(started.elapsed()));
     result
+}
+
+/// Checks what `cargo xtask test` cannot install itself: the PostgreSQL
+/// server binaries (the throwaway cluster) and libclang (pg_query's
+/// bindgen, needed to build the server). Node, npm and python3 are checked
+/// by the peers step with their own install hints.
+fn prerequisites() -> Result<()> {
+    crate::pg::find_bin()?;
+    let libclang = std::env::var_os("LIBCLANG_PATH").is_some()
+        || [
+            "/usr/lib/llvm-*/lib/libclang*.so*",
+            "/usr/lib/*/libclang*.so*",
+            "/usr/lib64/libclang*.so*",
+        ]
+        .iter()
+        .any(|pattern| glob_exists(pattern));
+    if !libclang {
+        bail!(
+            "libclang is missing (pg_query's build needs it): run `apt-get install -y libclang-dev` \
+             (Fedora: `dnf install clang-devel`; macOS: `xcode-select --install`), or set LIBCLANG_PATH"
+        );
+    }
+    Ok(())
+}
+
+/// Whether a path matching `pattern` (one `*` per component at most) exists.
+fn glob_exists(pattern: &str) -> bool {
+    fn walk(dir: std::path::PathBuf, parts: &[&str]) -> bool {
+        let Some((first, rest)) = parts.split_first() else {
+            return dir.exists();
+        };
+        if !first.contains('*') {
+            return walk(dir.join(first), rest);
+        }
+        let (prefix, suffix) = first.split_once('*').unwrap_or((first, ""));
+        let suffix = suffix.trim_end_matches('*');
+        std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with(prefix)
+                    && (suffix.is_empty() || name.contains(suffix))
+                    && walk(e.path(), rest)
+            })
+    }
+    let parts: Vec<&str> = pattern.trim_start_matches('/').split('/').collect();
+    walk(std::path::PathBuf::from("/"), &parts)
 }
 
 fn run_steps(

@@ -10,9 +10,17 @@
 //! command runs as the `postgres` system user through `runuser`, and the
 //! cluster directories are owned by that user.
 //!
+//! The postgres user must be able to reach the cluster directories. When the
+//! data dir lies below a directory it cannot enter (root's 0700 home, the
+//! usual place to try a server in a container), the cluster is kept under
+//! [`RELOCATED_BASE`] instead, in a folder named after the data dir, and the
+//! banner says where.
+//!
 //! The postmaster is started with `pg_ctl` and so outlives a crashed server:
 //! the next start finds it running and adopts it. A stale `postmaster.pid`
-//! left by a dead postmaster is removed and the start retried.
+//! left by a dead postmaster is removed and the start retried. While the
+//! server runs, [`supervise`] restarts a postmaster that died (OOM killer,
+//! crash) with backoff, logging the tail of its log.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -23,6 +31,8 @@ use tokio::process::Command;
 const PORT: u16 = 5432;
 /// Name of the cluster superuser.
 pub const SUPERUSER: &str = "ferrobase";
+/// Where clusters go when the `postgres` user cannot reach the data dir.
+pub const RELOCATED_BASE: &str = "/var/lib/ferrobase/clusters";
 
 /// Why the cluster could not be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +56,20 @@ pub enum EmbeddedError {
         "the data dir path is too long for a unix socket ({0}); set FERROBASE_DATA_DIR to a shorter path"
     )]
     PathTooLong(String),
+    /// initdb failed; the message is one sentence saying what to do.
+    #[error(
+        "could not create the embedded Postgres cluster in {dir} ({reason}); set \
+         FERROBASE_DATA_DIR to a directory the {user} user can write, or set DATABASE_URL \
+         to use an existing server"
+    )]
+    Initdb {
+        /// Where the cluster was to be created.
+        dir: String,
+        /// initdb's last meaningful line.
+        reason: String,
+        /// The user Postgres runs as.
+        user: String,
+    },
     /// A command failed.
     #[error("{command} failed: {output}")]
     Command {
@@ -68,6 +92,8 @@ pub struct EmbeddedPostgres {
     password: String,
     /// Set when we run commands as the `postgres` user (we are root).
     run_as: Option<(u32, u32)>,
+    /// Set when the cluster lives under [`RELOCATED_BASE`] rather than the data dir.
+    relocated: Option<PathBuf>,
     /// Whether this process started (or adopted) the postmaster and so must stop it.
     owned: std::sync::atomic::AtomicBool,
 }
@@ -126,6 +152,59 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedErr
     move |e| EmbeddedError::Io(what, e)
 }
 
+/// Whether the `postgres` system user can enter `dir` (every ancestor must
+/// be searchable by it).
+async fn postgres_can_enter(dir: &Path) -> bool {
+    Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
+
+/// The folder under [`RELOCATED_BASE`] for the data dir `root`: its last
+/// component plus a hash of the full path, so every data dir gets its own.
+fn relocated_dir(root: &Path) -> PathBuf {
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        root.as_os_str().as_encoded_bytes(),
+    );
+    let hash: String = digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let name: String = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(24)
+        .collect();
+    Path::new(RELOCATED_BASE).join(format!("{name}-{hash}"))
+}
+
+/// Creates `dir` and its parents searchable by everyone (the cluster
+/// directories inside it are 0700 and owned by postgres).
+fn make_reachable_dirs(dir: &Path) -> Result<(), EmbeddedError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let mut current = Some(dir);
+    while let Some(d) = current {
+        if d == Path::new("/var/lib") || d.parent().is_none() {
+            break;
+        }
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
+            .map_err(io_err(format!("setting permissions on {}", d.display())))?;
+        current = d.parent();
+    }
+    Ok(())
+}
+
 impl EmbeddedPostgres {
     /// Prepares a cluster rooted at `root` (created with `initdb` when absent)
     /// with superuser password `password`. Does not start it.
@@ -139,12 +218,40 @@ impl EmbeddedPostgres {
         } else {
             None
         };
+        // A cluster already in the data dir stays there; a new one goes there
+        // only if the postgres user can reach it.
+        let in_place = root.join("postgres").join("PG_VERSION").is_file()
+            || run_as.is_none()
+            || postgres_can_enter(&root).await;
+        let (cluster_root, relocated) = if in_place {
+            (root.clone(), None)
+        } else {
+            let dir = relocated_dir(&root);
+            tracing::info!(
+                data_dir = %root.display(),
+                cluster = %dir.display(),
+                "the postgres user cannot reach the data dir; keeping the cluster elsewhere"
+            );
+            make_reachable_dirs(&dir)?;
+            std::fs::write(
+                root.join("postgres-location.txt"),
+                format!(
+                    "The embedded Postgres cluster of this data dir lives in {}\n\
+                     (the postgres user cannot enter {}).\n",
+                    dir.display(),
+                    root.display()
+                ),
+            )
+            .map_err(io_err("writing postgres-location.txt"))?;
+            (dir.clone(), Some(dir))
+        };
         let this = Self {
             bin,
-            pgdata: root.join("postgres"),
-            run_dir: root.join("run"),
+            pgdata: cluster_root.join("postgres"),
+            run_dir: cluster_root.join("run"),
             password: password.to_owned(),
             run_as,
+            relocated,
             owned: std::sync::atomic::AtomicBool::new(false),
         };
         let socket = this.run_dir.join(format!(".s.PGSQL.{PORT}"));
@@ -156,6 +263,11 @@ impl EmbeddedPostgres {
             this.initdb().await?;
         }
         Ok(this)
+    }
+
+    /// Where the cluster lives when it is not in the data dir (see [`RELOCATED_BASE`]).
+    pub fn relocated(&self) -> Option<&Path> {
+        self.relocated.as_deref()
     }
 
     fn make_dir(&self, dir: &Path, mode: u32) -> Result<(), EmbeddedError> {
@@ -244,7 +356,29 @@ impl EmbeddedPostgres {
             )
             .await;
         let _ = std::fs::remove_file(&pwfile);
-        result?;
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "initdb failed");
+            let reason = match &e {
+                EmbeddedError::Command { output, .. } => output
+                    .lines()
+                    .map(str::trim)
+                    .rfind(|l| !l.is_empty() && !l.starts_with("initdb: removing"))
+                    .unwrap_or("initdb failed")
+                    .trim_start_matches("initdb: ")
+                    .trim_start_matches("error: ")
+                    .to_owned(),
+                other => other.to_string(),
+            };
+            return Err(EmbeddedError::Initdb {
+                dir: self.pgdata.display().to_string(),
+                reason,
+                user: if self.run_as.is_some() {
+                    "postgres".into()
+                } else {
+                    "current".into()
+                },
+            });
+        }
         // Settings live in the cluster's own config, so `pg_ctl start` needs no options.
         let conf = format!(
             "\n# Managed by Ferrobase\nlisten_addresses = ''\nport = {PORT}\n\
@@ -306,6 +440,50 @@ impl EmbeddedPostgres {
         Ok(true)
     }
 
+    /// Starts a postmaster that died under a running server. Unlike
+    /// [`Self::start`] it leaves `postmaster.pid` alone while the PID in it
+    /// may still be a postgres process (backends of the dead postmaster exit
+    /// on their own; Postgres checks its shared memory itself).
+    async fn restart_after_crash(&self) -> Result<(), EmbeddedError> {
+        let pid_file = self.pgdata.join("postmaster.pid");
+        let stale_pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse::<u32>().ok())
+            .is_some_and(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .map_or(true, |comm| !comm.trim().starts_with("postgres"))
+            });
+        if stale_pid {
+            let _ = std::fs::remove_file(&pid_file);
+        }
+        let pgdata = self.pgdata.to_string_lossy().into_owned();
+        let log = self.log_path().to_string_lossy().into_owned();
+        self.run_ok(
+            "pg_ctl",
+            &["start", "-w", "-t", "60", "-D", &pgdata, "-l", &log],
+        )
+        .await
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.pgdata.join("server.log")
+    }
+
+    /// The last `lines` lines of the cluster's log (why it stopped).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read(self.log_path()).unwrap_or_default();
+        let start = text.len().saturating_sub(8192);
+        let text = String::from_utf8_lossy(&text[start..]);
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Whether the socket accepts a connection (cheap; no process spawned).
+    async fn socket_answers(&self) -> bool {
+        let socket = self.run_dir.join(format!(".s.PGSQL.{PORT}"));
+        tokio::net::UnixStream::connect(&socket).await.is_ok()
+    }
+
     /// Marks the running cluster as ours to stop (the server adopts a cluster
     /// left running by a crash).
     pub fn take_ownership(&self) {
@@ -345,5 +523,42 @@ impl EmbeddedPostgres {
     /// The directory holding the unix socket.
     pub fn socket_dir(&self) -> &Path {
         &self.run_dir
+    }
+}
+
+/// Keeps the embedded cluster running while the server runs: checks it every
+/// `every`, and when the postmaster has died (OOM killer, crash, `kill -9`)
+/// logs the tail of its log and starts it again, retrying with backoff
+/// (0.5 s doubling up to 30 s). Requests meanwhile get 503 and
+/// `/health/ready` reports unavailable; pools reconnect by themselves.
+/// Runs until the task is aborted (before the server stops the cluster).
+pub async fn supervise(pg: &EmbeddedPostgres, every: std::time::Duration) {
+    use std::time::Duration;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pg.socket_answers().await || pg.is_running().await {
+            continue;
+        }
+        metrics::counter!("ferrobase_embedded_postgres_restarts_total").increment(1);
+        tracing::error!(
+            log_tail = %pg.log_tail(12),
+            "the embedded Postgres stopped; restarting it"
+        );
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match pg.restart_after_crash().await {
+                Ok(()) => {
+                    tracing::info!("embedded Postgres restarted");
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "restarting the embedded Postgres failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
     }
 }

@@ -118,6 +118,21 @@ pub fn span_for(req: &Request<Body>) -> tracing::Span {
     )
 }
 
+/// Logs each finished request in its span (request id, method, path) with
+/// status and latency, under this crate's log target so the default filter
+/// (third-party crates at `warn`) keeps request logs.
+pub fn log_response<B>(
+    res: &axum::http::Response<B>,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    tracing::info!(
+        status = res.status().as_u16(),
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        "finished request"
+    );
+}
+
 /// Reads the request body completely before the handler runs, within
 /// `FERROBASE_BODY_READ_TIMEOUT_MS` (else 408 and the connection is closed).
 /// At most one byte more than the body limit is read: the handler's own

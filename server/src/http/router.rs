@@ -6,9 +6,9 @@ use axum::http::{Method, Uri};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::TraceLayer;
 
-use super::middleware::{REQUEST_ID, buffer_body, cors, span_for};
+use super::middleware::{REQUEST_ID, buffer_body, cors, log_response, span_for};
 use super::{ApiError, health, metrics, openapi};
 use crate::app::AppState;
 use crate::platform::handlers as platform;
@@ -62,7 +62,7 @@ pub fn build(app: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(span_for)
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                .on_response(log_response),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(app)

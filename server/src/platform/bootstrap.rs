@@ -240,6 +240,7 @@ impl Platform {
             admin_email: config.admin_email.clone(),
             generated_admin_password,
             default_project,
+            parts: optional_parts(config, self.embedded()),
         })
     }
 }
@@ -353,14 +354,62 @@ pub struct BootstrapReport {
     pub generated_admin_password: Option<String>,
     /// The default project and its keys.
     pub default_project: Option<ProjectDetails>,
+    /// The state of each optional part: `(name, what it does now and how to change it)`.
+    pub parts: Vec<(&'static str, String)>,
+}
+
+/// What the optional parts do with this configuration, and how to turn them on.
+pub fn optional_parts(
+    config: &Config,
+    embedded: Option<&EmbeddedPostgres>,
+) -> Vec<(&'static str, String)> {
+    let mut parts = Vec::new();
+    parts.push((
+        "postgres",
+        match (&config.database_url, embedded) {
+            (Some(_), _) => "DATABASE_URL".to_owned(),
+            (None, Some(pg)) => match pg.relocated() {
+                Some(dir) => format!(
+                    "embedded, in {} (the postgres user cannot reach the data dir)",
+                    dir.display()
+                ),
+                None => format!(
+                    "embedded, in {}",
+                    config.data_dir.join("postgres").display()
+                ),
+            },
+            (None, None) => "embedded".to_owned(),
+        },
+    ));
+    parts.push((
+        "email",
+        if config.smtp_url.is_some() {
+            "sent through FERROBASE_SMTP_URL".to_owned()
+        } else {
+            "captured, not sent (read them at {project}/auth/v1/admin/mail); set FERROBASE_SMTP_URL to send"
+                .to_owned()
+        },
+    ));
+    parts.push((
+        "storage",
+        match &config.storage_url {
+            Some(url) if url.starts_with("s3://") => format!("S3 ({url})"),
+            _ => format!(
+                "local disk under {}; set FERROBASE_STORAGE_URL=s3://bucket for S3",
+                config.data_dir.join("storage").display()
+            ),
+        },
+    ));
+    parts
 }
 
 impl BootstrapReport {
-    /// The banner printed at start-up.
+    /// The banner printed at start-up: where everything is, a request and a
+    /// program that work as printed, and which optional parts are off.
     pub fn banner(&self) -> String {
+        let url = &self.public_url;
         let mut out = format!(
             "\n  Ferrobase is ready\n\n  URL        {url}\n  API docs   {url}/docs\n\n  Admin      {email}\n",
-            url = self.public_url,
             email = self.admin_email
         );
         match &self.generated_admin_password {
@@ -372,10 +421,37 @@ impl BootstrapReport {
             ),
         }
         if let Some(p) = &self.default_project {
+            let purl = &p.project.url;
             out.push_str(&format!(
-                "\n  Project    {}\n  URL        {}\n  anon key   {}\n  service key {}\n",
-                p.project.project_ref, p.project.url, p.anon_key, p.service_role_key
+                "\n  Project    {}\n  URL        {purl}\n  anon key   {}\n  service key {}\n",
+                p.project.project_ref, p.anon_key, p.service_role_key
             ));
+            out.push_str(&format!(
+                "\n  Try it: create a table with admin SQL, then read it through the data API\n\n\
+                 curl -X POST '{purl}/admin/v1/sql' -H 'apikey: {service}' \\\n  \
+                 -H 'content-type: application/json' \\\n  \
+                 -d '{{\"query\":\"create table notes (id serial primary key, body text); insert into notes (body) values ($$hello$$)\"}}'\n\
+                 curl '{purl}/rest/v1/notes?select=*' -H 'apikey: {anon}'\n",
+                service = p.service_role_key,
+                anon = p.anon_key,
+            ));
+            out.push_str(&format!(
+                "\n  From Rust (crate `ferrobase` in sdk/; add tokio and serde_json):\n\n\
+                 #[tokio::main]\n\
+                 async fn main() -> Result<(), ferrobase::Error> {{\n    \
+                 let client = ferrobase::Client::new(\"{purl}\", \"{anon}\")?;\n    \
+                 let notes: Vec<serde_json::Value> = client.from(\"notes\").select(\"*\").fetch().await?;\n    \
+                 println!(\"{{notes:?}}\");\n    \
+                 Ok(())\n\
+                 }}\n",
+                anon = p.anon_key,
+            ));
+        }
+        if !self.parts.is_empty() {
+            out.push_str("\n  Optional parts\n");
+            for (name, state) in &self.parts {
+                out.push_str(&format!("  {name:<10} {state}\n"));
+            }
         }
         out
     }

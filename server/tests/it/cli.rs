@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::support::{fresh_database, temp_dir};
 
-async fn ferrobase(env: &[(&str, &str)], args: &[&str]) -> (bool, String, String) {
+pub(crate) async fn ferrobase(env: &[(&str, &str)], args: &[&str]) -> (bool, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferrobase"))
         .args(args)
         .envs(env.iter().copied())
@@ -88,7 +88,7 @@ async fn project_and_admin_commands() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -132,7 +132,7 @@ async fn start_server(data: &str, port: u16) -> tokio::process::Child {
     }
 }
 
-async fn stdout_of(child: &mut tokio::process::Child) -> String {
+pub(crate) async fn stdout_of(child: &mut tokio::process::Child) -> String {
     use tokio::io::AsyncReadExt as _;
     let mut out = String::new();
     if let Some(mut s) = child.stdout.take() {
@@ -153,7 +153,7 @@ fn banner_key(banner: &str) -> String {
         .unwrap_or_else(|| panic!("no anon key in banner: {banner}"))
 }
 
-async fn interrupt(child: &mut tokio::process::Child) -> std::process::ExitStatus {
+pub(crate) async fn interrupt(child: &mut tokio::process::Child) -> std::process::ExitStatus {
     let pid = child.id().expect("pid").to_string();
     let ok = tokio::process::Command::new("kill")
         .args(["-INT", &pid])

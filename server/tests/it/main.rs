@@ -10,6 +10,7 @@ mod auth;
 mod cli;
 mod embedded;
 mod errors;
+mod first_run;
 mod hardening;
 mod platform;
 mod resilience;

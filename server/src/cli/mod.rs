@@ -1,10 +1,13 @@
 //! The `ferrobase` command line: `serve` (default), `migrate`,
-//! `project create|list|delete`, `admin create|reset-password`.
+//! `project create|list|show|delete`, `admin create|reset-password`, `doctor`.
 //!
 //! Every command works against the same data dir (or `DATABASE_URL`), also
 //! while a server is running: a command that finds the embedded cluster
 //! running uses it and leaves it running; one that had to start it stops it
-//! again when done.
+//! again when done. A running server records its public URL in the data dir
+//! (`server-url`), so the URLs the commands print are the server's.
+
+mod doctor;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -16,8 +19,17 @@ use crate::config::{Config, LogFormat};
 use crate::platform::{Platform, ProjectRef, admins, projects};
 
 /// Ferrobase: the open, self-hostable backend-as-a-service.
+///
+/// With no command it serves the platform: on its embedded defaults it runs a
+/// private Postgres under ./ferrobase-data, creates an admin and a `default`
+/// project, and prints how to reach them.
 #[derive(Debug, Parser)]
-#[command(name = "ferrobase", version, about)]
+#[command(
+    name = "ferrobase",
+    version,
+    about,
+    after_help = "Examples:\n  ferrobase                         serve on http://127.0.0.1:8080\n  ferrobase doctor                  check this machine and say what to fix\n  ferrobase project create my-app   create a project and print its keys\n\nEvery option is also an environment variable (shown in brackets)."
+)]
 pub struct Cli {
     /// Settings (each also read from its environment variable).
     #[command(flatten)]
@@ -40,6 +52,13 @@ pub enum Command {
     /// Manage platform admins.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Check this machine for what Ferrobase needs (Postgres, data dir,
+    /// port, Deno, disk) and say what to fix; exits non-zero on a problem.
+    Doctor {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `ferrobase project …`
@@ -66,6 +85,9 @@ pub enum ProjectCommand {
     Show {
         /// Project ref.
         project_ref: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete a project and its database (irreversible).
     Delete {
@@ -95,14 +117,23 @@ pub enum AdminCommand {
     },
 }
 
-/// Installs the tracing subscriber: JSON or pretty logs on stderr, filtered by `RUST_LOG`.
+/// The log filter when `RUST_LOG` is unset: ours at `level`, third-party
+/// crates (refinery's per-migration lines, Postgres notices, …) at `warn`.
+pub fn default_log_filter(level: &str) -> String {
+    format!("warn,ferrobase_server={level},ferrobase={level}")
+}
+
+/// Installs the tracing subscriber on stderr, filtered by `RUST_LOG` (else
+/// `default_filter`): compact and coloured on a terminal, one JSON object per
+/// line otherwise or when the format is `json`.
 pub fn init_tracing(format: LogFormat, default_filter: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let terminal = std::io::stderr().is_terminal();
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
+        LogFormat::Auto => !terminal,
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -114,7 +145,11 @@ pub fn init_tracing(format: LogFormat, default_filter: &str) {
             .with_current_span(true)
             .try_init()
     } else {
-        builder.try_init()
+        builder
+            .compact()
+            .with_ansi(terminal)
+            .with_target(false)
+            .try_init()
     };
 }
 
@@ -122,7 +157,8 @@ pub fn init_tracing(format: LogFormat, default_filter: &str) {
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, None | Some(Command::Serve));
-    init_tracing(cli.config.log_format, if serving { "info" } else { "warn" });
+    let level = if serving { "info" } else { "warn" };
+    init_tracing(cli.config.log_format, &default_log_filter(level));
     match execute(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -134,30 +170,62 @@ pub async fn run() -> ExitCode {
 
 async fn execute(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
-    if let Command::Serve = command {
-        return serve(cli.config).await;
+    let mut config = cli.config;
+    match command {
+        Command::Serve => return serve(config).await,
+        Command::Doctor { json } => return doctor::run(&config, json).await,
+        _ => {}
     }
-    let platform = Platform::open(cli.config).await?;
+    if config.public_url.is_none() {
+        config.public_url = recorded_server_url(&config.data_dir);
+    }
+    let platform = Platform::open(config).await?;
     let result = one_shot(&platform, command).await;
     platform.shutdown().await;
     result
+}
+
+/// File in the data dir where a running server records its public URL.
+const SERVER_URL_FILE: &str = "server-url";
+
+/// The public URL the last server on this data dir recorded, if any.
+fn recorded_server_url(data_dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join(SERVER_URL_FILE)).ok()?;
+    let url = text.trim();
+    (url.starts_with("http://") || url.starts_with("https://")).then(|| url.to_owned())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let platform = Platform::open(config).await?;
     // The server owns the cluster for its lifetime, also one it adopted
-    // after a crash, and stops it on shutdown.
-    if let Some(pg) = platform.embedded() {
+    // after a crash, and stops it on shutdown; meanwhile it is supervised.
+    let supervisor = platform.embedded().map(|pg| {
         pg.take_ownership();
-    }
+        let platform = platform.clone();
+        let every = std::time::Duration::from_millis(platform.config().pg_supervise_interval_ms);
+        tokio::spawn(async move {
+            if let Some(pg) = platform.embedded() {
+                crate::db::embedded::supervise(pg, every).await;
+            }
+        })
+    });
     let outcome = async {
         let report = platform.ensure_defaults().await?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (FERROBASE_LISTEN): {e}"))?;
-        println!("{}", report.banner());
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {listen}: {e}; stop whatever uses that port or set FERROBASE_LISTEN"
+            )
+        })?;
+        let data_dir = &platform.config().data_dir;
+        if let Err(error) =
+            std::fs::write(data_dir.join(SERVER_URL_FILE), platform.config().public_url())
+        {
+            tracing::warn!(%error, "could not record the server URL in the data dir");
+        }
         tracing::info!(address = %listen, "listening");
+        // Last, so it is the easiest thing to find on the terminal.
+        println!("{}", report.banner());
         // Bring every project database up to date in the background; requests
         // are served meanwhile (migrations are additive, see migrations/README.md).
         let migrating = platform.clone();
@@ -177,6 +245,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         anyhow::Ok(())
     }
     .await;
+    // Stop supervising before the cluster is stopped on purpose.
+    if let Some(task) = supervisor {
+        task.abort();
+    }
     platform.shutdown().await;
     outcome
 }
@@ -190,7 +262,7 @@ fn password_or_generated(given: Option<String>) -> (String, bool) {
 
 async fn one_shot(platform: &Platform, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve => unreachable!("handled by serve()"),
+        Command::Serve | Command::Doctor { .. } => unreachable!("handled by execute()"),
         Command::Migrate => {
             for (r, n) in projects::migrate_all(platform).await? {
                 println!("{r}: {n} migration(s) applied");
@@ -220,9 +292,14 @@ async fn one_shot(platform: &Platform, command: Command) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Project(ProjectCommand::Show { project_ref }) => {
+        Command::Project(ProjectCommand::Show { project_ref, json }) => {
             let r = ProjectRef::parse(&project_ref)?;
-            print_details(&projects::get_details(platform, &r).await?);
+            let d = projects::get_details(platform, &r).await?;
+            if json {
+                println!("{}", serde_json::to_string(&d)?);
+            } else {
+                print_details(&d);
+            }
         }
         Command::Project(ProjectCommand::Delete { project_ref }) => {
             let r = ProjectRef::parse(&project_ref)?;
