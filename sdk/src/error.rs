@@ -88,7 +88,18 @@ impl Error {
         let fallback_code = format!("http_{status_u16}");
         let reason = status.canonical_reason().unwrap_or("request failed");
 
-        if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) {
+        if let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(body) {
+            // OpenAI's shape (the AI gateway): `{"error": {message, type, code}}`.
+            if let Some(Value::Object(inner)) = map.get("error") {
+                let mut flat = inner.clone();
+                if !matches!(flat.get("code"), Some(Value::String(_))) {
+                    flat.insert(
+                        "code".into(),
+                        flat.get("type").cloned().unwrap_or(Value::Null),
+                    );
+                }
+                map = flat;
+            }
             let text = |key: &str| -> Option<String> {
                 match map.get(key)? {
                     Value::Null => None,

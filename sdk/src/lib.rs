@@ -14,12 +14,16 @@
 //! - [`FunctionsClient`] (`functions.rs`): invoke edge functions under
 //!   `{project}/functions/v1` and manage them (deploy, versions, logs,
 //!   secrets, schedules) ([`Client::functions`]).
+//! - [`AiClient`] (`ai.rs`): the OpenAI-compatible AI gateway under
+//!   `{project}/ai/v1` ([`Client::ai`]): chat (streaming as a `Stream`),
+//!   embeddings, images, models; [`AiAdmin`] for providers, settings, usage.
 //! - [`AdminClient`] (`admin.rs`): the platform API under
 //!   `{server}/platform/v1` (log in, create and delete projects).
 //! - [`Error`] (`error.rs`): the one error type, decoded from the server's
 //!   `{code, message, details, hint}` envelope.
 
 mod admin;
+mod ai;
 mod auth;
 mod client;
 mod error;
@@ -30,6 +34,7 @@ mod schema;
 mod storage;
 
 pub use admin::{AdminClient, PlatformAdmin, Project, ProjectDetails, server_ready};
+pub use ai::{AiAdmin, AiClient, ChatStream, Usage as AiUsage, UsageFigures, UsageQuery};
 pub use auth::{
     AdminUserAttributes, AuthAdmin, AuthClient, GeneratedLink, MemoryStore, OAuthStart, Session,
     SessionStore, SignOutScope, SignUp, User, UserUpdate, pkce_pair,

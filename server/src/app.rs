@@ -30,6 +30,8 @@ pub struct App {
     pub storage: crate::storage::StorageHandle,
     /// Edge functions: the provider, the log sink, the deployment cache.
     pub functions: Arc<crate::functions::Functions>,
+    /// The AI gateway (`/ai/v1`): upstream HTTP client and timeouts.
+    pub ai: crate::ai::Gateway,
     /// Per-node bounds on image transforms and admin SQL.
     pub throttles: crate::throttle::Throttles,
 }
@@ -47,6 +49,7 @@ impl App {
         );
         let storage = crate::storage::StorageHandle::from_config(config);
         let functions = crate::functions::Functions::new(&platform);
+        let ai = crate::ai::Gateway::from_config(config);
         let throttles = crate::throttle::Throttles::new(config);
         Arc::new(App {
             platform,
@@ -56,6 +59,7 @@ impl App {
             schema_caches: Default::default(),
             storage,
             functions,
+            ai,
             throttles,
         })
     }

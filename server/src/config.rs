@@ -253,6 +253,30 @@ pub struct Config {
     /// How often a Deno Deploy revision's build status is polled, in ms.
     #[arg(long, env = "FERROBASE_DENO_DEPLOY_POLL_MS", default_value_t = 1000)]
     pub deno_deploy_poll_ms: u64,
+    /// Platform default AI upstream (OpenAI-compatible API base URL) for `/ai/v1`.
+    #[arg(
+        long,
+        env = "FERROBASE_AI_BASE_URL",
+        default_value = "https://openrouter.ai/api/v1"
+    )]
+    pub ai_base_url: String,
+
+    /// API key of the platform default AI upstream (unset: only per-project providers).
+    #[arg(long, env = "FERROBASE_AI_API_KEY", hide_env_values = true)]
+    pub ai_api_key: Option<String>,
+
+    /// How long the AI gateway waits for an upstream's first byte (headers, or the
+    /// first event of a stream) before trying the next provider, in milliseconds.
+    #[arg(long, env = "FERROBASE_AI_TIMEOUT_MS", default_value_t = 60_000)]
+    pub ai_timeout_ms: u64,
+
+    /// A stream whose upstream sends nothing for this long ends with an error event, in milliseconds.
+    #[arg(
+        long,
+        env = "FERROBASE_AI_STREAM_IDLE_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    pub ai_stream_idle_timeout_ms: u64,
     /// A client must send a request's headers within this many milliseconds
     /// (slow-header clients are cut off).
     #[arg(
@@ -376,6 +400,10 @@ impl Config {
             deno_deploy_token: None,
             deno_deploy_app_url: "https://{app}.deno.net".into(),
             deno_deploy_poll_ms: 1000,
+            ai_base_url: "http://127.0.0.1:9/v1".into(),
+            ai_api_key: None,
+            ai_timeout_ms: 5_000,
+            ai_stream_idle_timeout_ms: 5_000,
             header_read_timeout_ms: 30_000,
             body_read_timeout_ms: 30_000,
             platform_login_per_ip: 30,

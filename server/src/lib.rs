@@ -10,6 +10,7 @@
 //! - [`auth`]: the GoTrue-compatible auth API.
 //! - [`storage`]: Supabase Storage-compatible buckets and objects, TUS uploads.
 //! - [`functions`]: Deno edge functions (deploy, invoke, secrets, logs, schedules).
+//! - [`ai`]: the OpenAI-compatible AI gateway (providers, fallback, metering, quotas).
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
 //! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
@@ -17,6 +18,7 @@
 //! - [`app`]: shared state and the server loop; [`cli`]: the `ferrobase` command.
 
 pub mod admin;
+pub mod ai;
 pub mod app;
 pub mod auth;
 pub mod cli;

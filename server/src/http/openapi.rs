@@ -48,6 +48,11 @@ use crate::{auth, tenant};
         st::signed::sign_upload, st::signed::upload_signed,
         st::tus::create, st::tus::patch,
         st::transform::render_authenticated, st::transform::render_public, st::transform::render_signed,
+        crate::ai::handlers::chat_completions, crate::ai::handlers::embeddings,
+        crate::ai::handlers::images_generations, crate::ai::handlers::models,
+        crate::ai::admin::get_settings, crate::ai::admin::put_settings, crate::ai::admin::list_providers,
+        crate::ai::admin::create_provider, crate::ai::admin::update_provider,
+        crate::ai::admin::delete_provider, crate::ai::admin::usage,
     ),
     components(schemas(
         ApiError, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,
@@ -56,6 +61,7 @@ use crate::{auth, tenant};
         st::buckets::SizeLimit, st::buckets::Created, st::Message, st::objects::Uploaded,
         st::objects::ListBody, st::objects::SortBy, st::objects::MoveBody, st::objects::DeleteMany,
         st::signed::SignBody, st::signed::SignManyBody, st::transform::Transform,
+        crate::ai::settings::AiSettings, crate::ai::settings::ProviderView, crate::ai::settings::ProviderInput,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -65,6 +71,8 @@ use crate::{auth, tenant};
         (name = "operations", description = "Health and metrics"),
         (name = "auth", description = "GoTrue-compatible auth (`/p/{ref}/auth/v1`)"),
         (name = "auth-admin", description = "Auth administration with the service-role key"),
+        (name = "ai", description = "OpenAI-compatible AI gateway (`/p/{ref}/ai/v1`); errors in OpenAI's shape"),
+        (name = "ai-admin", description = "AI gateway settings, providers and usage (service-role key)"),
     )
 )]
 pub struct ApiDoc;

@@ -5,6 +5,7 @@
 mod support;
 
 mod admin_sql;
+mod ai;
 mod auth;
 mod cli;
 mod embedded;
