@@ -12,7 +12,7 @@ use std::process::Stdio;
 use serde::Serialize;
 
 use crate::config::{Config, Environment};
-use crate::db::embedded::{RELOCATED_BASE, find_bin_dir};
+use crate::db::embedded::{RELOCATED_BASE, find_bin_dir, postgres_can_enter};
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -184,7 +184,7 @@ async fn data_dir(config: &Config) -> Check {
     let shown = dir.canonicalize().unwrap_or_else(|_| dir.clone());
     let as_root =
         std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
-    if config.database_url.is_none() && as_root && !postgres_user_can_enter(&shown).await {
+    if config.database_url.is_none() && as_root && !postgres_can_enter(&shown).await {
         return Check::warn(
             "data dir",
             format!(
@@ -195,18 +195,6 @@ async fn data_dir(config: &Config) -> Check {
         );
     }
     Check::ok("data dir", format!("{} is writable", shown.display()))
-}
-
-async fn postgres_user_can_enter(dir: &Path) -> bool {
-    tokio::process::Command::new("runuser")
-        .args(["-u", "postgres", "--", "test", "-x"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .is_ok_and(|s| s.success())
 }
 
 async fn port(config: &Config) -> Check {

@@ -154,7 +154,7 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedErr
 
 /// Whether the `postgres` system user can enter `dir` (every ancestor must
 /// be searchable by it).
-async fn postgres_can_enter(dir: &Path) -> bool {
+pub async fn postgres_can_enter(dir: &Path) -> bool {
     Command::new("runuser")
         .args(["-u", "postgres", "--", "test", "-x"])
         .arg(dir)
