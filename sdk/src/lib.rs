@@ -11,6 +11,9 @@
 //!   refresh in a pluggable [`SessionStore`], admin calls via [`AuthAdmin`]).
 //! - [`StorageClient`] (`storage.rs`): buckets and objects under
 //!   `{project}/storage/v1` ([`Client::storage`]).
+//! - [`Realtime`] (`realtime.rs`): the Socket.IO realtime hub (channels,
+//!   presence, database changes, reconnection with catch-up) and
+//!   [`RealtimeAdmin`] for channels and change capture.
 //! - [`AdminClient`] (`admin.rs`): the platform API under
 //!   `{server}/platform/v1` (log in, create and delete projects).
 //! - [`Error`] (`error.rs`): the one error type, decoded from the server's
@@ -22,6 +25,7 @@ mod client;
 mod error;
 mod http;
 mod query;
+mod realtime;
 mod schema;
 mod storage;
 
@@ -33,6 +37,10 @@ pub use auth::{
 pub use client::{Client, Jwk, Jwks};
 pub use error::{Error, Result};
 pub use query::{Count, FilterBuilder, MaybeSingle, Order, QueryBuilder, Response, TextSearch};
+pub use realtime::{
+    Change, ChannelDef, Member, Message, Meta, Realtime, RealtimeAdmin, RealtimeEvent,
+    RealtimeOptions, ServerError, Subscription,
+};
 pub use schema::{SchemaAdmin, SqlColumn, SqlOptions, SqlResult};
 pub use storage::{
     Bucket, BucketApi, BucketOptions, FileObject, FileOptions, ListOptions, SignedUpload,

@@ -29,6 +29,8 @@ pub struct App {
     pub schema_caches: crate::http::rest::SchemaCaches,
     /// The object store behind `/storage/v1` (or why it could not be opened).
     pub storage: crate::storage::StorageHandle,
+    /// The Socket.IO realtime hub.
+    pub realtime: crate::realtime::Hub,
 }
 
 /// Shared handle on [`App`].
@@ -43,13 +45,15 @@ impl App {
             Duration::from_millis(config.pool_acquire_timeout_ms),
         );
         let storage = crate::storage::StorageHandle::from_config(config);
-        Arc::new(App {
+        let realtime_config = config.realtime.clone();
+        Arc::new_cyclic(|app| App {
             platform,
             projects: ProjectRegistry::default(),
             pools,
             metrics: crate::http::metrics::handle(),
             schema_caches: Default::default(),
             storage,
+            realtime: crate::realtime::Hub::new(app.clone(), realtime_config),
         })
     }
 
@@ -108,6 +112,13 @@ pub async fn serve(
     .layer(router);
     // Connect info gives handlers the client address (auth's per-IP limits).
     let make_service = service.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Realtime sockets are closed as soon as shutdown starts: a pending
+    // long-poll would otherwise hold the drain for a whole ping interval.
+    let realtime_app = app.clone();
+    let shutdown = async move {
+        shutdown.await;
+        realtime_app.realtime.shutdown().await;
+    };
     let result = axum::serve(listener, make_service)
         .with_graceful_shutdown(shutdown)
         .await;

@@ -172,6 +172,10 @@ pub struct Config {
     /// Log format: auto, json or pretty (filter with `RUST_LOG`).
     #[arg(long, env = "FERROBASE_LOG_FORMAT", value_enum, default_value = "auto")]
     pub log_format: LogFormat,
+
+    /// Realtime hub settings (`FERROBASE_REALTIME_*`).
+    #[command(flatten)]
+    pub realtime: crate::realtime::RealtimeConfig,
 }
 
 impl Config {
@@ -222,6 +226,7 @@ impl Config {
             s3_force_path_style: false,
             storage_max_file_bytes: 50 * 1024 * 1024,
             storage_resumable_expiry_secs: 3600,
+            realtime: crate::realtime::RealtimeConfig::for_tests(),
         }
     }
 }

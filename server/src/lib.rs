@@ -8,6 +8,7 @@
 //! - [`tenant`]: which project a request is for and who is calling.
 //! - [`rest`]: the PostgREST-compatible data API.
 //! - [`auth`]: the GoTrue-compatible auth API.
+//! - [`realtime`]: the Socket.IO realtime hub (channels, presence, change events).
 //! - [`storage`]: Supabase Storage-compatible buckets and objects, TUS uploads.
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
@@ -23,6 +24,7 @@ pub mod crypto;
 pub mod db;
 pub mod http;
 pub mod platform;
+pub mod realtime;
 pub mod rest;
 pub mod schema;
 pub mod storage;

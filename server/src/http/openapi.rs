@@ -9,6 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::http::{ApiError, health, metrics};
 use crate::platform::{admins, handlers, projects};
+use crate::realtime as rt;
 use crate::storage as st;
 use crate::{auth, tenant};
 
@@ -48,6 +49,9 @@ use crate::{auth, tenant};
         st::signed::sign_upload, st::signed::upload_signed,
         st::tus::create, st::tus::patch,
         st::transform::render_authenticated, st::transform::render_public, st::transform::render_signed,
+        rt::http::publish, rt::http::list_channels, rt::http::create_channel, rt::http::get_channel,
+        rt::http::update_channel, rt::http::delete_channel, rt::http::list_changes, rt::http::put_change,
+        rt::http::delete_change,
     ),
     components(schemas(
         ApiError, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,
@@ -56,6 +60,8 @@ use crate::{auth, tenant};
         st::buckets::SizeLimit, st::buckets::Created, st::Message, st::objects::Uploaded,
         st::objects::ListBody, st::objects::SortBy, st::objects::MoveBody, st::objects::DeleteMany,
         st::signed::SignBody, st::signed::SignManyBody, st::transform::Transform,
+        rt::PublishInput, rt::store::ChannelDef, rt::store::ChannelInput, rt::store::ChangeTable,
+        rt::http::ChangeOps,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -65,6 +71,7 @@ use crate::{auth, tenant};
         (name = "operations", description = "Health and metrics"),
         (name = "auth", description = "GoTrue-compatible auth (`/p/{ref}/auth/v1`)"),
         (name = "auth-admin", description = "Auth administration with the service-role key"),
+        (name = "realtime", description = "Realtime hub: HTTP publish and channel/change administration (Socket.IO at `/p/{ref}/realtime/v1/socket.io/`)"),
     )
 )]
 pub struct ApiDoc;

@@ -22,6 +22,7 @@ fn project_routes(app: &AppState) -> Router<AppState> {
         .merge(crate::auth::routes())
         .merge(crate::admin::routes())
         .merge(crate::storage::routes(app))
+        .merge(crate::realtime::http::routes(app))
         .route_layer(from_fn_with_state(app.clone(), tenant::resolve_project))
 }
 

@@ -11,6 +11,7 @@ mod embedded;
 mod errors;
 mod platform;
 mod resilience;
+mod realtime;
 mod rest;
 mod schema_admin;
 mod sdk;

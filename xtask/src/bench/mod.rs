@@ -10,6 +10,7 @@ mod auth;
 mod load;
 mod platform;
 mod pocketbase;
+mod realtime;
 mod rest;
 mod server;
 mod storage;
@@ -50,6 +51,11 @@ const SUITES: &[(&str, &str, Suite)] = &[
         "storage",
         "object upload/download throughput vs PocketBase and a raw file copy, peak memory",
         storage::run,
+    ),
+    (
+        "realtime",
+        "Socket.IO fan-out to 1,000 subscribers and idle-socket memory vs Node socket.io",
+        realtime::run,
     ),
 ];
 
