@@ -101,8 +101,7 @@ pub struct Change {
     pub kind: String,
     /// The new row (`None` for deletes).
     pub record: Option<Value>,
-    /// The old row (`None` for inserts; only the primary key for deletes
-    /// seen by other roles than the service role).
+    /// The old row (`None` for inserts).
     pub old_record: Option<Value>,
     /// When the change was made.
     pub commit_timestamp: String,
@@ -246,7 +245,10 @@ impl Subscription {
 
     /// The next event within `timeout`.
     pub async fn next_timeout(&mut self, timeout: Duration) -> Option<RealtimeEvent> {
-        tokio::time::timeout(timeout, self.rx.recv()).await.ok().flatten()
+        tokio::time::timeout(timeout, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
     }
 }
 
@@ -259,10 +261,7 @@ fn socket_url(project: &url::Url) -> Result<String> {
     };
     u.set_scheme(scheme)
         .map_err(|()| Error::InvalidUrl(project.to_string()))?;
-    let path = format!(
-        "{}/realtime/v1/socket.io/",
-        u.path().trim_end_matches('/')
-    );
+    let path = format!("{}/realtime/v1/socket.io/", u.path().trim_end_matches('/'));
     u.set_path(&path);
     u.set_query(Some("EIO=4&transport=websocket"));
     Ok(u.to_string())
@@ -272,7 +271,10 @@ fn ack_error(v: &Value) -> Option<Error> {
     if v["ok"] == json!(false) {
         return Some(Error::Realtime {
             code: v["error"]["code"].as_str().unwrap_or("error").to_owned(),
-            message: v["error"]["message"].as_str().unwrap_or_default().to_owned(),
+            message: v["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
         });
     }
     None
@@ -378,8 +380,8 @@ impl Realtime {
         );
         match self.request("realtime:subscribe", request).await {
             Ok(v) => {
-                let members = serde_json::from_value(v["presence"]["members"].clone())
-                    .unwrap_or_default();
+                let members =
+                    serde_json::from_value(v["presence"]["members"].clone()).unwrap_or_default();
                 Ok(Subscription {
                     channel: channel.to_owned(),
                     members,
@@ -444,15 +446,19 @@ impl Realtime {
 
     /// Sets this connection's presence state on `channel`.
     pub async fn update_presence(&self, channel: &str, state: Value) -> Result<()> {
-        self.request("presence:update", json!({"channel": channel, "state": state}))
-            .await
-            .map(|_| ())
+        self.request(
+            "presence:update",
+            json!({"channel": channel, "state": state}),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Replaces the token (before the current one expires); also used when
     /// reconnecting.
     pub async fn set_token(&self, token: &str) -> Result<()> {
-        self.request("realtime:auth", json!({"token": token})).await?;
+        self.request("realtime:auth", json!({"token": token}))
+            .await?;
         lock(&self.shared).token = token.to_owned();
         Ok(())
     }
@@ -545,9 +551,8 @@ enum Ended {
     Lost,
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn drive(
     url: String,
@@ -658,7 +663,9 @@ async fn open(url: &str, token: &str) -> Result<Ws> {
     loop {
         let text = next_text(&mut ws).await?;
         if text == "2" {
-            ws.send(WsMessage::text("3")).await.map_err(|e| io_err(&e))?;
+            ws.send(WsMessage::text("3"))
+                .await
+                .map_err(|e| io_err(&e))?;
         } else if text.starts_with("40") {
             return Ok(ws);
         } else if let Some(body) = text.strip_prefix("44") {

@@ -28,10 +28,14 @@ pub enum NameError {
     #[error("channel names are 1-255 printable characters without spaces")]
     InvalidChannel,
     /// A `db:` topic that is not `db:{schema}:{table}[:{column}=eq.{value}]`.
-    #[error("change channels are db:{{schema}}:{{table}} or db:{{schema}}:{{table}}:{{column}}=eq.{{value}}")]
+    #[error(
+        "change channels are db:{{schema}}:{{table}} or db:{{schema}}:{{table}}:{{column}}=eq.{{value}}"
+    )]
     InvalidChangeTopic,
     /// Empty, too long, reserved or with control characters.
-    #[error("event names are 1-255 characters, not reserved (connect, disconnect, realtime:*, presence:*, INSERT/UPDATE/DELETE)")]
+    #[error(
+        "event names are 1-255 characters, not reserved (connect, disconnect, realtime:*, presence:*, INSERT/UPDATE/DELETE)"
+    )]
     InvalidEvent,
 }
 
@@ -147,7 +151,11 @@ pub fn check_event(event: &str) -> Result<(), NameError> {
         && !RESERVED_EVENTS.contains(&event)
         && !event.starts_with("realtime:")
         && !event.starts_with("presence:");
-    if ok { Ok(()) } else { Err(NameError::InvalidEvent) }
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError::InvalidEvent)
+    }
 }
 
 fn printable_event(event: &str) -> bool {
@@ -176,7 +184,11 @@ mod tests {
             Ok(Channel::Broadcast("room:1".into()))
         );
         for bad in ["", "a b", "x\ny", &"x".repeat(256)] {
-            assert_eq!(Channel::parse(bad), Err(NameError::InvalidChannel), "{bad:?}");
+            assert_eq!(
+                Channel::parse(bad),
+                Err(NameError::InvalidChannel),
+                "{bad:?}"
+            );
         }
     }
 
@@ -191,11 +203,20 @@ mod tests {
         assert!(f.matches(&json!({"owner": "abc"})));
         assert!(!f.matches(&json!({"owner": "abd"})));
         let n = Channel::parse("db:public:todos:id=eq.5").expect("parses");
-        let Channel::Changes { filter: Some(f), .. } = n else {
+        let Channel::Changes {
+            filter: Some(f), ..
+        } = n
+        else {
             panic!("no filter")
         };
         assert!(f.matches(&json!({"id": 5})));
-        for bad in ["db:", "db:public", "db:public:", "db:pub\"lic:t", "db:p:t:x=gt.1"] {
+        for bad in [
+            "db:",
+            "db:public",
+            "db:public:",
+            "db:pub\"lic:t",
+            "db:p:t:x=gt.1",
+        ] {
             assert_eq!(
                 Channel::parse(bad),
                 Err(NameError::InvalidChangeTopic),
@@ -208,7 +229,14 @@ mod tests {
     fn events() {
         assert!(check_event("message").is_ok());
         assert!(check_event("chat message").is_ok());
-        for bad in ["", "connect", "realtime:subscribe", "presence:join", "INSERT", "a\u{0}"] {
+        for bad in [
+            "",
+            "connect",
+            "realtime:subscribe",
+            "presence:join",
+            "INSERT",
+            "a\u{0}",
+        ] {
             assert!(check_event(bad).is_err(), "{bad:?}");
         }
     }

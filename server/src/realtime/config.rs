@@ -12,7 +12,11 @@ pub struct RealtimeConfig {
 
     /// Seconds after which a presence member whose node stopped refreshing it
     /// (dead socket or dead node) is removed and `presence:leave` is sent.
-    #[arg(long, env = "FERROBASE_REALTIME_PRESENCE_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "FERROBASE_REALTIME_PRESENCE_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
     pub realtime_presence_timeout_secs: u64,
 
     /// Milliseconds between safety reads of the outbox when no NOTIFY came
@@ -23,7 +27,11 @@ pub struct RealtimeConfig {
 
     /// Engine.IO ping interval in milliseconds (a dead client is detected
     /// after this plus the ping timeout).
-    #[arg(long, env = "FERROBASE_REALTIME_PING_INTERVAL_MS", default_value_t = 25_000)]
+    #[arg(
+        long,
+        env = "FERROBASE_REALTIME_PING_INTERVAL_MS",
+        default_value_t = 25_000
+    )]
     pub realtime_ping_interval_ms: u64,
 }
 

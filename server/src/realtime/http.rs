@@ -46,7 +46,10 @@ pub fn routes(app: &AppState) -> Router<AppState> {
         )
 }
 
-async fn owner_client(app: &AppState, admin: &ProjectAdmin) -> ApiResult<deadpool_postgres::Object> {
+async fn owner_client(
+    app: &AppState,
+    admin: &ProjectAdmin,
+) -> ApiResult<deadpool_postgres::Object> {
     Ok(app.project_pool(&admin.tenant).get().await?)
 }
 
@@ -92,11 +95,15 @@ pub async fn create_channel(
     AppJson(input): AppJson<ChannelInput>,
 ) -> ApiResult<(StatusCode, Json<ChannelDef>)> {
     let c = owner_client(&app, &admin).await?;
-    Ok((StatusCode::CREATED, Json(store::create_channel(&c, &input).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(store::create_channel(&c, &input).await?),
+    ))
 }
 
 fn channel_id(id: &str) -> ApiResult<uuid::Uuid> {
-    uuid::Uuid::parse_str(id).map_err(|_| ApiError::not_found("channel_not_found", "No such channel."))
+    uuid::Uuid::parse_str(id)
+        .map_err(|_| ApiError::not_found("channel_not_found", "No such channel."))
 }
 
 fn channel_missing() -> ApiError {
@@ -114,7 +121,10 @@ pub async fn get_channel(
 ) -> ApiResult<Json<ChannelDef>> {
     let id = channel_id(&path.0.1)?;
     let c = owner_client(&app, &admin).await?;
-    store::get_channel(&c, id).await?.map(Json).ok_or_else(channel_missing)
+    store::get_channel(&c, id)
+        .await?
+        .map(Json)
+        .ok_or_else(channel_missing)
 }
 
 /// `PATCH /p/{ref}/admin/v1/realtime/channels/{id}`.
@@ -186,7 +196,10 @@ fn yes() -> bool {
 
 fn check_ident(name: &str) -> ApiResult<()> {
     if name.is_empty() || name.len() > 63 || name.chars().any(|c| c.is_control()) {
-        return Err(ApiError::bad_request("invalid_name", format!("{name:?} is not a valid identifier.")));
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!("{name:?} is not a valid identifier."),
+        ));
     }
     Ok(())
 }
@@ -206,8 +219,15 @@ pub async fn put_change(
     let Path((_, schema, table)) = path;
     check_ident(&schema)?;
     check_ident(&table)?;
-    if ["realtime", "auth", "storage", "_ferrobase", "pg_catalog", "information_schema"]
-        .contains(&schema.as_str())
+    if [
+        "realtime",
+        "auth",
+        "storage",
+        "_ferrobase",
+        "pg_catalog",
+        "information_schema",
+    ]
+    .contains(&schema.as_str())
     {
         return Err(ApiError::bad_request(
             "reserved_schema",

@@ -252,7 +252,11 @@ impl Inner {
             primary_keys: Mutex::new(HashMap::new()),
             task: Mutex::new(None),
         });
-        let task = tokio::spawn(deliver_loop(Arc::downgrade(self), Arc::downgrade(&hub), last));
+        let task = tokio::spawn(deliver_loop(
+            Arc::downgrade(self),
+            Arc::downgrade(&hub),
+            last,
+        ));
         *lock(&hub.task) = Some(task);
         projects.insert(id, hub.clone());
         Ok(hub)
@@ -329,7 +333,8 @@ async fn deliver_loop(inner: Weak<Inner>, hub: Weak<ProjectHub>, mut last: i64) 
         match listen(&db).await {
             Ok((client, mut wake)) => {
                 backoff = Duration::from_millis(100);
-                let r = serve_listener(&inner, &hub, &client, &mut wake, &mut last, &mut gaps).await;
+                let r =
+                    serve_listener(&inner, &hub, &client, &mut wake, &mut last, &mut gaps).await;
                 if let Err(e) = r {
                     tracing::warn!(error = %e, "realtime listener failed; reconnecting");
                 }
@@ -526,7 +531,10 @@ async fn deliver_change(inner: &Arc<Inner>, hub: &Arc<ProjectHub>, msg: &store::
     if groups.is_empty() {
         return;
     }
-    let schema = msg.payload["schema"].as_str().unwrap_or_default().to_owned();
+    let schema = msg.payload["schema"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let table = msg.payload["table"].as_str().unwrap_or_default().to_owned();
     let Some(app) = inner.app() else { return };
     let pool = app.project_pool(&hub.tenant);
@@ -538,20 +546,11 @@ async fn deliver_change(inner: &Arc<Inner>, hub: &Arc<ProjectHub>, msg: &store::
         }
     };
     for ((role, claims), members) in groups {
-        let mut payload = msg.payload.clone();
         let visible = if role == "service_role" {
             true
-        } else if is_delete {
-            // The row is gone, so RLS cannot be asked about it: as in
-            // Supabase, other roles only learn the deleted primary key.
-            let keys: serde_json::Map<String, Value> = pk
-                .iter()
-                .filter_map(|c| row.get(c).map(|v| (c.clone(), v.clone())))
-                .collect();
-            payload["old_record"] = Value::Object(keys);
-            true
         } else {
-            match check_visible(&pool, &role, &claims, &schema, &table, &pk, row).await {
+            let target = (schema.as_str(), table.as_str(), pk.as_slice());
+            match check_visible(&pool, &role, &claims, target, row, is_delete).await {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::debug!(error = %e, "realtime: change visibility check failed for one claims set");
@@ -562,12 +561,8 @@ async fn deliver_change(inner: &Arc<Inner>, hub: &Arc<ProjectHub>, msg: &store::
         if !visible {
             continue;
         }
-        let stored = store::Stored {
-            payload,
-            ..msg.clone()
-        };
         for (session, name) in members {
-            let _ = session.socket.emit(&msg.event, &stored.to_client(&name));
+            let _ = session.socket.emit(&msg.event, &msg.to_client(&name));
         }
     }
 }
@@ -576,14 +571,13 @@ async fn check_visible(
     pool: &deadpool_postgres::Pool,
     role: &str,
     claims: &str,
-    schema: &str,
-    table: &str,
-    pk: &[String],
+    (schema, table, pk): (&str, &str, &[String]),
     row: &Value,
+    deleted: bool,
 ) -> crate::http::ApiResult<bool> {
     let mut conn = pool.get().await?;
     let client: &mut tokio_postgres::Client = &mut conn;
-    store::row_visible(client, role, claims, schema, table, pk, row).await
+    store::row_visible(client, role, claims, schema, table, pk, row, deleted).await
 }
 
 async fn primary_key(
@@ -644,7 +638,9 @@ pub async fn publish(
             ));
         }
     };
-    let size = serde_json::to_vec(&payload).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(&payload)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > max_bytes {
         return Err(ApiError::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,

@@ -182,19 +182,23 @@ async fn subscribe(
 }
 
 async fn do_subscribe(c: &Ctx, s: &SocketRef, name: &str, d: &Value) -> ApiResult<Value> {
-    let ch = Channel::parse(name).map_err(|e| ApiError::bad_request("invalid_channel", e.to_string()))?;
+    let ch = Channel::parse(name)
+        .map_err(|e| ApiError::bad_request("invalid_channel", e.to_string()))?;
     let caller = c.session.caller();
     match &ch {
         Channel::Changes { schema, table, .. } => {
-            let enabled =
-                with_client(c, async |client| store::change_table(client, schema, table).await)
-                    .await?;
+            let enabled = with_client(c, async |client| {
+                store::change_table(client, schema, table).await
+            })
+            .await?;
             if enabled.is_none() {
                 return Err(ApiError::not_found(
                     "changes_not_enabled",
                     format!("Change events are not enabled for {schema}.{table}."),
                 )
-                .with_hint("An admin enables them with PUT /admin/v1/realtime/changes/{schema}/{table}."));
+                .with_hint(
+                    "An admin enables them with PUT /admin/v1/realtime/changes/{schema}/{table}.",
+                ));
             }
             if !lock(&c.session.channels).contains_key(name) {
                 c.project.watch_changes(s.id, &ch);
@@ -325,10 +329,7 @@ async fn history(
     };
     let caller = c.session.caller();
     let result = with_client(&c, async |client| {
-        if !matches!(
-            Channel::parse(&name),
-            Ok(Channel::Broadcast(_))
-        ) {
+        if !matches!(Channel::parse(&name), Ok(Channel::Broadcast(_))) {
             return Err(ApiError::bad_request(
                 "invalid_channel",
                 "History is kept for broadcast channels.",
@@ -385,14 +386,22 @@ async fn presence_update(
     };
     let state = d["state"].clone();
     if !state.is_object() {
-        return fail(&s, ack, Some(&name), &bad_input("state must be a JSON object."));
+        return fail(
+            &s,
+            ack,
+            Some(&name),
+            &bad_input("state must be a JSON object."),
+        );
     }
     let size = state.to_string().len();
     if size > c.inner.config.realtime_max_message_bytes {
         let e = ApiError::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!("The state is {size} bytes; the limit is {}.", c.inner.config.realtime_max_message_bytes),
+            format!(
+                "The state is {size} bytes; the limit is {}.",
+                c.inner.config.realtime_max_message_bytes
+            ),
         );
         return fail(&s, ack, Some(&name), &e);
     }
@@ -419,7 +428,9 @@ async fn presence_update(
 async fn unknown_event(s: SocketRef, Event(event): Event, ack: AckSender) {
     let e = ApiError::bad_request(
         "unknown_event",
-        format!("Unknown event {event:?}: use realtime:subscribe, realtime:unsubscribe, realtime:publish, realtime:history, realtime:auth or presence:update."),
+        format!(
+            "Unknown event {event:?}: use realtime:subscribe, realtime:unsubscribe, realtime:publish, realtime:history, realtime:auth or presence:update."
+        ),
     );
     fail(&s, ack, None, &e);
 }

@@ -245,8 +245,7 @@ impl Stored {
     }
 }
 
-const STORED_COLUMNS: &str =
-    "id, topic, event, payload, kind, sender_type, sender_id, created_at";
+const STORED_COLUMNS: &str = "id, topic, event, payload, kind, sender_type, sender_id, created_at";
 
 /// Inserts a broadcast message as `caller` (RLS `INSERT` decides on private
 /// channels) and returns it.
@@ -278,10 +277,7 @@ pub async fn publish(
          values ($1, $2, $3, 'broadcast', $4, $5) returning {STORED_COLUMNS}"
     );
     let row = match tx
-        .query_one(
-            &sql,
-            &[&channel, &event, payload, &sender.kind, &sender.id],
-        )
+        .query_one(&sql, &[&channel, &event, payload, &sender.kind, &sender.id])
         .await
     {
         Ok(row) => row,
@@ -290,7 +286,9 @@ pub async fn publish(
                 "forbidden",
                 format!("You are not allowed to send messages on {channel:?}."),
             )
-            .with_hint("Sending on a private channel needs an INSERT policy on realtime.messages."));
+            .with_hint(
+                "Sending on a private channel needs an INSERT policy on realtime.messages.",
+            ));
         }
         Err(e) => return Err(e.into()),
     };
@@ -354,7 +352,10 @@ pub async fn read_since(
 /// The newest outbox id (0 when empty).
 pub async fn last_id(client: &tokio_postgres::Client) -> ApiResult<i64> {
     let row = client
-        .query_one("select coalesce(max(id), 0)::int8 from realtime.messages", &[])
+        .query_one(
+            "select coalesce(max(id), 0)::int8 from realtime.messages",
+            &[],
+        )
         .await?;
     Ok(row.try_get(0)?)
 }
@@ -456,9 +457,7 @@ pub async fn presence_leave(
         "with g as (delete from realtime.presence where presence_id = $1 \
            and ($2::text is null or channel = $2) returning *) {LEAVE_INSERT}"
     );
-    client
-        .execute(&sql, &[&presence_id, &channel])
-        .await?;
+    client.execute(&sql, &[&presence_id, &channel]).await?;
     Ok(())
 }
 
@@ -677,7 +676,15 @@ pub async fn remove_change_table(
 
 /// Whether `role` with `claims` may SELECT the row of `schema.table` whose
 /// primary key is in `record`: one query for every subscriber sharing these
-/// claims.
+/// claims. For a deleted row (`deleted`), the old row is put back as the
+/// owner inside the transaction first, so the SELECT policies judge it
+/// exactly as they would have before the delete; everything is rolled back.
+/// A row that cannot be put back (a generated column, a key taken again, a
+/// parent gone) counts as not visible.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one plain call site; a struct would only rename them"
+)]
 pub async fn row_visible(
     client: &mut tokio_postgres::Client,
     role: &str,
@@ -686,6 +693,7 @@ pub async fn row_visible(
     table: &str,
     pk: &[String],
     record: &Value,
+    deleted: bool,
 ) -> ApiResult<bool> {
     let target = format!(
         "{}.{}",
@@ -703,6 +711,16 @@ pub async fn row_visible(
         return Ok(false);
     }
     let tx = client.transaction().await?;
+    if deleted {
+        let put_back = format!(
+            "insert into {target} overriding system value \
+             select * from jsonb_populate_record(null::{target}, $1::jsonb)"
+        );
+        if tx.execute(&put_back, &[record]).await.is_err() {
+            let _ = tx.rollback().await;
+            return Ok(false);
+        }
+    }
     tx.query_typed(
         "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
         &[(&role, Type::TEXT), (&claims, Type::TEXT)],
@@ -787,7 +805,10 @@ pub async fn create_channel(
 ) -> ApiResult<ChannelDef> {
     check_input(input)?;
     let Some(pattern) = &input.pattern else {
-        return Err(ApiError::bad_request("invalid_pattern", "pattern is required."));
+        return Err(ApiError::bad_request(
+            "invalid_pattern",
+            "pattern is required.",
+        ));
     };
     let sql = format!(
         "insert into realtime.channels (pattern, description, public, enabled, retention_hours) \

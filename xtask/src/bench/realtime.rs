@@ -26,7 +26,9 @@ use crate::{http, workspace_root};
 
 fn env_usize(name: &str, default: usize) -> Result<usize> {
     match std::env::var(name) {
-        Ok(v) => v.parse().with_context(|| format!("{name}={v:?} is not a number")),
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{name}={v:?} is not a number")),
         Err(_) => Ok(default),
     }
 }
@@ -61,7 +63,10 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     )?
     .expect(200, "admin login")?
     .json()?;
-    let admin = login["access_token"].as_str().context("admin token")?.to_owned();
+    let admin = login["access_token"]
+        .as_str()
+        .context("admin token")?
+        .to_owned();
     let project = http::post(
         &format!("{base}/platform/v1/projects"),
         Some(&admin),
@@ -131,7 +136,12 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
         let (before, after) = idle_rss(&node, &peers_dir, t, idle)?;
         table.row(
             format!("{}: RSS idle -> with {idle} sockets", t.name),
-            format!("{} -> {} (+{})", mib(before), mib(after), mib(after.saturating_sub(before))),
+            format!(
+                "{} -> {} (+{})",
+                mib(before),
+                mib(after),
+                mib(after.saturating_sub(before))
+            ),
         );
         rss.push(after);
     }
@@ -247,5 +257,7 @@ impl Drop for NodeServer {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

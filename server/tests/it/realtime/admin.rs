@@ -43,7 +43,10 @@ async fn channel_admin_crud_and_bad_input() {
         .expect("json");
     assert_eq!(updated["enabled"], false);
     assert_eq!(updated["public"], true);
-    let got = admin_req(&fx, Method::GET, &path).send().await.expect("get");
+    let got = admin_req(&fx, Method::GET, &path)
+        .send()
+        .await
+        .expect("get");
     assert_eq!(got.status(), 200);
 
     // Bad input and conflicts.
@@ -58,7 +61,11 @@ async fn channel_admin_crud_and_bad_input() {
         (json!({"pattern": "db:%"}), "invalid_pattern", 400),
         (json!({"pattern": "x".repeat(300)}), "invalid_pattern", 400),
         (json!({}), "invalid_pattern", 400),
-        (json!({"pattern": "ok:%", "retention_hours": -1}), "invalid_retention", 400),
+        (
+            json!({"pattern": "ok:%", "retention_hours": -1}),
+            "invalid_retention",
+            400,
+        ),
     ] {
         let resp = admin_req(&fx, Method::POST, "/admin/v1/realtime/channels")
             .json(&body)
@@ -80,35 +87,42 @@ async fn channel_admin_crud_and_bad_input() {
     expect_error(not_uuid, 404, "channel_not_found").await;
 
     // Only admins: the anon key and a user token get 403, no key 401.
-    let anon = fx
-        .t
-        .http
-        .get(format!("{}/admin/v1/realtime/channels", fx.p.url))
-        .header("apikey", &fx.p.anon)
-        .send()
-        .await
-        .expect("anon");
+    let anon =
+        fx.t.http
+            .get(format!("{}/admin/v1/realtime/channels", fx.p.url))
+            .header("apikey", &fx.p.anon)
+            .send()
+            .await
+            .expect("anon");
     expect_error(anon, 403, "admin_required").await;
-    let none = fx
-        .t
-        .http
-        .get(format!("{}/admin/v1/realtime/channels", fx.p.url))
-        .send()
-        .await
-        .expect("none");
+    let none =
+        fx.t.http
+            .get(format!("{}/admin/v1/realtime/channels", fx.p.url))
+            .send()
+            .await
+            .expect("none");
     assert_eq!(none.status(), 401);
 
-    let del = admin_req(&fx, Method::DELETE, &path).send().await.expect("delete");
+    let del = admin_req(&fx, Method::DELETE, &path)
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(del.status(), 204);
-    let again = admin_req(&fx, Method::DELETE, &path).send().await.expect("delete again");
+    let again = admin_req(&fx, Method::DELETE, &path)
+        .send()
+        .await
+        .expect("delete again");
     expect_error(again, 404, "channel_not_found").await;
 }
 
 #[tokio::test]
 async fn change_capture_admin() {
     let fx = fixture("rt-capture").await;
-    fx.t.owner_sql(&fx.p, "create table nokey (x int); create table items (id int primary key, v text);")
-        .await;
+    fx.t.owner_sql(
+        &fx.p,
+        "create table nokey (x int); create table items (id int primary key, v text);",
+    )
+    .await;
     let list: Value = admin_req(&fx, Method::GET, "/admin/v1/realtime/changes")
         .send()
         .await
@@ -123,11 +137,15 @@ async fn change_capture_admin() {
         .await
         .expect("no pk");
     expect_error(no_pk, 400, "primary_key_required").await;
-    let missing = admin_req(&fx, Method::PUT, "/admin/v1/realtime/changes/public/missing")
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("missing");
+    let missing = admin_req(
+        &fx,
+        Method::PUT,
+        "/admin/v1/realtime/changes/public/missing",
+    )
+    .json(&json!({}))
+    .send()
+    .await
+    .expect("missing");
     expect_error(missing, 404, "table_not_found").await;
     let reserved = admin_req(&fx, Method::PUT, "/admin/v1/realtime/changes/auth/users")
         .json(&json!({}))
@@ -155,10 +173,14 @@ async fn change_capture_admin() {
          then raise exception 'expected 2 change rows'; end if; end $$;",
     )
     .await;
-    let del = admin_req(&fx, Method::DELETE, "/admin/v1/realtime/changes/public/items")
-        .send()
-        .await
-        .expect("delete");
+    let del = admin_req(
+        &fx,
+        Method::DELETE,
+        "/admin/v1/realtime/changes/public/items",
+    )
+    .send()
+    .await
+    .expect("delete");
     assert_eq!(del.status(), 204);
     fx.t.owner_sql(
         &fx.p,
@@ -177,7 +199,11 @@ async fn http_publish() {
     let user_b = fx.user_token(USER_2).await;
     let room_a = format!("room:{USER_1}");
     let send = |token: Option<String>, body: Value| {
-        let mut req = fx.t.http.post(&url).header("apikey", &fx.p.anon).json(&body);
+        let mut req =
+            fx.t.http
+                .post(&url)
+                .header("apikey", &fx.p.anon)
+                .json(&body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -211,35 +237,61 @@ async fn http_publish() {
         .expect("anon public");
     assert_eq!(anon_public.status(), 201);
     for (body, status, code) in [
-        (json!({"channel": "bad name", "event": "e"}), 400, "invalid_channel"),
-        (json!({"channel": "public:x", "event": ""}), 400, "invalid_event"),
-        (json!({"channel": "public:x", "event": "e", "payload": [1]}), 400, "invalid_payload"),
-        (json!({"channel": "public:x", "event": "e", "payload": {"x": "y".repeat(70_000)}}), 413, "payload_too_large"),
-        (json!({"channel": "nowhere", "event": "e"}), 404, "channel_not_found"),
-        (json!({"channel": "off:1", "event": "e"}), 403, "channel_disabled"),
-        (json!({"channel": "db:public:todos", "event": "e"}), 403, "read_only_channel"),
+        (
+            json!({"channel": "bad name", "event": "e"}),
+            400,
+            "invalid_channel",
+        ),
+        (
+            json!({"channel": "public:x", "event": ""}),
+            400,
+            "invalid_event",
+        ),
+        (
+            json!({"channel": "public:x", "event": "e", "payload": [1]}),
+            400,
+            "invalid_payload",
+        ),
+        (
+            json!({"channel": "public:x", "event": "e", "payload": {"x": "y".repeat(70_000)}}),
+            413,
+            "payload_too_large",
+        ),
+        (
+            json!({"channel": "nowhere", "event": "e"}),
+            404,
+            "channel_not_found",
+        ),
+        (
+            json!({"channel": "off:1", "event": "e"}),
+            403,
+            "channel_disabled",
+        ),
+        (
+            json!({"channel": "db:public:todos", "event": "e"}),
+            403,
+            "read_only_channel",
+        ),
     ] {
         let resp = send(Some(user_a.clone()), body.clone()).await.expect("bad");
         expect_error(resp, status, code).await;
     }
-    let no_key = fx
-        .t
-        .http
-        .post(&url)
-        .json(&json!({"channel": "public:x", "event": "e"}))
-        .send()
-        .await
-        .expect("no key");
+    let no_key =
+        fx.t.http
+            .post(&url)
+            .json(&json!({"channel": "public:x", "event": "e"}))
+            .send()
+            .await
+            .expect("no key");
     assert_eq!(no_key.status(), 401);
-    let not_json = fx
-        .t
-        .http
-        .post(&url)
-        .header("apikey", &fx.p.anon)
-        .header("content-type", "application/json")
-        .body("{")
-        .send()
-        .await
-        .expect("not json");
+    let not_json =
+        fx.t.http
+            .post(&url)
+            .header("apikey", &fx.p.anon)
+            .header("content-type", "application/json")
+            .body("{")
+            .send()
+            .await
+            .expect("not json");
     assert_eq!(not_json.status(), 400);
 }

@@ -52,11 +52,15 @@ pub async fn fixture(r: &str) -> Fx {
             .expect("create channel");
         assert_eq!(resp.status(), 201, "create channel {body}");
     }
-    let resp = admin_req(&fx, reqwest::Method::PUT, "/admin/v1/realtime/changes/public/todos")
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("enable changes");
+    let resp = admin_req(
+        &fx,
+        reqwest::Method::PUT,
+        "/admin/v1/realtime/changes/public/todos",
+    )
+    .json(&json!({}))
+    .send()
+    .await
+    .expect("enable changes");
     assert_eq!(resp.status(), 200, "enable changes");
     fx
 }
@@ -90,7 +94,9 @@ pub fn now() -> u64 {
 
 /// The spec every peer script reads: URLs and tokens of the fixture.
 pub async fn spec(fx: &Fx, scenario: &str) -> Value {
-    let other = fx.t.create_project(&format!("{}-other", fx.project_ref)).await;
+    let other =
+        fx.t.create_project(&format!("{}-other", fx.project_ref))
+            .await;
     json!({
         "scenario": scenario,
         "url": fx.p.url,

@@ -50,7 +50,12 @@ async fn token_expiry_and_refresh() {
     let mut s = spec(&fx, "expiry").await;
     let soon = super::now() + 2;
     s["shortLived"] = json!(
-        super::token_exp(&fx, json!({"role": "authenticated", "sub": crate::rest::USER_1}), soon).await
+        super::token_exp(
+            &fx,
+            json!({"role": "authenticated", "sub": crate::rest::USER_1}),
+            soon
+        )
+        .await
     );
     run_script(env_path("FERROBASE_PEERS_NODE"), "realtime_js.mjs", &s).await;
 }
