@@ -54,7 +54,10 @@ impl ChangeFilter {
         match row.get(&self.column) {
             Some(Value::String(s)) => *s == self.value,
             Some(Value::Null) | None => false,
-            Some(other) => other.to_string() == self.value,
+            Some(other) => {
+                let rendered = other.to_string();
+                rendered == self.value
+            }
         }
     }
 }

@@ -491,6 +491,10 @@ async fn deliver(inner: &Arc<Inner>, hub: &Arc<ProjectHub>, msg: &store::Stored)
     }
 }
 
+/// Subscribers of a change grouped by (role, claims): the sessions and the
+/// channel name each subscribed with.
+type ClaimGroups = HashMap<(String, String), Vec<(Arc<Session>, String)>>;
+
 /// Delivers a captured change to the sockets watching its table whose RLS
 /// lets them see the row: subscribers are grouped by (role, claims) and each
 /// group costs one query; a failing check skips only its group.
@@ -506,7 +510,7 @@ async fn deliver_change(inner: &Arc<Inner>, hub: &Arc<ProjectHub>, msg: &store::
         &msg.payload["record"]
     };
     // (role, claims) → [(session, channel name)]
-    let mut groups: HashMap<(String, String), Vec<(Arc<Session>, String)>> = HashMap::new();
+    let mut groups: ClaimGroups = HashMap::new();
     {
         let sessions = lock(&hub.sessions);
         for (sid, channels) in subs {
