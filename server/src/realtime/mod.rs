@@ -48,6 +48,8 @@ pub const GAP_TTL: Duration = Duration::from_secs(10);
 const MAX_GAPS: usize = 10_000;
 /// Rows read per catch-up query.
 const READ_BATCH: i64 = 500;
+/// How long a table's SELECT policies are reused for change events.
+const POLICY_TTL: Duration = Duration::from_secs(2);
 /// How often expired messages are purged (by every node with sockets of the project).
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
@@ -86,8 +88,8 @@ pub struct ProjectHub {
     sessions: Mutex<HashMap<Sid, Arc<Session>>>,
     /// Change subscriptions: outbox topic (`db:s:t`) → socket → channel names.
     changes: Mutex<HashMap<String, HashMap<Sid, Vec<channel::Channel>>>>,
-    /// Primary keys of captured tables.
-    primary_keys: Mutex<HashMap<String, Vec<String>>>,
+    /// SELECT rules of captured tables, re-read after [`POLICY_TTL`].
+    policies: Mutex<HashMap<String, (Instant, Arc<store::ReadPolicies>)>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -249,7 +251,7 @@ impl Inner {
             tenant: tenant.clone(),
             sessions: Mutex::new(HashMap::new()),
             changes: Mutex::new(HashMap::new()),
-            primary_keys: Mutex::new(HashMap::new()),
+            policies: Mutex::new(HashMap::new()),
             task: Mutex::new(None),
         });
         let task = tokio::spawn(deliver_loop(
@@ -542,10 +544,10 @@ async fn deliver_change(inner: &Arc<Inner>, hub: &Arc<ProjectHub>, msg: &store::
     let table = msg.payload["table"].as_str().unwrap_or_default().to_owned();
     let Some(app) = inner.app() else { return };
     let pool = app.project_pool(&hub.tenant);
-    let pk = match primary_key(hub, &pool, &schema, &table).await {
-        Ok(pk) => pk,
+    let policies = match read_policies(hub, &pool, &schema, &table).await {
+        Ok(p) => p,
         Err(e) => {
-            tracing::warn!(error = %e, "realtime: primary key lookup failed");
+            tracing::warn!(error = %e, "realtime: reading the table's policies failed");
             return;
         }
     };
@@ -553,8 +555,9 @@ async fn deliver_change(inner: &Arc<Inner>, hub: &Arc<ProjectHub>, msg: &store::
         let visible = if role == "service_role" {
             true
         } else {
-            let target = (schema.as_str(), table.as_str(), pk.as_slice());
-            match check_visible(&pool, &role, &claims, target, row, is_delete).await {
+            let condition = policies.condition(&role);
+            let target = (schema.as_str(), table.as_str());
+            match check_visible(&pool, &role, &claims, target, &condition, row).await {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::debug!(error = %e, "realtime: change visibility check failed for one claims set");
@@ -575,31 +578,32 @@ async fn check_visible(
     pool: &deadpool_postgres::Pool,
     role: &str,
     claims: &str,
-    (schema, table, pk): (&str, &str, &[String]),
+    target: (&str, &str),
+    condition: &str,
     row: &Value,
-    deleted: bool,
 ) -> crate::http::ApiResult<bool> {
     let mut conn = pool.get().await?;
     let client: &mut tokio_postgres::Client = &mut conn;
-    store::row_visible(client, role, claims, schema, table, pk, row, deleted).await
+    store::row_visible(client, role, claims, target, condition, row).await
 }
 
-async fn primary_key(
+async fn read_policies(
     hub: &ProjectHub,
     pool: &deadpool_postgres::Pool,
     schema: &str,
     table: &str,
-) -> crate::http::ApiResult<Vec<String>> {
+) -> crate::http::ApiResult<Arc<store::ReadPolicies>> {
     let key = format!("{schema}.{table}");
-    if let Some(pk) = lock(&hub.primary_keys).get(&key) {
-        return Ok(pk.clone());
+    if let Some((at, p)) = lock(&hub.policies).get(&key)
+        && at.elapsed() < POLICY_TTL
+    {
+        return Ok(p.clone());
     }
     let conn = pool.get().await?;
-    let pk = store::primary_key(&conn, schema, table).await?;
-    lock(&hub.primary_keys).insert(key, pk.clone());
-    Ok(pk)
+    let p = Arc::new(store::read_policies(&conn, schema, table).await?);
+    lock(&hub.policies).insert(key, (Instant::now(), p.clone()));
+    Ok(p)
 }
-
 /// A message to publish, as clients send it.
 #[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 pub struct PublishInput {

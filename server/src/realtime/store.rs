@@ -674,63 +674,125 @@ pub async fn remove_change_table(
     Ok(n > 0)
 }
 
-/// Whether `role` with `claims` may SELECT the row of `schema.table` whose
-/// primary key is in `record`: one query for every subscriber sharing these
-/// claims. For a deleted row (`deleted`), the old row is put back as the
-/// owner inside the transaction first, so the SELECT policies judge it
-/// exactly as they would have before the delete; everything is rolled back.
-/// A row that cannot be put back (a generated column, a key taken again, a
-/// parent gone) counts as not visible.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one plain call site; a struct would only rename them"
-)]
+/// The rules that decide who may SELECT rows of a table: whether row level
+/// security is on, and its SELECT (and ALL) policies.
+#[derive(Debug, Clone)]
+pub struct ReadPolicies {
+    rls: bool,
+    policies: Vec<ReadPolicy>,
+}
+
+#[derive(Debug, Clone)]
+struct ReadPolicy {
+    permissive: bool,
+    roles: Vec<String>,
+    /// The policy's USING expression, as Postgres deparses it.
+    qual: String,
+}
+
+/// Reads a table's SELECT rules.
+pub async fn read_policies(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    table: &str,
+) -> ApiResult<ReadPolicies> {
+    let rls = client
+        .query_opt(
+            "select c.relrowsecurity from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+             where n.nspname = $1 and c.relname = $2",
+            &[&schema, &table],
+        )
+        .await?
+        .map(|r| r.try_get::<_, bool>(0))
+        .transpose()?
+        .unwrap_or(true);
+    // Policies without a USING expression add nothing for SELECT, as in Postgres.
+    let rows = client
+        .query(
+            "select p.permissive = 'PERMISSIVE', p.roles::text[], p.qual from pg_policies p \
+             where p.schemaname = $1 and p.tablename = $2 and p.cmd in ('SELECT', 'ALL') \
+             and p.qual is not null",
+            &[&schema, &table],
+        )
+        .await?;
+    let policies = rows
+        .iter()
+        .map(|r| {
+            Ok(ReadPolicy {
+                permissive: r.try_get(0)?,
+                roles: r.try_get(1)?,
+                qual: r.try_get(2)?,
+            })
+        })
+        .collect::<ApiResult<_>>()?;
+    Ok(ReadPolicies { rls, policies })
+}
+
+impl ReadPolicies {
+    /// The SQL condition under which `role` sees a row: the permissive
+    /// policies that apply to it OR-ed, the restrictive ones AND-ed, exactly
+    /// as Postgres combines them (no permissive policy: no row).
+    pub fn condition(&self, role: &str) -> String {
+        if !self.rls {
+            return "true".to_owned();
+        }
+        let applies = |p: &&ReadPolicy| p.roles.iter().any(|r| r == role || r == "public");
+        let permissive: Vec<String> = self
+            .policies
+            .iter()
+            .filter(applies)
+            .filter(|p| p.permissive)
+            .map(|p| format!("({})", p.qual))
+            .collect();
+        if permissive.is_empty() {
+            return "false".to_owned();
+        }
+        let mut cond = format!("({})", permissive.join(" or "));
+        for p in self
+            .policies
+            .iter()
+            .filter(applies)
+            .filter(|p| !p.permissive)
+        {
+            cond.push_str(&format!(" and ({})", p.qual));
+        }
+        cond
+    }
+}
+
+/// Whether `role` with `claims` may SELECT `record` (a row of
+/// `schema.table` as captured by the change trigger): the table's SELECT
+/// policies ([`ReadPolicies::condition`]) are evaluated on the captured row
+/// itself, as that role, so the answer does not depend on what happened to
+/// the row since (a deleted row is judged like any other). One query for
+/// every subscriber sharing these claims.
 pub async fn row_visible(
     client: &mut tokio_postgres::Client,
     role: &str,
     claims: &str,
-    schema: &str,
-    table: &str,
-    pk: &[String],
+    (schema, table): (&str, &str),
+    condition: &str,
     record: &Value,
-    deleted: bool,
 ) -> ApiResult<bool> {
     let target = format!(
         "{}.{}",
         crate::db::quote_ident(schema),
         crate::db::quote_ident(table)
     );
-    let cond: Vec<String> = pk
-        .iter()
-        .map(|c| {
-            let c = crate::db::quote_ident(c);
-            format!("t.{c} = (jsonb_populate_record(null::{target}, $1::jsonb)).{c}")
-        })
-        .collect();
-    if cond.is_empty() {
-        return Ok(false);
-    }
     let tx = client.transaction().await?;
-    if deleted {
-        let put_back = format!(
-            "insert into {target} overriding system value \
-             select * from jsonb_populate_record(null::{target}, $1::jsonb)"
-        );
-        if tx.execute(&put_back, &[record]).await.is_err() {
-            let _ = tx.rollback().await;
-            return Ok(false);
-        }
-    }
     tx.query_typed(
         "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
         &[(&role, Type::TEXT), (&claims, Type::TEXT)],
     )
     .await?;
+    // The alias is the table's name, so policies that qualify their columns
+    // with it (`todos.owner`) read the captured row.
     let sql = format!(
-        "select exists(select 1 from {target} t where {})",
-        cond.join(" and ")
+        "select has_table_privilege($2::text, 'SELECT') and exists(select 1 from \
+         jsonb_populate_record(null::{target}, $1::jsonb) as {} where {condition})",
+        crate::db::quote_ident(table)
     );
-    let visible = tx.query_one(&sql, &[record]).await;
+    let visible = tx.query_one(&sql, &[record, &target]).await;
     let _ = tx.rollback().await;
     Ok(visible?.try_get(0)?)
 }
