@@ -16,8 +16,9 @@ use crate::app::AppState;
 use crate::http::{ApiError, ApiResult, AppJson};
 use crate::tenant::{Caller, ProjectCtx};
 
-/// Routes relative to a project (`/p/{ref}`), including the Socket.IO endpoint.
-pub fn routes(app: &AppState) -> Router<AppState> {
+/// The Socket.IO endpoint relative to a project (`/p/{ref}`): Engine.IO reads
+/// its own bodies (polling) or upgrades the connection (WebSocket).
+pub fn socket_io(app: &AppState) -> Router<AppState> {
     let socket_io = tower::ServiceBuilder::new()
         .layer(app.realtime.layer())
         .service(tower::service_fn(|_req: axum::extract::Request| async {
@@ -28,6 +29,11 @@ pub fn routes(app: &AppState) -> Router<AppState> {
     Router::new()
         .route_service("/realtime/v1/socket.io", socket_io.clone())
         .route_service("/realtime/v1/socket.io/", socket_io)
+}
+
+/// The JSON routes relative to a project: HTTP publish and `/admin/v1/realtime`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
         .route("/realtime/v1/messages", axum::routing::post(publish))
         .route(
             "/admin/v1/realtime/channels",
