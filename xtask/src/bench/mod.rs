@@ -57,6 +57,8 @@ const SUITES: &[(&str, &str, Suite)] = &[
         "functions",
         "warm invoke overhead and throughput vs `deno serve`, cold start",
         functions::run,
+    ),
+    (
         "realtime",
         "Socket.IO fan-out to 1,000 subscribers and idle-socket memory vs Node socket.io",
         realtime::run,
