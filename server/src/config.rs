@@ -169,6 +169,24 @@ pub struct Config {
     #[arg(long, env = "FERROBASE_STORAGE_RESUMABLE_EXPIRY_SECS", default_value_t = 24 * 3600)]
     pub storage_resumable_expiry_secs: u64,
 
+    /// Let outgoing requests (OAuth, AI upstreams, webhooks, …) reach loopback,
+    /// private, link-local, CGNAT and ULA addresses. Development and tests only;
+    /// cloud metadata addresses stay refused. See `outbound`.
+    #[arg(long, env = "FERROBASE_OUTBOUND_ALLOW_PRIVATE", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub outbound_allow_private: bool,
+
+    /// Networks outgoing requests may reach even though they are private
+    /// (comma-separated CIDRs, e.g. one internal SMTP relay `10.0.0.25/32`).
+    #[arg(long, env = "FERROBASE_OUTBOUND_ALLOW_NETS", value_delimiter = ',')]
+    pub outbound_allow_nets: Vec<ipnet::IpNet>,
+
+    /// Let webhook deliveries reach private addresses (as
+    /// `FERROBASE_OUTBOUND_ALLOW_PRIVATE`, for webhooks only).
+    #[arg(long, env = "FERROBASE_WEBHOOK_ALLOW_PRIVATE", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_private: bool,
+
     /// Log format: auto, json or pretty (filter with `RUST_LOG`).
     #[arg(long, env = "FERROBASE_LOG_FORMAT", value_enum, default_value = "auto")]
     pub log_format: LogFormat,
@@ -222,6 +240,9 @@ impl Config {
             s3_force_path_style: false,
             storage_max_file_bytes: 50 * 1024 * 1024,
             storage_resumable_expiry_secs: 3600,
+            outbound_allow_private: false,
+            outbound_allow_nets: Vec::new(),
+            webhook_allow_private: true,
         }
     }
 }
