@@ -319,8 +319,7 @@ fn classify(ip: IpAddr) -> Class {
             // site-local (deprecated) fec0::/10
             {
                 Class::Private
-            } else if s[0] == 0x2001 && s[1] == 0x0db8 // documentation
-                || s[0] == 0x2001 && s[1] == 0 // Teredo (hides an IPv4 address)
+            } else if (s[0] == 0x2001 && (s[1] == 0x0db8 || s[1] == 0)) // documentation, Teredo (hides an IPv4 address)
                 || s[..4] == [0x100, 0, 0, 0] // discard-only 100::/64
                 || s[..3] == [0x64, 0xff9b, 1] // local-use NAT64
                 || s[..6] == [0, 0, 0, 0, 0, 0]
