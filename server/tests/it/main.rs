@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod embedded;
 mod errors;
+mod hardening;
 mod outbound;
 mod platform;
 mod resilience;
