@@ -24,6 +24,7 @@ mod http;
 mod query;
 mod schema;
 mod storage;
+pub mod webhooks;
 
 pub use admin::{AdminClient, PlatformAdmin, Project, ProjectDetails, server_ready};
 pub use auth::{

@@ -99,7 +99,7 @@ impl Client {
         }
     }
 
-    async fn admin_call<T: DeserializeOwned>(
+    pub(crate) async fn admin_call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

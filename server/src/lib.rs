@@ -9,6 +9,7 @@
 //! - [`rest`]: the PostgREST-compatible data API.
 //! - [`auth`]: the GoTrue-compatible auth API.
 //! - [`storage`]: Supabase Storage-compatible buckets and objects, TUS uploads.
+//! - [`webhooks`]: signed, retried, logged HTTP callbacks for project events.
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
 //! - [`outbound`]: the SSRF guard for every outgoing HTTP request.
@@ -31,6 +32,7 @@ pub mod schema;
 pub mod storage;
 pub mod tenant;
 pub mod throttle;
+pub mod webhooks;
 
 pub use app::{App, AppState, serve};
 pub use config::Config;

@@ -47,6 +47,11 @@ use crate::{auth, tenant};
         st::signed::sign, st::signed::sign_many, st::signed::download_signed,
         st::signed::sign_upload, st::signed::upload_signed,
         st::tus::create, st::tus::patch,
+        crate::webhooks::handlers::create_endpoint, crate::webhooks::handlers::list_endpoints,
+        crate::webhooks::handlers::get_endpoint, crate::webhooks::handlers::update_endpoint,
+        crate::webhooks::handlers::delete_endpoint, crate::webhooks::handlers::rotate_secret,
+        crate::webhooks::handlers::list_deliveries, crate::webhooks::handlers::get_delivery,
+        crate::webhooks::handlers::replay_delivery, crate::webhooks::handlers::replay_failed,
         st::transform::render_authenticated, st::transform::render_public, st::transform::render_signed,
     ),
     components(schemas(
@@ -55,6 +60,11 @@ use crate::{auth, tenant};
         st::buckets::Bucket, st::buckets::CreateBucket, st::buckets::UpdateBucket,
         st::buckets::SizeLimit, st::buckets::Created, st::Message, st::objects::Uploaded,
         st::objects::ListBody, st::objects::SortBy, st::objects::MoveBody, st::objects::DeleteMany,
+        crate::webhooks::handlers::CreateEndpoint, crate::webhooks::handlers::UpdateEndpoint,
+        crate::webhooks::handlers::CreatedEndpoint, crate::webhooks::handlers::RotateSecret,
+        crate::webhooks::handlers::RotatedSecret, crate::webhooks::handlers::ReplayFailed,
+        crate::webhooks::handlers::Replayed, crate::webhooks::store::Endpoint,
+        crate::webhooks::store::Delivery, crate::webhooks::store::Attempt,
         st::signed::SignBody, st::signed::SignManyBody, st::transform::Transform,
     )),
     modifiers(&BearerAuth),
@@ -64,6 +74,7 @@ use crate::{auth, tenant};
         (name = "storage", description = "Supabase Storage-compatible buckets and objects (`/p/{ref}/storage/v1`)"),
         (name = "operations", description = "Health and metrics"),
         (name = "auth", description = "GoTrue-compatible auth (`/p/{ref}/auth/v1`)"),
+        (name = "webhooks", description = "Webhook endpoints, deliveries and replay (`/p/{ref}/admin/v1/webhooks`)"),
         (name = "auth-admin", description = "Auth administration with the service-role key"),
     )
 )]

@@ -18,3 +18,4 @@ mod schema_admin;
 mod sdk;
 mod storage;
 mod tenancy;
+mod webhooks;

@@ -13,6 +13,7 @@ mod pocketbase;
 mod rest;
 mod server;
 mod storage;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -50,6 +51,11 @@ const SUITES: &[(&str, &str, Suite)] = &[
         "storage",
         "object upload/download throughput vs PocketBase and a raw file copy, peak memory",
         storage::run,
+    ),
+    (
+        "webhooks",
+        "deliveries per second to a local receiver, commit-to-delivery latency",
+        webhooks::run,
     ),
 ];
 

@@ -30,6 +30,8 @@ pub struct Server {
     pub admin_password: String,
     /// Seconds after which idle per-project pools close.
     pub pool_idle_timeout_secs: u64,
+    /// More environment for the server (suite-specific settings).
+    pub extra_env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -55,6 +57,7 @@ impl Server {
             admin_email: "bench@ferrobase.local".to_owned(),
             admin_password: proc::random_hex(12)?,
             pool_idle_timeout_secs: 2,
+            extra_env: Vec::new(),
             child: None,
             root,
         };
@@ -90,6 +93,7 @@ impl Server {
                 "FERROBASE_POOL_IDLE_TIMEOUT_SECS",
                 self.pool_idle_timeout_secs.to_string(),
             )
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .env("FERROBASE_LOG_FORMAT", "json")
             .env(
                 "RUST_LOG",
