@@ -226,6 +226,23 @@ pub struct Config {
     /// milliseconds (memory stays bounded when nobody scrapes `/metrics`).
     #[arg(long, env = "FERROBASE_METRICS_UPKEEP_MS", default_value_t = 5_000)]
     pub metrics_upkeep_ms: u64,
+    /// Let outgoing requests (OAuth, AI upstreams, webhooks, …) reach loopback,
+    /// private, link-local, CGNAT and ULA addresses. Development and tests only;
+    /// cloud metadata addresses stay refused. See `outbound`.
+    #[arg(long, env = "FERROBASE_OUTBOUND_ALLOW_PRIVATE", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub outbound_allow_private: bool,
+
+    /// Networks outgoing requests may reach even though they are private
+    /// (comma-separated CIDRs, e.g. one internal SMTP relay `10.0.0.25/32`).
+    #[arg(long, env = "FERROBASE_OUTBOUND_ALLOW_NETS", value_delimiter = ',')]
+    pub outbound_allow_nets: Vec<ipnet::IpNet>,
+
+    /// Let webhook deliveries reach private addresses (as
+    /// `FERROBASE_OUTBOUND_ALLOW_PRIVATE`, for webhooks only).
+    #[arg(long, env = "FERROBASE_WEBHOOK_ALLOW_PRIVATE", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_private: bool,
 
     /// Log format: auto, json or pretty (filter with `RUST_LOG`).
     #[arg(long, env = "FERROBASE_LOG_FORMAT", value_enum, default_value = "auto")]
@@ -289,6 +306,9 @@ impl Config {
             admin_sql_concurrency: 2,
             admin_sql_max_bytes: 16 * 1024 * 1024,
             metrics_upkeep_ms: 5_000,
+            outbound_allow_private: false,
+            outbound_allow_nets: Vec::new(),
+            webhook_allow_private: true,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`storage`]: Supabase Storage-compatible buckets and objects, TUS uploads.
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
+//! - [`outbound`]: the SSRF guard for every outgoing HTTP request.
 //! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
 //! - [`throttle`]: per-node bounds on image transforms and admin SQL.
 //! - [`app`]: shared state and the server loop; [`cli`]: the `ferrobase` command.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod http;
+pub mod outbound;
 pub mod platform;
 pub mod rest;
 pub mod schema;

@@ -10,6 +10,7 @@ mod cli;
 mod embedded;
 mod errors;
 mod hardening;
+mod outbound;
 mod platform;
 mod resilience;
 mod rest;
