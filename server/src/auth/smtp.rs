@@ -33,21 +33,27 @@ async fn pinned(
         .query_pairs()
         .find(|(k, _)| k == "tls")
         .map(|(_, v)| v.into_owned());
-    let port = parsed.port().unwrap_or(match (parsed.scheme(), tls.as_deref()) {
-        ("smtps", _) => 465,
-        ("smtp", Some(_)) => 587,
-        _ => 25,
-    });
+    let port = parsed
+        .port()
+        .unwrap_or(match (parsed.scheme(), tls.as_deref()) {
+            ("smtps", _) => 465,
+            ("smtp", Some(_)) => 587,
+            _ => 25,
+        });
     let addrs = policy
         .resolve(host.trim_matches(['[', ']']), port)
         .await
         .map_err(|e| format!("the SMTP server is not allowed: {e}"))?;
-    let ip = addrs.first().map(std::net::SocketAddr::ip).ok_or_else(invalid)?;
+    let ip = addrs
+        .first()
+        .map(std::net::SocketAddr::ip)
+        .ok_or_else(invalid)?;
     let mut at_ip = parsed.clone();
     at_ip.set_ip_host(ip).map_err(|()| invalid())?;
-    let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(at_ip.as_str())
-        .map_err(|_| invalid())?;
-    let params = || TlsParameters::new(host.trim_matches(['[', ']']).to_owned()).map_err(|e| e.to_string());
+    let builder =
+        AsyncSmtpTransport::<Tokio1Executor>::from_url(at_ip.as_str()).map_err(|_| invalid())?;
+    let params =
+        || TlsParameters::new(host.trim_matches(['[', ']']).to_owned()).map_err(|e| e.to_string());
     Ok(match (parsed.scheme(), tls.as_deref()) {
         ("smtps", _) => builder.tls(Tls::Wrapper(params()?)),
         ("smtp", Some("required")) => builder.tls(Tls::Required(params()?)),

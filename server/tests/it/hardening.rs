@@ -654,7 +654,8 @@ async fn tripwire() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
             tokio::spawn(async move {
                 let _ = socket.write_all(b"220 tripwire ESMTP\r\n").await;
                 let mut buf = [0u8; 64];
-                let read = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await;
+                let read =
+                    tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await;
                 if matches!(read, Ok(Ok(n)) if n > 0) {
                     counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
