@@ -37,6 +37,10 @@ pub enum Command {
     /// Manage projects.
     #[command(subcommand)]
     Project(ProjectCommand),
+    /// Print the OpenAPI document (what `/openapi.json` serves) and exit;
+    /// needs no database. `cargo xtask dashboard` generates the dashboard's
+    /// API types from it.
+    Openapi,
     /// Manage platform admins.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -137,6 +141,10 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve = command {
         return serve(cli.config).await;
     }
+    if let Command::Openapi = command {
+        println!("{}", crate::http::openapi::document_json()?);
+        return Ok(());
+    }
     let platform = Platform::open(cli.config).await?;
     let result = one_shot(&platform, command).await;
     platform.shutdown().await;
@@ -190,7 +198,7 @@ fn password_or_generated(given: Option<String>) -> (String, bool) {
 
 async fn one_shot(platform: &Platform, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve => unreachable!("handled by serve()"),
+        Command::Serve | Command::Openapi => unreachable!("handled by execute()"),
         Command::Migrate => {
             for (r, n) in projects::migrate_all(platform).await? {
                 println!("{r}: {n} migration(s) applied");

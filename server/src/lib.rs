@@ -11,6 +11,7 @@
 //! - [`storage`]: Supabase Storage-compatible buckets and objects, TUS uploads.
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
+//! - [`dashboard`]: the embedded admin web UI at `/dashboard`.
 //! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
 //! - [`app`]: shared state and the server loop; [`cli`]: the `ferrobase` command.
 
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod dashboard;
 pub mod db;
 pub mod http;
 pub mod platform;

@@ -48,6 +48,7 @@ pub fn build(app: AppState) -> Router {
                 .delete(platform::delete_project),
         )
         .nest("/p/{ref}", project_routes(&app))
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost first: body limit, metrics, CORS, request id, tracing.

@@ -359,7 +359,7 @@ impl BootstrapReport {
     /// The banner printed at start-up.
     pub fn banner(&self) -> String {
         let mut out = format!(
-            "\n  Ferrobase is ready\n\n  URL        {url}\n  API docs   {url}/docs\n\n  Admin      {email}\n",
+            "\n  Ferrobase is ready\n\n  URL        {url}\n  Dashboard  {url}/dashboard\n  API docs   {url}/docs\n\n  Admin      {email}\n",
             url = self.public_url,
             email = self.admin_email
         );

@@ -7,6 +7,7 @@ mod support;
 mod admin_sql;
 mod auth;
 mod cli;
+mod dashboard;
 mod embedded;
 mod errors;
 mod platform;
