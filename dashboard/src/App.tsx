@@ -5,6 +5,7 @@ import { Center, Loader } from "@mantine/core";
 import { apiRoot, sessionStore } from "./api/client";
 import { SignIn } from "./pages/SignIn";
 import { Shell } from "./components/Shell";
+import { ErrorBoundary } from "./components/ErrorBoundary";
 import { Projects } from "./pages/Projects";
 import { ProjectProvider } from "./project";
 
@@ -27,6 +28,7 @@ function ProjectRoutes() {
   const { ref = "" } = useParams();
   return (
     <ProjectProvider projectRef={ref}>
+      <ErrorBoundary>
       <Suspense fallback={<Loading />}>
         <Routes>
           <Route index element={<Navigate to="tables" replace />} />
@@ -42,6 +44,7 @@ function ProjectRoutes() {
           <Route path="settings" element={<Settings />} />
         </Routes>
       </Suspense>
+      </ErrorBoundary>
     </ProjectProvider>
   );
 }

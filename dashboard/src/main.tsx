@@ -13,6 +13,8 @@ import { App } from "./App";
 
 const theme = createTheme({
   primaryColor: "teal",
+  // Darker shades than the default 6, so white text on filled buttons meets WCAG AA.
+  primaryShade: { light: 9, dark: 8 },
   fontFamilyMonospace: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace",
 });
 

@@ -68,9 +68,10 @@ async function shot(page, name) {
 }
 
 let exitCode = 0;
+let page;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
+  page = await context.newPage();
   page.setDefaultTimeout(15_000);
   page.on("pageerror", (e) => pageErrors.push(String(e)));
   page.on("console", (m) => {
@@ -88,10 +89,10 @@ try {
   await axe(page, "sign-in");
   await shot(page, "sign-in");
   await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill("wrong-password");
+  await page.getByRole("textbox", { name: "Password" }).fill("wrong-password");
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByText("Sign-in failed").waitFor();
-  await page.getByLabel("Password").fill(password);
+  await page.getByRole("textbox", { name: "Password" }).fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { name: "Projects" }).waitFor();
   check(
@@ -101,7 +102,8 @@ try {
 
   // --- projects --------------------------------------------------------------
   log("projects");
-  await page.getByRole("link", { name: "default" }).waitFor();
+  // The test server starts with no project.
+  await page.getByText("No projects yet.").waitFor();
   await axe(page, "projects");
   await shot(page, "projects");
   await page.getByRole("button", { name: "New project" }).click();
@@ -124,7 +126,7 @@ try {
       "insert into todos (title, meta, tags, author_id) select 'task ' || g, jsonb_build_object('n', g), array['a', 'b'], 1 + g % 2 from generate_series(1, 120) g;",
   );
   await page.getByRole("button", { name: "Run" }).click();
-  await page.getByText("INSERT").last().waitFor();
+  await page.getByText("INSERT", { exact: true }).last().waitFor();
   await query.fill("select count(*) as n from todos");
   await page.getByRole("button", { name: "Run" }).click();
   const result = page.getByRole("table", { name: "Result 1" });
@@ -145,30 +147,31 @@ try {
   await grid.locator("tbody tr").first().waitFor();
   check((await grid.locator("tbody tr").count()) === 50, "the grid loads one page of 50 rows, not the table");
   check(((await page.getByTestId("row-count").textContent()) ?? "").includes("120"), "the grid shows the total");
-  // Sort by id descending: click the header twice.
+  // Sorted by the primary key; one click on the header sorts descending.
+  await grid.getByRole("button", { name: "id: 1", exact: true }).waitFor();
   await page.getByRole("button", { name: "Sort by id" }).click();
-  await page.getByRole("button", { name: "Sort by id" }).click();
-  await grid.getByRole("gridcell", { name: "id: 120" }).waitFor();
+  await grid.getByRole("button", { name: "id: 120", exact: true }).waitFor();
   // Filter.
-  await page.getByLabel("Column", { exact: true }).click();
+  await page.getByRole("combobox", { name: "Column" }).click();
   await page.getByRole("option", { name: "title", exact: true }).click();
   await page.getByLabel("Value", { exact: true }).fill("task 7");
   await page.getByRole("button", { name: "Add filter" }).click();
-  await grid.getByRole("gridcell", { name: "title: task 7" }).waitFor();
+  await grid.getByRole("button", { name: "title: task 7", exact: true }).waitFor();
   await page.waitForFunction(() => document.querySelectorAll('table[aria-label="Rows of todos"] tbody tr').length === 1);
   // Inline edit.
-  await grid.getByRole("gridcell", { name: "title: task 7" }).dblclick();
+  await grid.getByRole("button", { name: "title: task 7", exact: true }).dblclick();
   const editor = page.getByLabel("Edit title");
   await editor.fill("task 7 edited");
   await editor.press("Enter");
-  await grid.getByRole("gridcell", { name: "title: task 7 edited" }).waitFor();
+  await grid.getByRole("button", { name: "title: task 7 edited", exact: true }).waitFor();
   const rows = await fetch(`${url}/p/e2e-app/rest/v1/todos?id=eq.7&select=title`, {
     headers: { apikey: serviceKey, authorization: `Bearer ${serviceKey}` },
   }).then((r) => r.json());
   check(rows[0]?.title === "task 7 edited", `the edit reached the database (got ${JSON.stringify(rows)})`);
   // Foreign-key lookup.
   await page.getByRole("button", { name: "Show the referenced authors row" }).click();
-  await page.getByText("Ada").waitFor();
+  // task 7 belongs to author 1 + 7 % 2 = 2.
+  await page.getByText("Grace").waitFor();
   await page.keyboard.press("Escape");
   await axe(page, "table-editor");
   await shot(page, "table-editor");
@@ -181,7 +184,7 @@ try {
 
   // --- sign out ---------------------------------------------------------------------
   await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(password);
+  await page.getByRole("textbox", { name: "Password" }).fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("heading", { name: "Sign in to Ferrobase" }).waitFor();
@@ -189,9 +192,9 @@ try {
   // A narrow window still works (navigation behind the burger).
   await page.setViewportSize({ width: 420, height: 800 });
   await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(password);
+  await page.getByRole("textbox", { name: "Password" }).fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("link", { name: "e2e-app" }).click();
+  // Signing in again keeps the address: back on the table editor.
   await page.getByRole("button", { name: "Navigation" }).click();
   await page.getByRole("link", { name: "SQL editor" }).click();
   await page.getByLabel("Query").waitFor();
@@ -199,6 +202,7 @@ try {
 } catch (e) {
   failures.push(String(e?.stack ?? e));
   console.error(e);
+  await page?.screenshot({ path: join(out, "failure.png"), fullPage: true }).catch(() => {});
 } finally {
   await browser.close();
 }

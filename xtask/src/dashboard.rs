@@ -62,7 +62,11 @@ pub fn run(args: Vec<String>) -> Result<()> {
         .context("npm ci in dashboard/ (needs Node.js 20 and npm)")?;
         fs::write(&stamp, &lock)?;
     }
-    proc::run(Command::new("npm").args(["run", "gen:api"]).current_dir(&dir))?;
+    proc::run(
+        Command::new("npm")
+            .args(["run", "gen:api"])
+            .current_dir(&dir),
+    )?;
     proc::run(Command::new("npm").args(["run", "build"]).current_dir(&dir))?;
     println!(
         "xtask: dashboard built into dashboard/dist in {} (commit it)",

@@ -59,7 +59,7 @@ function CreateProject({ opened, onClose, onCreated }: { opened: boolean; onClos
               label="Ref"
               description="3–40 lowercase letters, digits and -; the project's name in URLs"
               required
-              pattern="[a-z0-9][a-z0-9-]{1,38}[a-z0-9]"
+              pattern={"[a-z0-9][a-z0-9\\-]{1,38}[a-z0-9]"}
               value={ref}
               onChange={(e) => setRef(e.currentTarget.value.toLowerCase())}
               data-autofocus

@@ -8,6 +8,7 @@ import {
   Button,
   Checkbox,
   Code,
+  Flex,
   Group,
   Modal,
   MultiSelect,
@@ -364,8 +365,8 @@ export default function SchemaPage() {
   useEffect(load, [load]);
   const table = tables?.find((t) => t.name === params.table);
   return (
-    <Group align="flex-start" wrap="nowrap">
-      <Stack w={200} gap={4} style={{ flexShrink: 0 }} component="nav" aria-label="Schema tables">
+    <Flex direction={{ base: "column", md: "row" }} gap="md" align={{ base: "stretch", md: "flex-start" }}>
+      <Stack w={{ base: "100%", md: 200 }} gap={4} style={{ flexShrink: 0 }} component="nav" aria-label="Schema tables">
         <Button size="xs" onClick={() => setCreating(true)}>New table</Button>
         {error && <Text c="red" size="sm">{error}</Text>}
         {tables?.map((t) => (
@@ -380,6 +381,6 @@ export default function SchemaPage() {
         )}
       </div>
       {creating && <NewTable schema={schema} onClose={() => setCreating(false)} onDone={(name) => { load(); navigate(`/projects/${api.ref}/schema/${schema}/${name}`); }} />}
-    </Group>
+    </Flex>
   );
 }

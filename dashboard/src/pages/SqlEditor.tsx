@@ -104,8 +104,9 @@ export default function SqlEditor() {
     const started = performance.now();
     let ok = false;
     try {
-      const r = await api.admin<SqlResult[]>("/admin/v1/sql", { method: "POST", body: { query, explain } });
-      setResults(r);
+      // One statement answers its result, several an array of them.
+      const r = await api.admin<SqlResult | SqlResult[]>("/admin/v1/sql", { method: "POST", body: { query, explain } });
+      setResults(Array.isArray(r) ? r : [r]);
       ok = true;
     } catch (e) {
       setResults(null);

@@ -9,6 +9,7 @@ import {
   Breadcrumbs,
   Button,
   Checkbox,
+  Flex,
   Group,
   Image,
   Modal,
@@ -299,8 +300,8 @@ export default function StoragePage() {
   useEffect(load, [load]);
   const bucket = buckets?.find((b) => b.id === params.bucket);
   return (
-    <Group align="flex-start" wrap="nowrap">
-      <Stack w={200} gap={4} style={{ flexShrink: 0 }} component="nav" aria-label="Buckets">
+    <Flex direction={{ base: "column", md: "row" }} gap="md" align={{ base: "stretch", md: "flex-start" }}>
+      <Stack w={{ base: "100%", md: 200 }} gap={4} style={{ flexShrink: 0 }} component="nav" aria-label="Buckets">
         <Button size="xs" onClick={() => setCreating(true)}>New bucket</Button>
         {error && <Text c="red" size="sm">{error}</Text>}
         {buckets?.map((b) => (
@@ -331,6 +332,6 @@ export default function StoragePage() {
           }}
         />
       )}
-    </Group>
+    </Flex>
   );
 }

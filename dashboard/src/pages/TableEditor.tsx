@@ -12,6 +12,7 @@ import {
   Button,
   Checkbox,
   Code,
+  Flex,
   Group,
   Loader,
   Modal,
@@ -26,6 +27,7 @@ import {
   TextInput,
   Textarea,
   Title,
+  UnstyledButton,
 } from "@mantine/core";
 import { useNavigate, useParams } from "react-router";
 import { type ColumnDef as GridColumn, type SortingState, flexRender, getCoreRowModel, useReactTable } from "@tanstack/react-table";
@@ -271,19 +273,21 @@ function Cell(props: { api: ProjectApi; table: TableInfo; column: Column; row: R
   }
   return (
     <Group gap={4} wrap="nowrap">
-      <div
-        className={`grid-cell mono${value === null || value === undefined ? " null" : ""}`}
-        tabIndex={0}
-        role="gridcell"
-        aria-label={`${column.name}: ${display(value)}`}
-        onDoubleClick={startEdit}
-        onKeyDown={(e) => {
-          if (e.key === "Enter") startEdit();
-        }}
-        title={canEdit ? "Double-click or Enter to edit" : undefined}
-      >
-        {display(value)}
-      </div>
+      {canEdit ? (
+        <UnstyledButton
+          className={`grid-cell mono${value === null || value === undefined ? " null" : ""}`}
+          aria-label={`${column.name}: ${display(value)}`}
+          onDoubleClick={startEdit}
+          onKeyDown={(e) => {
+            if (e.key === "Enter") startEdit();
+          }}
+          title="Double-click or Enter to edit"
+        >
+          {display(value)}
+        </UnstyledButton>
+      ) : (
+        <span className={`grid-cell mono${value === null || value === undefined ? " null" : ""}`}>{display(value)}</span>
+      )}
       {fk && value !== null && value !== undefined && <FkLookup api={api} fk={fk} value={value} />}
       {editing && (kind === "json" || kind === "array") && (
         <JsonEditor title={`${table.name}.${column.name}`} value={value} kind={kind} onSave={save} onClose={() => setEditing(false)} />
@@ -354,6 +358,8 @@ function Grid({ api, table }: { api: ProjectApi; table: TableInfo }) {
     manualSorting: true,
     manualPagination: true,
     enableMultiSort: true,
+    // Ascending first, whatever the column type (TanStack starts numbers descending).
+    sortDescFirst: false,
     state: { sorting },
     onSortingChange: (s) => {
       setSorting(s);
@@ -544,7 +550,7 @@ function Grid({ api, table }: { api: ProjectApi; table: TableInfo }) {
       {!loading && rows.length === 0 && !error && <Text c="dimmed">No rows.</Text>}
       <Group justify="space-between">
         <Text size="sm" c="dimmed" data-testid="row-count">
-          {total === null ? `${rows.length} rows on this page` : `about ${total.toLocaleString()} rows`}
+          {total === null ? `${rows.length} rows on this page` : `about ${total.toLocaleString()} row${total === 1 ? "" : "s"}`}
           {loading && " · loading…"}
         </Text>
         <Group gap="xs">
@@ -592,8 +598,8 @@ export default function TableEditor() {
   useEffect(load, [load]);
   const table = tables?.find((t) => t.name === params.table);
   return (
-    <Group align="flex-start" wrap="nowrap" gap="md">
-      <Stack w={200} gap={4} style={{ flexShrink: 0 }} component="nav" aria-label="Tables">
+    <Flex direction={{ base: "column", md: "row" }} gap="md" align={{ base: "stretch", md: "flex-start" }}>
+      <Stack w={{ base: "100%", md: 200 }} gap={4} style={{ flexShrink: 0 }} component="nav" aria-label="Tables">
         <Select
           size="xs"
           label="Schema"
@@ -608,7 +614,7 @@ export default function TableEditor() {
             label={t.name}
             active={t.name === params.table}
             onClick={() => navigate(`/projects/${api.ref}/tables/${t.schema}/${t.name}`)}
-            description={`~${t.row_estimate.toLocaleString()} rows`}
+            description={t.row_estimate > 0 ? `~${t.row_estimate.toLocaleString()} rows` : undefined}
           />
         ))}
         {tables?.length === 0 && <Text size="sm" c="dimmed">No tables in {schema}. Create one in Schema or the SQL editor.</Text>}
@@ -621,6 +627,6 @@ export default function TableEditor() {
         )}
         {params.table && tables && !table && <Code>{params.table}</Code>}
       </div>
-    </Group>
+    </Flex>
   );
 }

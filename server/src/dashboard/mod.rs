@@ -41,7 +41,10 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' '
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/dashboard/") }))
-        .route("/dashboard", get(|| async { Redirect::temporary("/dashboard/") }))
+        .route(
+            "/dashboard",
+            get(|| async { Redirect::temporary("/dashboard/") }),
+        )
         .route("/dashboard/", get(index))
         .route("/dashboard/{*path}", get(asset))
 }
@@ -61,7 +64,8 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     }
     let last = path.rsplit('/').next().unwrap_or(path);
     if path.starts_with("assets/") || last.contains('.') {
-        return ApiError::not_found("not_found", format!("No dashboard file {path}.")).into_response();
+        return ApiError::not_found("not_found", format!("No dashboard file {path}."))
+            .into_response();
     }
     file_response("index.html", headers)
 }
@@ -173,7 +177,10 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert_eq!(content_type("assets/index-abc.js"), "text/javascript; charset=utf-8");
+        assert_eq!(
+            content_type("assets/index-abc.js"),
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
         assert_eq!(content_type("x"), "application/octet-stream");
     }

@@ -11,7 +11,8 @@ use aws_lc_rs::digest;
 use reqwest::StatusCode;
 use reqwest::header;
 
-use crate::support::{TestApp, missing_peer, node_bin, node_modules_with, temp_dir};
+use crate::auth::{missing_peer, node_bin, node_modules_with};
+use crate::support::{TestApp, temp_dir};
 
 fn dashboard_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboard")
@@ -108,10 +109,18 @@ async fn serves_the_app() {
     let index = get("/dashboard/").send().await.expect("index");
     assert_eq!(index.status(), StatusCode::OK);
     let h = index.headers().clone();
-    assert!(h[header::CONTENT_TYPE].to_str().unwrap_or("").starts_with("text/html"));
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/html")
+    );
     assert_eq!(h[header::CACHE_CONTROL], "no-cache");
     let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap_or("");
-    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
     let html = index.text().await.expect("body");
     assert!(html.contains("<div id=\"root\">"), "{html}");
@@ -138,7 +147,10 @@ async fn serves_the_app() {
         .and_then(|s| s.split('"').next())
         .expect("index.html references its entry script")
         .to_owned();
-    assert!(script.starts_with("assets/") && script.ends_with(".js"), "{script}");
+    assert!(
+        script.starts_with("assets/") && script.ends_with(".js"),
+        "{script}"
+    );
     let plain = get(&format!("/dashboard/{script}"))
         .header(header::ACCEPT_ENCODING, "identity")
         .send()
@@ -164,7 +176,11 @@ async fn serves_the_app() {
         .expect("asset gz");
     assert_eq!(zipped.headers()[header::CONTENT_ENCODING], "gzip");
     let zipped_len = zipped.bytes().await.expect("gz body").len();
-    assert!(zipped_len < plain_body.len(), "{zipped_len} vs {}", plain_body.len());
+    assert!(
+        zipped_len < plain_body.len(),
+        "{zipped_len} vs {}",
+        plain_body.len()
+    );
 
     // Missing files are 404 in the JSON envelope, never the app.
     for path in ["/dashboard/assets/nope.js", "/dashboard/favicon.ico"] {
@@ -174,7 +190,10 @@ async fn serves_the_app() {
         assert_eq!(body["code"], "not_found");
     }
     // Path traversal stays inside the build.
-    let resp = get("/dashboard/..%2F..%2FCargo.toml").send().await.expect("traversal");
+    let resp = get("/dashboard/..%2F..%2FCargo.toml")
+        .send()
+        .await
+        .expect("traversal");
     assert_ne!(resp.status(), StatusCode::OK);
     // Only GET/HEAD.
     let resp = http
@@ -257,6 +276,9 @@ async fn end_to_end_in_chromium() {
         out.display()
     );
     for page in ["sign-in", "projects", "sql", "table-editor"] {
-        assert!(out.join(format!("{page}.png")).is_file(), "screenshot {page}");
+        assert!(
+            out.join(format!("{page}.png")).is_file(),
+            "screenshot {page}"
+        );
     }
 }
