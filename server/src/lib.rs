@@ -13,6 +13,7 @@
 //! - [`crypto`]: secret encryption, signing keys, passwords.
 //! - [`dashboard`]: the embedded admin web UI at `/dashboard`.
 //! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
+//! - [`throttle`]: per-node bounds on image transforms and admin SQL.
 //! - [`app`]: shared state and the server loop; [`cli`]: the `ferrobase` command.
 
 pub mod admin;
@@ -29,6 +30,7 @@ pub mod rest;
 pub mod schema;
 pub mod storage;
 pub mod tenant;
+pub mod throttle;
 
 pub use app::{App, AppState, serve};
 pub use config::Config;

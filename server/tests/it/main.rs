@@ -10,6 +10,7 @@ mod cli;
 mod dashboard;
 mod embedded;
 mod errors;
+mod hardening;
 mod platform;
 mod resilience;
 mod rest;
