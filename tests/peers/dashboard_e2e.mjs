@@ -111,6 +111,7 @@ try {
   await page.getByRole("button", { name: "Create project" }).click();
   const serviceKey = (await page.getByTestId("secret-service_role key").textContent({ timeout: 60_000 }))?.trim() ?? "";
   check(serviceKey.split(".").length === 3, "the new project's service_role key is shown once");
+  const anonKey = (await page.getByTestId("secret-anon key").textContent())?.trim() ?? "";
   await shot(page, "project-created");
   await page.getByRole("button", { name: "Done" }).click();
   await page.getByRole("link", { name: "e2e-app" }).click();
@@ -175,6 +176,65 @@ try {
   await page.keyboard.press("Escape");
   await axe(page, "table-editor");
   await shot(page, "table-editor");
+
+  // --- schema ---------------------------------------------------------------------
+  log("schema");
+  await page.getByRole("link", { name: "Schema", exact: true }).click();
+  await page.getByRole("navigation", { name: "Schema tables" }).getByText("todos", { exact: true }).click();
+  const anonRows = () =>
+    fetch(`${url}/p/e2e-app/rest/v1/todos?select=id&limit=1`, { headers: { apikey: anonKey } }).then((r) => r.json());
+  await page.getByRole("switch", { name: "Row level security" }).click();
+  await page.getByText("RLS is on and there are no policies").waitFor();
+  const hidden = await anonRows();
+  check(Array.isArray(hidden) && hidden.length === 0, `with RLS on and no policy anon reads nothing (got ${JSON.stringify(hidden)})`);
+  await page.getByRole("tab", { name: "Policies" }).click();
+  await page.getByRole("button", { name: "New policy" }).click();
+  await page.getByRole("button", { name: "Public read" }).click();
+  await page.getByRole("button", { name: "Create policy" }).click();
+  await page.getByText("to anon, authenticated").waitFor();
+  const anonRead = await anonRows();
+  check(Array.isArray(anonRead) && anonRead.length === 1, `the "public read" policy lets anon read (got ${JSON.stringify(anonRead)})`);
+  await axe(page, "schema");
+  await shot(page, "schema");
+
+  // --- auth users -------------------------------------------------------------------
+  log("auth users");
+  await page.getByRole("link", { name: "Auth users", exact: true }).click();
+  await page.getByRole("button", { name: "Create user" }).click();
+  const dialog = page.getByRole("dialog");
+  await dialog.getByRole("textbox", { name: "Email" }).fill("ada@example.com");
+  await dialog.getByRole("textbox", { name: "Password" }).fill("correct-horse-battery-staple");
+  await dialog.getByRole("button", { name: "Create user" }).click();
+  await page.getByRole("table", { name: "Users" }).getByText("ada@example.com").waitFor();
+  await axe(page, "auth-users");
+  await shot(page, "auth-users");
+
+  // --- storage ----------------------------------------------------------------------
+  log("storage");
+  await page.getByRole("link", { name: "Storage", exact: true }).click();
+  await page.getByRole("button", { name: "New bucket" }).click();
+  await page.getByRole("dialog").getByLabel("Name").fill("avatars");
+  await page.getByRole("button", { name: "Create bucket" }).click();
+  await page.getByRole("heading", { name: "avatars" }).waitFor();
+  await page.locator('input[type="file"]').setInputFiles({
+    name: "hello.txt",
+    mimeType: "text/plain",
+    buffer: Buffer.from("hello from the dashboard"),
+  });
+  await page.getByRole("table", { name: "Objects in avatars" }).getByText("hello.txt").waitFor();
+  const stored = await fetch(`${url}/p/e2e-app/storage/v1/object/authenticated/avatars/hello.txt`, {
+    headers: { apikey: serviceKey, authorization: `Bearer ${serviceKey}` },
+  }).then((r) => r.text());
+  check(stored === "hello from the dashboard", `the upload reached storage (got ${stored.slice(0, 80)})`);
+  await axe(page, "storage");
+  await shot(page, "storage");
+
+  // --- settings ---------------------------------------------------------------------
+  log("settings");
+  await page.getByRole("link", { name: "Settings", exact: true }).click();
+  await page.getByText("Settings of e2e-app").waitFor();
+  await axe(page, "settings");
+  await shot(page, "settings");
 
   // --- session expiry ---------------------------------------------------------------
   log("session expiry");

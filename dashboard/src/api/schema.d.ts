@@ -577,8 +577,8 @@ export interface paths {
         put?: never;
         post?: never;
         /**
-         * `DELETE /auth/v1/factors/{id}`: unenrolls a factor (a verified one only
-         *     from an `aal2` session).
+         * `DELETE /auth/v1/factors/{id}`: unenrolls a factor; once the user has a
+         *     verified factor, only from an `aal2` session (as GoTrue).
          */
         delete: operations["unenroll"];
         options?: never;
@@ -764,7 +764,8 @@ export interface paths {
          * `POST /auth/v1/signup`: email + password sign-up. Returns a session when
          *     confirmations are off (`mailer_autoconfirm`), else the user and sends a
          *     confirmation mail. Signing up again with a confirmed address answers like
-         *     a new sign-up (no mail) so the response does not reveal the account.
+         *     a new sign-up (no mail) so the response does not reveal the account; a
+         *     repeated sign-up never changes the existing user (confirmed or not).
          */
         post: operations["signup"];
         delete?: never;
@@ -1396,6 +1397,12 @@ export interface components {
              *     e.g. `abcdefghijklmnopqrstuvwxyz:ABCDEFGHIJKLMNOPQRSTUVWXYZ:0123456789`.
              */
             password_required_characters: string;
+            /**
+             * Format: int32
+             * @description MFA verifications (right or wrong) per factor per window; per IP they
+             *     count against `rate_limit_verify`.
+             */
+            rate_limit_mfa_verify: number;
             /**
              * Format: int32
              * @description OTP / magic-link / recovery / resend requests per IP per window.
@@ -3109,6 +3116,13 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description insufficient_aal: the user has a verified factor and the session is aal1 */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Name taken or too many factors */
             422: {
                 headers: {
@@ -3199,8 +3213,22 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description insufficient_aal (verifying a new factor from aal1) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description mfa_verification_failed, mfa_challenge_expired */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Too many attempts for this factor or IP */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4630,6 +4658,15 @@ export interface operations {
                 };
             };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description Too many attempts from this IP, or the account is locked */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

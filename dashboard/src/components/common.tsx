@@ -1,16 +1,16 @@
 // Small pieces shared by the pages: a copyable secret, a typed-confirmation
 // delete dialog, and error notifications.
 import { useState } from "react";
-import { ActionIcon, Button, Code, CopyButton, Group, Modal, Stack, Text, TextInput, Tooltip } from "@mantine/core";
+import { Button, Code, CopyButton, Group, Modal, Stack, Text, TextInput } from "@mantine/core";
 import { notifications } from "@mantine/notifications";
 import { errorText } from "../api/client";
 
 export function notifyError(e: unknown, title = "Request failed") {
-  notifications.show({ color: "red", title, message: errorText(e) });
+  notifications.show({ color: "red", title, message: errorText(e), closeButtonProps: { "aria-label": "Close" } });
 }
 
 export function notifyOk(message: string) {
-  notifications.show({ color: "teal", message });
+  notifications.show({ color: "teal", message, closeButtonProps: { "aria-label": "Close" } });
 }
 
 /** A value with a copy button (keys shown once, signed URLs). */
@@ -22,11 +22,9 @@ export function Copyable({ label, value }: { label: string; value: string }) {
         <Code block style={{ flex: 1, wordBreak: "break-all", whiteSpace: "pre-wrap" }} data-testid={`secret-${label}`}>{value}</Code>
         <CopyButton value={value}>
           {({ copied, copy }) => (
-            <Tooltip label={copied ? "Copied" : "Copy"}>
-              <ActionIcon variant="default" onClick={copy} aria-label={`Copy ${label}`}>
-                <span aria-hidden>{copied ? "✓" : "⧉"}</span>
-              </ActionIcon>
-            </Tooltip>
+            <Button size="xs" variant="default" onClick={copy} aria-label={`Copy ${label}`} w={72}>
+              {copied ? "Copied" : "Copy"}
+            </Button>
           )}
         </CopyButton>
       </Group>

@@ -121,7 +121,8 @@ function NewPolicy({ table, onClose, onDone }: { table: TableInfo; onClose: () =
   const [error, setError] = useState<string | null>(null);
   const apply = (key: string) => {
     const t = POLICY_TEMPLATES[key](ownerColumn);
-    setName(`${table.name} ${t.label}`);
+    // Policy names are identifiers: letters, digits and `_`.
+    setName(`${table.name}_${t.label}`.replace(/[^A-Za-z0-9_]+/g, "_").slice(0, 63));
     setCommand(t.command);
     setRoles(t.roles);
     setUsing(t.using ?? "");
@@ -370,7 +371,7 @@ export default function SchemaPage() {
         <Button size="xs" onClick={() => setCreating(true)}>New table</Button>
         {error && <Text c="red" size="sm">{error}</Text>}
         {tables?.map((t) => (
-          <NavLink key={t.name} label={t.name} active={t.name === params.table} onClick={() => navigate(`/projects/${api.ref}/schema/${t.schema}/${t.name}`)} />
+          <NavLink component="button" key={t.name} label={t.name} active={t.name === params.table} onClick={() => navigate(`/projects/${api.ref}/schema/${t.schema}/${t.name}`)} />
         ))}
       </Stack>
       <div style={{ flex: 1, minWidth: 0 }}>

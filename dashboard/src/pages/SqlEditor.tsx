@@ -163,7 +163,7 @@ export default function SqlEditor() {
         <Text fw={600} size="sm">History</Text>
         {history.length === 0 && <Text size="xs" c="dimmed">Queries you run appear here.</Text>}
         {history.map((h, i) => (
-          <NavLink
+          <NavLink component="button"
             key={i}
             label={<Text size="xs" className="mono" lineClamp={2}>{h.query}</Text>}
             description={`${h.at.toLocaleTimeString()} · ${h.ms} ms${h.ok ? "" : " · failed"}${h.explain ? " · explain" : ""}`}

@@ -305,7 +305,7 @@ export default function StoragePage() {
         <Button size="xs" onClick={() => setCreating(true)}>New bucket</Button>
         {error && <Text c="red" size="sm">{error}</Text>}
         {buckets?.map((b) => (
-          <NavLink key={b.id} label={b.name} active={b.id === params.bucket} description={b.public ? "public" : "private"} onClick={() => navigate(`/projects/${api.ref}/storage/${b.id}`)} />
+          <NavLink component="button" key={b.id} label={b.name} active={b.id === params.bucket} description={b.public ? "public" : "private"} onClick={() => navigate(`/projects/${api.ref}/storage/${b.id}`)} />
         ))}
         {buckets?.length === 0 && <Text size="sm" c="dimmed">No buckets yet.</Text>}
         {bucket && (

@@ -609,7 +609,7 @@ export default function TableEditor() {
         />
         {error && <Text c="red" size="sm">{error}</Text>}
         {tables?.map((t) => (
-          <NavLink
+          <NavLink component="button"
             key={t.name}
             label={t.name}
             active={t.name === params.table}
