@@ -172,7 +172,8 @@ impl<'a> FromSql<'a> for AnyValue {
 #[utoipa::path(post, path = "/p/{ref}/admin/v1/sql", tag = "project", request_body = SqlRequest,
     params(("ref" = String, Path, description = "Project ref")),
     responses((status = 200, body = SqlResult), (status = 400, body = ApiError),
-              (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+              (status = 401, body = ApiError), (status = 403, body = ApiError),
+              (status = 429, body = ApiError, description = "Too many admin SQL requests running for this project")))]
 pub async fn run_sql(
     State(app): State<AppState>,
     admin: ProjectAdmin,

@@ -277,7 +277,7 @@ pub async fn sign_upload(
 #[utoipa::path(put, path = "/p/{ref}/storage/v1/object/upload/sign/{bucket}/{path}", tag = "storage",
     params(("ref" = String, Path, description = "Project ref"), ("bucket" = String, Path, description = "Bucket id"),
         ("path" = String, Path, description = "Object name"), ("token" = String, Query, description = "Upload token")),
-    responses((status = 200, body = Uploaded), (status = 400, description = "Invalid or expired token")))]
+    responses((status = 200, body = Uploaded), (status = 400, description = "Invalid, expired or already used token")))]
 pub async fn upload_signed(
     ctx: Ctx,
     Params(ObjectPath { bucket, path }): Params<ObjectPath>,
