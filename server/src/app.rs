@@ -4,7 +4,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::ServiceExt as _;
 use axum::extract::Request;
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -29,6 +28,8 @@ pub struct App {
     pub schema_caches: crate::http::rest::SchemaCaches,
     /// The object store behind `/storage/v1` (or why it could not be opened).
     pub storage: crate::storage::StorageHandle,
+    /// Per-node bounds on image transforms and admin SQL.
+    pub throttles: crate::throttle::Throttles,
 }
 
 /// Shared handle on [`App`].
@@ -43,6 +44,7 @@ impl App {
             Duration::from_millis(config.pool_acquire_timeout_ms),
         );
         let storage = crate::storage::StorageHandle::from_config(config);
+        let throttles = crate::throttle::Throttles::new(config);
         Arc::new(App {
             platform,
             projects: ProjectRegistry::default(),
@@ -50,6 +52,7 @@ impl App {
             metrics: crate::http::metrics::handle(),
             schema_caches: Default::default(),
             storage,
+            throttles,
         })
     }
 
@@ -77,8 +80,8 @@ impl App {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains
-/// in-flight requests and closes the project pools. Also runs the task that
-/// closes idle project pools.
+/// in-flight requests and closes the project pools. Also runs the tasks that
+/// close idle project pools and keep the metrics exporter's memory bounded.
 pub async fn serve(
     app: AppState,
     listener: tokio::net::TcpListener,
@@ -100,18 +103,32 @@ pub async fn serve(
             }
         })
     };
+    // Histogram samples are only drained when `/metrics` renders or the
+    // exporter's upkeep runs: without a scraper they would pile up for ever.
+    let upkeep = {
+        let app = app.clone();
+        let every = Duration::from_millis(app.platform.config().metrics_upkeep_ms.max(10));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                app.metrics.run_upkeep();
+            }
+        })
+    };
     let base_domain = app.platform.config().base_domain.clone();
     let router = crate::http::router::build(app.clone());
     let service = tower::util::MapRequestLayer::new(move |req: Request| {
         rewrite_host(req, base_domain.as_deref())
     })
     .layer(router);
-    // Connect info gives handlers the client address (auth's per-IP limits).
-    let make_service = service.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, make_service)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // The connection loop gives handlers the client address (auth's per-IP
+    // limits) and cuts off clients that trickle their headers.
+    let header_timeout = Duration::from_millis(app.platform.config().header_read_timeout_ms);
+    let result = crate::http::server::run(listener, service, shutdown, header_timeout).await;
     reaper.abort();
+    upkeep.abort();
     app.pools.close_all();
     result
 }

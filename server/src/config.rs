@@ -169,6 +169,64 @@ pub struct Config {
     #[arg(long, env = "FERROBASE_STORAGE_RESUMABLE_EXPIRY_SECS", default_value_t = 24 * 3600)]
     pub storage_resumable_expiry_secs: u64,
 
+    /// A client must send a request's headers within this many milliseconds
+    /// (slow-header clients are cut off).
+    #[arg(
+        long,
+        env = "FERROBASE_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub header_read_timeout_ms: u64,
+
+    /// A buffered request body (auth, data API, admin, platform) must arrive
+    /// within this many milliseconds, and a streamed upload may not pause
+    /// longer than this between two chunks; else 408. No project connection
+    /// is held while a body is read.
+    #[arg(long, env = "FERROBASE_BODY_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_read_timeout_ms: u64,
+
+    /// Platform admin logins per client IP per 5 minutes.
+    #[arg(long, env = "FERROBASE_PLATFORM_LOGIN_PER_IP", default_value_t = 30)]
+    pub platform_login_per_ip: u32,
+
+    /// Failed platform admin logins in a row that lock the account.
+    #[arg(
+        long,
+        env = "FERROBASE_PLATFORM_LOGIN_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    pub platform_login_max_attempts: u32,
+
+    /// How long a locked platform admin account stays locked, in seconds.
+    #[arg(
+        long,
+        env = "FERROBASE_PLATFORM_LOGIN_LOCKOUT_SECS",
+        default_value_t = 900
+    )]
+    pub platform_login_lockout_secs: u64,
+
+    /// Image transforms run at once on this node (more wait briefly, then 503).
+    #[arg(
+        long,
+        env = "FERROBASE_IMAGE_TRANSFORM_CONCURRENCY",
+        default_value_t = 2
+    )]
+    pub image_transform_concurrency: usize,
+
+    /// Admin SQL requests run at once per project on this node (more get 429).
+    #[arg(long, env = "FERROBASE_ADMIN_SQL_CONCURRENCY", default_value_t = 2)]
+    pub admin_sql_concurrency: usize,
+
+    /// Largest admin SQL answer, in bytes of row data: rows past it are not
+    /// read (`truncated: true`).
+    #[arg(long, env = "FERROBASE_ADMIN_SQL_MAX_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub admin_sql_max_bytes: usize,
+
+    /// How often the metrics exporter drains recorded histogram samples, in
+    /// milliseconds (memory stays bounded when nobody scrapes `/metrics`).
+    #[arg(long, env = "FERROBASE_METRICS_UPKEEP_MS", default_value_t = 5_000)]
+    pub metrics_upkeep_ms: u64,
+
     /// Log format: auto, json or pretty (filter with `RUST_LOG`).
     #[arg(long, env = "FERROBASE_LOG_FORMAT", value_enum, default_value = "auto")]
     pub log_format: LogFormat,
@@ -222,6 +280,15 @@ impl Config {
             s3_force_path_style: false,
             storage_max_file_bytes: 50 * 1024 * 1024,
             storage_resumable_expiry_secs: 3600,
+            header_read_timeout_ms: 30_000,
+            body_read_timeout_ms: 30_000,
+            platform_login_per_ip: 30,
+            platform_login_max_attempts: 5,
+            platform_login_lockout_secs: 900,
+            image_transform_concurrency: 2,
+            admin_sql_concurrency: 2,
+            admin_sql_max_bytes: 16 * 1024 * 1024,
+            metrics_upkeep_ms: 5_000,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
 //! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
+//! - [`throttle`]: per-node bounds on image transforms and admin SQL.
 //! - [`app`]: shared state and the server loop; [`cli`]: the `ferrobase` command.
 
 pub mod admin;
@@ -27,6 +28,7 @@ pub mod rest;
 pub mod schema;
 pub mod storage;
 pub mod tenant;
+pub mod throttle;
 
 pub use app::{App, AppState, serve};
 pub use config::Config;

@@ -13,7 +13,13 @@
 //! `COPY` to or from server files or programs, `ALTER SYSTEM`, `LOAD`,
 //! untrusted extensions and languages, foreign data wrappers, and writes or
 //! DDL on the platform-owned schemas ([`PROTECTED_SCHEMAS`]); reads of those
-//! are allowed.
+//! are allowed. Views over those schemas are refused (writes through an
+//! auto-updatable view would reach them), and so are aggregates, operators
+//! and casts built on `set_config()` or a denied function.
+//!
+//! The guard reads syntax only; what it promises and what it does not is in
+//! `docs/SECURITY.md`. Postgres privileges stay the real boundary: admin SQL
+//! runs as the project owner, who cannot reach other databases or roles.
 
 use serde_json::{Map, Value};
 
@@ -486,6 +492,36 @@ impl Walker {
                 self.check_function(body)?;
                 self.walk(body, Mode::Ddl)
             }
+            // A view over a platform-owned table could be written through
+            // (simple views are auto-updatable), which the syntax of the later
+            // UPDATE cannot show: such views are refused when created.
+            "ViewStmt" => {
+                if let Some(schema) = protected_relation(&body["query"]) {
+                    return Err(format!(
+                        "views over the platform-owned schema \"{schema}\" are not allowed \
+                         (writes through the view would reach it); query it directly"
+                    ));
+                }
+                self.walk(body, Mode::Ddl)
+            }
+            // Aggregates, operators and casts call functions named in their
+            // definition with arguments no one wrote down: naming set_config()
+            // or a denied function there is refused like calling it.
+            "DefineStmt" | "CreateCastStmt" | "ObjectWithArgs" | "CreateOpClassItem" => {
+                if let Some(name) = denied_function_named(body) {
+                    return Err(format!(
+                        "using {name}() in an aggregate, operator or cast is not allowed"
+                    ));
+                }
+                self.walk(
+                    body,
+                    if kind == "ObjectWithArgs" {
+                        mode
+                    } else {
+                        Mode::Ddl
+                    },
+                )
+            }
             "CreateSchemaStmt" => {
                 let name = body["schemaname"].as_str().unwrap_or_default();
                 if protected(name) {
@@ -530,9 +566,7 @@ impl Walker {
             .and_then(sval)
             .unwrap_or_default()
             .to_ascii_lowercase();
-        if DENIED_FUNCTIONS.contains(&name.as_str())
-            || DENIED_FUNCTION_PREFIXES.iter().any(|p| name.starts_with(p))
-        {
+        if name != "set_config" && is_denied_function(&name) {
             return Err(format!("calling {name}() is not allowed"));
         }
         if name == "set_config" {
@@ -660,6 +694,46 @@ impl Walker {
         let tree = serde_json::to_value(&parsed.protobuf).map_err(|e| e.to_string())?;
         self.walk(&tree, Mode::Read)
             .map_err(|e| format!("in the PL/pgSQL body: {e}"))
+    }
+}
+
+/// Whether `name` is a function admin SQL may not call (or reference).
+fn is_denied_function(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "set_config"
+        || DENIED_FUNCTIONS.contains(&name.as_str())
+        || DENIED_FUNCTION_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// The first denied function named anywhere in `v` (as a string node).
+fn denied_function_named(v: &Value) -> Option<String> {
+    match v {
+        Value::Array(items) => items.iter().find_map(denied_function_named),
+        Value::Object(m) => {
+            if let Some(s) = m.get("sval").and_then(Value::as_str)
+                && is_denied_function(s)
+            {
+                return Some(s.to_ascii_lowercase());
+            }
+            m.values().find_map(denied_function_named)
+        }
+        _ => None,
+    }
+}
+
+/// The platform-owned schema of the first relation named in `v`, if any.
+fn protected_relation(v: &Value) -> Option<String> {
+    match v {
+        Value::Array(items) => items.iter().find_map(protected_relation),
+        Value::Object(m) => {
+            if is_range_var(m)
+                && let Some(schema) = m["schemaname"].as_str().filter(|s| protected(s))
+            {
+                return Some(schema.to_owned());
+            }
+            m.values().find_map(protected_relation)
+        }
+        _ => None,
     }
 }
 
@@ -793,6 +867,9 @@ mod tests {
             "select * from auth.users",
             "set search_path = public, extensions",
             "select set_config('request.jwt.claims', '{}', true)",
+            "create view v as select * from public.t",
+            "create aggregate mysum(int) (sfunc = int4pl, stype = int)",
+            "drop function if exists f(int)",
         ] {
             assert!(check(sql).is_ok(), "{sql}: {:?}", check(sql));
         }
@@ -804,6 +881,13 @@ mod tests {
             "select 1; drop role x",
             "/* hi */ create role x",
             "with x as (delete from auth.users returning *) select * from x",
+            "create view public.u as select * from auth.users",
+            "create or replace view v as select id, email from auth.users where true",
+            "create view v as select * from (select * from storage.objects) s",
+            "create aggregate sc(text, boolean) (sfunc = set_config, stype = text, initcond = 'role')",
+            "create aggregate sc(text, boolean) (sfunc = pg_catalog.set_config, stype = text)",
+            "create operator ### (function = set_config, leftarg = text, rightarg = text)",
+            "create cast (text as int8) with function pg_terminate_backend(int4)",
             "do $$ begin execute 'alter role x superuser'; end $$",
             "create function f() returns void language plpgsql as $$ begin execute 'x'; end $$",
             "create function f() returns void language sql as $$ insert into auth.users default values $$",

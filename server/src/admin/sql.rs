@@ -7,12 +7,22 @@
 //! parameters are bound (sent as text, typed by Postgres), never spliced in.
 //! Rows come back as JSON objects, converted by Postgres (`to_json`), with a
 //! row limit enforced by a portal, so a huge result is never produced.
+//!
+//! Bounds (issue 8): rows are streamed, never read whole, and reading stops
+//! at `max_rows` or `FERROBASE_ADMIN_SQL_MAX_BYTES` of row data
+//! (`truncated: true`), for every kind of statement (`FETCH`, `EXECUTE`,
+//! `SHOW` included); at most `FERROBASE_ADMIN_SQL_CONCURRENCY` requests run
+//! at once per project and node (else 429); and a statement that outlives
+//! its timeout (say a PL/pgSQL loop that traps `query_canceled`) has its
+//! backend terminated with `pg_terminate_backend` [`TERMINATE_GRACE_MS`]
+//! after the deadline.
 
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use bytes::BytesMut;
+use futures_util::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio_postgres::types::{Format, FromSql, IsNull, ToSql, Type, to_sql_checked};
@@ -26,6 +36,10 @@ use crate::http::{ApiError, ApiResult, AppJson};
 /// Default and maximum statement timeout.
 const DEFAULT_TIMEOUT_MS: u64 = 15_000;
 const MAX_TIMEOUT_MS: u64 = 60_000;
+/// How long after the statement timeout a backend that is still busy is
+/// terminated (the server-side timeout cancels first; this catches code that
+/// traps the cancel).
+pub const TERMINATE_GRACE_MS: u64 = 1_000;
 /// Default and maximum number of rows returned per statement.
 const DEFAULT_MAX_ROWS: usize = 1000;
 const MAX_MAX_ROWS: usize = 50_000;
@@ -210,28 +224,47 @@ pub async fn run_sql(
     }
     let params: Vec<TextParam> = req.params.iter().map(text_param).collect();
 
+    let Some(_permit) = app.throttles.admin_sql(admin.tenant.project.id) else {
+        let mut e = ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "Too many admin SQL requests are running for this project; retry when one has finished.",
+        );
+        e.retry_after = Some(1);
+        return Err(e);
+    };
     let mut client = crate::db::connect(&admin.tenant.project.db_config)
         .await
         .map_err(ApiError::from)?;
     client
         .batch_execute(&format!("set statement_timeout = {timeout_ms}"))
         .await?;
+    let pid: i32 = client
+        .query_one("select pg_backend_pid()", &[])
+        .await?
+        .get(0);
     let cancel = client.cancel_token();
+    let limits = Limits {
+        max_rows,
+        max_bytes: app.platform.config().admin_sql_max_bytes,
+    };
     let work = execute(
         &mut client,
         &statements,
         &params,
-        max_rows,
+        limits,
         req.explain,
         timeout_ms,
     );
-    // The server-side timeout is the real limit; this one only guards
-    // against a statement that does not honour it.
-    let outcome = match tokio::time::timeout(Duration::from_millis(timeout_ms + 5_000), work).await
-    {
+    // The server-side timeout cancels the statement; code that traps the
+    // cancel (a PL/pgSQL loop catching `query_canceled`) is not stopped by
+    // it, so shortly after the deadline the backend is terminated.
+    let deadline = Duration::from_millis(timeout_ms + TERMINATE_GRACE_MS);
+    let outcome = match tokio::time::timeout(deadline, work).await {
         Ok(r) => r,
         Err(_) => {
             let _ = cancel.cancel_query(NoTls).await;
+            terminate(&app, &admin, pid).await;
             Err(timeout_error(timeout_ms))
         }
     };
@@ -264,6 +297,46 @@ pub async fn run_sql(
     } else {
         Value::Array(values)
     }))
+}
+
+/// Ends backend `pid` of an admin SQL request that outlived its deadline,
+/// from a pooled connection of the same project (the owner may signal its
+/// own backends).
+async fn terminate(app: &AppState, admin: &ProjectAdmin, pid: i32) {
+    let result = async {
+        let client = app.project_pool(&admin.tenant).get().await?;
+        let done: bool = client
+            .query_one("select pg_terminate_backend($1)", &[&pid])
+            .await?
+            .get(0);
+        Ok::<bool, ApiError>(done)
+    }
+    .await;
+    match result {
+        Ok(done) => tracing::warn!(
+            project = %admin.tenant.project.project_ref,
+            pid,
+            terminated = done,
+            "admin SQL outlived its statement timeout; backend terminated"
+        ),
+        Err(e) => tracing::warn!(error = %e, pid, "could not terminate an admin SQL backend"),
+    }
+}
+
+/// About how many bytes `v` takes in the answer.
+fn json_len(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 2,
+        Value::Null => 4,
+        other => other.to_string().len(),
+    }
+}
+
+/// How much of a result is read.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_rows: usize,
+    max_bytes: usize,
 }
 
 fn clip(s: &str) -> String {
@@ -324,7 +397,7 @@ async fn execute(
     client: &mut tokio_postgres::Client,
     statements: &[Statement],
     params: &[TextParam],
-    max_rows: usize,
+    limits: Limits,
     explain: bool,
     timeout_ms: u64,
 ) -> ApiResult<Vec<SqlResult>> {
@@ -346,7 +419,7 @@ async fn execute(
     let tx = client.transaction().await?;
     let mut results = Vec::with_capacity(statements.len());
     for (index, s) in statements.iter().enumerate() {
-        let r = run_one(&tx, s, params, max_rows, explain)
+        let r = run_one(&tx, s, params, limits, explain)
             .await
             .map_err(|e| match e {
                 RunError::Pg(e) => pg_error(e, index, timeout_ms),
@@ -379,9 +452,10 @@ async fn run_one(
     tx: &Transaction<'_>,
     s: &Statement,
     params: &[TextParam],
-    max_rows: usize,
+    limits: Limits,
     explain: bool,
 ) -> Result<SqlResult, RunError> {
+    let max_rows = limits.max_rows;
     let text = if explain {
         format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", s.text)
     } else {
@@ -426,7 +500,8 @@ async fn run_one(
         });
     }
     let mut rows = Vec::new();
-    let truncated;
+    let mut bytes = 0usize;
+    let mut truncated = false;
     if s.wrappable && !explain {
         // Postgres converts every value to JSON (numeric as text, to stay exact).
         let n = columns.len();
@@ -459,12 +534,18 @@ async fn run_one(
         let stmt = tx.prepare(&wrapped).await?;
         let portal = tx.bind(&stmt, &args).await?;
         let limit = i32::try_from(max_rows + 1).unwrap_or(i32::MAX);
-        let fetched = tx.query_portal(&portal, limit).await?;
-        truncated = fetched.len() > max_rows;
-        for row in fetched.iter().take(max_rows) {
+        // Streamed: rows are counted (and their bytes) as they arrive.
+        let stream = tx.query_portal_raw(&portal, limit).await?;
+        futures_util::pin_mut!(stream);
+        while let Some(row) = stream.try_next().await? {
+            if rows.len() >= max_rows {
+                truncated = true;
+                break;
+            }
             let mut obj = Map::new();
             for (i, col) in columns.iter().enumerate() {
                 let text: Option<String> = row.try_get(i)?;
+                bytes += text.as_ref().map_or(4, String::len) + col.name.len();
                 let value = match text {
                     None => Value::Null,
                     Some(t) if prepared.columns()[i].type_() == &Type::NUMERIC => Value::String(t),
@@ -472,16 +553,30 @@ async fn run_one(
                 };
                 obj.insert(col.name.clone(), value);
             }
+            if bytes > limits.max_bytes {
+                truncated = true;
+                break;
+            }
             rows.push(obj);
         }
     } else {
-        let fetched = tx.query(&prepared, &args).await?;
-        truncated = fetched.len() > max_rows;
-        for row in fetched.iter().take(max_rows) {
+        // FETCH, EXECUTE, SHOW, EXPLAIN: streamed too, never read whole.
+        let stream = tx.query_raw(&prepared, args.iter().copied()).await?;
+        futures_util::pin_mut!(stream);
+        while let Some(row) = stream.try_next().await? {
+            if rows.len() >= max_rows {
+                truncated = true;
+                break;
+            }
             let mut obj = Map::new();
             for (i, col) in columns.iter().enumerate() {
                 let AnyValue(v) = row.try_get(i)?;
+                bytes += json_len(&v) + col.name.len();
                 obj.insert(col.name.clone(), v);
+            }
+            if bytes > limits.max_bytes {
+                truncated = true;
+                break;
             }
             rows.push(obj);
         }

@@ -17,7 +17,7 @@ use super::limits::{self, Action};
 use super::mail::{self, Kind};
 use super::pkce;
 use super::session::{self, Refreshed};
-use super::users::{self, NewUser, User, parse_email};
+use super::users::{self, NewUser, parse_email};
 use super::{AuthCtx, Body, KeyedCtx, parse_body, redirect};
 
 /// A query parameter of a raw query string.
@@ -63,7 +63,8 @@ struct SignupParams {
 /// `POST /auth/v1/signup`: email + password sign-up. Returns a session when
 /// confirmations are off (`mailer_autoconfirm`), else the user and sends a
 /// confirmation mail. Signing up again with a confirmed address answers like
-/// a new sign-up (no mail) so the response does not reveal the account.
+/// a new sign-up (no mail) so the response does not reveal the account; a
+/// repeated sign-up never changes the existing user (confirmed or not).
 #[utoipa::path(post, path = "/p/{ref}/auth/v1/signup", tag = "auth",
     params(("ref" = String, Path, description = "Project ref"),
            ("redirect_to" = Option<String>, Query, description = "Where the confirmation link leads")),
@@ -139,59 +140,39 @@ pub async fn signup(
     let db: &mut tokio_postgres::Client = &mut ctx.client;
     let tx = db.transaction().await?;
     let existing = tx
-        .query_opt(
-            "select id from auth.users where email = $1 for update",
-            &[&email],
-        )
+        .query_opt("select 1 from auth.users where email = $1", &[&email])
         .await?;
-    let mut user = match existing {
-        Some(row) => {
-            let id: Uuid = row.get(0);
-            let Some(user) = users::by_id(&tx, id).await? else {
-                return Err(AuthError::internal(&"user vanished inside a transaction"));
-            };
-            if user.email_confirmed_at.is_some() {
-                if s.mailer_autoconfirm {
-                    return Err(AuthError::unprocessable(
-                        "user_already_exists",
-                        "User already registered",
-                    ));
-                }
-                // Answer as for a new sign-up, without revealing the account.
-                return Ok(Json(obfuscated_user(&email, &data)));
-            }
-            // Unconfirmed: the sign-up is repeated with the new password and data.
-            let row = tx
-                .query_one(
-                    &format!(
-                        "update auth.users set encrypted_password = $2, raw_user_meta_data = $3, \
-                         updated_at = now() where id = $1 returning {}",
-                        users::USER_COLUMNS
-                    ),
-                    &[&id, &hash, &data],
-                )
-                .await?;
-            let mut u = User::from_row(&row);
-            u.identities = users::load_identities(&tx, id).await?;
-            u
+    if existing.is_some() {
+        // A repeated sign-up never changes an existing user, confirmed or
+        // not: its password and metadata stay those of whoever set them (else
+        // anyone could reset an invited or admin-created account, or, with
+        // autoconfirm, sign in as it). With autoconfirm GoTrue answers 422 (a
+        // session would otherwise be the proof); else the answer looks like a
+        // new sign-up and nothing is stored or mailed, so it reveals nothing.
+        // The owner of the address can take the account over through
+        // `/recover`, which proves the address.
+        if s.mailer_autoconfirm {
+            return Err(AuthError::unprocessable(
+                "user_already_exists",
+                "User already registered",
+            ));
         }
-        None => {
-            users::insert(
-                &tx,
-                NewUser {
-                    email: Some(&email),
-                    password_hash: Some(hash),
-                    confirmed: s.mailer_autoconfirm,
-                    user_metadata: data.clone(),
-                    app_metadata: json!({}),
-                    provider: "email",
-                    is_anonymous: false,
-                    invited: false,
-                },
-            )
-            .await?
-        }
-    };
+        return Ok(Json(obfuscated_user(&email, &data)));
+    }
+    let mut user = users::insert(
+        &tx,
+        NewUser {
+            email: Some(&email),
+            password_hash: Some(hash),
+            confirmed: s.mailer_autoconfirm,
+            user_metadata: data.clone(),
+            app_metadata: json!({}),
+            provider: "email",
+            is_anonymous: false,
+            invited: false,
+        },
+    )
+    .await?;
     users::audit(
         &tx,
         "user_signedup",
@@ -1127,6 +1108,13 @@ pub async fn resend(
                     )
                     .await?;
                 }
+                // Fresh tokens for both halves: both must be confirmed again.
+                c.execute(
+                    "update auth.users set email_change_confirm_status = 0, \
+                     email_change_sent_at = now() where id = $1",
+                    &[&user.id],
+                )
+                .await?;
             }
         }
     }
@@ -1258,15 +1246,27 @@ async fn do_verify(
                 )
                 .await?;
             let status: i16 = pending.get(0);
+            // With secure email change both halves must be confirmed: the
+            // change completes only when the other half was confirmed before
+            // (status 1) and none of its tokens is still pending. A `/resend`
+            // issues fresh tokens for both halves (and resets the status), so
+            // the new address alone can never finish the change by confirming
+            // twice.
+            let other_type = if consumed.token_type == "email_change_new" {
+                "email_change_current"
+            } else {
+                "email_change_new"
+            };
             let other_pending = tx
                 .query_opt(
-                    "select 1 from auth.one_time_tokens where user_id = $1 \
-                     and token_type in ('email_change_current', 'email_change_new')",
-                    &[&user.id],
+                    "select 1 from auth.one_time_tokens where user_id = $1 and token_type = $2",
+                    &[&user.id, &other_type],
                 )
                 .await?
                 .is_some();
-            if s.secure_email_change_enabled && status == 0 && other_pending {
+            let both_needed = s.secure_email_change_enabled
+                && user.email.as_deref().is_some_and(|e| !e.is_empty());
+            if both_needed && (status == 0 || other_pending) {
                 tx.execute(
                     "update auth.users set email_change_confirm_status = 1 where id = $1",
                     &[&user.id],

@@ -55,15 +55,9 @@ impl Action {
     }
 }
 
-/// Counts one hit on `key`; errors with 429 when more than `limit` hits fell
-/// in the current window of `window_secs`. Returns the seconds left in the
-/// window when over the limit.
-async fn hit(
-    c: &impl GenericClient,
-    key: &str,
-    limit: u32,
-    window_secs: u64,
-) -> AuthResult<Option<u64>> {
+/// Counts one hit on `key` in its fixed window of `window_secs`; returns the
+/// hits in the window so far and the seconds left in it.
+async fn bump(c: &impl GenericClient, key: &str, window_secs: u64) -> AuthResult<(i32, f64)> {
     let window = window_secs as f64;
     let row = c
         .query_one(
@@ -77,8 +71,18 @@ async fn hit(
             &[&key, &window],
         )
         .await?;
-    let hits: i32 = row.get(0);
-    let remaining: f64 = row.get(1);
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Counts one hit on `key`; returns the seconds left in the window when more
+/// than `limit` hits fell in the current window of `window_secs`.
+async fn hit(
+    c: &impl GenericClient,
+    key: &str,
+    limit: u32,
+    window_secs: u64,
+) -> AuthResult<Option<u64>> {
+    let (hits, remaining) = bump(c, key, window_secs).await?;
     if i64::from(hits) > i64::from(limit) {
         return Ok(Some(remaining.ceil().max(1.0) as u64));
     }
@@ -151,6 +155,30 @@ pub async fn check(
         .await?;
     }
     Ok(())
+}
+
+/// Counts one hit on each of `keys` (with its own limit) in the current
+/// window; 429 when any is over. For limits that are not tied to one of the
+/// [`Action`]s, such as MFA verification per factor.
+pub async fn check_keys(
+    c: &impl GenericClient,
+    settings: &AuthSettings,
+    keys: &[(&str, u32)],
+) -> AuthResult<()> {
+    for (key, limit) in keys {
+        if let Some(wait) = hit(c, key, *limit, settings.rate_limit_window_secs).await? {
+            return Err(over_limit(wait));
+        }
+    }
+    Ok(())
+}
+
+/// Counts one failure on `key` within `window_secs` and returns how many
+/// there were in that window (used to burn an MFA challenge after a few
+/// wrong codes).
+pub async fn count_failure(c: &impl GenericClient, key: &str, window_secs: u64) -> AuthResult<u32> {
+    let (hits, _) = bump(c, key, window_secs).await?;
+    Ok(u32::try_from(hits).unwrap_or(0))
 }
 
 /// Errors with 429 when `account` is locked out.

@@ -7,6 +7,15 @@
 //! `amr`), which RLS policies can require via `auth.jwt() ->> 'aal'`.
 //! Secrets are stored encrypted; a code is accepted once (the last step used
 //! is remembered), with one step of clock drift either way.
+//!
+//! Guards, as GoTrue has them:
+//! - once a user has a verified factor, enrolling, verifying a new factor and
+//!   unenrolling need an `aal2` session (else an `aal1` session, i.e. a stolen
+//!   password, could add its own factor, reach `aal2` and remove the real one);
+//! - verification is rate limited per factor and per IP (counters in the
+//!   project database, so they hold across nodes), and a challenge is burned
+//!   after [`MAX_CHALLENGE_FAILURES`] wrong codes; every wrong code is written
+//!   to the audit log.
 
 use axum::Json;
 use axum::extract::Path;
@@ -16,12 +25,14 @@ use uuid::Uuid;
 
 use super::error::{AuthError, AuthResult};
 use super::session::{self, hash_token};
-use super::{Body, KeyedCtx, parse_body, users};
+use super::{Body, KeyedCtx, limits, parse_body, users};
 
 /// How many factors a user may have.
 const MAX_FACTORS: i64 = 10;
 /// TOTP step, in seconds.
 const STEP: i64 = 30;
+/// Wrong codes after which a challenge can no longer be used.
+pub const MAX_CHALLENGE_FAILURES: u32 = 3;
 
 const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
@@ -89,7 +100,7 @@ struct EnrollParams {
 /// successful challenge).
 #[utoipa::path(post, path = "/p/{ref}/auth/v1/factors", tag = "auth",
     params(("ref" = String, Path, description = "Project ref")),
-    responses((status = 200, description = "Factor with its TOTP secret and URI"), (status = 422, description = "Name taken or too many factors")))]
+    responses((status = 200, description = "Factor with its TOTP secret and URI"), (status = 403, description = "insufficient_aal: the user has a verified factor and the session is aal1"), (status = 422, description = "Name taken or too many factors")))]
 pub async fn enroll(KeyedCtx(ctx): KeyedCtx, body: Body) -> AuthResult<Json<Value>> {
     let p: EnrollParams = parse_body(&body.0)?;
     let me = ctx.require_user().await?;
@@ -103,6 +114,7 @@ pub async fn enroll(KeyedCtx(ctx): KeyedCtx, body: Body) -> AuthResult<Json<Valu
     if friendly_name.len() > 100 {
         return Err(AuthError::validation("friendly_name is too long"));
     }
+    require_aal2_once_verified(&ctx, &me, "AAL2 required to enroll a new factor").await?;
     let c = &**ctx.client;
     let count: i64 = c
         .query_one(
@@ -183,6 +195,30 @@ fn qr_svg(uri: &str) -> String {
         .unwrap_or_default()
 }
 
+/// 403 `insufficient_aal` when the user has a verified factor and the
+/// session is not `aal2` (GoTrue's rule for changing the set of factors).
+async fn require_aal2_once_verified(
+    ctx: &super::AuthCtx,
+    me: &super::Authenticated,
+    msg: &'static str,
+) -> AuthResult<()> {
+    if me.session.aal == "aal2" {
+        return Ok(());
+    }
+    let verified: bool = ctx
+        .client
+        .query_one(
+            "select exists (select 1 from auth.mfa_factors where user_id = $1 and status = 'verified')",
+            &[&me.user.id],
+        )
+        .await?
+        .get(0);
+    if verified {
+        return Err(AuthError::forbidden("insufficient_aal", msg));
+    }
+    Ok(())
+}
+
 async fn own_factor(ctx: &super::AuthCtx, user_id: Uuid, id: &str) -> AuthResult<(Uuid, String)> {
     let not_found = || AuthError::not_found("mfa_factor_not_found", "Factor not found");
     let id = Uuid::parse_str(id).map_err(|_| not_found())?;
@@ -239,7 +275,7 @@ struct VerifyParams {
 /// returns a new `aal2` session.
 #[utoipa::path(post, path = "/p/{ref}/auth/v1/factors/{id}/verify", tag = "auth",
     params(("ref" = String, Path, description = "Project ref"), ("id" = String, Path, description = "Factor id")),
-    responses((status = 200, description = "aal2 session"), (status = 422, description = "mfa_verification_failed, mfa_challenge_expired")))]
+    responses((status = 200, description = "aal2 session"), (status = 403, description = "insufficient_aal (verifying a new factor from aal1)"), (status = 422, description = "mfa_verification_failed, mfa_challenge_expired"), (status = 429, description = "Too many attempts for this factor or IP")))]
 pub async fn verify(
     KeyedCtx(mut ctx): KeyedCtx,
     Path(path): Path<(String, String)>,
@@ -247,7 +283,10 @@ pub async fn verify(
 ) -> AuthResult<Json<Value>> {
     let p: VerifyParams = parse_body(&body.0)?;
     let me = ctx.require_user().await?;
-    let (factor, _) = own_factor(&ctx, me.user.id, &path.1).await?;
+    let (factor, status) = own_factor(&ctx, me.user.id, &path.1).await?;
+    if status != "verified" {
+        require_aal2_once_verified(&ctx, &me, "AAL2 required to verify a new factor").await?;
+    }
     let challenge_id = p
         .challenge_id
         .as_deref()
@@ -255,6 +294,18 @@ pub async fn verify(
         .ok_or_else(|| {
             AuthError::unprocessable("mfa_challenge_expired", "MFA challenge not found")
         })?;
+    // Every attempt counts, right or wrong, per factor and per IP.
+    let factor_key = format!("mfa_verify:factor:{factor}");
+    let ip_key = ctx
+        .origin
+        .ip
+        .as_ref()
+        .map(|ip| format!("mfa_verify:ip:{ip}"));
+    let mut keys = vec![(factor_key.as_str(), ctx.settings.rate_limit_mfa_verify)];
+    if let Some(k) = &ip_key {
+        keys.push((k.as_str(), ctx.settings.rate_limit_verify));
+    }
+    limits::check_keys(&**ctx.client, &ctx.settings, &keys).await?;
     let code = p.code.unwrap_or_default();
     let config = ctx.config().clone();
     let tenant = ctx.tenant.clone();
@@ -291,6 +342,8 @@ pub async fn verify(
     let last: Option<i64> = row.get(2);
     let step = matching_step(&secret, code.trim()).filter(|s| last.is_none_or(|l| *s > l));
     let Some(step) = step else {
+        drop(tx);
+        wrong_code(&ctx, me.user.id, factor, challenge_id).await?;
         return Err(AuthError::unprocessable(
             "mfa_verification_failed",
             "Invalid TOTP code entered",
@@ -355,8 +408,44 @@ pub async fn verify(
     )))
 }
 
-/// `DELETE /auth/v1/factors/{id}`: unenrolls a factor (a verified one only
-/// from an `aal2` session).
+/// Records a wrong code (audit log, warning) and burns the challenge once it
+/// has seen [`MAX_CHALLENGE_FAILURES`] of them.
+async fn wrong_code(
+    ctx: &super::AuthCtx,
+    user: Uuid,
+    factor: Uuid,
+    challenge: Uuid,
+) -> AuthResult<()> {
+    let c = &**ctx.client;
+    users::audit(
+        c,
+        "mfa_verification_failed",
+        Some(user),
+        json!({"factor_id": factor, "challenge_id": challenge}),
+        ctx.origin.ip.as_deref(),
+    )
+    .await?;
+    let key = format!("mfa_fail:challenge:{challenge}");
+    let failures = limits::count_failure(c, &key, ctx.settings.rate_limit_window_secs).await?;
+    tracing::warn!(
+        project = %ctx.tenant.project.project_ref,
+        factor = %factor,
+        failures,
+        "auth: wrong MFA code"
+    );
+    if failures >= MAX_CHALLENGE_FAILURES {
+        c.execute(
+            "update auth.mfa_challenges set expires_at = now() where id = $1",
+            &[&challenge],
+        )
+        .await?;
+        tracing::warn!(factor = %factor, "auth: MFA challenge burned after repeated wrong codes");
+    }
+    Ok(())
+}
+
+/// `DELETE /auth/v1/factors/{id}`: unenrolls a factor; once the user has a
+/// verified factor, only from an `aal2` session (as GoTrue).
 #[utoipa::path(delete, path = "/p/{ref}/auth/v1/factors/{id}", tag = "auth",
     params(("ref" = String, Path, description = "Project ref"), ("id" = String, Path, description = "Factor id")),
     responses((status = 200, description = "Unenrolled"), (status = 403, description = "insufficient_aal")))]
@@ -365,13 +454,8 @@ pub async fn unenroll(
     Path(path): Path<(String, String)>,
 ) -> AuthResult<Json<Value>> {
     let me = ctx.require_user().await?;
-    let (factor, status) = own_factor(&ctx, me.user.id, &path.1).await?;
-    if status == "verified" && me.session.aal != "aal2" {
-        return Err(AuthError::forbidden(
-            "insufficient_aal",
-            "AAL2 required to unenroll verified factor",
-        ));
-    }
+    let (factor, _) = own_factor(&ctx, me.user.id, &path.1).await?;
+    require_aal2_once_verified(&ctx, &me, "AAL2 required to unenroll verified factor").await?;
     ctx.client
         .execute("delete from auth.mfa_factors where id = $1", &[&factor])
         .await?;

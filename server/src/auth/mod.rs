@@ -214,6 +214,25 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The client IP of a request (socket peer, or the first `X-Forwarded-For`
+/// hop when `FERROBASE_TRUST_FORWARDED_FOR` is on), as an extractor; used by
+/// limits outside auth too (platform admin login).
+pub struct ClientIp(pub Option<String>);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(
+            parts,
+            app.platform.config().trust_forwarded_for,
+        )))
+    }
+}
+
 /// The client IP: the socket peer when the server records it, or the first
 /// `X-Forwarded-For` hop when configured to trust it.
 fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> Option<String> {

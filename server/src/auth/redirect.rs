@@ -5,6 +5,15 @@
 //! GoTrue does). Patterns are globs where `*` matches within one host label or
 //! path segment (it stops at `.` and `/`) and `**` matches anything, e.g.
 //! `https://*.example.com/**` or `http://localhost:3000/*`.
+//!
+//! Both sides are parsed before they are compared, never matched as raw
+//! strings: the URL with the WHATWG parser (as a browser will read it), the
+//! pattern into scheme, host, port and path. Scheme and port must be equal
+//! (the scheme's default port when the pattern names none), the host matches
+//! label by label (a wildcard never matches an IP address), and the glob on
+//! the path sees only the path, query and fragment. So
+//! `https://16909060?.example.com/` (host `1.2.3.4`) or
+//! `https://evil.com\@x.example.com` never pass `https://*.example.com/**`.
 
 use super::settings::AuthSettings;
 
@@ -32,6 +41,80 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     go(pattern.as_bytes(), text.as_bytes())
 }
 
+/// An allow-list entry split into its parts.
+#[derive(Debug, PartialEq, Eq)]
+struct Pattern<'a> {
+    scheme: String,
+    host: String,
+    /// `None`: the scheme's default port; `Some("*")`: any port.
+    port: Option<&'a str>,
+    /// Path glob (with query and fragment), `""` when the pattern has none.
+    path: &'a str,
+}
+
+impl<'a> Pattern<'a> {
+    fn parse(pattern: &'a str) -> Option<Pattern<'a>> {
+        let (scheme, rest) = pattern.split_once("://")?;
+        let (authority, path) = match rest.find(['/', '?', '#']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if authority.contains(['@', '\\']) || scheme.is_empty() {
+            return None;
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !authority.ends_with(']') => (h, Some(p)),
+            _ => (authority, None),
+        };
+        if port.is_some_and(|p| p != "*" && p.parse::<u16>().is_err()) {
+            return None;
+        }
+        Some(Pattern {
+            scheme: scheme.to_ascii_lowercase(),
+            host: host.trim_end_matches('.').to_ascii_lowercase(),
+            port,
+            path,
+        })
+    }
+
+    fn matches(&self, url: &url::Url) -> bool {
+        if url.scheme() != self.scheme {
+            return false;
+        }
+        // Host: the parsed host (IPv4 in any notation is normalised), compared
+        // as labels; wildcards match domain names only.
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.trim_end_matches('.').to_ascii_lowercase(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+            None => String::new(),
+        };
+        let is_ip = matches!(url.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)));
+        let host_ok = if self.host.contains('*') {
+            !is_ip && !host.is_empty() && glob_match(&self.host, &host)
+        } else {
+            self.host == host
+        };
+        if !host_ok {
+            return false;
+        }
+        let port_ok = match self.port {
+            Some("*") => true,
+            Some(p) => p.parse::<u16>().ok() == url.port_or_known_default(),
+            None => url.port().is_none(),
+        };
+        if !port_ok {
+            return false;
+        }
+        let rest = &url[url::Position::BeforePath..];
+        let pattern_path = self.path.trim_end_matches('/');
+        // `myapp://**`: a `**` host with no path allows any path, as before.
+        (self.path.is_empty() && self.host.ends_with("**"))
+            || glob_match(self.path, rest)
+            || glob_match(pattern_path, rest.trim_end_matches('/'))
+    }
+}
+
 /// Whether `url` is an allowed redirect target for the project.
 pub fn is_allowed(settings: &AuthSettings, url: &str) -> bool {
     let Ok(parsed) = url::Url::parse(url) else {
@@ -40,17 +123,21 @@ pub fn is_allowed(settings: &AuthSettings, url: &str) -> bool {
     if !matches!(parsed.scheme(), "http" | "https") && parsed.cannot_be_a_base() {
         return false;
     }
+    // Credentials in a redirect URL are never needed and only ever confuse.
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return false;
+    }
     if let Ok(site) = url::Url::parse(&settings.site_url)
         && site.origin() == parsed.origin()
         && parsed.scheme() != "null"
     {
         return true;
     }
-    let trimmed = url.trim_end_matches('/');
     settings
         .uri_allow_list
         .iter()
-        .any(|p| glob_match(p, url) || glob_match(p.trim_end_matches('/'), trimmed))
+        .filter_map(|p| Pattern::parse(p))
+        .any(|p| p.matches(&parsed))
 }
 
 /// The redirect target to use: `requested` when allowed, else `site_url`.
@@ -111,5 +198,48 @@ mod tests {
         assert_eq!(resolve(&s, Some("https://evil.test/")), "https://app.test");
         assert_eq!(resolve(&s, Some("javascript:alert(1)")), "https://app.test");
         assert_eq!(resolve(&s, None), "https://app.test");
+    }
+
+    #[test]
+    fn parsed_not_raw() {
+        let mut s = AuthSettings::defaults(&crate::Config::for_tests(
+            "host=/x".into(),
+            std::env::temp_dir(),
+        ));
+        s.site_url = "https://app.test".into();
+        s.uri_allow_list = vec![
+            "https://*.example.com/**".into(),
+            "http://localhost:3000/*".into(),
+            "https://exact.test".into(),
+            "myapp://**".into(),
+        ];
+        for bad in [
+            "https://16909060?.example.com/",
+            "https://16909060#.example.com/",
+            "https://evil.com\\@x.example.com/",
+            "https://evil.com/.example.com/",
+            "https://x.example.com@evil.com/",
+            "https://x.example.com:8443/",
+            "http://x.example.com/",
+            "https://a.b.example.com/",
+            "http://localhost:3001/cb",
+            "http://localhost:3000/a/b",
+            "https://exact.test/more",
+            "https://1.2.3.4/",
+        ] {
+            assert!(!is_allowed(&s, bad), "{bad} must be refused");
+        }
+        for good in [
+            "https://pr-1.example.com/",
+            "https://pr-1.example.com/a/b?x=1#y",
+            "https://PR-1.Example.com:443/a",
+            "http://localhost:3000/cb",
+            "http://localhost:3000/cb?code=1",
+            "https://exact.test",
+            "https://exact.test/",
+            "myapp://callback/deep/path",
+        ] {
+            assert!(is_allowed(&s, good), "{good} must be allowed");
+        }
     }
 }

@@ -58,6 +58,9 @@ pub struct AuthSettings {
     /// Requests per account (email) per window, for each of sign-up, sign-in,
     /// otp, recover, verify and resend.
     pub rate_limit_per_account: u32,
+    /// MFA verifications (right or wrong) per factor per window; per IP they
+    /// count against `rate_limit_verify`.
+    pub rate_limit_mfa_verify: u32,
     /// Minimum seconds between two mails of the same kind to one address.
     pub smtp_max_frequency_secs: u64,
     /// Lifetime of mailed links and codes, in seconds.
@@ -99,6 +102,7 @@ impl AuthSettings {
             rate_limit_verify: 30,
             rate_limit_otp: 30,
             rate_limit_per_account: 30,
+            rate_limit_mfa_verify: 10,
             smtp_max_frequency_secs: 60,
             mailer_otp_exp: 3600,
             smtp: None,

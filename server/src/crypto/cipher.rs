@@ -23,6 +23,9 @@ pub enum CryptoError {
 /// Encrypts and decrypts secrets under the platform encryption key.
 pub struct SecretBox {
     key: LessSafeKey,
+    /// HMAC key for [`SecretBox::fingerprint`], derived from the encryption
+    /// key (never the same key used for two purposes).
+    mac: aws_lc_rs::hmac::Key,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -55,14 +58,32 @@ impl SecretBox {
             return Err(CryptoError::BadKey);
         }
         let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| CryptoError::BadKey)?;
+        let root = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, bytes);
+        let derived = aws_lc_rs::hmac::sign(&root, b"ferrobase/fingerprint/v1");
         Ok(Self {
             key: LessSafeKey::new(unbound),
+            mac: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, derived.as_ref()),
         })
     }
 
     /// A fresh random key, as base64 text suitable for `FERROBASE_ENCRYPTION_KEY`.
     pub fn generate_key_text() -> String {
         STANDARD.encode(super::random_bytes(32))
+    }
+
+    /// A keyed fingerprint (hex HMAC-SHA256) of `data` in `context`: equal
+    /// secrets have equal fingerprints, which can be stored and compared in
+    /// the clear without revealing or allowing offline guessing of the secret.
+    pub fn fingerprint(&self, context: &str, data: &[u8]) -> String {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.mac);
+        ctx.update(context.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(data);
+        ctx.sign()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Encrypts `plaintext`, binding it to `context`.

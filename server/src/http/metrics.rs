@@ -3,6 +3,11 @@
 //!
 //! The recorder is process-global (the `metrics` facade allows one); it is
 //! installed once and shared by every `App` in the process (tests build many).
+//!
+//! Histogram samples are buffered until they are drained, which happens on a
+//! render or on the exporter's upkeep. `crate::app::serve` runs the upkeep
+//! every `FERROBASE_METRICS_UPKEEP_MS`, so memory stays flat when nobody
+//! scrapes `/metrics` (the embedded default).
 
 use std::sync::OnceLock;
 use std::time::Instant;

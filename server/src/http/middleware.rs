@@ -5,10 +5,21 @@
 //! 2. request id — `x-request-id` accepted or generated, echoed on the response;
 //! 3. trace span carrying the request id, so every log line has it;
 //! 4. CORS; 5. metrics; 6. body limit; then the routes.
+//!
+//! Around the routes that take a whole body (platform, auth, data API,
+//! admin), [`buffer_body`] reads it first, within the body read timeout, so
+//! no handler or extractor holds a pooled connection while a slow client
+//! trickles its body. Storage uploads stream instead (with an idle timeout
+//! per chunk, see `storage::Ctx::body_stream`).
 
-use axum::body::Body;
-use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, Method, Uri, header};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 /// The request-id header.
@@ -105,4 +116,53 @@ pub fn span_for(req: &Request<Body>) -> tracing::Span {
         method = %req.method(),
         path = %req.uri().path(),
     )
+}
+
+/// Reads the request body completely before the handler runs, within
+/// `FERROBASE_BODY_READ_TIMEOUT_MS` (else 408 and the connection is closed).
+/// At most one byte more than the body limit is read: the handler's own
+/// extractor then answers 413 in its module's error shape.
+pub async fn buffer_body(State(app): State<crate::AppState>, req: Request, next: Next) -> Response {
+    let config = app.platform.config();
+    let limit = config.max_body_bytes;
+    let deadline = Duration::from_millis(config.body_read_timeout_ms);
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(deadline, read_capped(body, limit)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => {
+            super::ApiError::bad_request("invalid_body", "The request body could not be read.")
+                .into_response()
+        }
+        Err(_) => {
+            tracing::info!(
+                timeout_ms = config.body_read_timeout_ms,
+                "request body not received in time"
+            );
+            let mut resp = super::ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "The request body was not received in time.",
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
+    }
+}
+
+/// The body's bytes, stopping once more than `limit` were read.
+async fn read_capped(body: Body, limit: usize) -> Result<Bytes, axum::Error> {
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk?);
+        if buf.len() > limit {
+            break;
+        }
+    }
+    Ok(Bytes::from(buf))
 }

@@ -8,6 +8,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod rest;
 pub mod router;
+pub mod server;
 
 pub(crate) use error::body_rejection;
 pub use error::{ApiError, ApiResult};

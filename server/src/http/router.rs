@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-use super::middleware::{REQUEST_ID, cors, span_for};
+use super::middleware::{REQUEST_ID, buffer_body, cors, span_for};
 use super::{ApiError, health, metrics, openapi};
 use crate::app::AppState;
 use crate::platform::handlers as platform;
@@ -21,6 +21,8 @@ fn project_routes(app: &AppState) -> Router<AppState> {
         .merge(super::rest::routes())
         .merge(crate::auth::routes())
         .merge(crate::admin::routes())
+        // Whole bodies are read before any handler takes a connection.
+        .route_layer(from_fn_with_state(app.clone(), buffer_body))
         .merge(crate::storage::routes(app))
         .route_layer(from_fn_with_state(app.clone(), tenant::resolve_project))
 }
@@ -47,6 +49,7 @@ pub fn build(app: AppState) -> Router {
                 .patch(platform::update_project)
                 .delete(platform::delete_project),
         )
+        .route_layer(from_fn_with_state(app.clone(), buffer_body))
         .nest("/p/{ref}", project_routes(&app))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

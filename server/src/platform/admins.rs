@@ -31,6 +31,10 @@ pub enum AdminError {
     /// No admin with that email.
     #[error("No admin with email {0:?}.")]
     NotFound(String),
+    /// Too many attempts from this IP, or the account is locked; retry after
+    /// the given seconds.
+    #[error("Too many login attempts. Try again in {0} seconds.")]
+    TooMany(u64),
     /// Signing the token failed.
     #[error(transparent)]
     Jwt(#[from] JwtError),
@@ -55,6 +59,15 @@ impl From<AdminError> for ApiError {
             AdminError::Db(db) => db.into(),
             AdminError::Pool(p) => p.into(),
             AdminError::Jwt(j) => ApiError::internal(&j),
+            AdminError::TooMany(secs) => {
+                let mut err = ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    e.to_string(),
+                );
+                err.retry_after = Some(secs);
+                err
+            }
         }
     }
 }
@@ -194,20 +207,39 @@ pub async fn ensure_first_admin(
     }
 }
 
-/// Checks credentials and issues a token.
+/// Checks credentials and issues a token. `ip` is the client address, for
+/// the per-IP limit; failures count towards the account's lockout.
 pub async fn login(
     platform: &Platform,
     email: &str,
     pw: &str,
+    ip: Option<&str>,
 ) -> Result<LoginResponse, AdminError> {
-    let email = parse_email(email).map_err(|_| AdminError::InvalidCredentials)?;
+    let config = platform.config();
+    // Normalised without validation: an odd identifier is simply not found,
+    // and still counts towards its lockout.
+    let account: String = email.trim().to_lowercase().chars().take(255).collect();
     let client = platform.control().get().await?;
-    let row = client
-        .query_opt(
-            "select id, password_hash from platform_admins where email = $1",
-            &[&email],
-        )
-        .await?;
+    if let Some(ip) = ip
+        && let Some(wait) =
+            super::limits::hit_ip(&**client, ip, config.platform_login_per_ip).await?
+    {
+        return Err(AdminError::TooMany(wait));
+    }
+    if let Some(wait) = super::limits::locked(&**client, &account).await? {
+        return Err(AdminError::TooMany(wait));
+    }
+    let row = match parse_email(email) {
+        Ok(email) => {
+            client
+                .query_opt(
+                    "select id, password_hash from platform_admins where email = $1",
+                    &[&email],
+                )
+                .await?
+        }
+        Err(_) => None,
+    };
     let pw = pw.to_owned();
     let (id, ok) = match row {
         Some(row) => {
@@ -224,9 +256,18 @@ pub async fn login(
         }
     };
     if !ok {
-        tracing::info!(email = %email, "platform admin login failed");
+        tracing::info!(email = %account, "platform admin login failed");
+        super::limits::record_failure(
+            &**client,
+            &account,
+            config.platform_login_max_attempts,
+            config.platform_login_lockout_secs,
+        )
+        .await?;
         return Err(AdminError::InvalidCredentials);
     }
+    super::limits::clear(&**client, &account).await?;
+    let email = account;
     let ttl = platform.config().admin_token_ttl_secs;
     let iat = crate::crypto::unix_now();
     let claims = AdminClaims {

@@ -69,13 +69,15 @@ impl FromRequestParts<AppState> for PlatformAdmin {
 
 /// Log in as a platform admin.
 #[utoipa::path(post, path = "/platform/v1/auth/login", tag = "platform", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = ApiError), (status = 400, body = ApiError)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = ApiError), (status = 400, body = ApiError),
+              (status = 429, body = ApiError, description = "Too many attempts from this IP, or the account is locked")))]
 pub async fn login(
     State(app): State<AppState>,
+    crate::auth::ClientIp(ip): crate::auth::ClientIp,
     AppJson(body): AppJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
     Ok(Json(
-        admins::login(&app.platform, &body.email, &body.password).await?,
+        admins::login(&app.platform, &body.email, &body.password, ip.as_deref()).await?,
     ))
 }
 

@@ -10,10 +10,12 @@
 //! - [`projects`]: create, list, get and delete projects (their databases, roles and keys).
 //! - [`admins`]: platform admin accounts and their bearer tokens.
 //! - [`handlers`]: the `/platform/v1` HTTP API.
+//! - [`limits`]: rate limit and lockout of admin login.
 
 pub mod admins;
 pub mod bootstrap;
 pub mod handlers;
+pub mod limits;
 pub mod projects;
 
 use std::sync::Arc;

@@ -155,7 +155,14 @@ pub struct LoadedProject {
     pub exposed_schemas: Vec<String>,
     /// Optional legacy HS256 secret: tokens signed with it are accepted too.
     pub legacy_jwt_secret: Option<Vec<u8>>,
+    /// No other project has the same legacy secret: only then is a legacy
+    /// token without a `ref` claim accepted (it cannot say which project it
+    /// was made for, so the secret must).
+    pub legacy_jwt_exclusive: bool,
 }
+
+/// Context of legacy secret fingerprints.
+const LEGACY_FINGERPRINT: &str = "legacy_jwt_fingerprint";
 
 /// Name of the optional legacy HS256 secret in `project_secrets`.
 const LEGACY_SECRET: &str = "legacy_jwt_secret";
@@ -514,6 +521,52 @@ pub async fn load(platform: &Platform, r: &str) -> Result<Option<LoadedProject>,
         Some(r) => Some(secrets.decrypt(&secret_context(id, LEGACY_SECRET), r.get(0))?),
         None => None,
     };
+    let legacy_jwt_exclusive = match &legacy_jwt_secret {
+        Some(secret) => {
+            // Fingerprints of secrets set before fingerprints existed are
+            // filled in first, so a shared secret is seen from either side.
+            let missing = client
+                .query(
+                    "select p.id, s.value_enc from projects p join project_secrets s \
+                     on s.project_id = p.id and s.name = $1 where p.legacy_jwt_fingerprint is null",
+                    &[&LEGACY_SECRET],
+                )
+                .await?;
+            for m in missing {
+                let pid: Uuid = m.get(0);
+                if let Ok(other) = secrets.decrypt(&secret_context(pid, LEGACY_SECRET), m.get(1)) {
+                    let fp = secrets.fingerprint(LEGACY_FINGERPRINT, &other);
+                    client
+                        .execute(
+                            "update projects set legacy_jwt_fingerprint = $2 where id = $1",
+                            &[&pid, &fp],
+                        )
+                        .await?;
+                }
+            }
+            let fp = secrets.fingerprint(LEGACY_FINGERPRINT, secret);
+            client
+                .execute(
+                    "update projects set legacy_jwt_fingerprint = $2 where id = $1 \
+                     and legacy_jwt_fingerprint is distinct from $2",
+                    &[&id, &fp],
+                )
+                .await?;
+            let shared: bool = client
+                .query_one(
+                    "select exists (select 1 from projects where legacy_jwt_fingerprint = $1 and id <> $2)",
+                    &[&fp, &id],
+                )
+                .await?
+                .get(0);
+            if shared {
+                tracing::warn!(project = %row.get::<_, String>("ref"),
+                    "legacy JWT secret shared with another project: tokens without ref are refused");
+            }
+            !shared
+        }
+        None => false,
+    };
     Ok(Some(LoadedProject {
         id,
         project_ref: row.get("ref"),
@@ -521,6 +574,7 @@ pub async fn load(platform: &Platform, r: &str) -> Result<Option<LoadedProject>,
         keys,
         exposed_schemas: row.get("exposed_schemas"),
         legacy_jwt_secret,
+        legacy_jwt_exclusive,
     }))
 }
 
@@ -623,8 +677,35 @@ pub async fn update(
                 &[&id, &LEGACY_SECRET],
             )
             .await?;
+            tx.execute(
+                "update projects set legacy_jwt_fingerprint = null where id = $1",
+                &[&id],
+            )
+            .await?;
         }
         Some(secret) => {
+            // One legacy secret, one project: a token without `ref` must
+            // not be good for two projects.
+            let fp = platform
+                .secrets()
+                .fingerprint(LEGACY_FINGERPRINT, secret.as_bytes());
+            let taken = tx
+                .query_opt(
+                    "select 1 from projects where legacy_jwt_fingerprint = $1 and id <> $2",
+                    &[&fp, &id],
+                )
+                .await?
+                .is_some();
+            if taken {
+                return Err(ProjectError::InvalidSettings(
+                    "This legacy_jwt_secret is already used by another project; each project needs its own.".into(),
+                ));
+            }
+            tx.execute(
+                "update projects set legacy_jwt_fingerprint = $2 where id = $1",
+                &[&id, &fp],
+            )
+            .await?;
             let sealed = platform
                 .secrets()
                 .encrypt_str(&secret_context(id, LEGACY_SECRET), secret);

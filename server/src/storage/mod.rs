@@ -197,6 +197,36 @@ impl Ctx {
         Ok(crate::tenant::authenticate(&self.tenant, headers)?)
     }
 
+    /// The body of an upload as a stream that fails when the client pauses
+    /// longer than the body read timeout between two chunks, so a slow
+    /// client cannot keep an upload (and its task) open for ever. No pooled
+    /// connection is held while it is read (see `objects::store_object`).
+    pub(crate) fn body_stream(
+        &self,
+        body: axum::body::Body,
+    ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, String>> + Unpin + Send + use<> {
+        use futures_util::StreamExt as _;
+        let idle =
+            std::time::Duration::from_millis(self.app.platform.config().body_read_timeout_ms);
+        Box::pin(futures_util::stream::unfold(
+            (body.into_data_stream(), false),
+            move |(mut s, done)| async move {
+                if done {
+                    return None;
+                }
+                match tokio::time::timeout(idle, s.next()).await {
+                    Ok(Some(Ok(b))) => Some((Ok(b), (s, false))),
+                    Ok(Some(Err(e))) => Some((Err(e.to_string()), (s, true))),
+                    Ok(None) => None,
+                    Err(_) => Some((
+                        Err(format!("no data for {} ms", idle.as_millis())),
+                        (s, true),
+                    )),
+                }
+            },
+        ))
+    }
+
     /// Runs the reaper for this project in the background when it is due.
     fn maybe_reap(&self) {
         let Ok(storage) = self.store() else { return };

@@ -240,32 +240,40 @@ where
     let bucket = spec.bucket.id.as_str();
     let version = Storage::new_version();
     let key = Storage::key(project, bucket, &version);
-    let mut client = ctx.owner().await?;
-    let writer = Caller {
-        role: spec.role.clone(),
-        claims: spec.claims.clone(),
-    };
-    may_write(
-        &mut client,
-        ctx.timeout_ms(),
-        &writer,
-        bucket,
-        spec.name.as_str(),
-        spec.upsert,
-    )
-    .await?;
-    storage
-        .begin_upload(&client, bucket, &version, spec.name.as_str())
+    // A pooled connection only for the statements: it goes back to the pool
+    // while the bytes stream (a slow client must not starve the project).
+    {
+        let mut client = ctx.owner().await?;
+        let writer = Caller {
+            role: spec.role.clone(),
+            claims: spec.claims.clone(),
+        };
+        may_write(
+            &mut client,
+            ctx.timeout_ms(),
+            &writer,
+            bucket,
+            spec.name.as_str(),
+            spec.upsert,
+        )
         .await?;
+        storage
+            .begin_upload(&client, bucket, &version, spec.name.as_str())
+            .await?;
+    }
     let size = match storage.write(&key, body, limit).await {
         Ok(size) => size,
         Err(e) => {
-            storage
-                .abandon_upload(&client, project, bucket, &version)
-                .await;
+            // Without a connection now, the reaper deletes the bytes later.
+            if let Ok(client) = ctx.owner().await {
+                storage
+                    .abandon_upload(&client, project, bucket, &version)
+                    .await;
+            }
             return Err(e);
         }
     };
+    let mut client = ctx.owner().await?;
     let meta = metadata(size, spec, &version);
     let written = write_row(&mut client, ctx.timeout_ms(), spec, &version, &meta).await;
     match written {
@@ -388,7 +396,7 @@ pub(crate) async fn upload_request(
             .for_field("metadata", 64 * 1024)
             .for_field("contentType", 1024);
         let mut form = multer::Multipart::with_constraints(
-            body.into_data_stream(),
+            ctx.body_stream(body),
             boundary,
             multer::Constraints::new().size_limit(limits),
         );
@@ -448,7 +456,7 @@ pub(crate) async fn upload_request(
         role,
         claims,
     };
-    store_object(ctx, &spec, body.into_data_stream(), declared).await
+    store_object(ctx, &spec, ctx.body_stream(body), declared).await
 }
 
 /// `{Id, Key}` answer of an upload.

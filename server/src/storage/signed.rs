@@ -1,8 +1,11 @@
 //! Signed URLs: time-limited download links and one-shot upload links.
 //!
 //! A token is an ES256 JWT signed with the project's key, with claims
-//! `{url: "bucket/name", typ, ref, iat, exp}` (upload tokens add `owner`
-//! and `upsert`). `typ` keeps the two kinds apart, and the missing `role`
+//! `{url: "bucket/name", typ, ref, iat, exp}` (upload tokens add `owner`,
+//! `upsert` and a random `jti`). An upload token is one-shot: its `jti` is
+//! claimed in `storage.used_upload_tokens` when an upload through it starts
+//! (a replay, even a concurrent one, is refused), released if that upload
+//! fails so the client may retry, and kept until the token expires. `typ` keeps the two kinds apart, and the missing `role`
 //! claim means a signed-URL token is never accepted as an API key. Creating
 //! a link requires the caller to be allowed the operation (RLS); using it
 //! then needs no key.
@@ -260,6 +263,7 @@ pub async fn sign_upload(
         &json!({
             "url": url, "typ": UPLOAD, "ref": ctx.tenant.project.project_ref,
             "owner": owner_of(&caller), "upsert": upsert, "iat": now, "exp": now + UPLOAD_EXPIRES_IN,
+            "jti": crate::crypto::random_token(16),
         }),
     )?;
     Ok(Json(json!({
@@ -288,9 +292,13 @@ pub async fn upload_signed(
         .ok_or_else(|| StorageError::InvalidSignature("The signed URL has no token.".into()))?;
     let key = format!("{}/{}", bucket_id.as_str(), name.as_str());
     let claims = verify(&ctx.tenant, token, UPLOAD, &key)?;
+    let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
+    let exp = claims["exp"].as_i64().unwrap_or_default();
     let bucket = {
         let client = ctx.owner().await?;
-        buckets::load(&client, bucket_id.as_str()).await?
+        let bucket = buckets::load(&client, bucket_id.as_str()).await?;
+        claim_upload_token(&client, &jti, exp).await?;
+        bucket
     };
     let upsert = claims["upsert"].as_bool().unwrap_or(false);
     // Allowed when the link was made; the row is written as the service
@@ -299,7 +307,7 @@ pub async fn upload_signed(
     if let Some(owner) = claims["owner"].as_str() {
         row_claims["sub"] = json!(owner);
     }
-    let id = objects::upload_request(
+    let uploaded = objects::upload_request(
         &ctx,
         bucket,
         name,
@@ -311,6 +319,55 @@ pub async fn upload_signed(
         &headers,
         body,
     )
-    .await?;
-    Ok(Json(Uploaded { id, key }))
+    .await;
+    match uploaded {
+        Ok(id) => Ok(Json(Uploaded { id, key })),
+        Err(e) => {
+            // The upload did not happen: the link may be used again.
+            if let Ok(client) = ctx.owner().await
+                && let Err(db) = client
+                    .execute(
+                        "delete from storage.used_upload_tokens where jti = $1",
+                        &[&jti],
+                    )
+                    .await
+            {
+                tracing::warn!(error = %db, "could not release a signed upload token");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Claims the one-shot upload token `jti` (valid until `exp`); refuses a
+/// token that has no `jti` (made before links were one-shot) or was used.
+async fn claim_upload_token(
+    client: &tokio_postgres::Client,
+    jti: &str,
+    exp: i64,
+) -> StorageResult<()> {
+    let used = || StorageError::InvalidSignature("The signed upload URL was already used.".into());
+    if jti.is_empty() {
+        return Err(used());
+    }
+    let claimed = client
+        .execute(
+            "insert into storage.used_upload_tokens (jti, expires_at) values ($1, to_timestamp($2::float8)) \
+             on conflict (jti) do nothing",
+            &[&jti, &(exp as f64)],
+        )
+        .await?;
+    if claimed == 0 {
+        return Err(used());
+    }
+    // Forget expired claims now and then (about 1 upload in 64).
+    if crate::crypto::random_bytes(1)[0] < 4 {
+        client
+            .execute(
+                "delete from storage.used_upload_tokens where expires_at < now()",
+                &[],
+            )
+            .await?;
+    }
+    Ok(())
 }

@@ -4,9 +4,16 @@
 //! `webp`, `png`, `jpeg`), with the `image` crate.
 //!
 //! Decoding needs the whole image in memory, so sources are limited to
-//! [`MAX_SOURCE_BYTES`], decoding to [`MAX_SOURCE_PIXELS_SIDE`] pixels a side
-//! and 256 MiB of allocations (decompression bombs), and outputs to
-//! [`MAX_OUTPUT_SIDE`] pixels a side. The work runs on the blocking pool.
+//! [`MAX_SOURCE_BYTES`], decoding to [`MAX_SOURCE_PIXELS_SIDE`] pixels a side,
+//! [`MAX_SOURCE_PIXELS`] in all and 256 MiB of allocations (decompression
+//! bombs), and outputs to [`MAX_OUTPUT_SIDE`] pixels a side and
+//! [`MAX_OUTPUT_BYTES`]. No step makes an image larger than its source or its
+//! output: `cover` crops the source to the output's aspect ratio first, then
+//! resizes (resizing first, as `resize_to_fill` does, would make a
+//! 10000×1 source into a 25-million-pixel-wide intermediate). The work runs
+//! on the blocking pool, at most `FERROBASE_IMAGE_TRANSFORM_CONCURRENCY` at
+//! once per node; a request that waits longer than the pool acquire timeout
+//! for its turn gets 503.
 
 use std::io::Cursor;
 
@@ -32,6 +39,10 @@ pub const MAX_SOURCE_BYTES: u64 = 25 * 1024 * 1024;
 pub const MAX_SOURCE_PIXELS_SIDE: u32 = 10_000;
 /// Largest output width or height.
 pub const MAX_OUTPUT_SIDE: u32 = 2_500;
+/// Most pixels a source may have (width × height).
+pub const MAX_SOURCE_PIXELS: u64 = 40_000_000;
+/// Largest encoded output, in bytes.
+pub const MAX_OUTPUT_BYTES: usize = 32 * 1024 * 1024;
 
 /// Transform parameters (query string, or baked into a signed URL).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -135,6 +146,16 @@ pub fn apply(source: &[u8], t: &Transform) -> StorageResult<(Vec<u8>, &'static s
     limits.max_alloc = Some(256 * 1024 * 1024);
     reader.limits(limits);
     let source_format = reader.format();
+    let (dw, dh) = image::ImageReader::new(Cursor::new(source))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_dimensions().ok())
+        .unwrap_or((0, 0));
+    if u64::from(dw) * u64::from(dh) > MAX_SOURCE_PIXELS {
+        return Err(StorageError::InvalidRequest(format!(
+            "The image has more than {MAX_SOURCE_PIXELS} pixels and cannot be transformed."
+        )));
+    }
     let img = reader.decode().map_err(|e| {
         StorageError::InvalidRequest(format!("The image cannot be transformed: {e}"))
     })?;
@@ -152,7 +173,10 @@ pub fn apply(source: &[u8], t: &Transform) -> StorageResult<(Vec<u8>, &'static s
         match t.resize.as_deref().unwrap_or("cover") {
             "contain" => img.resize(w, h, filter),
             "fill" => img.resize_exact(w, h, filter),
-            _ => img.resize_to_fill(w, h, filter),
+            _ => {
+                let (x, y, cw, ch) = cover_crop(w0, h0, w, h);
+                img.crop_imm(x, y, cw, ch).resize_exact(w, h, filter)
+            }
         }
     };
     let format = match t.format.as_deref().unwrap_or("origin") {
@@ -181,7 +205,32 @@ pub fn apply(source: &[u8], t: &Transform) -> StorageResult<(Vec<u8>, &'static s
     };
     encoded
         .map_err(|e| StorageError::InvalidRequest(format!("The image cannot be encoded: {e}")))?;
+    if buf.len() > MAX_OUTPUT_BYTES {
+        return Err(StorageError::InvalidRequest(format!(
+            "The transformed image would be larger than {MAX_OUTPUT_BYTES} bytes; ask for a smaller size or another format."
+        )));
+    }
     Ok((buf, format.to_mime_type()))
+}
+
+/// The centred region of a `w0`×`h0` source with the aspect ratio of `w`×`h`
+/// (what `cover` keeps): `(x, y, width, height)`, never larger than the source.
+fn cover_crop(w0: u32, h0: u32, w: u32, h: u32) -> (u32, u32, u32, u32) {
+    let (w0_, h0_, w_, h_) = (
+        u64::from(w0),
+        u64::from(h0),
+        u64::from(w.max(1)),
+        u64::from(h.max(1)),
+    );
+    let (cw, ch) = if w0_ * h_ > h0_ * w_ {
+        // The source is wider: keep its full height.
+        ((h0_ * w_).div_ceil(h_).clamp(1, w0_), h0_)
+    } else {
+        (w0_, (w0_ * h_).div_ceil(w_).clamp(1, h0_))
+    };
+    let cw = u32::try_from(cw).unwrap_or(w0);
+    let ch = u32::try_from(ch).unwrap_or(h0);
+    ((w0 - cw) / 2, (h0 - ch) / 2, cw, ch)
 }
 
 fn scale(other: u32, target: u32, side: u32) -> u32 {
@@ -215,6 +264,14 @@ async fn render(
         insert(&mut resp, header::ETAG, &etag);
         return Ok(resp);
     }
+    // One turn per transform (taken before the source is read, so waiting
+    // requests hold no image in memory).
+    let wait = std::time::Duration::from_millis(ctx.app.platform.config().pool_acquire_timeout_ms);
+    let Some(_permit) = ctx.app.throttles.transform(wait).await else {
+        return Err(StorageError::Unavailable(
+            "Too many image transforms are running; retry shortly.".into(),
+        ));
+    };
     let key = Storage::key(ctx.project_id(), &row.bucket_id, &row.version);
     let source: Vec<Bytes> = storage
         .get(&key, GetOptions::default())
@@ -361,6 +418,25 @@ mod tests {
         assert_eq!((dims(&out), mime), ((200, 100), "image/jpeg"));
         let (out, mime) = apply(&src, &t(None, Some(50), "cover", "webp")).unwrap();
         assert_eq!((dims(&out), mime), ((100, 50), "image/webp"));
+    }
+
+    #[test]
+    fn cover_crops_before_resizing() {
+        assert_eq!(cover_crop(400, 200, 100, 100), (100, 0, 200, 200));
+        assert_eq!(cover_crop(200, 400, 100, 100), (0, 100, 200, 200));
+        assert_eq!(cover_crop(10_000, 1, 2500, 2500), (4999, 0, 1, 1));
+        assert_eq!(cover_crop(300, 300, 300, 300), (0, 0, 300, 300));
+        // A thin strip to a square: no giant intermediate, just the output.
+        let (out, _) = apply(
+            &png(4000, 1),
+            &Transform {
+                width: Some(500),
+                height: Some(500),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(dims(&out), (500, 500));
     }
 
     #[test]

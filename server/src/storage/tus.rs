@@ -366,7 +366,7 @@ async fn append(ctx: &Ctx, upload: &Upload, body: Body) -> Result<i64, Tus> {
     let key = Storage::part_key(project, &upload.bucket_id, &upload.id, upload.parts);
     let room = (upload.length - upload.offset).max(0) as u64;
     let written = storage
-        .write(&key, body.into_data_stream(), room)
+        .write(&key, ctx.body_stream(body), room)
         .await
         .map_err(|e| match e {
             StorageError::TooLarge(_) => Tus(StorageError::InvalidRequest(

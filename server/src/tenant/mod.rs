@@ -221,15 +221,18 @@ pub fn verify_token(tenant: &Tenant, token: &str, what: &str) -> ApiResult<Value
             crate::crypto::token_algorithm(token) == Some(jsonwebtoken::Algorithm::HS256)
         });
     let claims: Value = match legacy {
-        // The project's own legacy secret binds the token to it; `ref`, when
-        // present, must still name this project.
+        // The project's own legacy secret binds the token to it (when no
+        // other project shares it); `ref`, when present, must still name
+        // this project.
         Some(secret) => crate::crypto::verify_hs256(secret, token),
         None => crate::crypto::SigningKey::verify_any(&tenant.project.keys, token),
     }
     .map_err(|e| jwt_error(e, what))?;
+    // A token without `ref` only counts when the legacy secret that signed
+    // it belongs to this project alone.
     let ref_ok = match claims["ref"].as_str() {
         Some(r) => r == tenant.project.project_ref,
-        None => legacy.is_some(),
+        None => legacy.is_some() && tenant.project.legacy_jwt_exclusive,
     };
     if !ref_ok {
         return Err(ApiError::unauthorized(

@@ -50,9 +50,13 @@ async fn embedded_cluster_starts_persists_and_recovers_a_stale_pid() {
     let again = second.default_project.unwrap();
     assert_eq!(again.anon_key, project.anon_key);
     assert_eq!(again.service_role_key, project.service_role_key);
-    let login =
-        ferrobase_server::platform::admins::login(&platform, "admin@ferrobase.test", &password)
-            .await;
+    let login = ferrobase_server::platform::admins::login(
+        &platform,
+        "admin@ferrobase.test",
+        &password,
+        None,
+    )
+    .await;
     assert!(login.is_ok(), "generated password logs in");
     let pg = platform.embedded().unwrap();
     platform.shutdown().await;

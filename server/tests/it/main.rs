@@ -11,6 +11,7 @@ mod deploy;
 mod embedded;
 mod errors;
 mod examples;
+mod hardening;
 mod platform;
 mod resilience;
 mod rest;

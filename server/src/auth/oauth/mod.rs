@@ -747,6 +747,16 @@ async fn resolve_user(
         .ok_or_else(|| AuthError::internal(&"user vanished"))
 }
 
+/// Links an external identity to `user` (found by the provider's verified
+/// email), confirming the account's email.
+///
+/// If the account was not confirmed yet, whoever created it never proved the
+/// address: it may be an attacker who registered the victim's email first
+/// (pre-account takeover). The provider has now proved the address, so the
+/// account is handed to its owner: its password is cleared, its sessions and
+/// pending one-time tokens are ended (the new session starts after this).
+/// Refusing to link would be the other choice; this one keeps GoTrue's
+/// "sign in with Google after signing up" flow working. See docs/SECURITY.md.
 async fn link(
     c: &impl GenericClient,
     user: &users::User,
@@ -754,6 +764,28 @@ async fn link(
     profile: &Profile,
     data: &Value,
 ) -> AuthResult<()> {
+    if user.email_confirmed_at.is_none() {
+        c.execute(
+            "update auth.users set encrypted_password = null, updated_at = now() where id = $1",
+            &[&user.id],
+        )
+        .await?;
+        c.execute("delete from auth.sessions where user_id = $1", &[&user.id])
+            .await?;
+        c.execute(
+            "delete from auth.one_time_tokens where user_id = $1",
+            &[&user.id],
+        )
+        .await?;
+        users::audit(
+            c,
+            "unconfirmed_account_claimed",
+            Some(user.id),
+            json!({"provider": provider}),
+            None,
+        )
+        .await?;
+    }
     c.execute(
         "insert into auth.identities (provider_id, user_id, identity_data, provider, last_sign_in_at) \
          values ($1, $2, $3, $4, now())",

@@ -10,7 +10,7 @@ use super::flows::claims;
 use super::{Auth, code_in, gotrue_error, link_in, params};
 
 /// Follows a verify link without following the redirect; returns the Location.
-async fn open_link(link: &str) -> String {
+pub(super) async fn open_link(link: &str) -> String {
     let http = reqwest::Client::builder()
         .redirect(Policy::none())
         .build()
@@ -20,7 +20,7 @@ async fn open_link(link: &str) -> String {
     resp.headers()["location"].to_str().unwrap().to_owned()
 }
 
-fn fragment(location: &str) -> Value {
+pub(super) fn fragment(location: &str) -> Value {
     params(location.split_once('#').map_or("", |(_, f)| f))
 }
 

@@ -1,6 +1,7 @@
 //! Auth (`/auth/v1`): GoTrue-compatible flows end to end over HTTP.
 
 mod flows;
+mod hardening;
 mod mail;
 mod mfa;
 mod oauth;

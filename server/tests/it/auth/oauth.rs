@@ -445,6 +445,113 @@ async fn oidc_pkce_login_linking_and_attacks() {
     assert_eq!(resp.status(), 200);
 }
 
+/// Pre-account takeover (issue 8, item 4): the attacker registers the
+/// victim's address first, with a password of its own, and keeps a session.
+/// When the victim signs in with a provider that has verified the address,
+/// the account is linked and confirmed; the attacker's password and sessions
+/// must not survive that.
+#[tokio::test]
+async fn oauth_linking_an_unconfirmed_account_clears_the_squatters_password_and_sessions() {
+    let Some(modules) = super::node_modules_with("oidc-provider") else {
+        super::missing_peer("oidc-provider");
+        return;
+    };
+    let t = TestApp::spawn().await;
+    let p = t.create_project("sec-oidc-squat").await;
+    let a = Auth { t, p };
+    let callback = format!("{}/auth/v1/callback", a.p.url);
+    let idp = start_provider(&modules, &callback).await;
+    let resp = a
+        .admin(Method::PUT, "/admin/config")
+        .json(
+            &json!({"site_url": "http://app.test", "uri_allow_list": ["http://app.test/**"],
+                      "mailer_autoconfirm": false}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = a
+        .admin(Method::PUT, "/admin/providers/myidp")
+        .json(&json!({"kind": "oidc", "issuer": idp.issuer, "client_id": "ferrobase", "client_secret": "ferrobase-secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The squatter signs up with the victim's address (never confirmed) …
+    let resp = a.signup("carol@oidc.test", "squatter-password").await;
+    assert_eq!(resp.status(), 200);
+    // … and holds a session once the project turns confirmations off.
+    a.admin(Method::PUT, "/admin/config")
+        .json(&json!({"mailer_autoconfirm": true}))
+        .send()
+        .await
+        .unwrap();
+    let squat = a.password("carol@oidc.test", "squatter-password").await;
+    assert_eq!(squat.status(), 200);
+    let squat: Value = squat.json().await.unwrap();
+    let squat_access = squat["access_token"].as_str().unwrap().to_owned();
+    let squat_refresh = squat["refresh_token"].as_str().unwrap().to_owned();
+
+    // The victim signs in with the provider (which verified carol@oidc.test).
+    let mut browser = Browser::new();
+    let (verifier, challenge) = pkce_pair();
+    let resp = browser
+        .send(
+            Method::GET,
+            &format!(
+                "{}/auth/v1/authorize?provider=myidp&redirect_to=http://app.test/cb&code_challenge={challenge}&code_challenge_method=s256",
+                a.p.url
+            ),
+            None,
+        )
+        .await;
+    let to_idp = resp.headers()["location"].to_str().unwrap().to_owned();
+    let back = browser.login(&to_idp, "carol", &callback).await;
+    let app = browser.send(Method::GET, &back, None).await.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let code = app.split("code=").nth(1).unwrap().to_owned();
+    let resp = a
+        .req(Method::POST, "/token?grant_type=pkce")
+        .json(&json!({"auth_code": code, "code_verifier": verifier}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let victim: Value = resp.json().await.unwrap();
+    assert!(victim["user"]["email_confirmed_at"].is_string());
+
+    // The squatter's password and session are gone; the victim's session works.
+    gotrue_error(
+        a.password("carol@oidc.test", "squatter-password").await,
+        400,
+        "invalid_credentials",
+    )
+    .await;
+    gotrue_error(
+        a.user(Method::GET, "/user", &squat_access)
+            .send()
+            .await
+            .unwrap(),
+        403,
+        "session_not_found",
+    )
+    .await;
+    assert_eq!(a.refresh(&squat_refresh).await.status(), 400);
+    let me = a
+        .user(
+            Method::GET,
+            "/user",
+            victim["access_token"].as_str().unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+}
+
 #[tokio::test]
 async fn id_token_grant_with_a_real_providers_token() {
     let Some(modules) = super::node_modules_with("oidc-provider") else {

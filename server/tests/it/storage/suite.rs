@@ -586,7 +586,7 @@ async fn signed_urls(env: &Env) {
         .await
         .unwrap();
     assert_eq!(get.text().await.unwrap(), "linked");
-    // Used again without upsert: conflict.
+    // Used again: the link is one-shot.
     let again = env
         .http
         .put(env.url(url))
@@ -594,7 +594,7 @@ async fn signed_urls(env: &Env) {
         .send()
         .await
         .unwrap();
-    assert_eq!(again.status(), 409);
+    expect_error(again, 400, "InvalidSignature").await;
     // A download token cannot upload.
     let forged = env
         .http

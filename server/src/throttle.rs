@@ -1,0 +1,61 @@
+//! Bounds on expensive work that a single caller could otherwise pile up on
+//! one node: image transforms (CPU and memory) and admin SQL (a dedicated
+//! Postgres connection each). Both are semaphores; a caller that cannot get
+//! a permit within a short wait gets 503 or 429 instead of queueing without
+//! bound.
+//!
+//! These hold per node (N nodes allow N × the limit): they protect the
+//! node's CPU and memory, while Postgres' own `max_connections` and the
+//! per-project pool bound the database side.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+/// The semaphores of one node.
+pub struct Throttles {
+    /// Concurrent image transforms on this node.
+    transforms: Arc<Semaphore>,
+    /// Concurrent admin SQL requests per project on this node.
+    admin_sql: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    /// Permits per project for admin SQL.
+    admin_sql_per_project: usize,
+}
+
+impl Throttles {
+    /// Semaphores sized from the config.
+    pub fn new(config: &crate::Config) -> Self {
+        Self {
+            transforms: Arc::new(Semaphore::new(config.image_transform_concurrency.max(1))),
+            admin_sql: Mutex::new(HashMap::new()),
+            admin_sql_per_project: config.admin_sql_concurrency.max(1),
+        }
+    }
+
+    /// A transform permit, waiting at most `wait`; `None` when the node is busy.
+    pub async fn transform(&self, wait: std::time::Duration) -> Option<OwnedSemaphorePermit> {
+        tokio::time::timeout(wait, self.transforms.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    /// An admin SQL permit for `project`, without waiting; `None` when the
+    /// project already runs as many admin SQL requests as allowed.
+    pub fn admin_sql(&self, project: Uuid) -> Option<OwnedSemaphorePermit> {
+        let sem = {
+            let mut map = self.admin_sql.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget idle projects' semaphores (nobody holds a permit).
+            if map.len() > 1024 {
+                let full = self.admin_sql_per_project;
+                map.retain(|_, s| s.available_permits() < full);
+            }
+            map.entry(project)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.admin_sql_per_project)))
+                .clone()
+        };
+        sem.try_acquire_owned().ok()
+    }
+}
