@@ -182,8 +182,7 @@ fn dockerfile_passes_hadolint() {
     // The last stage (the default target) must not run as root.
     let last_user = text
         .lines()
-        .filter(|l| l.starts_with("USER "))
-        .last()
+        .rfind(|l| l.starts_with("USER "))
         .expect("a USER line");
     assert_ne!(last_user.trim(), "USER 0", "the image must end non-root");
 
@@ -447,7 +446,11 @@ fn compose_file_is_well_formed() {
                 assert!(volumes.contains(source), "{name}: volume {source} not declared");
             }
         }
-        if let Some(env) = service["environment"].as_object() {
+        // Only the Ferrobase services' environment is the server's settings.
+        if let Some(env) = service["environment"]
+            .as_object()
+            .filter(|_| service.get("build").is_some())
+        {
             assert_known_settings(
                 &format!("docker-compose.yml service {name}"),
                 env.keys().map(String::as_str),
@@ -476,10 +479,15 @@ fn compose_file_is_well_formed() {
     let text = std::fs::read_to_string(&path).expect("compose file");
     let example = std::fs::read_to_string(deploy_dir().join("production.env.example"))
         .expect("production.env.example");
-    for var in text.split("${").skip(1).filter_map(|rest| {
-        rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .next()
-    }) {
+    let compose_vars: BTreeSet<&str> = text
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .next()
+        })
+        .collect();
+    for var in &compose_vars {
         assert!(
             example.contains(&format!("{var}=")),
             "docker-compose.yml uses ${{{var}}}, not in production.env.example"
@@ -488,7 +496,9 @@ fn compose_file_is_well_formed() {
     let example_keys = example
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()));
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        // Compose-only variables (e.g. FERROBASE_DOMAIN) are not server settings.
+        .filter(|k| !compose_vars.contains(k) || known.contains(*k));
     assert_known_settings("production.env.example", example_keys, &known);
 
     // The proxy routes the apex and every `{ref}.` subdomain to the replicas.
