@@ -71,17 +71,29 @@ async fn main() -> AnyResult<()> {
 
     // A plain HTTP client, with no key: what a browser given the URL does.
     let keyless = ferrobase::reqwest::Client::new();
-    let unsigned = keyless.get(bucket.get_public_url(&report_path)).send().await?;
+    let unsigned = keyless
+        .get(bucket.get_public_url(&report_path))
+        .send()
+        .await?;
     check(
         unsigned.status().is_client_error(),
         "the file is not public (the unsigned URL is refused)",
     )?;
 
     let signed = bucket.create_signed_url(&report_path, 60).await?;
-    println!("signed download URL: {}", signed.split('?').next().unwrap_or_default());
+    println!(
+        "signed download URL: {}",
+        signed.split('?').next().unwrap_or_default()
+    );
     let got = keyless.get(&signed).send().await?;
-    check(got.status().is_success(), "the signed URL downloads without a key")?;
-    check(got.bytes().await?.as_ref() == report.as_slice(), "the downloaded bytes match")?;
+    check(
+        got.status().is_success(),
+        "the signed URL downloads without a key",
+    )?;
+    check(
+        got.bytes().await?.as_ref() == report.as_slice(),
+        "the downloaded bytes match",
+    )?;
 
     // Change one character of the token's signature: refused.
     let mut tampered: Vec<char> = signed.chars().collect();
@@ -105,7 +117,10 @@ async fn main() -> AnyResult<()> {
         .body(&b"sent through a signed upload URL"[..])
         .send()
         .await?;
-    check(put.status().is_success(), "the signed upload URL takes the file without a key")?;
+    check(
+        put.status().is_success(),
+        "the signed upload URL takes the file without a key",
+    )?;
     println!("uploaded {upload_path} through a signed upload URL");
     check(
         bucket.download(&upload_path).await? == b"sent through a signed upload URL",

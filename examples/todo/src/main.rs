@@ -110,7 +110,13 @@ async fn main() -> AnyResult<()> {
 
     let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
     let password = "correct horse battery staple";
-    let alice = new_user(&anon, &service, &format!("alice-{run}@example.com"), password).await?;
+    let alice = new_user(
+        &anon,
+        &service,
+        &format!("alice-{run}@example.com"),
+        password,
+    )
+    .await?;
     let bob = new_user(&anon, &service, &format!("bob-{run}@example.com"), password).await?;
     let alice_id = alice.get_user().await?.id;
     println!("signed up alice and bob");
@@ -121,7 +127,9 @@ async fn main() -> AnyResult<()> {
         .from("todos")
         .insert(vec![
             NewTodo { title: "buy milk" },
-            NewTodo { title: "walk the dog" },
+            NewTodo {
+                title: "walk the dog",
+            },
         ])
         .fetch()
         .await?;
@@ -141,7 +149,11 @@ async fn main() -> AnyResult<()> {
     for t in &bob_todos {
         println!("bob: #{} {} (done: {})", t.id, t.title, t.done);
     }
-    println!("alice sees {} todos, bob sees {}", alice_todos.len(), bob_todos.len());
+    println!(
+        "alice sees {} todos, bob sees {}",
+        alice_todos.len(),
+        bob_todos.len()
+    );
     check(
         alice_todos.len() == 2 && alice_todos.iter().all(|t| t.user_id == alice_id),
         "alice sees exactly her two todos",

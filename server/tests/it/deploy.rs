@@ -96,7 +96,10 @@ fn manifests() -> Vec<PathBuf> {
         .filter(|p| p.parent().is_some_and(|d| d.ends_with("k8s")))
         .filter(|p| !p.ends_with("kustomization.yaml"))
         .collect();
-    assert!(list.len() >= 7, "expected the k8s manifests, found {list:?}");
+    assert!(
+        list.len() >= 7,
+        "expected the k8s manifests, found {list:?}"
+    );
     list
 }
 
@@ -113,7 +116,12 @@ fn load_yaml(path: &Path) -> Option<Vec<Value>> {
         .arg(path)
         .output()
         .unwrap_or_else(|e| panic!("running python: {e}"));
-    assert!(out.status.success(), "{}: {}", path.display(), describe(&out));
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        path.display(),
+        describe(&out)
+    );
     Some(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("yaml as json: {e}")))
 }
 
@@ -192,9 +200,17 @@ fn dockerfile_passes_hadolint() {
     std::fs::write(&broken, text.replace("WORKDIR /src", "WORKDIR src")).expect("write");
     let out = run(
         &hadolint,
-        &["--failure-threshold", "error", broken.to_str().expect("utf-8 path")],
+        &[
+            "--failure-threshold",
+            "error",
+            broken.to_str().expect("utf-8 path"),
+        ],
     );
-    assert!(!out.status.success(), "hadolint accepted a relative WORKDIR: {}", describe(&out));
+    assert!(
+        !out.status.success(),
+        "hadolint accepted a relative WORKDIR: {}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -238,11 +254,15 @@ fn kubernetes_manifests_validate_strictly() {
     args.extend(files.iter().map(|p| p.display().to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run(&validate, &args);
-    assert!(out.status.success(), "kubernetes-validate: {}", describe(&out));
+    assert!(
+        out.status.success(),
+        "kubernetes-validate: {}",
+        describe(&out)
+    );
 
     // A misspelled field is refused by --strict.
-    let deployment = std::fs::read_to_string(deploy_dir().join("k8s/deployment.yaml"))
-        .expect("deployment.yaml");
+    let deployment =
+        std::fs::read_to_string(deploy_dir().join("k8s/deployment.yaml")).expect("deployment.yaml");
     let dir = temp_dir("fbt-deploy");
     let broken = dir.join("deployment.yaml");
     std::fs::write(
@@ -301,9 +321,18 @@ fn kubernetes_manifests_fit_the_server() {
     let deployment = &by_kind["Deployment"];
     let pod = &deployment["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
-    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/health/live");
-    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/health/ready");
-    assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"],
+        "/health/live"
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"],
+        "/health/ready"
+    );
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(
         container["envFrom"][0]["configMapRef"]["name"],
@@ -331,7 +360,10 @@ fn kubernetes_manifests_fit_the_server() {
         "FERROBASE_ENCRYPTION_KEY",
         "FERROBASE_ADMIN_PASSWORD",
     ] {
-        assert!(names.contains(&required), "the Deployment does not set {required}");
+        assert!(
+            names.contains(&required),
+            "the Deployment does not set {required}"
+        );
     }
 
     // Ingress: the apex and the wildcard go to the Service.
@@ -346,10 +378,16 @@ fn kubernetes_manifests_fit_the_server() {
         .as_str()
         .expect("base domain");
     assert!(hosts.contains(&apex), "ingress hosts {hosts:?} lack {apex}");
-    assert!(hosts.contains(&format!("*.{apex}").as_str()), "no wildcard host in {hosts:?}");
+    assert!(
+        hosts.contains(&format!("*.{apex}").as_str()),
+        "no wildcard host in {hosts:?}"
+    );
     let service = by_kind["Service"]["metadata"]["name"].clone();
     for rule in ingress["spec"]["rules"].as_array().expect("rules") {
-        assert_eq!(rule["http"]["paths"][0]["backend"]["service"]["name"], service);
+        assert_eq!(
+            rule["http"]["paths"][0]["backend"]["service"]["name"],
+            service
+        );
     }
     assert_eq!(
         by_kind["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"],
@@ -392,8 +430,10 @@ fn compose_file_is_well_formed() {
     let top = compose.as_object().expect("a mapping");
     for key in top.keys() {
         assert!(
-            ["name", "services", "volumes", "networks", "secrets", "configs"]
-                .contains(&key.as_str())
+            [
+                "name", "services", "volumes", "networks", "secrets", "configs"
+            ]
+            .contains(&key.as_str())
                 || key.starts_with("x-"),
             "unknown top-level key {key}"
         );
@@ -414,7 +454,11 @@ fn compose_file_is_well_formed() {
         if let Some(build) = service.get("build") {
             let context = deploy_dir().join(build["context"].as_str().unwrap_or("."));
             let dockerfile = context.join(build["dockerfile"].as_str().unwrap_or("Dockerfile"));
-            assert!(dockerfile.is_file(), "{name}: {} missing", dockerfile.display());
+            assert!(
+                dockerfile.is_file(),
+                "{name}: {} missing",
+                dockerfile.display()
+            );
             if let Some(target) = build["target"].as_str() {
                 let text = std::fs::read_to_string(&dockerfile).expect("Dockerfile");
                 assert!(
@@ -425,12 +469,18 @@ fn compose_file_is_well_formed() {
         }
         // depends_on: short (list) or long (mapping) form, only known services.
         let deps: Vec<String> = match &service["depends_on"] {
-            Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
             Value::Object(m) => m.keys().cloned().collect(),
             _ => Vec::new(),
         };
         for dep in deps {
-            assert!(services.contains_key(&dep), "{name} depends on unknown {dep}");
+            assert!(
+                services.contains_key(&dep),
+                "{name} depends on unknown {dep}"
+            );
         }
         for mount in service["volumes"].as_array().into_iter().flatten() {
             let source = mount
@@ -443,7 +493,10 @@ fn compose_file_is_well_formed() {
                     "{name}: bind mount {source} does not exist"
                 );
             } else {
-                assert!(volumes.contains(source), "{name}: volume {source} not declared");
+                assert!(
+                    volumes.contains(source),
+                    "{name}: volume {source} not declared"
+                );
             }
         }
         // Only the Ferrobase services' environment is the server's settings.
@@ -461,10 +514,15 @@ fn compose_file_is_well_formed() {
 
     let ferrobase = &services["ferrobase"];
     assert!(
-        ferrobase["deploy"]["replicas"].as_u64().is_some_and(|n| n >= 2),
+        ferrobase["deploy"]["replicas"]
+            .as_u64()
+            .is_some_and(|n| n >= 2),
         "ferrobase should run at least two replicas"
     );
-    assert!(ferrobase.get("ports").is_none(), "replicas are reached through the proxy only");
+    assert!(
+        ferrobase.get("ports").is_none(),
+        "replicas are reached through the proxy only"
+    );
     let env = &ferrobase["environment"];
     assert_eq!(env["FERROBASE_ENV"], "production");
     assert!(
@@ -473,7 +531,11 @@ fn compose_file_is_well_formed() {
             .is_some_and(|s| s.starts_with("s3://")),
         "replicas must share S3 storage"
     );
-    assert!(env["DATABASE_URL"].as_str().is_some_and(|s| s.contains("@db:")));
+    assert!(
+        env["DATABASE_URL"]
+            .as_str()
+            .is_some_and(|s| s.contains("@db:"))
+    );
 
     // Every ${VAR} Compose substitutes is documented in the example env file.
     let text = std::fs::read_to_string(&path).expect("compose file");
@@ -503,6 +565,9 @@ fn compose_file_is_well_formed() {
 
     // The proxy routes the apex and every `{ref}.` subdomain to the replicas.
     let caddy = std::fs::read_to_string(deploy_dir().join("Caddyfile")).expect("Caddyfile");
-    assert!(caddy.contains("*.{$FERROBASE_DOMAIN"), "no wildcard site in the Caddyfile");
+    assert!(
+        caddy.contains("*.{$FERROBASE_DOMAIN"),
+        "no wildcard site in the Caddyfile"
+    );
     assert!(caddy.contains("name ferrobase") && caddy.contains("port 8080"));
 }

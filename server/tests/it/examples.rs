@@ -105,7 +105,11 @@ async fn file_upload_example_shares_files_by_signed_urls() {
     let t = TestApp::spawn().await;
     let p = project(&t, "ex-files").await;
     let out = run_example("file-upload", &p.url, None, Some(&p.service)).await;
-    assert!(out.status.success(), "file-upload example: {}", describe(&out));
+    assert!(
+        out.status.success(),
+        "file-upload example: {}",
+        describe(&out)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     for line in [
         "created private bucket documents",
