@@ -9,6 +9,7 @@ mod ai;
 mod auth;
 mod cli;
 mod dashboard;
+mod drain;
 mod embedded;
 mod errors;
 mod first_run;
