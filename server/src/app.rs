@@ -36,6 +36,8 @@ pub struct App {
     pub throttles: crate::throttle::Throttles,
     /// The Socket.IO realtime hub.
     pub realtime: crate::realtime::Hub,
+    /// Set when shutdown starts: readiness answers 503 from then on.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// Shared handle on [`App`].
@@ -65,6 +67,7 @@ impl App {
             ai,
             throttles,
             realtime: crate::realtime::Hub::new(app.clone(), realtime_config),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -143,12 +146,26 @@ pub async fn serve(
     let header_timeout = Duration::from_millis(app.platform.config().header_read_timeout_ms);
     // Realtime sockets are closed as soon as shutdown starts: a pending
     // long-poll would otherwise hold the drain for a whole ping interval.
-    let realtime_app = app.clone();
+    // Readiness turns false first, while the node still serves, so load
+    // balancers stop sending it new work before its socket closes.
+    let drain_delay = Duration::from_millis(app.platform.config().drain_delay_ms);
+    let grace = Duration::from_secs(app.platform.config().shutdown_grace_secs);
+    let drain_app = app.clone();
     let shutdown = async move {
         shutdown.await;
-        realtime_app.realtime.shutdown().await;
+        drain_app
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::info!(
+            drain_delay_ms = drain_delay.as_millis() as u64,
+            grace_secs = grace.as_secs(),
+            "shutting down: readiness is off, in-flight requests may finish"
+        );
+        tokio::time::sleep(drain_delay).await;
+        drain_app.realtime.shutdown().await;
     };
-    let result = crate::http::server::run(listener, service, shutdown, header_timeout).await;
+    let result =
+        crate::http::server::run(listener, service, shutdown, header_timeout, grace).await;
     reaper.abort();
     scheduler.abort();
     webhooks.abort();

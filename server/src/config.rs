@@ -303,6 +303,16 @@ pub struct Config {
     )]
     pub header_read_timeout_ms: u64,
 
+    /// On shutdown, answer readiness with 503 for this long (still serving)
+    /// before the listener closes, so load balancers stop routing here first.
+    #[arg(long, env = "FERROBASE_DRAIN_DELAY_MS", default_value_t = 0)]
+    pub drain_delay_ms: u64,
+
+    /// On shutdown, how long in-flight requests and streams may run on before
+    /// their connections are closed, in seconds.
+    #[arg(long, env = "FERROBASE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
     /// A buffered request body (auth, data API, admin, platform) must arrive
     /// within this many milliseconds, and a streamed upload may not pause
     /// longer than this between two chunks; else 408. No project connection
@@ -468,6 +478,8 @@ impl Config {
             webhook_idle_poll_ms: 100,
             webhook_concurrency: 32,
             header_read_timeout_ms: 30_000,
+            drain_delay_ms: 0,
+            shutdown_grace_secs: 30,
             body_read_timeout_ms: 30_000,
             platform_login_per_ip: 30,
             platform_login_max_attempts: 5,

@@ -41,10 +41,14 @@ pub async fn live() -> Json<Health> {
     Json(health("live"))
 }
 
-/// Readiness: the control-plane database answers within a second.
+/// Readiness: the node is not shutting down and the control-plane database
+/// answers within two seconds.
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
+    if app.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(health("draining")));
+    }
     let check = async {
         let client = app
             .platform

@@ -6,7 +6,8 @@
 //! Every request gets the peer address as [`ConnectInfo`] (auth's per-IP
 //! limits), connections are upgradable (WebSockets), and shutdown is
 //! graceful: on the signal, stop accepting, let every connection finish its
-//! in-flight request, then return.
+//! in-flight request, then return; connections still open after the grace
+//! period are closed.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,13 +21,15 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tower::ServiceExt as _;
 
-/// Serves `service` on `listener` until `shutdown` resolves; then waits for
-/// open connections to finish their current request.
+/// Serves `service` on `listener` until `shutdown` resolves; then waits up to
+/// `grace` for open connections to finish their current request, and closes
+/// the ones still open.
 pub async fn run<S>(
     listener: tokio::net::TcpListener,
     service: S,
     shutdown: impl Future<Output = ()> + Send + 'static,
     header_read_timeout: Duration,
+    grace: Duration,
 ) -> std::io::Result<()>
 where
     S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
@@ -36,6 +39,8 @@ where
     // clone of `close_rx`, so `close_tx.closed()` resolves when all are done.
     let (signal_tx, signal_rx) = tokio::sync::watch::channel(());
     let (close_tx, close_rx) = tokio::sync::watch::channel(());
+    // Fired when the grace period is over: connections still open are dropped.
+    let (kill_tx, kill_rx) = tokio::sync::watch::channel(());
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -58,6 +63,7 @@ where
             service.clone().oneshot(req)
         });
         let mut signal_rx = signal_rx.clone();
+        let mut kill_rx = kill_rx.clone();
         let close_rx = close_rx.clone();
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
@@ -79,6 +85,10 @@ where
                         signalled = true;
                         conn.as_mut().graceful_shutdown();
                     }
+                    _ = kill_rx.changed() => {
+                        tracing::debug!(%peer, "connection closed at the end of the shutdown grace period");
+                        break;
+                    }
                 }
             }
             drop(close_rx);
@@ -87,6 +97,14 @@ where
     drop(listener);
     let _ = signal_tx.send(());
     drop(close_rx);
-    close_tx.closed().await;
+    if tokio::time::timeout(grace, close_tx.closed()).await.is_err() {
+        tracing::warn!(
+            connections = close_tx.receiver_count(),
+            grace_secs = grace.as_secs_f64(),
+            "requests still running at the end of the shutdown grace period: closing their connections"
+        );
+        let _ = kill_tx.send(());
+        close_tx.closed().await;
+    }
     Ok(())
 }

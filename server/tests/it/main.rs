@@ -10,6 +10,7 @@ mod auth;
 mod cli;
 mod dashboard;
 mod deploy;
+mod drain;
 mod embedded;
 mod errors;
 mod examples;
