@@ -164,8 +164,7 @@ pub async fn serve(
         tokio::time::sleep(drain_delay).await;
         drain_app.realtime.shutdown().await;
     };
-    let result =
-        crate::http::server::run(listener, service, shutdown, header_timeout, grace).await;
+    let result = crate::http::server::run(listener, service, shutdown, header_timeout, grace).await;
     reaper.abort();
     scheduler.abort();
     webhooks.abort();

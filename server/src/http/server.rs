@@ -97,7 +97,10 @@ where
     drop(listener);
     let _ = signal_tx.send(());
     drop(close_rx);
-    if tokio::time::timeout(grace, close_tx.closed()).await.is_err() {
+    if tokio::time::timeout(grace, close_tx.closed())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             connections = close_tx.receiver_count(),
             grace_secs = grace.as_secs_f64(),

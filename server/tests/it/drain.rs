@@ -53,7 +53,10 @@ async fn shutdown_turns_readiness_off_first_and_lets_requests_finish() {
     assert_eq!(live.expect("live during the drain delay").status(), 200);
 
     // The request that was running when the signal came is answered in full.
-    let resp = slow.await.expect("join").expect("the in-flight request is answered");
+    let resp = slow
+        .await
+        .expect("join")
+        .expect("the in-flight request is answered");
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("sql body");
     assert_eq!(body["rows"][0]["answer"], 42, "{body}");
