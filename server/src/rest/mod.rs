@@ -761,20 +761,9 @@ async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestErro
     let alias = b.alias();
     let rel = RelInfo::table(table);
 
-    if matches!(method, Method::PATCH | Method::DELETE)
-        && (ctx.query.limit.iter().any(|(p, _)| p.is_empty())
-            || ctx.query.offset.iter().any(|(p, _)| p.is_empty()))
-    {
-        return Err(RestError::new(
-            StatusCode::BAD_REQUEST,
-            "PGRST100",
-            "limit/offset is not supported on PATCH and DELETE",
-        )
-        .with_hint("Use filters to select the rows to change."));
-    }
-
-    // WHERE of PATCH/DELETE/PUT from the root filters
+    // WHERE of PATCH/DELETE from the root filters, narrowed by `limit`/`offset`
     let mut conds = Vec::new();
+    let mut row_limit = None;
     if matches!(method, Method::PATCH | Method::DELETE) {
         let empty = Vec::new();
         let mut wb = Builder::new(
@@ -783,8 +772,17 @@ async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestErro
             root_logic.iter().map(|l| (Vec::new(), l.clone())).collect(),
         );
         let mut p = wb.build_select(&rel, &alias, &empty, &[])?;
+        let limited = if p.limit.is_some() || p.offset.is_some() {
+            row_limit = p.limit;
+            Some(limited_rows(&wb, table, &rel, &alias, &p)?)
+        } else {
+            None
+        };
         conds.append(&mut p.conds);
+        conds.extend(limited);
         b.params = wb.params;
+        // the representation shows every changed row, whatever the page was
+        b.skip_root_paging = true;
     }
     // root filters select the rows of PATCH/DELETE (and are checked by PUT); they must not
     // filter the representation again
@@ -893,6 +891,7 @@ async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestErro
             b.check_paths()?;
             let prelude = format!("_mut AS ({mutation} RETURNING {alias}.*), ");
             let page = run_page(ctx, &b, &parts, &mut_rel, &ralias, media, &prelude).await?;
+            check_limited(row_limit, page.rows)?;
             check_max_affected(ctx, page.rows)?;
             if media == Media::Object && page.rows != 1 {
                 return Err(singular_error(page.rows));
@@ -956,6 +955,7 @@ async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestErro
             b.check_paths()?;
             let n = execute_count(ctx.tx, &mutation, &params_owned).await?;
             let n = i64::try_from(n).unwrap_or(i64::MAX);
+            check_limited(row_limit, n)?;
             check_max_affected(ctx, n)?;
             if media == Media::Object && n != 1 {
                 return Err(singular_error(n));
@@ -973,6 +973,70 @@ async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestErro
                 body: Bytes::new(),
             })
         }
+    }
+}
+
+/// The condition choosing the rows of a limited PATCH/DELETE (PostgREST's "limited
+/// update/delete"): `limit`/`offset` need an explicit root `order` (PGRST109), and the
+/// rows are those of that ordered page. They are named by the primary key, which also
+/// breaks ties of the order so that the page is deterministic; a relation without one
+/// (a view) names them by the order columns, as PostgREST does, and then ties can make
+/// more than `limit` rows change, which [`check_limited`] refuses (PGRST110).
+fn limited_rows(
+    b: &Builder<'_>,
+    table: &Table,
+    rel: &RelInfo,
+    alias: &str,
+    page: &SelectParts,
+) -> Result<String, RestError> {
+    if page.order.is_empty() {
+        return Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "PGRST109",
+            "A 'limit' was applied without an explicit 'order'",
+        )
+        .with_hint("Apply an 'order' using unique column(s)"));
+    }
+    let mut sub = SelectParts {
+        conds: page.conds.clone(),
+        order: page.order.clone(),
+        limit: page.limit,
+        offset: page.offset,
+        ..SelectParts::default()
+    };
+    if table.primary_key.is_empty() {
+        for (_, terms) in b.query.order.iter().filter(|(p, _)| p.is_empty()) {
+            for t in terms {
+                sub.cols.push(b.column_sql(rel, alias, &t.field)?);
+            }
+        }
+    } else {
+        for c in &table.primary_key {
+            let id = format!("{alias}.{}", quote_ident(c));
+            sub.order.push(id.clone());
+            sub.cols.push(id);
+        }
+    }
+    Ok(format!(
+        "({}) IN ({})",
+        sub.cols.join(", "),
+        sub.render(&rel.from_sql, alias, true)
+    ))
+}
+
+/// A limited PATCH/DELETE that changed more rows than `limit` (ties in the order of a
+/// relation without a primary key) fails with PGRST110, so it is rolled back.
+fn check_limited(limit: Option<i64>, n: i64) -> Result<(), RestError> {
+    match limit {
+        Some(max) if n > max => Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "PGRST110",
+            "The maximum number of rows allowed to change was surpassed",
+        )
+        .with_details(format!(
+            "Results contain {n} rows changed but the maximum number allowed is {max}"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -219,6 +219,9 @@ pub(crate) struct Builder<'a> {
     pub(crate) params: Vec<TextParam>,
     /// Do not apply root filters (they were applied by the mutation itself).
     pub(crate) skip_root_filters: bool,
+    /// Do not apply the root `limit`/`offset` (a limited PATCH/DELETE already used them
+    /// to pick the rows; the representation shows every changed row).
+    pub(crate) skip_root_paging: bool,
     next_alias: usize,
     visited: HashSet<Vec<String>>,
 }
@@ -235,6 +238,7 @@ impl<'a> Builder<'a> {
             logic,
             params: Vec::new(),
             skip_root_filters: false,
+            skip_root_paging: false,
             next_alias: 0,
             visited: HashSet::new(),
         }
@@ -280,6 +284,16 @@ impl<'a> Builder<'a> {
             }
         }
         Ok(())
+    }
+
+    /// SQL of a column (with its JSON path) of `rel` aliased `alias`; 42703 when unknown.
+    pub(crate) fn column_sql(
+        &self,
+        rel: &RelInfo,
+        alias: &str,
+        field: &Field,
+    ) -> Result<String, RestError> {
+        Ok(self.field_expr(rel, alias, field)?.0)
     }
 
     /// Column expression for `field` on `alias`: (sql, is_text, base type).
@@ -423,20 +437,22 @@ impl<'a> Builder<'a> {
         for t in &orders {
             parts.order.push(self.order_sql(rel, alias, t, &embeds)?);
         }
-        parts.limit = self
-            .query
-            .limit
-            .iter()
-            .rev()
-            .find(|(p, _)| p.as_slice() == path)
-            .map(|(_, l)| *l);
-        parts.offset = self
-            .query
-            .offset
-            .iter()
-            .rev()
-            .find(|(p, _)| p.as_slice() == path)
-            .map(|(_, l)| *l);
+        if !(path.is_empty() && self.skip_root_paging) {
+            parts.limit = self
+                .query
+                .limit
+                .iter()
+                .rev()
+                .find(|(p, _)| p.as_slice() == path)
+                .map(|(_, l)| *l);
+            parts.offset = self
+                .query
+                .offset
+                .iter()
+                .rev()
+                .find(|(p, _)| p.as_slice() == path)
+                .map(|(_, l)| *l);
+        }
         Ok(parts)
     }
 

@@ -10,6 +10,7 @@
 mod embed;
 mod fuzz;
 mod injection;
+mod limited;
 mod peers;
 mod read;
 mod rls;
