@@ -7,11 +7,13 @@
 //!
 //! PostgREST's documentation is the contract:
 //! * `GET`/`HEAD` on tables and views: `select` (aliases, casts, JSON paths, embedding
-//!   through foreign keys incl. many-to-many, `!inner`, hints, spreads), all filter
+//!   through foreign keys incl. many-to-many, `!inner`, hints, spreads), aggregates
+//!   (`amount.sum()`, `count()`, grouped by the other selected columns), all filter
 //!   operators with `not.`, `(any)`/`(all)`, `or`/`and` trees, `order`, `limit`/`offset`,
 //!   `Range` headers, `Prefer: count=...`, single-object and CSV output;
 //! * `POST` (JSON object/array or CSV, `columns`, `on_conflict`, `Prefer: return`,
-//!   `missing=default`, `resolution=...`), `PATCH`, `DELETE`, `PUT`;
+//!   `missing=default`, `resolution=...`), `PATCH`, `DELETE` (both limited by
+//!   `order` + `limit`/`offset`), `PUT`; `Prefer: handling=strict, max-affected=N`;
 //! * `/rpc/{function}` with `POST` or (for stable/immutable functions, or read-only ones)
 //!   `GET`;
 //! * `GET ""`: an OpenAPI 2.0 description.
@@ -528,7 +530,13 @@ async fn run_page(
 ) -> Result<Page, RestError> {
     let page_sql = parts.render(&rel.from_sql, alias, true);
     let exact = matches!(ctx.prefs.count, Some(Count::Exact | Count::Estimated));
-    let count_expr = if exact {
+    let count_expr = if exact && parts.group_by.is_some() {
+        // aggregated: the total is the number of groups
+        format!(
+            "(SELECT count(*) FROM ({}) AS _c)",
+            parts.render(&rel.from_sql, alias, false)
+        )
+    } else if exact {
         format!(
             "(SELECT count(*){})",
             parts.source_and_filters(&rel.from_sql, alias)

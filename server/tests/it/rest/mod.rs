@@ -7,6 +7,7 @@
 //! order against one project, so write cases see the effects of earlier ones.
 //! A failing table reports every failing case at once.
 
+mod aggregates;
 mod embed;
 mod fuzz;
 mod injection;
