@@ -856,6 +856,16 @@ impl<'a> Builder<'a> {
         let mut from = child_rel.from_sql.clone();
         let mut join_conds = Vec::new();
         match &rel.junction {
+            // computed relationship: the function of the parent's row gives the rows
+            None if rel.function.is_some() => {
+                if let Some((f, arg)) = &rel.function {
+                    from = format!(
+                        "{}({parent_alias}::{})",
+                        quote_qualified(f),
+                        quote_qualified(arg)
+                    );
+                }
+            }
             None => {
                 for (s, t) in rel.source_columns.iter().zip(&rel.target_columns) {
                     join_conds.push(format!(

@@ -13,10 +13,12 @@ mod fuzz;
 mod injection;
 mod limited;
 mod peers;
+mod plans;
 mod read;
 mod rls;
 mod rpc;
 mod schemas;
+mod views;
 mod write;
 
 use std::time::{SystemTime, UNIX_EPOCH};
