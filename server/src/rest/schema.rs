@@ -523,11 +523,24 @@ impl SchemaCache {
                 });
             }
         }
-        // many-to-one: source has a FK to target
+        // many-to-one: source has a FK to target. Named by its column or constraint, a
+        // key also reaches the views over its table: the table wins then, so that adding
+        // a view never makes `author_id(name)` ambiguous.
+        let is_view = |q: &QualifiedName| {
+            self.tables
+                .get(q)
+                .is_some_and(|t| matches!(t.kind, RelKind::View | RelKind::MaterializedView))
+        };
         for fk in &src.foreign_keys {
             let target_matches = fk.target.schema == source.schema && fk.target.name == target;
             let via_name = fk.name == target || (fk.columns.len() == 1 && fk.columns[0] == target);
-            if (target_matches || via_name) && self.tables.contains_key(&fk.target) {
+            let shadowed = !target_matches
+                && is_view(&fk.target)
+                && src
+                    .foreign_keys
+                    .iter()
+                    .any(|o| o.name == fk.name && o.columns == fk.columns && !is_view(&o.target));
+            if (target_matches || via_name) && !shadowed && self.tables.contains_key(&fk.target) {
                 out.push(Relationship {
                     target: fk.target.clone(),
                     kind: RelationshipKind::ManyToOne,
