@@ -8,6 +8,7 @@ mod admin_sql;
 mod ai;
 mod auth;
 mod cli;
+mod dashboard;
 mod embedded;
 mod errors;
 mod first_run;
