@@ -126,6 +126,15 @@ pub struct Config {
     #[arg(long, env = "FERROBASE_STATEMENT_TIMEOUT_MS", default_value_t = 8000)]
     pub statement_timeout_ms: u64,
 
+    /// Roles that may ask the data API for query plans (`Accept:
+    /// application/vnd.pgrst.plan+json`), comma-separated; empty turns plans off.
+    #[arg(
+        long,
+        env = "FERROBASE_REST_PLAN_ROLES",
+        default_value = "service_role"
+    )]
+    pub rest_plan_roles: String,
+
     /// Lifetime of platform admin tokens, in seconds.
     #[arg(long, env = "FERROBASE_ADMIN_TOKEN_TTL_SECS", default_value_t = 3600)]
     pub admin_token_ttl_secs: u64,
@@ -438,6 +447,7 @@ impl Config {
             pool_idle_timeout_secs: 300,
             pool_acquire_timeout_ms: 2000,
             statement_timeout_ms: 8000,
+            rest_plan_roles: "service_role".into(),
             admin_token_ttl_secs: 3600,
             auth_autoconfirm: false,
             trust_forwarded_for: false,

@@ -153,5 +153,27 @@ await check('errors: unknown table, duplicate, bad column, raise', async () => {
 await check('throwOnError', async () => {
   await assert.rejects(async () => await anon.from('nope').select().throwOnError())
 })
+await check('aggregates: grouped, in embeds, only own rows (RLS)', async () => {
+  const { data } = ok(await a.from('todos').select('done, id.count()').order('done'))
+  assert.deepEqual(data, [{ done: false, count: 2 }, { done: true, count: 2 }])
+  const none = ok(await anon.from('todos').select('count()'))
+  assert.deepEqual(none.data, [{ count: 0 }])
+  const emb = ok(await a.from('lists').select('name, todos(n:count())').order('id'))
+  assert.deepEqual(emb.data, [{ name: 'home', todos: [{ n: 3 }] }, { name: 'work', todos: [{ n: 1 }] }])
+  const bad = await a.from('todos').select('id.drop()')
+  assert.equal(bad.status, 400)
+  assert.equal(bad.error.code, 'PGRST100')
+})
+await check('limited update and delete (order + limit)', async () => {
+  const upd = ok(await a.from('todos').update({ title: 'first' }).eq('done', false).order('id').limit(1).select('title'))
+  assert.deepEqual(upd.data, [{ title: 'first' }])
+  const del = ok(await a.from('todos').delete().eq('done', true).order('id', { ascending: false }).limit(1).select('title'))
+  assert.deepEqual(del.data, [{ title: 'js three' }])
+  const unordered = await a.from('todos').delete().eq('done', false).limit(1)
+  assert.equal(unordered.status, 400)
+  assert.equal(unordered.error.code, 'PGRST109')
+  const left = ok(await a.from('todos').select('title').order('id'))
+  assert.deepEqual(left.data.map((r) => r.title), ['first', 'a2', 'js one'])
+})
 
 console.log(`postgrest-js: ${checks} checks passed`)

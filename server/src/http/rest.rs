@@ -124,12 +124,19 @@ async fn handle(
         .unwrap_or_default()
         .trim_start_matches('/')
         .to_owned();
+    let plan_allowed = app
+        .platform
+        .config()
+        .rest_plan_roles
+        .split(',')
+        .any(|r| r.trim() == caller.role);
     let request = RestRequest {
         method,
         path,
         query: uri.query().unwrap_or_default().to_owned(),
         headers,
         body,
+        plan_allowed,
     };
     match run(&app, &tenant, &caller, request).await {
         Ok(resp) => resp,

@@ -7,11 +7,13 @@
 //!
 //! PostgREST's documentation is the contract:
 //! * `GET`/`HEAD` on tables and views: `select` (aliases, casts, JSON paths, embedding
-//!   through foreign keys incl. many-to-many, `!inner`, hints, spreads), all filter
+//!   through foreign keys incl. many-to-many, `!inner`, hints, spreads), aggregates
+//!   (`amount.sum()`, `count()`, grouped by the other selected columns), all filter
 //!   operators with `not.`, `(any)`/`(all)`, `or`/`and` trees, `order`, `limit`/`offset`,
 //!   `Range` headers, `Prefer: count=...`, single-object and CSV output;
 //! * `POST` (JSON object/array or CSV, `columns`, `on_conflict`, `Prefer: return`,
-//!   `missing=default`, `resolution=...`), `PATCH`, `DELETE`, `PUT`;
+//!   `missing=default`, `resolution=...`), `PATCH`, `DELETE` (both limited by
+//!   `order` + `limit`/`offset`), `PUT`; `Prefer: handling=strict, max-affected=N`;
 //! * `/rpc/{function}` with `POST` or (for stable/immutable functions, or read-only ones)
 //!   `GET`;
 //! * `GET ""`: an OpenAPI 2.0 description.
@@ -21,12 +23,14 @@
 
 mod csv;
 pub mod error;
+mod explain;
 #[cfg(test)]
 mod fuzz;
 mod openapi;
 pub(crate) mod parse;
 pub(crate) mod plan;
 pub mod schema;
+mod view_deps;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -58,6 +62,9 @@ pub struct RestRequest {
     pub headers: HeaderMap,
     /// Request body.
     pub body: Bytes,
+    /// Whether this caller may ask for query plans (`Accept:
+    /// application/vnd.pgrst.plan+json`); the HTTP glue decides from the caller's role.
+    pub plan_allowed: bool,
 }
 
 /// The HTTP response to send.
@@ -268,6 +275,10 @@ struct Ctx<'a> {
     prefs: Prefs,
     query: Query,
     profile_header: Option<&'static str>,
+    /// `Accept: application/vnd.pgrst.plan…`: explain the main statement instead.
+    plan: Option<explain::PlanRequest>,
+    /// The plan text and whether it is JSON, left by [`explain_instead`].
+    plan_out: std::sync::Mutex<Option<(String, bool)>>,
 }
 
 /// Runs one request on `tx`, a connection inside an open transaction (the caller already
@@ -308,9 +319,26 @@ pub async fn execute(
         )
         .with_details(format!("Invalid preferences: {}", prefs.invalid.join(", "))));
     }
-    let rollback = prefs.tx == Some(true);
+    let mut rollback = prefs.tx == Some(true);
     let query = parse::parse_query(&req.query)?;
     let path = req.path.trim_matches('/').to_owned();
+    // A plan request answers for the media type it names (`for=`), so the handlers
+    // negotiate that one; the statement is explained instead of run, and rolled back
+    // (EXPLAIN ANALYZE of a write does write).
+    let plan = explain::PlanRequest::from_headers(&req.headers)?;
+    let mut req = req;
+    if let Some(p) = &plan {
+        if !req.plan_allowed {
+            return Err(RestError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "PGRST107",
+                "None of these media types are available: application/vnd.pgrst.plan",
+            )
+            .with_hint("Query plans are available to the roles in FERROBASE_REST_PLAN_ROLES (service_role by default)."));
+        }
+        set_header(&mut req.headers, "accept", &p.for_media);
+        rollback = true;
+    }
     let ctx = Ctx {
         tx,
         cache,
@@ -319,8 +347,61 @@ pub async fn execute(
         prefs,
         query,
         profile_header,
+        plan,
+        plan_out: std::sync::Mutex::new(None),
     };
-    let mut response = if path.is_empty() {
+    let mut response = match route(&ctx, &path).await {
+        Err(e) if e.code == explain::PLAN_DONE => {
+            let (body, json) = ctx
+                .plan_out
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .ok_or_else(|| RestError::internal("No plan"))?;
+            let for_media = ctx
+                .plan
+                .as_ref()
+                .map_or("application/json", |p| p.for_media.as_str());
+            let mut headers = HeaderMap::new();
+            set_header(
+                &mut headers,
+                "content-type",
+                &format!(
+                    "application/vnd.pgrst.plan+{}; for=\"{for_media}\"; charset=utf-8",
+                    if json { "json" } else { "text" }
+                ),
+            );
+            RestResponse {
+                status: StatusCode::OK,
+                headers,
+                body: if req.method == Method::HEAD {
+                    Bytes::new()
+                } else {
+                    Bytes::from(body)
+                },
+            }
+        }
+        other => other?,
+    };
+    if let Some(name) = ctx.profile_header {
+        set_header(&mut response.headers, name, &ctx.schema);
+    }
+    if !ctx.prefs.applied.is_empty() {
+        set_header(
+            &mut response.headers,
+            "preference-applied",
+            &ctx.prefs.applied.join(", "),
+        );
+    }
+    Ok(RestOutcome { response, rollback })
+}
+
+/// Dispatches on the path and method.
+async fn route(ctx: &Ctx<'_>, path: &str) -> Result<RestResponse, RestError> {
+    let req = ctx.req;
+    let cache = ctx.cache;
+    let path = path.to_owned();
+    let response = if path.is_empty() {
         match req.method {
             Method::GET | Method::HEAD => {
                 let media = negotiate(&req.headers, true)?;
@@ -341,7 +422,7 @@ pub async fn execute(
         }
     } else if let Some(func) = path.strip_prefix("rpc/") {
         match req.method {
-            Method::GET | Method::HEAD | Method::POST => rpc(&ctx, func).await?,
+            Method::GET | Method::HEAD | Method::POST => rpc(ctx, func).await?,
             _ => {
                 return Err(RestError::new(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -358,9 +439,9 @@ pub async fn execute(
         ));
     } else {
         match req.method {
-            Method::GET | Method::HEAD => read_table(&ctx, &path).await?,
+            Method::GET | Method::HEAD => read_table(ctx, &path).await?,
             Method::POST | Method::PATCH | Method::DELETE | Method::PUT => {
-                write_table(&ctx, &path).await?
+                write_table(ctx, &path).await?
             }
             Method::OPTIONS => {
                 ctx.cache.require_table(&ctx.schema, &path)?;
@@ -378,17 +459,7 @@ pub async fn execute(
             _ => return Err(unsupported_method(&req.method)),
         }
     };
-    if let Some(name) = ctx.profile_header {
-        set_header(&mut response.headers, name, &ctx.schema);
-    }
-    if !ctx.prefs.applied.is_empty() {
-        set_header(
-            &mut response.headers,
-            "preference-applied",
-            &ctx.prefs.applied.join(", "),
-        );
-    }
-    Ok(RestOutcome { response, rollback })
+    Ok(response)
 }
 
 fn unsupported_method(m: &Method) -> RestError {
@@ -424,6 +495,40 @@ async fn query_rows(
         .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
         .collect();
     Ok(tx.query_typed(sql, &typed).await?)
+}
+
+/// In plan mode, runs `EXPLAIN (…) sql` instead of `sql`, keeps the plan in the context
+/// and stops the request (with [`explain::PLAN_DONE`], which [`execute`] turns into the plan
+/// response). Otherwise does nothing. Called right before each request's main statement.
+async fn explain_instead(ctx: &Ctx<'_>, sql: &str, params: &[TextParam]) -> Result<(), RestError> {
+    let Some(p) = &ctx.plan else {
+        return Ok(());
+    };
+    let rows = query_rows(
+        ctx.tx,
+        &format!("EXPLAIN ({}) {sql}", p.options_sql()),
+        params,
+    )
+    .await?;
+    let body = if p.json {
+        let mut plans = Vec::new();
+        for r in &rows {
+            let v: Value = r.try_get(0)?;
+            match v {
+                Value::Array(items) => plans.extend(items),
+                other => plans.push(other),
+            }
+        }
+        Value::Array(plans).to_string()
+    } else {
+        let mut lines = Vec::new();
+        for r in &rows {
+            lines.push(r.try_get::<_, String>(0)?);
+        }
+        lines.join("\n")
+    };
+    *ctx.plan_out.lock().unwrap_or_else(|e| e.into_inner()) = Some((body, p.json));
+    Err(RestError::new(StatusCode::OK, explain::PLAN_DONE, "plan"))
 }
 
 /// Like [`query_rows`] for exactly one row.
@@ -528,7 +633,13 @@ async fn run_page(
 ) -> Result<Page, RestError> {
     let page_sql = parts.render(&rel.from_sql, alias, true);
     let exact = matches!(ctx.prefs.count, Some(Count::Exact | Count::Estimated));
-    let count_expr = if exact {
+    let count_expr = if exact && parts.group_by.is_some() {
+        // aggregated: the total is the number of groups
+        format!(
+            "(SELECT count(*) FROM ({}) AS _c)",
+            parts.render(&rel.from_sql, alias, false)
+        )
+    } else if exact {
         format!(
             "(SELECT count(*){})",
             parts.source_and_filters(&rel.from_sql, alias)
@@ -541,6 +652,7 @@ async fn run_page(
         body_expr(media)
     );
     tracing::debug!(sql = %sql, "rest: read");
+    explain_instead(ctx, &sql, &b.params).await?;
     let row = query_row(ctx.tx, &sql, &b.params).await?;
     let mut total: Option<i64> = row.try_get(0)?;
     let rows: i64 = row.try_get(1)?;
@@ -761,20 +873,9 @@ async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestErro
     let alias = b.alias();
     let rel = RelInfo::table(table);
 
-    if matches!(method, Method::PATCH | Method::DELETE)
-        && (ctx.query.limit.iter().any(|(p, _)| p.is_empty())
-            || ctx.query.offset.iter().any(|(p, _)| p.is_empty()))
-    {
-        return Err(RestError::new(
-            StatusCode::BAD_REQUEST,
-            "PGRST100",
-            "limit/offset is not supported on PATCH and DELETE",
-        )
-        .with_hint("Use filters to select the rows to change."));
-    }
-
-    // WHERE of PATCH/DELETE/PUT from the root filters
+    // WHERE of PATCH/DELETE from the root filters, narrowed by `limit`/`offset`
     let mut conds = Vec::new();
+    let mut row_limit = None;
     if matches!(method, Method::PATCH | Method::DELETE) {
         let empty = Vec::new();
         let mut wb = Builder::new(
@@ -783,8 +884,17 @@ async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestErro
             root_logic.iter().map(|l| (Vec::new(), l.clone())).collect(),
         );
         let mut p = wb.build_select(&rel, &alias, &empty, &[])?;
+        let limited = if p.limit.is_some() || p.offset.is_some() {
+            row_limit = p.limit;
+            Some(limited_rows(&wb, table, &rel, &alias, &p)?)
+        } else {
+            None
+        };
         conds.append(&mut p.conds);
+        conds.extend(limited);
         b.params = wb.params;
+        // the representation shows every changed row, whatever the page was
+        b.skip_root_paging = true;
     }
     // root filters select the rows of PATCH/DELETE (and are checked by PUT); they must not
     // filter the representation again
@@ -893,6 +1003,7 @@ async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestErro
             b.check_paths()?;
             let prelude = format!("_mut AS ({mutation} RETURNING {alias}.*), ");
             let page = run_page(ctx, &b, &parts, &mut_rel, &ralias, media, &prelude).await?;
+            check_limited(row_limit, page.rows)?;
             check_max_affected(ctx, page.rows)?;
             if media == Media::Object && page.rows != 1 {
                 return Err(singular_error(page.rows));
@@ -915,6 +1026,7 @@ async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestErro
                 "WITH _mut AS ({mutation} RETURNING {alias}.*) SELECT (SELECT count(*) FROM _mut), (SELECT row_to_json(_l)::text FROM (SELECT {} FROM _mut LIMIT 1) AS _l)",
                 pk.join(", ")
             );
+            explain_instead(ctx, &sql, &params_owned).await?;
             let row = query_row(ctx.tx, &sql, &params_owned).await?;
             let n: i64 = row.try_get(0)?;
             if media == Media::Object && n != 1 {
@@ -954,8 +1066,10 @@ async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestErro
         }
         _ => {
             b.check_paths()?;
+            explain_instead(ctx, &mutation, &params_owned).await?;
             let n = execute_count(ctx.tx, &mutation, &params_owned).await?;
             let n = i64::try_from(n).unwrap_or(i64::MAX);
+            check_limited(row_limit, n)?;
             check_max_affected(ctx, n)?;
             if media == Media::Object && n != 1 {
                 return Err(singular_error(n));
@@ -973,6 +1087,70 @@ async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestErro
                 body: Bytes::new(),
             })
         }
+    }
+}
+
+/// The condition choosing the rows of a limited PATCH/DELETE (PostgREST's "limited
+/// update/delete"): `limit`/`offset` need an explicit root `order` (PGRST109), and the
+/// rows are those of that ordered page. They are named by the primary key, which also
+/// breaks ties of the order so that the page is deterministic; a relation without one
+/// (a view) names them by the order columns, as PostgREST does, and then ties can make
+/// more than `limit` rows change, which [`check_limited`] refuses (PGRST110).
+fn limited_rows(
+    b: &Builder<'_>,
+    table: &Table,
+    rel: &RelInfo,
+    alias: &str,
+    page: &SelectParts,
+) -> Result<String, RestError> {
+    if page.order.is_empty() {
+        return Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "PGRST109",
+            "A 'limit' was applied without an explicit 'order'",
+        )
+        .with_hint("Apply an 'order' using unique column(s)"));
+    }
+    let mut sub = SelectParts {
+        conds: page.conds.clone(),
+        order: page.order.clone(),
+        limit: page.limit,
+        offset: page.offset,
+        ..SelectParts::default()
+    };
+    if table.primary_key.is_empty() {
+        for (_, terms) in b.query.order.iter().filter(|(p, _)| p.is_empty()) {
+            for t in terms {
+                sub.cols.push(b.column_sql(rel, alias, &t.field)?);
+            }
+        }
+    } else {
+        for c in &table.primary_key {
+            let id = format!("{alias}.{}", quote_ident(c));
+            sub.order.push(id.clone());
+            sub.cols.push(id);
+        }
+    }
+    Ok(format!(
+        "({}) IN ({})",
+        sub.cols.join(", "),
+        sub.render(&rel.from_sql, alias, true)
+    ))
+}
+
+/// A limited PATCH/DELETE that changed more rows than `limit` (ties in the order of a
+/// relation without a primary key) fails with PGRST110, so it is rolled back.
+fn check_limited(limit: Option<i64>, n: i64) -> Result<(), RestError> {
+    match limit {
+        Some(max) if n > max => Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "PGRST110",
+            "The maximum number of rows allowed to change was surpassed",
+        )
+        .with_details(format!(
+            "Results contain {n} rows changed but the maximum number allowed is {max}"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -1324,6 +1502,7 @@ async fn rpc(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestError> {
     if chosen.returns_void() {
         b.check_paths()?;
         let sql = format!("SELECT {call}{from_args}");
+        explain_instead(ctx, &sql, &b.params).await?;
         query_rows(ctx.tx, &sql, &b.params).await?;
         return Ok(RestResponse {
             status: StatusCode::NO_CONTENT,
@@ -1438,6 +1617,7 @@ async fn rpc(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestError> {
             } else {
                 format!("SELECT coalesce(to_json({call})::text, 'null'), 1::bigint{from_args}")
             };
+            explain_instead(ctx, &sql, &b.params).await?;
             let row = query_row(ctx.tx, &sql, &b.params).await?;
             let body: String = row.try_get(0)?;
             let n: i64 = row.try_get(1)?;

@@ -38,10 +38,55 @@ pub(crate) enum JoinType {
     Inner,
 }
 
+/// An aggregate function of `select=` (PostgREST 12): `amount.sum()`, `count()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AggFunc {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Count,
+}
+
+impl AggFunc {
+    fn from_name(s: &str) -> Option<AggFunc> {
+        Some(match s {
+            "sum" => AggFunc::Sum,
+            "avg" => AggFunc::Avg,
+            "min" => AggFunc::Min,
+            "max" => AggFunc::Max,
+            "count" => AggFunc::Count,
+            _ => return None,
+        })
+    }
+
+    /// The SQL function name, which is also the default output name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            AggFunc::Sum => "sum",
+            AggFunc::Avg => "avg",
+            AggFunc::Min => "min",
+            AggFunc::Max => "max",
+            AggFunc::Count => "count",
+        }
+    }
+}
+
 /// An item of `select=`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SelectItem {
     Star,
+    /// `[alias:]field[::cast].func()[::cast]`, or `count()` without a field.
+    Aggregate {
+        alias: Option<String>,
+        func: AggFunc,
+        /// `None` only for `count()`.
+        field: Option<Field>,
+        /// Cast of the input value (`amount::numeric.sum()`).
+        input_cast: Option<String>,
+        /// Cast of the result (`amount.avg()::int`).
+        output_cast: Option<String>,
+    },
     Field {
         alias: Option<String>,
         field: Field,
@@ -788,6 +833,16 @@ fn parse_select_depth(value: &str, depth: usize) -> Result<Vec<SelectItem>, Rest
                 format!("Empty alias in '{item}'"),
             ));
         }
+        if let Some(agg) = parse_aggregate(alias.clone(), rest)? {
+            if spread {
+                return Err(perr(
+                    "\"failed to parse select parameter\"",
+                    format!("'...' must precede an embedded resource in '{item}'"),
+                ));
+            }
+            out.push(agg);
+            continue;
+        }
         if let Some(open) = rest.find('(')
             && !rest.starts_with('"')
         {
@@ -852,6 +907,68 @@ fn parse_select_depth(value: &str, depth: usize) -> Result<Vec<SelectItem>, Rest
         out.push(SelectItem::Field { alias, field, cast });
     }
     Ok(out)
+}
+
+/// Parses `field[::cast].func()[::cast]` or `count()[::cast]`; `None` when `rest` is
+/// not an aggregate (a column or an embedded resource).
+fn parse_aggregate(alias: Option<String>, rest: &str) -> Result<Option<SelectItem>, RestError> {
+    // where the `(` is, skipping a leading quoted identifier
+    let search_from = if rest.starts_with('"') {
+        match closing_quote(rest) {
+            Some(end) => end + 1,
+            None => return Ok(None),
+        }
+    } else {
+        0
+    };
+    let Some(open) = rest[search_from..].find('(').map(|i| i + search_from) else {
+        return Ok(None);
+    };
+    let after = &rest[open..];
+    let Some(tail) = after.strip_prefix("()") else {
+        return Ok(None);
+    };
+    let output_cast = match tail {
+        "" => None,
+        t => match t.strip_prefix("::") {
+            Some(c) => Some(parse_cast(c)?),
+            None => return Ok(None),
+        },
+    };
+    let head = &rest[..open];
+    let (field_src, func_name) = if head == "count" {
+        (None, "count")
+    } else {
+        match head.rfind('.') {
+            Some(dot) if dot >= search_from => (Some(&head[..dot]), &head[dot + 1..]),
+            _ => return Ok(None),
+        }
+    };
+    let Some(func) = AggFunc::from_name(func_name) else {
+        return Err(perr(
+            "\"failed to parse select parameter\"",
+            format!(
+                "Unknown aggregate function '{func_name}': use one of avg(), count(), max(), min(), sum()"
+            ),
+        ));
+    };
+    let (field, input_cast) = match field_src {
+        None => (None, None),
+        Some(src) => {
+            let (f, cast) = match src.rfind("::") {
+                Some(i) if !src[i..].contains('"') => (&src[..i], Some(parse_cast(&src[i + 2..])?)),
+                _ => (src, None),
+            };
+            (Some(parse_field(f)?), cast)
+        }
+    };
+    Ok(Some(SelectItem::Aggregate {
+        alias,
+        func,
+        field,
+        input_cast,
+        output_cast,
+    }))
 }
 
 /// Position of the alias separator `:` (not part of `::`) outside quotes.
@@ -986,6 +1103,73 @@ mod tests {
         assert!(parse_select("a::double precision").is_ok());
         assert!(parse_select("users(id").is_err());
         assert!(parse_select("a,,b").is_err());
+    }
+
+    #[test]
+    fn aggregates() {
+        let s = parse_select("amount.sum(),total:amount::numeric.avg()::int,count(),n:count()::text,data->>x::numeric.max(),cat,\"a.b\".min()").unwrap();
+        assert_eq!(
+            s[0],
+            SelectItem::Aggregate {
+                alias: None,
+                func: AggFunc::Sum,
+                field: Some(field("amount")),
+                input_cast: None,
+                output_cast: None,
+            }
+        );
+        assert_eq!(
+            s[1],
+            SelectItem::Aggregate {
+                alias: Some("total".into()),
+                func: AggFunc::Avg,
+                field: Some(field("amount")),
+                input_cast: Some("numeric".into()),
+                output_cast: Some("int".into()),
+            }
+        );
+        assert!(matches!(
+            &s[2],
+            SelectItem::Aggregate {
+                func: AggFunc::Count,
+                field: None,
+                alias: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &s[3],
+            SelectItem::Aggregate { func: AggFunc::Count, field: None, output_cast: Some(c), .. } if c == "text"
+        ));
+        match &s[4] {
+            SelectItem::Aggregate {
+                func: AggFunc::Max,
+                field: Some(f),
+                input_cast: Some(c),
+                ..
+            } => {
+                assert_eq!(f.name, "data");
+                assert_eq!(f.json_path.len(), 1);
+                assert_eq!(c, "numeric");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&s[5], SelectItem::Field { .. }));
+        assert!(matches!(&s[6], SelectItem::Aggregate { field: Some(f), .. } if f.name == "a.b"));
+        // still embeds
+        assert!(matches!(
+            &parse_select("todos(),users(id)").unwrap()[0],
+            SelectItem::Embed { .. }
+        ));
+        for bad in [
+            "amount.drop()",
+            "amount.sum()::text;drop",
+            "amount::text);--.sum()",
+            "...amount.sum()",
+            "amount.pg_sleep()",
+        ] {
+            assert!(parse_select(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -19,8 +19,8 @@ use tokio_postgres::types::{Format, IsNull, ToSql, Type};
 
 use super::error::RestError;
 use super::parse::{
-    Direction, Field, Filter, IsValue, JoinType, Logic, Nulls, Op, Operand, OrderTerm, Quantifier,
-    Query, SelectItem,
+    AggFunc, Direction, Field, Filter, IsValue, JoinType, Logic, Nulls, Op, Operand, OrderTerm,
+    Quantifier, Query, SelectItem,
 };
 use super::schema::{QualifiedName, Relationship, RelationshipKind, SchemaCache, Table};
 
@@ -208,6 +208,12 @@ struct EmbedRef {
     lateral: String,
     spread: bool,
     to_one: bool,
+    /// What the parent groups by when it aggregates: the spread columns, or the
+    /// embedded JSON as text (json has no equality operator).
+    group_exprs: Vec<String>,
+    /// For a non-spread embed: its position in the parent's columns and the column to
+    /// use instead when the parent aggregates (the JSON rebuilt from the grouped text).
+    grouped_col: Option<(usize, String)>,
 }
 
 /// SQL builder state for one request.
@@ -219,6 +225,9 @@ pub(crate) struct Builder<'a> {
     pub(crate) params: Vec<TextParam>,
     /// Do not apply root filters (they were applied by the mutation itself).
     pub(crate) skip_root_filters: bool,
+    /// Do not apply the root `limit`/`offset` (a limited PATCH/DELETE already used them
+    /// to pick the rows; the representation shows every changed row).
+    pub(crate) skip_root_paging: bool,
     next_alias: usize,
     visited: HashSet<Vec<String>>,
 }
@@ -235,6 +244,7 @@ impl<'a> Builder<'a> {
             logic,
             params: Vec::new(),
             skip_root_filters: false,
+            skip_root_paging: false,
             next_alias: 0,
             visited: HashSet::new(),
         }
@@ -280,6 +290,16 @@ impl<'a> Builder<'a> {
             }
         }
         Ok(())
+    }
+
+    /// SQL of a column (with its JSON path) of `rel` aliased `alias`; 42703 when unknown.
+    pub(crate) fn column_sql(
+        &self,
+        rel: &RelInfo,
+        alias: &str,
+        field: &Field,
+    ) -> Result<String, RestError> {
+        Ok(self.field_expr(rel, alias, field)?.0)
     }
 
     /// Column expression for `field` on `alias`: (sql, is_text, base type).
@@ -328,8 +348,7 @@ impl<'a> Builder<'a> {
         for item in items {
             if is_count(rel, item) {
                 let name = match item {
-                    SelectItem::Field { alias: Some(a), .. }
-                    | SelectItem::Embed { alias: Some(a), .. } => a.clone(),
+                    SelectItem::Field { alias: Some(a), .. } => a.clone(),
                     _ => "count".to_owned(),
                 };
                 parts
@@ -340,6 +359,32 @@ impl<'a> Builder<'a> {
                 continue;
             }
             match item {
+                SelectItem::Aggregate {
+                    alias: out,
+                    func,
+                    field,
+                    input_cast,
+                    output_cast,
+                } => {
+                    let arg = match field {
+                        Some(f) => {
+                            let sql = self.field_expr(rel, alias, f)?.0;
+                            match input_cast {
+                                Some(c) => format!("({sql})::{c}"),
+                                None => sql,
+                            }
+                        }
+                        None => "*".to_owned(),
+                    };
+                    let mut expr = format!("{}({arg})", func.name());
+                    if let Some(c) = output_cast {
+                        expr = format!("({expr})::{c}");
+                    }
+                    let name = out.clone().unwrap_or_else(|| func.name().to_owned());
+                    parts.cols.push(format!("{expr} AS {}", quote_ident(&name)));
+                    parts.names.push(name);
+                    parts.group_by.get_or_insert_with(Vec::new);
+                }
                 SelectItem::Star => {
                     for c in &rel.columns {
                         let q = quote_ident(&c.name);
@@ -392,14 +437,17 @@ impl<'a> Builder<'a> {
             }
         }
 
+        // Aggregates group by every other selected column, embedded resources included.
         if let Some(g) = &mut parts.group_by {
-            if !embeds.is_empty() {
-                return Err(RestError::parse(
-                    "\"failed to parse select parameter\"",
-                    "count() can't be combined with embedded resources at the same level",
-                ));
+            g.extend(plain_exprs);
+            for e in &embeds {
+                g.extend(e.group_exprs.iter().cloned());
+                if let Some((i, col)) = &e.grouped_col
+                    && let Some(slot) = parts.cols.get_mut(*i)
+                {
+                    slot.clone_from(col);
+                }
             }
-            *g = plain_exprs;
         }
         // filters
         let mine: Vec<Logic> = self
@@ -423,20 +471,22 @@ impl<'a> Builder<'a> {
         for t in &orders {
             parts.order.push(self.order_sql(rel, alias, t, &embeds)?);
         }
-        parts.limit = self
-            .query
-            .limit
-            .iter()
-            .rev()
-            .find(|(p, _)| p.as_slice() == path)
-            .map(|(_, l)| *l);
-        parts.offset = self
-            .query
-            .offset
-            .iter()
-            .rev()
-            .find(|(p, _)| p.as_slice() == path)
-            .map(|(_, l)| *l);
+        if !(path.is_empty() && self.skip_root_paging) {
+            parts.limit = self
+                .query
+                .limit
+                .iter()
+                .rev()
+                .find(|(p, _)| p.as_slice() == path)
+                .map(|(_, l)| *l);
+            parts.offset = self
+                .query
+                .offset
+                .iter()
+                .rev()
+                .find(|(p, _)| p.as_slice() == path)
+                .map(|(_, l)| *l);
+        }
         Ok(parts)
     }
 
@@ -766,10 +816,56 @@ impl<'a> Builder<'a> {
         } else {
             select
         };
+        // A spread's aggregates apply at the parent's level (as in PostgREST): the child
+        // only selects their inputs, under a private name.
+        let mut hoisted: Vec<Hoisted> = Vec::new();
+        let rewritten: Vec<SelectItem>;
+        let items = if spread {
+            rewritten = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, it)| match it {
+                    SelectItem::Aggregate {
+                        alias: out,
+                        func,
+                        field,
+                        input_cast,
+                        output_cast,
+                    } => {
+                        let input = format!("_pgrst_agg_{i}");
+                        hoisted.push(Hoisted {
+                            input: field.as_ref().map(|_| input.clone()),
+                            func: *func,
+                            output_cast: output_cast.clone(),
+                            name: out.clone().unwrap_or_else(|| func.name().to_owned()),
+                        });
+                        field.as_ref().map(|f| SelectItem::Field {
+                            alias: Some(input),
+                            field: f.clone(),
+                            cast: input_cast.clone(),
+                        })
+                    }
+                    other => Some(other.clone()),
+                })
+                .collect();
+            &rewritten[..]
+        } else {
+            items
+        };
         let mut child = self.build_select(&child_rel, &ca, items, child_path)?;
         let mut from = child_rel.from_sql.clone();
         let mut join_conds = Vec::new();
         match &rel.junction {
+            // computed relationship: the function of the parent's row gives the rows
+            None if rel.function.is_some() => {
+                if let Some((f, arg)) = &rel.function {
+                    from = format!(
+                        "{}({parent_alias}::{})",
+                        quote_qualified(f),
+                        quote_qualified(arg)
+                    );
+                }
+            }
             None => {
                 for (s, t) in rel.source_columns.iter().zip(&rel.target_columns) {
                     join_conds.push(format!(
@@ -807,6 +903,8 @@ impl<'a> Builder<'a> {
         child.conds = join_conds;
         let lateral = format!("{ca}_l");
         let to_one = rel.kind.is_to_one();
+        let mut group_exprs = Vec::new();
+        let mut grouped_col = None;
         if spread {
             if !to_one {
                 return Err(RestError::new(
@@ -822,11 +920,34 @@ impl<'a> Builder<'a> {
             parent.joins.push(format!(
                 "LEFT JOIN LATERAL (SELECT * FROM ({sql}) AS _e LIMIT 1) AS {lateral} ON TRUE"
             ));
+            let aggregate = |h: &Hoisted| {
+                let arg = match &h.input {
+                    Some(i) => format!("{lateral}.{}", quote_ident(i)),
+                    None => format!("{lateral}.\"_pgrst_present\""),
+                };
+                let mut expr = format!("{}({arg})", h.func.name());
+                if let Some(c) = &h.output_cast {
+                    expr = format!("({expr})::{c}");
+                }
+                format!("{expr} AS {}", quote_ident(&h.name))
+            };
             for n in &child.names {
-                parent
-                    .cols
-                    .push(format!("{lateral}.{q} AS {q}", q = quote_ident(n)));
+                if let Some(h) = hoisted.iter().find(|h| h.input.as_ref() == Some(n)) {
+                    parent.cols.push(aggregate(h));
+                    parent.names.push(h.name.clone());
+                    continue;
+                }
+                let q = quote_ident(n);
+                parent.cols.push(format!("{lateral}.{q} AS {q}"));
                 parent.names.push(n.clone());
+                group_exprs.push(format!("{lateral}.{q}"));
+            }
+            for h in hoisted.iter().filter(|h| h.input.is_none()) {
+                parent.cols.push(aggregate(h));
+                parent.names.push(h.name.clone());
+            }
+            if !hoisted.is_empty() {
+                parent.group_by.get_or_insert_with(Vec::new);
             }
             if inner {
                 parent
@@ -835,6 +956,16 @@ impl<'a> Builder<'a> {
             }
         } else {
             let sql = render_from(&child, &from, &ca, rel.junction.is_some());
+            let json = if to_one {
+                format!("{lateral}._j")
+            } else {
+                format!("coalesce({lateral}._j, '[]')")
+            };
+            group_exprs.push(format!("({json})::text"));
+            grouped_col = Some((
+                parent.cols.len(),
+                format!("(({json})::text)::json AS {}", quote_ident(name)),
+            ));
             if to_one {
                 parent.joins.push(format!(
                     "LEFT JOIN LATERAL (SELECT row_to_json(_e) AS _j FROM ({sql}) AS _e LIMIT 1) AS {lateral} ON TRUE"
@@ -861,21 +992,26 @@ impl<'a> Builder<'a> {
             lateral,
             spread,
             to_one,
+            group_exprs,
+            grouped_col,
         })
     }
 }
 
-/// `count()` (or a bare `count` when the relation has no such column).
+/// An aggregate of a spread embed, computed by the parent over the embed's column.
+struct Hoisted {
+    /// The child's column holding the input (`None` for `count()`).
+    input: Option<String>,
+    func: AggFunc,
+    output_cast: Option<String>,
+    /// Output name.
+    name: String,
+}
+
+/// A bare `count` when the relation has no such column (PostgREST's legacy spelling of
+/// `count()`).
 fn is_count(rel: &RelInfo, item: &SelectItem) -> bool {
     match item {
-        SelectItem::Embed {
-            target,
-            hint: None,
-            join: None,
-            spread: false,
-            select,
-            ..
-        } => target == "count" && select.is_empty(),
         SelectItem::Field {
             field, cast: None, ..
         } => field.name == "count" && field.json_path.is_empty() && rel.column("count").is_none(),

@@ -1,6 +1,13 @@
 //! The schema cache: tables, views, columns, keys and functions of the exposed schemas,
-//! introspected from `pg_catalog` in three round-trips (relations with columns, keys, functions), plus relationship discovery
-//! (many-to-one, one-to-many, many-to-many through a junction table) used for embedding.
+//! introspected from `pg_catalog` in four round-trips (relations with columns, keys,
+//! functions, view definitions), plus relationship discovery (many-to-one, one-to-many,
+//! many-to-many through a junction table) used for embedding.
+//!
+//! Views get the keys of the tables they expose: a view column that is a plain reference
+//! to a table column (followed through views, see [`super::view_deps`]) carries that
+//! column's primary key and foreign keys, so views embed like their tables and tables
+//! embed views, as in PostgREST. The base tables may live in a schema that is not
+//! exposed (the usual "private tables, public views" layout).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -8,6 +15,7 @@ use http::StatusCode;
 use tokio_postgres::GenericClient;
 
 use super::error::RestError;
+use super::view_deps;
 
 /// `(schema, name)` of a relation or function.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -146,6 +154,9 @@ pub struct Function {
     pub volatility: Volatility,
     /// Function comment.
     pub comment: Option<String>,
+    /// Estimated rows (`ROWS n`); `ROWS 1` makes a set-returning computed relationship
+    /// to-one, as in PostgREST.
+    pub rows: f64,
 }
 
 impl Function {
@@ -190,9 +201,31 @@ SELECT con.contype::text, con.conrelid::int8, con.conname::text, con.conkey, con
 FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE con.contype IN ('p', 'f') AND n.nspname = ANY($1) AND con.conparentid = 0
+WHERE con.contype IN ('p', 'f') AND con.conparentid = 0
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 ORDER BY con.conname
 "#;
+
+/// The stored query of every view and materialized view (not only exposed ones: a view
+/// may select from a view in another schema).
+const VIEWS_SQL: &str = r#"
+SELECT c.oid::int8, r.ev_action::text
+FROM pg_rewrite r
+JOIN pg_class c ON c.oid = r.ev_class
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE r.rulename = '_RETURN' AND c.relkind IN ('v', 'm')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+"#;
+
+/// A primary or foreign key as read from `pg_constraint` (attribute numbers).
+struct RawKey {
+    primary: bool,
+    relid: i64,
+    name: String,
+    columns: Vec<i16>,
+    target: i64,
+    target_columns: Vec<i16>,
+}
 
 const FUNCTIONS_SQL: &str = r#"
 SELECT n.nspname::text, p.proname::text, p.provolatile::text, p.proretset,
@@ -202,7 +235,7 @@ SELECT n.nspname::text, p.proname::text, p.provolatile::text, p.proretset,
        coalesce(p.proallargtypes::regtype[]::text[], '{}'),
        coalesce(p.proargnames, '{}'),
        coalesce(p.proargmodes::text[], '{}'),
-       obj_description(p.oid, 'pg_proc')
+       obj_description(p.oid, 'pg_proc'), p.prorows::float8
 FROM pg_proc p
 JOIN pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_type t ON t.oid = p.prorettype
@@ -213,8 +246,8 @@ ORDER BY n.nspname, p.proname, p.oid
 "#;
 
 impl SchemaCache {
-    /// Loads the cache from `pg_catalog` for `schemas` in three round-trips (relations with columns, keys, functions)
-    /// (relations+columns, keys, functions).
+    /// Loads the cache from `pg_catalog` for `schemas` in four round-trips (relations with
+    /// columns, keys, functions, view definitions).
     pub async fn load(
         client: &impl GenericClient,
         schemas: &[String],
@@ -284,9 +317,18 @@ impl SchemaCache {
             }
         }
 
-        for row in client.query(KEYS_SQL, &[&schemas]).await? {
+        let mut raw_keys = Vec::new();
+        for row in client.query(KEYS_SQL, &[]).await? {
             let contype: String = row.try_get(0)?;
             let conrelid: i64 = row.try_get(1)?;
+            raw_keys.push(RawKey {
+                primary: contype == "p",
+                relid: conrelid,
+                name: row.try_get(2)?,
+                columns: row.try_get(3)?,
+                target: row.try_get(4)?,
+                target_columns: row.try_get(5)?,
+            });
             let Some((name, cols_of)) = by_oid.get(&conrelid) else {
                 continue;
             };
@@ -326,6 +368,18 @@ impl SchemaCache {
                 });
             }
         }
+
+        let mut view_sources = HashMap::new();
+        for row in client.query(VIEWS_SQL, &[]).await? {
+            let oid: i64 = row.try_get(0)?;
+            let tree: Option<String> = row.try_get(1)?;
+            view_sources.insert(
+                oid,
+                tree.map(|t| view_deps::column_sources(&t))
+                    .unwrap_or_default(),
+            );
+        }
+        add_view_keys(&mut cache, &by_oid, &view_sources, &raw_keys);
 
         for row in client.query(FUNCTIONS_SQL, &[&schemas]).await? {
             let name = QualifiedName {
@@ -401,6 +455,7 @@ impl SchemaCache {
                     returns_composite,
                     volatility,
                     comment: row.try_get(13)?,
+                    rows: row.try_get(14)?,
                 });
         }
         Ok(cache)
@@ -430,17 +485,62 @@ impl SchemaCache {
     }
 
     /// Relationships from `source` to relations named `target` (or to the relation
-    /// reached through a foreign key named `target` / a column named `target`).
+    /// reached through a foreign key named `target` / a column named `target`, or returned
+    /// by a function named `target` taking `source`'s row: a computed relationship).
     pub(crate) fn relationships(&self, source: &QualifiedName, target: &str) -> Vec<Relationship> {
         let mut out = Vec::new();
         let Some(src) = self.tables.get(source) else {
             return out;
         };
-        // many-to-one: source has a FK to target
+        // computed relationships: `target(source) returns [setof] relation`
+        let row_type = |ty: &str| {
+            ty == source.name
+                || ty == format!("{}.{}", source.schema, source.name)
+                || ty == format!("\"{}\"", source.name)
+        };
+        for f in self
+            .functions
+            .get(&QualifiedName::new(&source.schema, target))
+            .into_iter()
+            .flatten()
+        {
+            if let ([arg], Some(ret)) = (f.args.as_slice(), &f.return_relation)
+                && row_type(&arg.pg_type)
+                && self.tables.contains_key(ret)
+            {
+                out.push(Relationship {
+                    target: ret.clone(),
+                    kind: if !f.returns_set || f.rows == 1.0 {
+                        RelationshipKind::ManyToOne
+                    } else {
+                        RelationshipKind::OneToMany
+                    },
+                    constraint: f.name.name.clone(),
+                    source_columns: Vec::new(),
+                    target_columns: Vec::new(),
+                    junction: None,
+                    function: Some((f.name.clone(), source.clone())),
+                });
+            }
+        }
+        // many-to-one: source has a FK to target. Named by its column or constraint, a
+        // key also reaches the views over its table: the table wins then, so that adding
+        // a view never makes `author_id(name)` ambiguous.
+        let is_view = |q: &QualifiedName| {
+            self.tables
+                .get(q)
+                .is_some_and(|t| matches!(t.kind, RelKind::View | RelKind::MaterializedView))
+        };
         for fk in &src.foreign_keys {
             let target_matches = fk.target.schema == source.schema && fk.target.name == target;
             let via_name = fk.name == target || (fk.columns.len() == 1 && fk.columns[0] == target);
-            if (target_matches || via_name) && self.tables.contains_key(&fk.target) {
+            let shadowed = !target_matches
+                && is_view(&fk.target)
+                && src
+                    .foreign_keys
+                    .iter()
+                    .any(|o| o.name == fk.name && o.columns == fk.columns && !is_view(&o.target));
+            if (target_matches || via_name) && !shadowed && self.tables.contains_key(&fk.target) {
                 out.push(Relationship {
                     target: fk.target.clone(),
                     kind: RelationshipKind::ManyToOne,
@@ -448,6 +548,7 @@ impl SchemaCache {
                     source_columns: fk.columns.clone(),
                     target_columns: fk.target_columns.clone(),
                     junction: None,
+                    function: None,
                 });
             }
         }
@@ -467,6 +568,7 @@ impl SchemaCache {
                         source_columns: fk.target_columns.clone(),
                         target_columns: fk.columns.clone(),
                         junction: None,
+                        function: None,
                     });
                 }
             }
@@ -485,6 +587,7 @@ impl SchemaCache {
                         source_columns: fk.target_columns.clone(),
                         target_columns: fk.columns.clone(),
                         junction: None,
+                        function: None,
                     });
                 }
             }
@@ -519,6 +622,7 @@ impl SchemaCache {
                                 target_constraint: fk2.name.clone(),
                                 target_columns: fk2.columns.clone(),
                             }),
+                            function: None,
                         });
                     }
                 }
@@ -551,6 +655,108 @@ impl SchemaCache {
             *m.entry(k.schema.clone()).or_insert(0) += 1;
         }
         m
+    }
+}
+
+/// A relation exposing some columns of a table: `(name, its column names for the table's
+/// attnums, whether it is a view)`.
+type Rep = (QualifiedName, Vec<String>, bool);
+
+/// Gives exposed views the primary and foreign keys of the tables behind them (see the
+/// module docs), and tables the foreign keys that point at such views.
+fn add_view_keys(
+    cache: &mut SchemaCache,
+    by_oid: &HashMap<i64, (QualifiedName, HashMap<i16, String>)>,
+    view_sources: &HashMap<i64, Vec<view_deps::ColumnSource>>,
+    keys: &[RawKey],
+) {
+    // exposed view oid -> (view attnum, table oid, table attnum), followed through views
+    let mut views: Vec<(i64, Vec<view_deps::ColumnSource>)> = Vec::new();
+    for (oid, sources) in view_sources {
+        if !by_oid.contains_key(oid) {
+            continue;
+        }
+        let mut resolved = Vec::new();
+        for &(attnum, mut rel, mut col) in sources {
+            let mut hops = 0;
+            while let Some(inner) = view_sources.get(&rel) {
+                hops += 1;
+                match inner.iter().find(|(a, _, _)| *a == col) {
+                    Some(&(_, r, c)) if hops < 32 => (rel, col) = (r, c),
+                    _ => break,
+                }
+            }
+            if !view_sources.contains_key(&rel) {
+                resolved.push((attnum, rel, col));
+            }
+        }
+        if !resolved.is_empty() {
+            views.push((*oid, resolved));
+        }
+    }
+    if views.is_empty() {
+        return;
+    }
+    views.sort_by_key(|(oid, _)| *oid);
+    // every exposed relation showing all of `cols` of table `rel`
+    let reps = |rel: i64, cols: &[i16]| -> Vec<Rep> {
+        let mut out = Vec::new();
+        if !view_sources.contains_key(&rel)
+            && let Some((name, names)) = by_oid.get(&rel)
+            && let Some(mapped) = cols
+                .iter()
+                .map(|c| names.get(c).cloned())
+                .collect::<Option<Vec<String>>>()
+        {
+            out.push((name.clone(), mapped, false));
+        }
+        for (view, resolved) in &views {
+            let Some((name, names)) = by_oid.get(view) else {
+                continue;
+            };
+            let mapped = cols
+                .iter()
+                .map(|c| {
+                    resolved
+                        .iter()
+                        .find(|(_, r, rc)| *r == rel && rc == c)
+                        .and_then(|(a, _, _)| names.get(a).cloned())
+                })
+                .collect::<Option<Vec<String>>>();
+            if let Some(mapped) = mapped {
+                out.push((name.clone(), mapped, true));
+            }
+        }
+        out
+    };
+    for k in keys {
+        if k.primary {
+            for (name, cols, is_view) in reps(k.relid, &k.columns) {
+                if let Some(t) = cache.tables.get_mut(&name)
+                    && is_view
+                    && t.primary_key.is_empty()
+                {
+                    t.primary_key = cols;
+                }
+            }
+            continue;
+        }
+        let targets = reps(k.target, &k.target_columns);
+        for (source, columns, source_is_view) in reps(k.relid, &k.columns) {
+            for (target, target_columns, target_is_view) in &targets {
+                if !source_is_view && !target_is_view {
+                    continue; // the table's own key, already there
+                }
+                if let Some(t) = cache.tables.get_mut(&source) {
+                    t.foreign_keys.push(ForeignKey {
+                        name: k.name.clone(),
+                        columns: columns.clone(),
+                        target: target.clone(),
+                        target_columns: target_columns.clone(),
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -609,6 +815,9 @@ pub(crate) struct Relationship {
     /// Columns on the target side (for m2m: target columns referenced by the junction).
     pub(crate) target_columns: Vec<String>,
     pub(crate) junction: Option<Junction>,
+    /// For a computed relationship: the function returning the target rows, and the
+    /// relation whose row it takes.
+    pub(crate) function: Option<(QualifiedName, QualifiedName)>,
 }
 
 impl Relationship {

@@ -7,14 +7,18 @@
 //! order against one project, so write cases see the effects of earlier ones.
 //! A failing table reports every failing case at once.
 
+mod aggregates;
 mod embed;
 mod fuzz;
 mod injection;
+mod limited;
 mod peers;
+mod plans;
 mod read;
 mod rls;
 mod rpc;
 mod schemas;
+mod views;
 mod write;
 
 use std::time::{SystemTime, UNIX_EPOCH};
