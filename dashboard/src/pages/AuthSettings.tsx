@@ -9,6 +9,7 @@ import {
   Button,
   Code,
   Group,
+  Loader,
   Modal,
   NumberInput,
   ScrollArea,
@@ -249,14 +250,17 @@ function Templates() {
   const [subject, setSubject] = useState("");
   const [html, setHtml] = useState("");
   const [text, setText] = useState("");
+  const [loaded, setLoaded] = useState<string | null>(null);
   useEffect(() => {
     if (!kind) return;
+    setLoaded(null);
     api
       .service<{ subject: string | null; html: string | null; text: string | null }>(`/auth/v1/admin/templates/${kind}`)
       .then((t) => {
         setSubject(t.subject ?? "");
         setHtml(t.html ?? "");
         setText(t.text ?? "");
+        setLoaded(kind);
       })
       .catch((e) => notifyError(e));
   }, [api.ref, kind]);
@@ -270,6 +274,10 @@ function Templates() {
     <Stack>
       <Select label="Template" data={TEMPLATE_KINDS} value={kind} onChange={setKind} allowDeselect={false} maw={280} />
       <Text size="sm" c="dimmed">MiniJinja; an empty field uses the built-in default.</Text>
+      {loaded !== kind ? (
+        <Loader aria-label="Loading the template" />
+      ) : (
+      <>
       <TextInput label="Subject" value={subject} onChange={(e) => setSubject(e.currentTarget.value)} />
       <SimpleGrid cols={{ base: 1, md: 2 }}>
         <Textarea label="HTML body" autosize minRows={8} maxRows={20} value={html} onChange={(e) => setHtml(e.currentTarget.value)} styles={{ input: { fontFamily: "var(--mantine-font-family-monospace)" } }} />
@@ -296,6 +304,8 @@ function Templates() {
           Save template
         </Button>
       </Group>
+      </>
+      )}
     </Stack>
   );
 }

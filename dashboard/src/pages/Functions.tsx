@@ -115,7 +115,7 @@ function Versions({ fn, reload }: { fn: FunctionInfo; reload: () => void }) {
           {(fn.versions ?? []).map((v) => (
             <Table.Tr key={v.version}>
               <Table.Td>
-                {v.version} {v.active && <Badge color="teal" size="sm">active</Badge>}
+                {v.version} {v.active && <Badge variant="light" color="teal" size="sm">active</Badge>}
               </Table.Td>
               <Table.Td>{when(v.created_at)}</Table.Td>
               <Table.Td>{v.created_by}</Table.Td>
@@ -227,7 +227,7 @@ function Logs({ slug }: { slug: string }) {
                 <Table.Td>{i.trigger}</Table.Td>
                 <Table.Td><Code>{i.method} {i.path}</Code></Table.Td>
                 <Table.Td>
-                  <Badge color={i.status >= 400 ? "red" : "teal"}>{i.status}</Badge> {i.error && <Text span size="xs">{i.error}</Text>}
+                  <Badge variant="light" color={i.status >= 400 ? "red" : "teal"}>{i.status}</Badge> {i.error && <Text span size="xs">{i.error}</Text>}
                 </Table.Td>
                 <Table.Td>{i.duration_ms} ms</Table.Td>
                 <Table.Td>{i.version ?? ""}</Table.Td>
@@ -298,7 +298,7 @@ function FunctionView({ slug, fresh, reloadList }: { slug: string; fresh: boolea
       <Group justify="space-between">
         <Group gap="xs">
           <Title order={2} size="h3">{slug}</Title>
-          {fn?.active_version ? <Badge color="teal">version {fn.active_version}</Badge> : <Badge color="gray">not deployed</Badge>}
+          {fn?.active_version ? <Badge variant="light" color="teal">version {fn.active_version}</Badge> : <Badge variant="light" color="gray">not deployed</Badge>}
         </Group>
         {fn && <Button size="xs" variant="light" color="red" onClick={() => setDeleting(true)}>Delete function</Button>}
       </Group>

@@ -41,7 +41,7 @@ function when(t: string | null | undefined): string {
   return t ? new Date(t).toLocaleString() : "";
 }
 
-const statusColor: Record<string, string> = { succeeded: "teal", failed: "red", pending: "yellow" };
+const statusColor: Record<string, string> = { succeeded: "teal", failed: "red", pending: "gray" };
 
 /** The secret of a new endpoint or a rotation, shown this once. */
 function SecretOnce({ title, secret, note, onClose }: { title: string; secret: string; note?: string; onClose: () => void }) {
@@ -137,7 +137,7 @@ function DeliveryDetail({ endpoint, id, onClose, onReplayed }: { endpoint: strin
         {d && (
           <>
             <Group gap="xs">
-              <Badge color={statusColor[d.status] ?? "gray"}>{d.status}</Badge>
+              <Badge variant="light" color={statusColor[d.status] ?? "gray"}>{d.status}</Badge>
               <Text size="sm">webhook-id <Code>{d.webhook_id}</Code></Text>
               <Text size="sm">{d.attempts} attempt(s)</Text>
               {d.next_attempt_at && <Text size="sm">next {when(d.next_attempt_at)}</Text>}
@@ -254,7 +254,7 @@ function EndpointView({ ep, reload }: { ep: WebhookEndpoint; reload: () => void 
         <Stack gap={4} style={{ minWidth: 0 }}>
           <Title order={2} size="h3" style={{ wordBreak: "break-all" }}>{ep.url}</Title>
           <Group gap="xs">
-            <Badge color={ep.enabled ? "teal" : "gray"}>{ep.enabled ? "enabled" : "disabled"}</Badge>
+            <Badge variant="light" color={ep.enabled ? "teal" : "gray"}>{ep.enabled ? "enabled" : "disabled"}</Badge>
             {ep.events.map((e) => (
               <Badge key={e} variant="outline" color="gray" tt="none">{e}</Badge>
             ))}
@@ -327,7 +327,7 @@ function EndpointView({ ep, reload }: { ep: WebhookEndpoint; reload: () => void 
               <Table.Tr key={d.id}>
                 <Table.Td>{when(d.created_at)}</Table.Td>
                 <Table.Td><Code>{d.event_type}</Code></Table.Td>
-                <Table.Td><Badge color={statusColor[d.status] ?? "gray"}>{d.status}</Badge></Table.Td>
+                <Table.Td><Badge variant="light" color={statusColor[d.status] ?? "gray"}>{d.status}</Badge></Table.Td>
                 <Table.Td>{d.attempts}</Table.Td>
                 <Table.Td>
                   <Text size="xs" lineClamp={1}>{d.last_status ?? ""} {d.last_error ?? ""}</Text>
