@@ -11,7 +11,8 @@
 //!   superuser; the test harness creates its own databases from it) and
 //!   `FERROBASE_PG_BIN`, then runs, stopping at the first failing step:
 //!   1. `cargo fmt --all --check`
-//!   2. `cargo clippy --workspace --all-targets -- -D warnings`
+//!   2. `cargo clippy --workspace --all-targets -- -D warnings` (then fmt and
+//!      clippy again for the separate `examples/` workspace)
 //!   3. `cargo nextest run --workspace --no-fail-fast ARGS` (or
 //!      `cargo test --workspace --no-fail-fast ARGS` without nextest)
 //!   4. `cargo test --workspace --doc` (nextest cannot run doc tests)
