@@ -15,6 +15,11 @@ const SchemaPage = lazy(() => import("./pages/Schema"));
 const AuthUsers = lazy(() => import("./pages/AuthUsers"));
 const StoragePage = lazy(() => import("./pages/Storage"));
 const Settings = lazy(() => import("./pages/Settings"));
+const WebhooksPage = lazy(() => import("./pages/Webhooks"));
+const FunctionsPage = lazy(() => import("./pages/Functions"));
+const RealtimePage = lazy(() => import("./pages/Realtime"));
+const AiPage = lazy(() => import("./pages/Ai"));
+const AuthSettingsPage = lazy(() => import("./pages/AuthSettings"));
 
 function Loading() {
   return (
@@ -39,8 +44,16 @@ function ProjectRoutes() {
           <Route path="schema" element={<SchemaPage />} />
           <Route path="schema/:schema/:table" element={<SchemaPage />} />
           <Route path="auth" element={<AuthUsers />} />
+          <Route path="auth-settings" element={<AuthSettingsPage />} />
           <Route path="storage" element={<StoragePage />} />
           <Route path="storage/:bucket" element={<StoragePage />} />
+          <Route path="realtime" element={<RealtimePage />} />
+          <Route path="webhooks" element={<WebhooksPage />} />
+          <Route path="webhooks/:id" element={<WebhooksPage />} />
+          <Route path="functions" element={<FunctionsPage />} />
+          <Route path="functions/new/:newSlug" element={<FunctionsPage />} />
+          <Route path="functions/:slug" element={<FunctionsPage />} />
+          <Route path="ai" element={<AiPage />} />
           <Route path="settings" element={<Settings />} />
         </Routes>
       </Suspense>

@@ -72,6 +72,80 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/p/{ref}/admin/v1/ai/providers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /admin/v1/ai/providers`: providers in fallback order (keys never shown). */
+        get: operations["list_providers"];
+        put?: never;
+        /** `POST /admin/v1/ai/providers`: adds an upstream (key and headers stored encrypted). */
+        post: operations["create_provider"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/ai/providers/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** `DELETE /admin/v1/ai/providers/{name}`. */
+        delete: operations["delete_provider"];
+        options?: never;
+        head?: never;
+        /** `PATCH /admin/v1/ai/providers/{name}`: changes the fields given (`"api_key": null` removes the key). */
+        patch: operations["update_provider"];
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/ai/settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /admin/v1/ai/settings`. */
+        get: operations["get_settings"];
+        /** `PUT /admin/v1/ai/settings`: changes the settings given, keeps the others. */
+        put: operations["put_settings"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/ai/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * `GET /admin/v1/ai/usage?from&to&group_by=user|model|day`: calls, tokens
+         *     and errors in `[from, to)` (default: the last 30 days), in total and per group.
+         */
+        get: operations["usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/p/{ref}/admin/v1/functions": {
         parameters: {
             query?: never;
@@ -79,10 +153,186 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List functions and procedures (not those of extensions). */
+        /** List edge functions. */
         get: operations["list_functions"];
         put?: never;
+        /** Create a function (`{slug, code}` or `{slug, files, entrypoint}`, plus settings); version 1 is active. */
+        post: operations["create_function"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/functions/secrets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The project's function secrets: names and digests, never values. */
+        get: operations["list_secrets"];
+        put?: never;
+        /** Create or replace secrets (injected as environment variables; running functions restart with them). */
+        post: operations["set_secrets"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/functions/secrets/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
         post?: never;
+        /** Delete one secret. */
+        delete: operations["delete_secret"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/functions/{slug}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One function with its versions. */
+        get: operations["get_function"];
+        /** Deploy a new version and/or change settings; creates the function when it does not exist (201). */
+        put: operations["update_function"];
+        post?: never;
+        /** Delete a function, its versions and schedules. */
+        delete: operations["delete_function"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/functions/{slug}/invocations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Invocations of a function (status, duration, version, request id), newest first. */
+        get: operations["function_invocations"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/functions/{slug}/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Log lines of a function (stdout/stderr, uncaught errors), newest first. */
+        get: operations["function_logs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/functions/{slug}/schedules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Schedules of a function. */
+        get: operations["list_schedules"];
+        put?: never;
+        /** Create a cron schedule that invokes the function (`POST` with `body` as JSON, as the service role). */
+        post: operations["create_schedule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/functions/{slug}/schedules/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Change a schedule (cron, body, enabled). */
+        put: operations["update_schedule"];
+        post?: never;
+        /** Delete a schedule. */
+        delete: operations["delete_schedule"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/functions/{slug}/schedules/{name}/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Run history of a schedule (one row per tick, with status or error), newest first. */
+        get: operations["schedule_runs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/functions/{slug}/versions/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One version with its files. */
+        get: operations["get_version"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/functions/{slug}/versions/{version}/activate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Make a version the active one (rollback). */
+        post: operations["activate_version"];
         delete?: never;
         options?: never;
         head?: never;
@@ -104,6 +354,81 @@ export interface paths {
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/realtime/changes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /p/{ref}/admin/v1/realtime/changes`: tables whose changes are captured. */
+        get: operations["list_changes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/realtime/changes/{schema}/{table}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * `PUT /p/{ref}/admin/v1/realtime/changes/{schema}/{table}`: captures a
+         *     table's inserts/updates/deletes as events on `db:{schema}:{table}`.
+         */
+        put: operations["put_change"];
+        post?: never;
+        /** `DELETE /p/{ref}/admin/v1/realtime/changes/{schema}/{table}`. */
+        delete: operations["delete_change"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/realtime/channels": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /p/{ref}/admin/v1/realtime/channels`. */
+        get: operations["list_channels"];
+        put?: never;
+        /** `POST /p/{ref}/admin/v1/realtime/channels`. */
+        post: operations["create_channel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/realtime/channels/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /p/{ref}/admin/v1/realtime/channels/{id}`. */
+        get: operations["get_channel"];
+        put?: never;
+        post?: never;
+        /** `DELETE /p/{ref}/admin/v1/realtime/channels/{id}`. */
+        delete: operations["delete_channel"];
+        options?: never;
+        head?: never;
+        /** `PATCH /p/{ref}/admin/v1/realtime/channels/{id}`. */
+        patch: operations["update_channel"];
         trace?: never;
     };
     "/p/{ref}/admin/v1/schemas": {
@@ -139,6 +464,26 @@ export interface paths {
          *     several answer an array of them. All statements run in one transaction.
          */
         post: operations["run_sql"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/sql-functions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List SQL functions and procedures (not those of extensions). Edge
+         *     functions live at `/admin/v1/functions` ([`crate::functions`]).
+         */
+        get: operations["list_functions"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -276,6 +621,199 @@ export interface paths {
         };
         /** List views and materialized views. */
         get: operations["list_views"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the project's webhook endpoints (without secrets). */
+        get: operations["list_endpoints"];
+        put?: never;
+        /** Create a webhook endpoint; the answer carries its signing secret, once. */
+        post: operations["create_endpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One webhook endpoint. */
+        get: operations["get_endpoint"];
+        put?: never;
+        post?: never;
+        /** Delete an endpoint and its delivery log. */
+        delete: operations["delete_endpoint"];
+        options?: never;
+        head?: never;
+        /** Change an endpoint's URL, events, description, or enable/disable it. */
+        patch: operations["update_endpoint"];
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An endpoint's deliveries, newest first. */
+        get: operations["list_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/webhooks/{id}/deliveries/{delivery}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One delivery, with its body and every attempt (status, latency, answer excerpt). */
+        get: operations["get_delivery"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/webhooks/{id}/deliveries/{delivery}/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send one delivery again (same `webhook-id`), now, with a fresh retry schedule. */
+        post: operations["replay_delivery"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/webhooks/{id}/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send again every failed delivery of the endpoint created since a time. */
+        post: operations["replay_failed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/admin/v1/webhooks/{id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replace the signing secret. During the overlap, deliveries carry
+         *     signatures with both the new and the previous secret.
+         */
+        post: operations["rotate_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/ai/v1/chat/completions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** `POST /p/{ref}/ai/v1/chat/completions`: OpenAI chat completions, streaming (SSE) or not. */
+        post: operations["chat_completions"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/ai/v1/embeddings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** `POST /p/{ref}/ai/v1/embeddings`: OpenAI embeddings. */
+        post: operations["embeddings"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/ai/v1/images/generations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** `POST /p/{ref}/ai/v1/images/generations`: OpenAI image generation. */
+        post: operations["images_generations"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/ai/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /p/{ref}/ai/v1/models`: models the project may use (allow-list or upstream list, plus aliases). */
+        get: operations["models"];
         put?: never;
         post?: never;
         delete?: never;
@@ -857,6 +1395,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/p/{ref}/functions/v1/{slug}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** `ANY /p/{ref}/functions/v1/{slug}`. */
+        post: operations["invoke_root"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/p/{ref}/realtime/v1/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** `POST /p/{ref}/realtime/v1/messages`: publishes like `realtime:publish`. */
+        post: operations["publish"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/p/{ref}/storage/v1/bucket": {
         parameters: {
             query?: never;
@@ -1276,6 +1848,58 @@ export interface components {
              */
             id: string;
         };
+        /**
+         * @description Per-project gateway settings. Every field has a default; a project stores
+         *     only what it changed.
+         */
+        AiSettings: {
+            /**
+             * @description Model aliases, e.g. `{"fast": "openai/gpt-4o-mini"}`.
+             * @default {}
+             */
+            aliases: {
+                [key: string]: string;
+            };
+            /**
+             * @description Accept the project's anon key on `/ai/v1` (off: a signed-in user or the service-role key is needed).
+             * @default false
+             */
+            allow_anon: boolean;
+            /**
+             * @description Models callers may use (after alias resolution); empty = any model the upstream serves.
+             * @default []
+             */
+            models: string[];
+            /**
+             * Format: int64
+             * @description Requests per minute for the whole project (0 = unlimited).
+             * @default 0
+             */
+            project_requests_per_minute: number;
+            /**
+             * Format: int64
+             * @description Tokens per day (UTC) for the whole project (0 = unlimited).
+             * @default 0
+             */
+            project_tokens_per_day: number;
+            /**
+             * @description Fall back to the platform's default upstream (`FERROBASE_AI_API_KEY`) after the project's own providers.
+             * @default true
+             */
+            use_platform_default: boolean;
+            /**
+             * Format: int64
+             * @description Requests per minute per signed-in user (0 = unlimited).
+             * @default 0
+             */
+            user_requests_per_minute: number;
+            /**
+             * Format: int64
+             * @description Tokens per day (UTC) per signed-in user (0 = unlimited).
+             * @default 0
+             */
+            user_tokens_per_day: number;
+        };
         /** @description One change of `PATCH /admin/v1/tables/{table}`. */
         AlterAction: {
             /** @description The column. */
@@ -1356,6 +1980,35 @@ export interface components {
             hint?: string | null;
             /** @description A sentence a person can act on. */
             message: string;
+        };
+        /** @description One HTTP attempt of a delivery. */
+        Attempt: {
+            /**
+             * Format: int32
+             * @description 1-based attempt number.
+             */
+            attempt: number;
+            /** @description Why it failed, when it did. */
+            error?: string | null;
+            /**
+             * Format: int32
+             * @description Milliseconds until the answer (or the failure).
+             */
+            latency_ms: number;
+            /** @description Which node made it. */
+            node: string;
+            /** @description The first bytes of the answer. */
+            response_excerpt?: string | null;
+            /**
+             * Format: date-time
+             * @description When it started.
+             */
+            started_at: string;
+            /**
+             * Format: int32
+             * @description HTTP status (none on timeouts and connection errors).
+             */
+            status_code?: number | null;
         };
         /**
          * @description The effective auth settings of a project. Field names follow GoTrue's
@@ -1480,6 +2133,75 @@ export interface components {
              */
             updated_at: string;
         };
+        /** @description Which operations to capture (all three when omitted). */
+        ChangeOps: {
+            /** @description Capture deletes (default true). */
+            delete?: boolean;
+            /** @description Capture inserts (default true). */
+            insert?: boolean;
+            /** @description Capture updates (default true). */
+            update?: boolean;
+        };
+        /** @description Which operations of a table are captured, if any. */
+        ChangeTable: {
+            /** @description Capture deletes. */
+            delete: boolean;
+            /** @description Capture inserts. */
+            insert: boolean;
+            /** @description Schema. */
+            schema: string;
+            /** @description Table. */
+            table: string;
+            /** @description Capture updates. */
+            update: boolean;
+        };
+        /** @description A channel definition (a row of `realtime.channels`). */
+        ChannelDef: {
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            created_at: string;
+            /** @description Free text. */
+            description?: string | null;
+            /** @description A disabled channel refuses subscriptions and messages. */
+            enabled: boolean;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description LIKE pattern matched against channel names, e.g. `room:%`. */
+            pattern: string;
+            /** @description Public channels need only a valid key; private ones are decided by RLS. */
+            public: boolean;
+            /**
+             * Format: int32
+             * @description Hours messages stay available to `realtime:history`.
+             */
+            retention_hours: number;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+        };
+        /** @description Fields of a new or changed channel. */
+        ChannelInput: {
+            /** @description Free text. */
+            description?: string | null;
+            /** @description Default true. */
+            enabled?: boolean | null;
+            /** @description LIKE pattern, e.g. `room:%` (required on create). */
+            pattern?: string | null;
+            /** @description Default false (private: RLS decides). */
+            public?: boolean | null;
+            /**
+             * Format: int32
+             * @description Default 24.
+             */
+            retention_hours?: number | null;
+        };
         /** @description A column of a new table (or one added by `add_column`). */
         ColumnDef: {
             /** @description Default expression, e.g. `now()` or `'draft'`. */
@@ -1520,6 +2242,23 @@ export interface components {
             name?: string | null;
             /** @description Public read access. */
             public?: boolean;
+        };
+        /** @description Body of `POST /admin/v1/webhooks`. */
+        CreateEndpoint: {
+            /** @description Free text (at most 1024 characters). */
+            description?: string | null;
+            /** @description Default true. */
+            enabled?: boolean | null;
+            /**
+             * @description Globs on message topics (`room:*`, `db:public:orders`) or emitted
+             *     event types (`auth.user.*`); `*` matches any run of characters.
+             */
+            events: string[];
+            /**
+             * @description `http(s)` URL of the receiver; private addresses are refused unless
+             *     `FERROBASE_WEBHOOK_ALLOW_PRIVATE` is set.
+             */
+            url: string;
         };
         /** @description Body of `POST /admin/v1/tables/{table}/indexes`. */
         CreateIndex: {
@@ -1584,10 +2323,115 @@ export interface components {
             /** @description The new bucket's id. */
             name: string;
         };
+        /** @description A created endpoint, with its secret (shown this once). */
+        CreatedEndpoint: components["schemas"]["Endpoint"] & {
+            /** @description `whsec_…`: verify signatures with it. Not retrievable later (rotate to get a new one). */
+            secret: string;
+        };
         /** @description Body of `DELETE /object/{bucket}`. */
         DeleteMany: {
             /** @description Object names to delete. */
             prefixes: string[];
+        };
+        /** @description A delivery as the admin API shows it. */
+        Delivery: {
+            /** @description The attempt log (only on single-delivery reads). */
+            attempt_log?: components["schemas"]["Attempt"][] | null;
+            /**
+             * Format: int32
+             * @description Attempts made so far.
+             */
+            attempts: number;
+            /** @description The request body (only on single-delivery reads). */
+            body?: unknown;
+            /**
+             * Format: date-time
+             * @description Enqueued.
+             */
+            created_at: string;
+            /**
+             * Format: uuid
+             * @description Endpoint id.
+             */
+            endpoint_id: string;
+            /** @description The body's `type`. */
+            event_type: string;
+            /**
+             * Format: date-time
+             * @description Succeeded or failed for good.
+             */
+            finished_at?: string | null;
+            /**
+             * Format: uuid
+             * @description Delivery id; the `webhook-id` header is `msg_` + this id without dashes.
+             */
+            id: string;
+            /** @description Why the last attempt failed. */
+            last_error?: string | null;
+            /**
+             * Format: int32
+             * @description HTTP status of the last attempt.
+             */
+            last_status?: number | null;
+            /**
+             * Format: int64
+             * @description The `realtime.messages` row it came from, if any.
+             */
+            message_id?: number | null;
+            /**
+             * Format: date-time
+             * @description When the next attempt is due (pending only).
+             */
+            next_attempt_at?: string | null;
+            /** @description `pending`, `succeeded` or `failed`. */
+            status: string;
+            /** @description The `webhook-id` header value (stable across retries and replays). */
+            webhook_id: string;
+        };
+        /** @description Body of `POST /admin/v1/functions` and `PUT /admin/v1/functions/{slug}`. */
+        DeployRequest: components["schemas"]["Source"] & components["schemas"]["SettingsPatch"] & {
+            /** @description Make the new version active (default true). */
+            activate?: boolean | null;
+            /** @description The slug (create only; on PUT the path names it). */
+            slug?: string | null;
+        };
+        /** @description An endpoint as the admin API shows it (never with its secret). */
+        Endpoint: {
+            /**
+             * Format: int32
+             * @description Deliveries in a row that failed for good.
+             */
+            consecutive_failures: number;
+            /**
+             * Format: date-time
+             * @description Created.
+             */
+            created_at: string;
+            /** @description Free text. */
+            description: string;
+            /** @description Why the system disabled it: `gone` (410) or `failing`; null otherwise. */
+            disabled_reason?: string | null;
+            /** @description Whether deliveries are made. */
+            enabled: boolean;
+            /** @description Topic / event-type globs it is subscribed to. */
+            events: string[];
+            /**
+             * Format: uuid
+             * @description Endpoint id.
+             */
+            id: string;
+            /**
+             * Format: date-time
+             * @description Until when the previous secret is still signed with (after a rotation).
+             */
+            previous_secret_expires_at?: string | null;
+            /**
+             * Format: date-time
+             * @description Last changed.
+             */
+            updated_at: string;
+            /** @description Where deliveries are POSTed. */
+            url: string;
         };
         /**
          * @description Referential action of a foreign key.
@@ -1611,6 +2455,33 @@ export interface components {
             /** @description Referenced table. */
             references_table: string;
         };
+        /** @description A function as listed to admins. */
+        FunctionInfo: components["schemas"]["Settings"] & {
+            /**
+             * Format: int32
+             * @description The version invocations run.
+             */
+            active_version?: number | null;
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            created_at: string;
+            /** @description Its name in URLs. */
+            slug: string;
+            /**
+             * Format: date-time
+             * @description Last change of settings or active version.
+             */
+            updated_at: string;
+            /**
+             * Format: int64
+             * @description Number of versions.
+             */
+            version_count: number;
+            /** @description Every version, newest first (only on the single-function answer). */
+            versions?: components["schemas"]["VersionInfo"][] | null;
+        };
         /** @description Health report. */
         Health: {
             /** @description Per-dependency results (readiness only). */
@@ -1619,6 +2490,44 @@ export interface components {
             status: string;
             /** @description Server version. */
             version: string;
+        };
+        /** @description One stored invocation. */
+        InvocationEntry: {
+            /**
+             * Format: int32
+             * @description Duration in ms.
+             */
+            duration_ms: number;
+            /** @description Error code, if any. */
+            error?: string | null;
+            /**
+             * Format: uuid
+             * @description Invocation id.
+             */
+            id: string;
+            /** @description Method. */
+            method: string;
+            /** @description Path. */
+            path: string;
+            /** @description Request id. */
+            request_id?: string | null;
+            /**
+             * Format: date-time
+             * @description Start.
+             */
+            started_at: string;
+            /**
+             * Format: int32
+             * @description Status.
+             */
+            status: number;
+            /** @description `http` or `schedule`. */
+            trigger: string;
+            /**
+             * Format: int32
+             * @description Version.
+             */
+            version?: number | null;
         };
         /** @description Body of `POST /object/list/{bucket}`. */
         ListBody: {
@@ -1637,6 +2546,33 @@ export interface components {
             /** @description Only entries whose name starts with this (case-insensitive). */
             search?: string | null;
             sortBy?: null | components["schemas"]["SortBy"];
+        };
+        /** @description One stored log line. */
+        LogEntry: {
+            /**
+             * Format: date-time
+             * @description When.
+             */
+            at: string;
+            /**
+             * Format: int64
+             * @description Monotonic id.
+             */
+            id: number;
+            /**
+             * Format: uuid
+             * @description The invocation, when the line belongs to one.
+             */
+            invocation_id?: string | null;
+            /** @description Level. */
+            level: string;
+            /** @description Text. */
+            message: string;
+            /**
+             * Format: int32
+             * @description The version that printed it.
+             */
+            version?: number | null;
         };
         /** @description Login body. */
         LoginRequest: {
@@ -1714,12 +2650,234 @@ export interface components {
             /** @description Key that bypasses Row Level Security (role `service_role`); keep it server-side. */
             service_role_key: string;
         };
+        /** @description Body of `POST /admin/v1/ai/providers` and `PATCH …/{name}` (all optional on PATCH). */
+        ProviderInput: {
+            /** @description The provider's API key (write-only; `null` on PATCH removes it). */
+            api_key?: string | null;
+            /** @description OpenAI-compatible API base URL (`https://…/v1`); required on create. */
+            base_url?: string | null;
+            /** @description Whether the provider is used (default true). */
+            enabled?: boolean | null;
+            /** @description Extra headers (write-only), e.g. `{"HTTP-Referer": "https://app.example"}`. */
+            headers?: {
+                [key: string]: string;
+            } | null;
+            /** @description Unique name (`[a-z0-9][a-z0-9_-]*`, at most 63); required on create. */
+            name?: string | null;
+            /**
+             * Format: int32
+             * @description Fallback order: lower first (default 100).
+             */
+            priority?: number | null;
+        };
+        /** @description A provider as the admin API shows it: never the key or header values. */
+        ProviderView: {
+            /** @description OpenAI-compatible API base URL. */
+            base_url: string;
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            created_at: string;
+            /** @description Disabled providers are skipped. */
+            enabled: boolean;
+            /** @description Whether a key is stored. */
+            has_api_key: boolean;
+            /** @description Names of the extra headers sent (values are secret). */
+            header_names: string[];
+            /** @description Unique name within the project. */
+            name: string;
+            /**
+             * Format: int32
+             * @description Lower is tried first.
+             */
+            priority: number;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+        };
+        /** @description A message to publish, as clients send it. */
+        PublishInput: {
+            /** @description Channel name, e.g. `room:1`. */
+            channel: string;
+            /** @description Event name subscribers receive. */
+            event: string;
+            /** @description A JSON object; subscribers get its fields plus `meta`. */
+            payload?: Record<string, never>;
+        };
+        /** @description Body of `POST /admin/v1/webhooks/{id}/replay`. */
+        ReplayFailed: {
+            /**
+             * Format: date-time
+             * @description Replay every failed delivery created at or after this time (RFC 3339).
+             */
+            since: string;
+        };
+        /** @description How many deliveries were queued again. */
+        Replayed: {
+            /**
+             * Format: int64
+             * @description Count.
+             */
+            replayed: number;
+        };
+        /** @description Body of `POST /admin/v1/webhooks/{id}/rotate-secret` (optional). */
+        RotateSecret: {
+            /**
+             * Format: int64
+             * @description How long the previous secret keeps signing too (default 86400, at most 604800; 0 = not at all).
+             */
+            overlap_secs?: number | null;
+        };
+        /** @description Answer of a rotation. */
+        RotatedSecret: {
+            /**
+             * Format: date-time
+             * @description Until when deliveries also carry a signature with the previous secret.
+             */
+            previous_secret_expires_at?: string | null;
+            /** @description The new `whsec_…` secret (shown this once). */
+            secret: string;
+        };
+        /** @description One tick of a schedule. */
+        RunInfo: {
+            /** @description Error code or message, if it failed. */
+            error?: string | null;
+            /**
+             * Format: date-time
+             * @description End.
+             */
+            finished_at?: string | null;
+            /**
+             * Format: uuid
+             * @description The invocation (see `/logs?invocation_id=`).
+             */
+            invocation_id?: string | null;
+            /** @description The node that ran it. */
+            node: string;
+            /**
+             * Format: date-time
+             * @description Start.
+             */
+            started_at: string;
+            /**
+             * Format: int32
+             * @description HTTP status of the invocation (null while running or when it failed to start).
+             */
+            status?: number | null;
+            /**
+             * Format: date-time
+             * @description The tick this run is for.
+             */
+            tick_at: string;
+        };
+        /** @description A schedule as listed. */
+        ScheduleInfo: {
+            /** @description JSON body sent. */
+            body?: unknown;
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            created_at: string;
+            /** @description Cron expression. */
+            cron: string;
+            /** @description Whether it runs. */
+            enabled: boolean;
+            /** @description Name. */
+            name: string;
+            /**
+             * Format: date-time
+             * @description Next tick.
+             */
+            next_run_at: string;
+        };
+        /** @description Body of schedule create/update. */
+        ScheduleRequest: {
+            /** @description JSON sent as the request body. */
+            body?: unknown;
+            /** @description Cron expression, 5 fields (minute precision) or 6 (with seconds), UTC. */
+            cron: string;
+            /** @description Paused when false (default true). */
+            enabled?: boolean | null;
+            /** @description Name, unique per function (create only; `[a-z0-9][a-z0-9_-]*`). */
+            name?: string | null;
+        };
+        /** @description A secret as listed: never its value, only a digest prefix to tell versions apart. */
+        SecretInfo: {
+            /** @description First 16 hex digits of the value's SHA-256. */
+            digest: string;
+            /** @description The variable name. */
+            name: string;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+        };
+        /** @description One secret to set. */
+        SecretPair: {
+            /** @description Variable name. */
+            name: string;
+            /** @description Value. */
+            value: string;
+        };
         /** @description Body of `PUT /admin/v1/tables/{table}/rls`. */
         SetRls: {
             /** @description Enable (true) or disable (false) row level security. */
             enabled: boolean;
             /** @description Also apply policies to the table owner (`FORCE ROW LEVEL SECURITY`). */
             force?: boolean;
+        };
+        /**
+         * @description Body of `POST /admin/v1/functions/secrets`: `{"NAME": "value", …}` or
+         *     `[{"name": "NAME", "value": "value"}, …]` (Supabase's shape).
+         */
+        SetSecrets: Record<string, never> | components["schemas"]["SecretPair"][];
+        /**
+         * @description Per-function settings (stored on the function, copied into each
+         *     [`Deployment`]).
+         */
+        Settings: {
+            /**
+             * Format: int32
+             * @description Invocations running at once; more get 429.
+             */
+            concurrency: number;
+            /**
+             * Format: int32
+             * @description V8 heap limit of the function's process, in MiB.
+             */
+            memory_mb: number;
+            /**
+             * Format: int32
+             * @description Wall-clock limit of one invocation, in milliseconds.
+             */
+            timeout_ms: number;
+            /** @description Require a valid project key or user token to invoke (default on). */
+            verify_jwt: boolean;
+        };
+        /** @description Settings to change; absent fields keep their value (or the default on create). */
+        SettingsPatch: {
+            /**
+             * Format: int32
+             * @description Invocations at once, 1-10000 (default 64).
+             */
+            concurrency?: number | null;
+            /**
+             * Format: int32
+             * @description Heap limit, 16-4096 MiB (default 256).
+             */
+            memory_mb?: number | null;
+            /**
+             * Format: int32
+             * @description Wall-clock limit per invocation, 100-900000 ms (default 60000).
+             */
+            timeout_ms?: number | null;
+            /** @description Require a valid key or token to invoke (default true). */
+            verify_jwt?: boolean | null;
         };
         /** @description Body of `POST /object/sign/{bucket}/{path}`. */
         SignBody: {
@@ -1748,6 +2906,23 @@ export interface components {
             column?: string | null;
             /** @description `asc` or `desc`. */
             order?: string | null;
+        };
+        /**
+         * @description The code part of a create/update request: either `code` (one file, the
+         *     entrypoint `index.ts`) or `files` + `entrypoint` (+ `import_map`).
+         */
+        Source: {
+            /** @description The whole function as one TypeScript/JavaScript file. */
+            code?: string | null;
+            /** @description The file that is run, among `files` (default `index.ts`). */
+            entrypoint?: string | null;
+            /** @description Several files by relative path (`{"index.ts": "...", "lib/util.ts": "..."}`). */
+            files?: Record<string, never> | null;
+            /**
+             * @description An import map among `files` (`{"imports": {...}}`), e.g. `import_map.json`
+             *     or `deno.json`; default: `deno.json` or `import_map.json` when present.
+             */
+            import_map?: string | null;
         };
         /** @description A result column. */
         SqlColumn: {
@@ -1824,6 +2999,17 @@ export interface components {
             /** @description Public read access (unchanged when absent). */
             public?: boolean | null;
         };
+        /** @description Body of `PATCH /admin/v1/webhooks/{id}`: absent fields stay. */
+        UpdateEndpoint: {
+            /** @description New description. */
+            description?: string | null;
+            /** @description Enable (also clears the failure count) or disable (fails pending deliveries). */
+            enabled?: boolean | null;
+            /** @description New globs. */
+            events?: string[] | null;
+            /** @description New URL. */
+            url?: string | null;
+        };
         /** @description `{Id, Key}` answer of an upload. */
         Uploaded: {
             /**
@@ -1833,6 +3019,36 @@ export interface components {
             Id: string;
             /** @description `bucket/name`. */
             Key: string;
+        };
+        /** @description One deployed version. */
+        VersionInfo: {
+            /** @description Whether invocations run it now. */
+            active: boolean;
+            /** @description SHA-256 of the bundle (see [`Bundle::checksum`]). */
+            checksum: string;
+            /**
+             * Format: date-time
+             * @description When.
+             */
+            created_at: string;
+            /** @description Who deployed it. */
+            created_by: string;
+            /** @description The file that is run. */
+            entrypoint: string;
+            /** @description The files (only on the single-version answer). */
+            files?: Record<string, never> | null;
+            /** @description The import map, if any. */
+            import_map?: string | null;
+            /**
+             * Format: int32
+             * @description Size of the files, in bytes.
+             */
+            size_bytes: number;
+            /**
+             * Format: int32
+             * @description 1, 2, 3, … in deploy order.
+             */
+            version: number;
         };
     };
     responses: never;
@@ -1928,13 +3144,258 @@ export interface operations {
             };
         };
     };
-    list_functions: {
+    list_providers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProviderView"][];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    create_provider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProviderInput"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProviderView"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    delete_provider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Provider name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    update_provider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Provider name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProviderInput"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProviderView"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    get_settings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AiSettings"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    put_settings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AiSettings"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AiSettings"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    usage: {
         parameters: {
             query?: {
-                /** @description Schema (default: `public` for a single object; all schemas for listings). */
-                schema?: string | null;
-                /** @description Drop dependent objects too. */
-                cascade?: boolean;
+                /** @description Start (date or RFC 3339), inclusive */
+                from?: string;
+                /** @description End (date or RFC 3339), exclusive */
+                to?: string;
+                /** @description `user`, `model` or `day` */
+                group_by?: string;
             };
             header?: never;
             path: {
@@ -1945,12 +3406,651 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Functions */
+            /** @description Usage totals and groups */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    list_functions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FunctionInfo"][];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    create_function: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeployRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FunctionInfo"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    list_secrets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecretInfo"][];
+                };
+            };
+        };
+    };
+    set_secrets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetSecrets"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecretInfo"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    delete_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Secret name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    get_function: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Function slug */
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FunctionInfo"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    update_function: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Function slug */
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeployRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FunctionInfo"];
+                };
+            };
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FunctionInfo"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    delete_function: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Function slug */
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    function_invocations: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Function slug */
+                slug: string;
+                /** @description Only this invocation. */
+                invocation_id: string | null;
+                /** @description Only the invocation(s) of this request id (`x-request-id`). */
+                request_id: string | null;
+                /** @description Only this level (`log`, `info`, `warn`, `error`, `debug`). */
+                level: string | null;
+                /** @description Only this HTTP status (invocations). */
+                status: number | null;
+                /** @description Only entries at or after this time (RFC 3339). */
+                since: string | null;
+                /** @description Only messages containing this text. */
+                search: string | null;
+                /** @description At most this many, newest first (default 100, at most 1000). */
+                limit: number | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvocationEntry"][];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    function_logs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Function slug */
+                slug: string;
+                /** @description Only this invocation. */
+                invocation_id: string | null;
+                /** @description Only the invocation(s) of this request id (`x-request-id`). */
+                request_id: string | null;
+                /** @description Only this level (`log`, `info`, `warn`, `error`, `debug`). */
+                level: string | null;
+                /** @description Only this HTTP status (invocations). */
+                status: number | null;
+                /** @description Only entries at or after this time (RFC 3339). */
+                since: string | null;
+                /** @description Only messages containing this text. */
+                search: string | null;
+                /** @description At most this many, newest first (default 100, at most 1000). */
+                limit: number | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LogEntry"][];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    list_schedules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Function slug */
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleInfo"][];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    create_schedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Function slug */
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ScheduleRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleInfo"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    update_schedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Function slug */
+                slug: string;
+                /** @description Schedule name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ScheduleRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleInfo"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    delete_schedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Function slug */
+                slug: string;
+                /** @description Schedule name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    schedule_runs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Function slug */
+                slug: string;
+                /** @description Schedule name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunInfo"][];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    get_version: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Function slug */
+                slug: string;
+                /** @description Version */
+                version: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionInfo"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    activate_version: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Function slug */
+                slug: string;
+                /** @description Version */
+                version: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FunctionInfo"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
             };
         };
     };
@@ -1981,6 +4081,310 @@ export interface operations {
                 content?: never;
             };
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    list_changes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangeTable"][];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    put_change: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Schema */
+                schema: string;
+                /** @description Table */
+                table: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangeOps"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangeTable"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    delete_change: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Schema */
+                schema: string;
+                /** @description Table */
+                table: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No longer captured */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    list_channels: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelDef"][];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    create_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChannelInput"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelDef"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    get_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Channel id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelDef"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    delete_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Channel id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    update_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Channel id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChannelInput"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelDef"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2074,6 +4478,41 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ApiError"];
                 };
+            };
+            /** @description Too many admin SQL requests running for this project */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    list_functions: {
+        parameters: {
+            query?: {
+                /** @description Schema (default: `public` for a single object; all schemas for listings). */
+                schema?: string | null;
+                /** @description Drop dependent objects too. */
+                cascade?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Functions */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
@@ -2475,6 +4914,716 @@ export interface operations {
         responses: {
             /** @description Views */
             200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    list_endpoints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Endpoint"][];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    create_endpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateEndpoint"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedEndpoint"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    get_endpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Endpoint id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Endpoint"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    delete_endpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Endpoint id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    update_endpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Endpoint id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateEndpoint"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Endpoint"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    list_deliveries: {
+        parameters: {
+            query?: {
+                /** @description `pending`, `succeeded` or `failed`. */
+                status?: string | null;
+                /** @description Only deliveries created before this time (RFC 3339), for paging. */
+                before?: string | null;
+                /** @description 1 to 1000 (default 100). */
+                limit?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Endpoint id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Delivery"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    get_delivery: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Endpoint id */
+                id: string;
+                /** @description Delivery id */
+                delivery: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Delivery"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    replay_delivery: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Endpoint id */
+                id: string;
+                /** @description Delivery id */
+                delivery: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Replayed"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    replay_failed: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Endpoint id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReplayFailed"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Replayed"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    rotate_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Endpoint id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RotateSecret"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RotatedSecret"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    chat_completions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        /** @description OpenAI chat completion request (passed through) */
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description Chat completion, or `text/event-stream` of chunks when `stream: true` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request (OpenAI error shape) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Anon key refused */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Model not allowed */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Quota or upstream rate limit (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Upstream failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No AI provider configured */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    embeddings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        /** @description OpenAI embeddings request (passed through) */
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description Embeddings */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Quota */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No AI provider configured */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    images_generations: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        /** @description OpenAI image generation request (passed through) */
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description Images */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Quota */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No AI provider configured */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    models: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OpenAI model list */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No AI provider configured */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3660,6 +6809,160 @@ export interface operations {
             };
         };
     };
+    invoke_root: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Function slug */
+                slug: string;
+            };
+            cookie?: never;
+        };
+        /** @description Any body; passed to the function as is */
+        requestBody: {
+            content: {
+                "text/plain": string;
+            };
+        };
+        responses: {
+            /** @description Whatever the function answers (any status, headers, streaming body) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description verify_jwt is on and no valid key or token was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description The function's concurrency limit is reached */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description The function crashed, ran out of memory or failed to start */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description No runtime (Deno not installed) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description The function timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    publish: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PublishInput"];
+            };
+        };
+        responses: {
+            /** @description {ok, messageId} */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
     list: {
         parameters: {
             query?: never;
@@ -4173,7 +7476,7 @@ export interface operations {
                     "application/json": components["schemas"]["Uploaded"];
                 };
             };
-            /** @description Invalid or expired token */
+            /** @description Invalid, expired or already used token */
             400: {
                 headers: {
                     [name: string]: unknown;

@@ -14,6 +14,41 @@ export type ColumnDef = S["ColumnDef"];
 export type CreateTable = S["CreateTable"];
 export type CreatePolicy = S["CreatePolicy"];
 export type CreateIndex = S["CreateIndex"];
+export type WebhookEndpoint = S["Endpoint"];
+export type CreatedEndpoint = S["CreatedEndpoint"];
+export type RotatedSecret = S["RotatedSecret"];
+export type Delivery = S["Delivery"];
+export type FunctionInfo = S["FunctionInfo"];
+export type VersionInfo = S["VersionInfo"];
+export type SecretInfo = S["SecretInfo"];
+export type FunctionLogEntry = S["LogEntry"];
+export type InvocationEntry = S["InvocationEntry"];
+export type ChannelDef = S["ChannelDef"];
+export type ChangeTable = S["ChangeTable"];
+export type AiSettings = S["AiSettings"];
+export type ProviderView = S["ProviderView"];
+
+/** One group of `GET /admin/v1/ai/usage` (untyped JSON in the spec; shape from `server/src/ai/admin.rs`). */
+export interface UsageGroup {
+  key: string;
+  requests: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  estimated_requests: number;
+  errors: number;
+  avg_latency_ms: number;
+  avg_ttft_ms: number | null;
+}
+
+/** Answer of `GET /admin/v1/ai/usage`. */
+export interface UsageReport {
+  from: string;
+  to: string;
+  group_by: string | null;
+  totals: Omit<UsageGroup, "key" | "avg_latency_ms" | "avg_ttft_ms">;
+  groups: UsageGroup[];
+}
 
 export interface Column {
   name: string;

@@ -12,7 +12,12 @@ const pages: { path: string; label: string }[] = [
   { path: "sql", label: "SQL editor" },
   { path: "schema", label: "Schema" },
   { path: "auth", label: "Auth users" },
+  { path: "auth-settings", label: "Auth settings" },
   { path: "storage", label: "Storage" },
+  { path: "realtime", label: "Realtime" },
+  { path: "webhooks", label: "Webhooks" },
+  { path: "functions", label: "Edge functions" },
+  { path: "ai", label: "AI" },
   { path: "settings", label: "Settings" },
 ];
 

@@ -227,8 +227,11 @@ async fn served_beside_host_routing() {
 
 /// The main flows in headless Chromium: sign in (wrong password first),
 /// projects (create, keys shown once), SQL editor (run, error position),
-/// table editor (paging, sort, filter, inline edit, FK lookup), session
-/// expiry, sign out, a narrow window; axe-core on each page.
+/// table editor (paging, sort, filter, inline edit, FK lookup), schema, auth
+/// users, storage, realtime (channel, change capture), webhooks (secret
+/// shown once, delivery log, rotation), edge functions (secret names only;
+/// deploy and invoke when Deno is there), AI (write-only provider key),
+/// session expiry, sign out, a narrow window; axe-core on each page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_to_end_in_chromium() {
     let Some(modules) = node_modules_with("playwright-core")
@@ -240,7 +243,15 @@ async fn end_to_end_in_chromium() {
     if !Path::new(&chromium).is_file() {
         return missing_peer("chromium (apt-get install chromium)");
     }
-    let app = TestApp::spawn().await;
+    // With Deno the functions page deploys and invokes a function too.
+    let deno = crate::functions::deno();
+    let has_deno = deno.is_some();
+    let app = TestApp::spawn_with(|c| {
+        if let Some(d) = deno {
+            c.deno_bin = Some(d);
+        }
+    })
+    .await;
     let out = std::env::var_os("FERROBASE_E2E_OUT")
         .map_or_else(|| temp_dir("fbt-dashboard-e2e"), PathBuf::from);
     let script = modules
@@ -257,15 +268,16 @@ async fn end_to_end_in_chromium() {
         )
         .env("FERROBASE_E2E_OUT", &out)
         .env("CHROMIUM", &chromium)
+        .env("FERROBASE_E2E_DENO", if has_deno { "1" } else { "0" })
         .env("NODE_PATH", &modules)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("start node");
-    let output = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+    let output = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
         .await
-        .expect("the e2e run finishes within 3 minutes")
+        .expect("the e2e run finishes within 5 minutes")
         .expect("node output");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -275,7 +287,16 @@ async fn end_to_end_in_chromium() {
         "dashboard e2e failed (screenshots in {}):\n{stdout}\n{stderr}",
         out.display()
     );
-    for page in ["sign-in", "projects", "sql", "table-editor"] {
+    for page in [
+        "sign-in",
+        "projects",
+        "sql",
+        "table-editor",
+        "realtime",
+        "webhooks",
+        "functions",
+        "ai",
+    ] {
         assert!(
             out.join(format!("{page}.png")).is_file(),
             "screenshot {page}"

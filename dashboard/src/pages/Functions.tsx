@@ -1,0 +1,503 @@
+// Edge functions (`/admin/v1/functions`, admin token): list, deploy code
+// from an editor, versions (activate = rollback), settings, invocations and
+// logs, a small invoke console, and the project's secrets (names only:
+// values are write-only, the server never returns them).
+import { useCallback, useEffect, useState } from "react";
+import {
+  Alert,
+  Badge,
+  Button,
+  Code,
+  Flex,
+  Group,
+  Modal,
+  NavLink,
+  NumberInput,
+  ScrollArea,
+  Stack,
+  Switch,
+  Table,
+  Tabs,
+  Text,
+  TextInput,
+  Textarea,
+  Title,
+} from "@mantine/core";
+import { useNavigate, useParams } from "react-router";
+import { errorText } from "../api/client";
+import type { FunctionInfo, FunctionLogEntry, InvocationEntry, SecretInfo, VersionInfo } from "../api/types";
+import { useProject } from "../project";
+import { ConfirmDelete, notifyError, notifyOk } from "../components/common";
+
+const STARTER = `Deno.serve(async (req) => {
+  const { name = "world" } = await req.json().catch(() => ({}));
+  return Response.json({ message: \`Hello \${name}!\` });
+});
+`;
+
+function when(t: string | null | undefined): string {
+  return t ? new Date(t).toLocaleString() : "";
+}
+
+function Editor({ fn, slug, onDeployed }: { fn: FunctionInfo | null; slug: string; onDeployed: (f: FunctionInfo) => void }) {
+  const api = useProject();
+  const [code, setCode] = useState<string | null>(fn ? null : STARTER);
+  const [entry, setEntry] = useState("index.ts");
+  const [files, setFiles] = useState<Record<string, string>>({});
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  useEffect(() => {
+    if (!fn?.active_version) {
+      setCode(STARTER);
+      return;
+    }
+    api
+      .admin<VersionInfo>(`/admin/v1/functions/${slug}/versions/${fn.active_version}`)
+      .then((v) => {
+        const f = (v.files ?? {}) as Record<string, string>;
+        setFiles(f);
+        setEntry(v.entrypoint);
+        setCode(f[v.entrypoint] ?? "");
+      })
+      .catch((e) => setError(errorText(e)));
+  }, [slug, fn?.active_version]);
+  async function deploy() {
+    setBusy(true);
+    setError(null);
+    try {
+      const body = { files: { ...files, [entry]: code ?? "" }, entrypoint: entry };
+      const f = await api.admin<FunctionInfo>(`/admin/v1/functions/${encodeURIComponent(slug)}`, { method: "PUT", body });
+      notifyOk(`Deployed ${slug} version ${f.active_version}`);
+      onDeployed(f);
+    } catch (e) {
+      setError(errorText(e));
+    } finally {
+      setBusy(false);
+    }
+  }
+  return (
+    <Stack>
+      {error && <Alert color="red" title="Deploy failed">{error}</Alert>}
+      {Object.keys(files).length > 1 && <Text size="sm" c="dimmed">Editing {entry}; the other files of the version ({Object.keys(files).filter((f) => f !== entry).join(", ")}) are deployed unchanged.</Text>}
+      <Textarea
+        label={`Code (${entry})`}
+        autosize
+        minRows={12}
+        maxRows={30}
+        value={code ?? ""}
+        onChange={(e) => setCode(e.currentTarget.value)}
+        styles={{ input: { fontFamily: "var(--mantine-font-family-monospace)" } }}
+        spellCheck={false}
+      />
+      <Group justify="flex-end">
+        <Button onClick={deploy} loading={busy} disabled={code === null}>Deploy</Button>
+      </Group>
+    </Stack>
+  );
+}
+
+function Versions({ fn, reload }: { fn: FunctionInfo; reload: () => void }) {
+  const api = useProject();
+  return (
+    <ScrollArea type="auto">
+      <Table aria-label="Versions">
+        <Table.Thead>
+          <Table.Tr>
+            <Table.Th>Version</Table.Th>
+            <Table.Th>Deployed</Table.Th>
+            <Table.Th>By</Table.Th>
+            <Table.Th>Size</Table.Th>
+            <Table.Th>Checksum</Table.Th>
+            <Table.Th><span className="visually-hidden">Actions</span></Table.Th>
+          </Table.Tr>
+        </Table.Thead>
+        <Table.Tbody>
+          {(fn.versions ?? []).map((v) => (
+            <Table.Tr key={v.version}>
+              <Table.Td>
+                {v.version} {v.active && <Badge variant="light" color="teal" size="sm">active</Badge>}
+              </Table.Td>
+              <Table.Td>{when(v.created_at)}</Table.Td>
+              <Table.Td>{v.created_by}</Table.Td>
+              <Table.Td>{v.size_bytes} B</Table.Td>
+              <Table.Td><Code>{v.checksum.slice(0, 12)}</Code></Table.Td>
+              <Table.Td>
+                {!v.active && (
+                  <Button
+                    size="xs"
+                    variant="light"
+                    aria-label={`Activate version ${v.version}`}
+                    onClick={async () => {
+                      try {
+                        await api.admin(`/admin/v1/functions/${fn.slug}/versions/${v.version}/activate`, { method: "POST" });
+                        notifyOk(`Version ${v.version} is active`);
+                        reload();
+                      } catch (e) {
+                        notifyError(e);
+                      }
+                    }}
+                  >
+                    {fn.active_version !== null && fn.active_version !== undefined && v.version < fn.active_version ? "Roll back" : "Activate"}
+                  </Button>
+                )}
+              </Table.Td>
+            </Table.Tr>
+          ))}
+        </Table.Tbody>
+      </Table>
+    </ScrollArea>
+  );
+}
+
+function SettingsForm({ fn, reload }: { fn: FunctionInfo; reload: () => void }) {
+  const api = useProject();
+  const [verify, setVerify] = useState(fn.verify_jwt);
+  const [timeout, setTimeoutMs] = useState<number | string>(fn.timeout_ms);
+  const [memory, setMemory] = useState<number | string>(fn.memory_mb);
+  const [concurrency, setConcurrency] = useState<number | string>(fn.concurrency);
+  return (
+    <Stack maw={420}>
+      <Switch label="Require a valid key or token (verify JWT)" checked={verify} onChange={(e) => setVerify(e.currentTarget.checked)} />
+      <NumberInput label="Timeout (ms)" min={100} max={900000} value={timeout} onChange={setTimeoutMs} />
+      <NumberInput label="Memory (MiB)" min={16} max={4096} value={memory} onChange={setMemory} />
+      <NumberInput label="Concurrency" min={1} max={10000} value={concurrency} onChange={setConcurrency} />
+      <Group>
+        <Button
+          onClick={async () => {
+            try {
+              await api.admin(`/admin/v1/functions/${fn.slug}`, {
+                method: "PUT",
+                body: { verify_jwt: verify, timeout_ms: Number(timeout), memory_mb: Number(memory), concurrency: Number(concurrency) },
+              });
+              notifyOk("Settings saved");
+              reload();
+            } catch (e) {
+              notifyError(e);
+            }
+          }}
+        >
+          Save settings
+        </Button>
+      </Group>
+    </Stack>
+  );
+}
+
+function Logs({ slug }: { slug: string }) {
+  const api = useProject();
+  const [invocations, setInvocations] = useState<InvocationEntry[]>([]);
+  const [logs, setLogs] = useState<FunctionLogEntry[]>([]);
+  const [error, setError] = useState<string | null>(null);
+  const load = useCallback(() => {
+    Promise.all([
+      api.admin<InvocationEntry[]>(`/admin/v1/functions/${slug}/invocations?limit=50`),
+      api.admin<FunctionLogEntry[]>(`/admin/v1/functions/${slug}/logs?limit=200`),
+    ])
+      .then(([i, l]) => {
+        setInvocations(i);
+        setLogs(l);
+        setError(null);
+      })
+      .catch((e) => setError(errorText(e)));
+  }, [api.ref, slug]);
+  useEffect(load, [load]);
+  return (
+    <Stack>
+      <Group justify="space-between">
+        <Title order={3} size="h5">Invocations</Title>
+        <Button size="xs" variant="default" onClick={load}>Refresh</Button>
+      </Group>
+      {error && <Alert color="red">{error}</Alert>}
+      <ScrollArea type="auto">
+        <Table striped aria-label="Invocations">
+          <Table.Thead>
+            <Table.Tr>
+              <Table.Th>Started</Table.Th>
+              <Table.Th>Trigger</Table.Th>
+              <Table.Th>Request</Table.Th>
+              <Table.Th>Status</Table.Th>
+              <Table.Th>Duration</Table.Th>
+              <Table.Th>Version</Table.Th>
+            </Table.Tr>
+          </Table.Thead>
+          <Table.Tbody>
+            {invocations.map((i) => (
+              <Table.Tr key={i.id}>
+                <Table.Td>{when(i.started_at)}</Table.Td>
+                <Table.Td>{i.trigger}</Table.Td>
+                <Table.Td><Code>{i.method} {i.path}</Code></Table.Td>
+                <Table.Td>
+                  <Badge variant="light" color={i.status >= 400 ? "red" : "teal"}>{i.status}</Badge> {i.error && <Text span size="xs">{i.error}</Text>}
+                </Table.Td>
+                <Table.Td>{i.duration_ms} ms</Table.Td>
+                <Table.Td>{i.version ?? ""}</Table.Td>
+              </Table.Tr>
+            ))}
+          </Table.Tbody>
+        </Table>
+      </ScrollArea>
+      {invocations.length === 0 && <Text c="dimmed" size="sm">No invocations yet.</Text>}
+      <Title order={3} size="h5">Logs</Title>
+      <Code block style={{ maxHeight: 320, overflow: "auto" }} aria-label="Function logs">
+        {logs.length === 0 ? "No log lines yet." : logs.map((l) => `${l.at} ${l.level.padEnd(5)} ${l.message}`).join("\n")}
+      </Code>
+    </Stack>
+  );
+}
+
+function Invoke({ slug }: { slug: string }) {
+  const api = useProject();
+  const [body, setBody] = useState('{"name": "Ferrobase"}');
+  const [answer, setAnswer] = useState<string | null>(null);
+  return (
+    <Stack>
+      <Textarea label="Request body (JSON)" autosize minRows={3} value={body} onChange={(e) => setBody(e.currentTarget.value)} styles={{ input: { fontFamily: "var(--mantine-font-family-monospace)" } }} />
+      <Group>
+        <Button
+          variant="light"
+          onClick={async () => {
+            try {
+              const resp = await api.service<Response>(`/functions/v1/${slug}`, {
+                method: "POST",
+                body,
+                headers: { "content-type": "application/json" },
+                raw: true,
+              });
+              setAnswer(`${resp.status}\n${await resp.text()}`);
+            } catch (e) {
+              setAnswer(errorText(e));
+            }
+          }}
+        >
+          Invoke (service role)
+        </Button>
+      </Group>
+      {answer !== null && <Code block aria-label="Invocation answer">{answer}</Code>}
+    </Stack>
+  );
+}
+
+function FunctionView({ slug, fresh, reloadList }: { slug: string; fresh: boolean; reloadList: () => void }) {
+  const api = useProject();
+  const navigate = useNavigate();
+  const [fn, setFn] = useState<FunctionInfo | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [deleting, setDeleting] = useState(false);
+  const load = useCallback(() => {
+    if (fresh) return;
+    api
+      .admin<FunctionInfo>(`/admin/v1/functions/${slug}`)
+      .then(setFn)
+      .catch((e) => setError(errorText(e)));
+  }, [api.ref, slug, fresh]);
+  useEffect(load, [load]);
+  if (error) return <Alert color="red">{error}</Alert>;
+  if (!fn && !fresh) return <Text c="dimmed">Loading…</Text>;
+  return (
+    <Stack>
+      <Group justify="space-between">
+        <Group gap="xs">
+          <Title order={2} size="h3">{slug}</Title>
+          {fn?.active_version ? <Badge variant="light" color="teal">version {fn.active_version}</Badge> : <Badge variant="light" color="gray">not deployed</Badge>}
+        </Group>
+        {fn && <Button size="xs" variant="light" color="red" onClick={() => setDeleting(true)}>Delete function</Button>}
+      </Group>
+      <Tabs defaultValue="code" keepMounted={false}>
+        <Tabs.List>
+          <Tabs.Tab value="code">Code</Tabs.Tab>
+          {fn && <Tabs.Tab value="versions">Versions</Tabs.Tab>}
+          {fn && <Tabs.Tab value="settings">Settings</Tabs.Tab>}
+          {fn && <Tabs.Tab value="logs">Logs</Tabs.Tab>}
+          {fn && <Tabs.Tab value="invoke">Invoke</Tabs.Tab>}
+        </Tabs.List>
+        <Tabs.Panel value="code" pt="md">
+          <Editor
+            fn={fn}
+            slug={slug}
+            onDeployed={(f) => {
+              reloadList();
+              if (fresh) navigate(`/projects/${api.ref}/functions/${f.slug}`);
+              else load();
+            }}
+          />
+        </Tabs.Panel>
+        {fn && (
+          <>
+            <Tabs.Panel value="versions" pt="md"><Versions fn={fn} reload={load} /></Tabs.Panel>
+            <Tabs.Panel value="settings" pt="md"><SettingsForm key={fn.updated_at} fn={fn} reload={load} /></Tabs.Panel>
+            <Tabs.Panel value="logs" pt="md"><Logs slug={slug} /></Tabs.Panel>
+            <Tabs.Panel value="invoke" pt="md"><Invoke slug={slug} /></Tabs.Panel>
+          </>
+        )}
+      </Tabs>
+      <ConfirmDelete
+        opened={deleting}
+        onClose={() => setDeleting(false)}
+        title={`Delete function ${slug}`}
+        word={slug}
+        what="The function, its versions and schedules are deleted."
+        onConfirm={async () => {
+          await api.admin(`/admin/v1/functions/${slug}`, { method: "DELETE" });
+          notifyOk("Function deleted");
+          reloadList();
+          navigate(`/projects/${api.ref}/functions`);
+        }}
+      />
+    </Stack>
+  );
+}
+
+function Secrets() {
+  const api = useProject();
+  const [secrets, setSecrets] = useState<SecretInfo[]>([]);
+  const [name, setName] = useState("");
+  const [value, setValue] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [deleting, setDeleting] = useState<string | null>(null);
+  const load = useCallback(() => {
+    api
+      .admin<SecretInfo[]>("/admin/v1/functions/secrets")
+      .then(setSecrets)
+      .catch((e) => setError(errorText(e)));
+  }, [api.ref]);
+  useEffect(load, [load]);
+  return (
+    <Stack>
+      <Title order={2} size="h3">Secrets</Title>
+      <Text size="sm" c="dimmed">Environment variables of every function of the project. Values are write-only: set a name again to change it.</Text>
+      {error && <Alert color="red">{error}</Alert>}
+      <form
+        onSubmit={async (e) => {
+          e.preventDefault();
+          try {
+            setSecrets(await api.admin<SecretInfo[]>("/admin/v1/functions/secrets", { method: "POST", body: [{ name, value }] }));
+            setName("");
+            setValue("");
+            notifyOk(`Secret ${name} set`);
+            load();
+          } catch (err) {
+            notifyError(err);
+          }
+        }}
+      >
+        <Group align="flex-end">
+          <TextInput label="Name" required value={name} onChange={(e) => setName(e.currentTarget.value)} />
+          <TextInput label="Value" type="password" required autoComplete="off" value={value} onChange={(e) => setValue(e.currentTarget.value)} />
+          <Button type="submit">Set secret</Button>
+        </Group>
+      </form>
+      <Table aria-label="Secrets">
+        <Table.Thead>
+          <Table.Tr>
+            <Table.Th>Name</Table.Th>
+            <Table.Th>Digest</Table.Th>
+            <Table.Th>Updated</Table.Th>
+            <Table.Th><span className="visually-hidden">Actions</span></Table.Th>
+          </Table.Tr>
+        </Table.Thead>
+        <Table.Tbody>
+          {secrets.map((s) => (
+            <Table.Tr key={s.name}>
+              <Table.Td><Code>{s.name}</Code></Table.Td>
+              <Table.Td><Code>{s.digest}</Code></Table.Td>
+              <Table.Td>{when(s.updated_at)}</Table.Td>
+              <Table.Td>
+                <Button size="xs" variant="light" color="red" aria-label={`Delete secret ${s.name}`} onClick={() => setDeleting(s.name)}>Delete</Button>
+              </Table.Td>
+            </Table.Tr>
+          ))}
+        </Table.Tbody>
+      </Table>
+      {secrets.length === 0 && !error && <Text c="dimmed" size="sm">No secrets.</Text>}
+      {deleting && (
+        <ConfirmDelete
+          opened
+          onClose={() => setDeleting(null)}
+          title="Delete secret"
+          word={deleting}
+          what={`Functions no longer see ${deleting}.`}
+          onConfirm={async () => {
+            await api.admin(`/admin/v1/functions/secrets/${encodeURIComponent(deleting)}`, { method: "DELETE" });
+            notifyOk("Secret deleted");
+            load();
+          }}
+        />
+      )}
+    </Stack>
+  );
+}
+
+function NewFunction({ onClose }: { onClose: () => void }) {
+  const api = useProject();
+  const navigate = useNavigate();
+  const [slug, setSlug] = useState("");
+  return (
+    <Modal opened onClose={onClose} title="New function">
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          navigate(`/projects/${api.ref}/functions/new/${encodeURIComponent(slug)}`);
+          onClose();
+        }}
+      >
+        <Stack>
+          <TextInput label="Slug" description="Letters, digits, - and _ (the URL is /functions/v1/<slug>)" required value={slug} onChange={(e) => setSlug(e.currentTarget.value)} data-autofocus />
+          <Group justify="flex-end">
+            <Button variant="default" onClick={onClose}>Cancel</Button>
+            <Button type="submit">Open editor</Button>
+          </Group>
+        </Stack>
+      </form>
+    </Modal>
+  );
+}
+
+export default function FunctionsPage() {
+  const api = useProject();
+  const params = useParams();
+  const navigate = useNavigate();
+  const [fns, setFns] = useState<FunctionInfo[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [creating, setCreating] = useState(false);
+  const load = useCallback(() => {
+    api
+      .admin<FunctionInfo[]>("/admin/v1/functions")
+      .then((f) => {
+        setFns(f);
+        setError(null);
+      })
+      .catch((e) => setError(errorText(e)));
+  }, [api.ref]);
+  useEffect(load, [load]);
+  const showSecrets = params.slug === undefined && params.newSlug === undefined;
+  return (
+    <Flex direction={{ base: "column", md: "row" }} gap="md" align={{ base: "stretch", md: "flex-start" }}>
+      <Stack w={{ base: "100%", md: 200 }} gap={4} style={{ flexShrink: 0 }} component="nav" aria-label="Functions">
+        <Button size="xs" onClick={() => setCreating(true)}>New function</Button>
+        {error && <Text c="red" size="sm">{error}</Text>}
+        <NavLink component="button" label="Secrets" active={showSecrets} onClick={() => navigate(`/projects/${api.ref}/functions`)} />
+        {fns?.map((f) => (
+          <NavLink
+            component="button"
+            key={f.slug}
+            label={f.slug}
+            description={f.active_version ? `version ${f.active_version}` : "not deployed"}
+            active={f.slug === params.slug}
+            onClick={() => navigate(`/projects/${api.ref}/functions/${f.slug}`)}
+          />
+        ))}
+        {fns?.length === 0 && <Text size="sm" c="dimmed">No functions yet.</Text>}
+      </Stack>
+      <div style={{ flex: 1, minWidth: 0 }}>
+        {params.newSlug ? (
+          <FunctionView key={`new-${params.newSlug}`} slug={params.newSlug} fresh reloadList={load} />
+        ) : params.slug ? (
+          <FunctionView key={params.slug} slug={params.slug} fresh={false} reloadList={load} />
+        ) : (
+          <Secrets />
+        )}
+      </div>
+      {creating && <NewFunction onClose={() => setCreating(false)} />}
+    </Flex>
+  );
+}
