@@ -29,11 +29,11 @@ pub(crate) mod plan;
 pub mod schema;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::Value;
-use tokio_postgres::Client;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
+
+use crate::db::PooledTx;
 
 pub use error::{RestError, status_for_sqlstate};
 pub use schema::{
@@ -261,13 +261,16 @@ fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
 
 /// Everything a handler needs about the request.
 struct Ctx<'a> {
-    tx: &'a Client,
+    tx: &'a PooledTx,
     cache: &'a SchemaCache,
     schema: String,
     req: &'a RestRequest,
     prefs: Prefs,
     query: Query,
     profile_header: Option<&'static str>,
+    /// A plain table read (GET/HEAD, not rpc, no `tx=rollback`): its page query may
+    /// commit in the same round trip when nothing can fail after it.
+    final_read: bool,
 }
 
 /// Runs one request on `tx`, a connection inside an open transaction (the caller already
@@ -278,7 +281,7 @@ struct Ctx<'a> {
 /// Errors from Postgres are mapped with [`status_for_sqlstate`]; `42501` is always 403
 /// here, use [`RestError::for_role`] to turn it into 401 for the anonymous role.
 pub async fn execute(
-    tx: &Client,
+    tx: &PooledTx,
     cache: &SchemaCache,
     exposed_schemas: &[String],
     req: RestRequest,
@@ -311,6 +314,7 @@ pub async fn execute(
     let rollback = prefs.tx == Some(true);
     let query = parse::parse_query(&req.query)?;
     let path = req.path.trim_matches('/').to_owned();
+    let final_read = read && !path.is_empty() && !path.starts_with("rpc/") && !rollback;
     let ctx = Ctx {
         tx,
         cache,
@@ -319,6 +323,7 @@ pub async fn execute(
         prefs,
         query,
         profile_header,
+        final_read,
     };
     let mut response = if path.is_empty() {
         match req.method {
@@ -412,23 +417,22 @@ fn collect_logic(query: &Query, skip: &[String]) -> Result<Vec<(Vec<String>, Log
     Ok(logic)
 }
 
-/// Runs `sql` in one round-trip (no separate prepare): parameters are declared `unknown`,
-/// so Postgres infers their types exactly as for untyped literals, and they are sent as text.
+/// Runs `sql` as a prepared statement cached on the connection (see [`PooledTx`]):
+/// parameters are declared `unknown`, so Postgres infers their types exactly as for
+/// untyped literals, and they are sent as text.
 async fn query_rows(
-    tx: &Client,
+    tx: &PooledTx,
     sql: &str,
     params: &[TextParam],
 ) -> Result<Vec<tokio_postgres::Row>, RestError> {
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
-        .iter()
-        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
-        .collect();
-    Ok(tx.query_typed(sql, &typed).await?)
+    let params: Vec<&(dyn ToSql + Sync)> =
+        params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    Ok(tx.query(sql, &params).await?)
 }
 
 /// Like [`query_rows`] for exactly one row.
 async fn query_row(
-    tx: &Client,
+    tx: &PooledTx,
     sql: &str,
     params: &[TextParam],
 ) -> Result<tokio_postgres::Row, RestError> {
@@ -440,16 +444,10 @@ async fn query_row(
 }
 
 /// Runs a statement and returns the number of affected rows.
-async fn execute_count(tx: &Client, sql: &str, params: &[TextParam]) -> Result<u64, RestError> {
-    let typed = params
-        .iter()
-        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN));
-    let stream = tx.query_typed_raw(sql, typed).await?;
-    futures_util::pin_mut!(stream);
-    while let Some(row) = stream.next().await {
-        row?;
-    }
-    Ok(stream.rows_affected().unwrap_or(0))
+async fn execute_count(tx: &PooledTx, sql: &str, params: &[TextParam]) -> Result<u64, RestError> {
+    let params: Vec<&(dyn ToSql + Sync)> =
+        params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    Ok(tx.execute(sql, &params).await?)
 }
 
 /// Parses the `Range` header (`0-9`, `items=0-9`, `10-`) into (offset, optional limit).
@@ -541,7 +539,20 @@ async fn run_page(
         body_expr(media)
     );
     tracing::debug!(sql = %sql, "rest: read");
-    let row = query_row(ctx.tx, &sql, &b.params).await?;
+    // Without a count or a single-object Accept, nothing after this query can fail the
+    // response: commit with it (one round trip for the whole request).
+    let row = if ctx.final_read && ctx.prefs.count.is_none() && media != Media::Object {
+        let params: Vec<&(dyn ToSql + Sync)> =
+            b.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        ctx.tx
+            .query_final(&sql, &params)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| RestError::internal("Query returned no row"))?
+    } else {
+        query_row(ctx.tx, &sql, &b.params).await?
+    };
     let mut total: Option<i64> = row.try_get(0)?;
     let rows: i64 = row.try_get(1)?;
     let body: Option<String> = row.try_get(2)?;

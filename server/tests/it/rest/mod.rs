@@ -11,6 +11,7 @@ mod embed;
 mod fuzz;
 mod injection;
 mod peers;
+mod pipeline;
 mod read;
 mod rls;
 mod rpc;
