@@ -129,6 +129,13 @@ impl PooledTx {
         }
     }
 
+    /// Whether a statement committed in its own round trip
+    /// ([`PooledTx::query_final`], [`PooledTx::execute_final`]) and no
+    /// transaction was opened since.
+    pub fn is_committed(&self) -> bool {
+        matches!(self.state(), State::Committed(_))
+    }
+
     /// Whether a transaction is open on the connection.
     pub fn is_open(&self) -> bool {
         matches!(self.state(), State::Open(_))
@@ -267,11 +274,31 @@ impl PooledTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, tokio_postgres::Error> {
+        self.count(sql, params, false).await
+    }
+
+    /// Like [`PooledTx::execute`], committing in the same round trip (see
+    /// [`PooledTx::query_final`]). It returns `Ok` only once `COMMIT`
+    /// succeeded, so the write is as durable as with a separate `COMMIT`.
+    pub async fn execute_final(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        self.count(sql, params, true).await
+    }
+
+    async fn count(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        commit: bool,
+    ) -> Result<u64, tokio_postgres::Error> {
         let client: &tokio_postgres::Client = self.conn();
         match UNKNOWN_TYPES.get(..params.len()) {
             Some(types) => {
                 let stmt = self.prepare(sql, types).await?;
-                self.pipeline(client.execute(&stmt, params), false).await
+                self.pipeline(client.execute(&stmt, params), commit).await
             }
             None => {
                 use futures_util::StreamExt;
@@ -285,7 +312,7 @@ impl PooledTx {
                         }
                         Ok(stream.rows_affected().unwrap_or(0))
                     },
-                    false,
+                    commit,
                 )
                 .await
             }

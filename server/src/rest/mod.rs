@@ -271,6 +271,8 @@ struct Ctx<'a> {
     /// A plain table read (GET/HEAD, not rpc, no `tx=rollback`): its page query may
     /// commit in the same round trip when nothing can fail after it.
     final_read: bool,
+    /// The same for a table write (POST/PATCH/DELETE/PUT, no `tx=rollback`).
+    final_write: bool,
 }
 
 /// Runs one request on `tx`, a connection inside an open transaction (the caller already
@@ -314,7 +316,9 @@ pub async fn execute(
     let rollback = prefs.tx == Some(true);
     let query = parse::parse_query(&req.query)?;
     let path = req.path.trim_matches('/').to_owned();
-    let final_read = read && !path.is_empty() && !path.starts_with("rpc/") && !rollback;
+    let table_path = !path.is_empty() && !path.starts_with("rpc/") && !rollback;
+    let final_read = read && table_path;
+    let final_write = !read && table_path;
     let ctx = Ctx {
         tx,
         cache,
@@ -324,6 +328,7 @@ pub async fn execute(
         query,
         profile_header,
         final_read,
+        final_write,
     };
     let mut response = if path.is_empty() {
         match req.method {
@@ -443,11 +448,21 @@ async fn query_row(
         .ok_or_else(|| RestError::internal("Query returned no row"))
 }
 
-/// Runs a statement and returns the number of affected rows.
-async fn execute_count(tx: &PooledTx, sql: &str, params: &[TextParam]) -> Result<u64, RestError> {
+/// Runs a statement and returns the number of affected rows; with `commit`, `COMMIT`
+/// goes in the same round trip (and must succeed for this to return `Ok`).
+async fn execute_count(
+    tx: &PooledTx,
+    sql: &str,
+    params: &[TextParam],
+    commit: bool,
+) -> Result<u64, RestError> {
     let params: Vec<&(dyn ToSql + Sync)> =
         params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    Ok(tx.execute(sql, &params).await?)
+    Ok(if commit {
+        tx.execute_final(sql, &params).await?
+    } else {
+        tx.execute(sql, &params).await?
+    })
 }
 
 /// Parses the `Range` header (`0-9`, `items=0-9`, `10-`) into (offset, optional limit).
@@ -965,7 +980,9 @@ async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestErro
         }
         _ => {
             b.check_paths()?;
-            let n = execute_count(ctx.tx, &mutation, &params_owned).await?;
+            // Nothing after the statement can fail the response: commit with it.
+            let last = ctx.final_write && media != Media::Object && ctx.prefs.max_affected.is_none();
+            let n = execute_count(ctx.tx, &mutation, &params_owned, last).await?;
             let n = i64::try_from(n).unwrap_or(i64::MAX);
             check_max_affected(ctx, n)?;
             if media == Media::Object && n != 1 {

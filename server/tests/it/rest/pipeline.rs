@@ -204,3 +204,39 @@ async fn writes_commit_and_roll_back_as_before() {
         json!([{"id": 1}, {"id": 2}])
     );
 }
+
+#[tokio::test]
+async fn a_write_built_on_a_stale_cache_runs_once() {
+    let fx = fixture("pipeline-stale").await;
+    // Load the schema cache, then change the schema elsewhere: the next
+    // request is built against the old version and finds out in its own
+    // round trip, after its statement (and COMMIT) already ran.
+    assert_eq!(fx.service_get("notes?select=id").await, json!([{"id": 1}]));
+    for (i, ddl) in ["create table other1 (x int)", "create table other2 (x int)"]
+        .iter()
+        .enumerate()
+    {
+        fx.t.owner_sql(&fx.p, ddl).await;
+        let status = fx
+            .request(Method::POST, "notes", &Who::Service)
+            .await
+            .header("content-type", "application/json")
+            .header("prefer", "return=minimal")
+            .body(json!({"id": 10 + i, "body": "once"}).to_string())
+            .send()
+            .await
+            .expect("send")
+            .status()
+            .as_u16();
+        assert_eq!(status, 201, "POST after DDL {i}");
+    }
+    assert_eq!(
+        fx.service_get("notes?select=id&body=eq.once&order=id").await,
+        json!([{"id": 10}, {"id": 11}])
+    );
+    // A read on a stale cache is replayed with the new one: the new table is
+    // visible at once.
+    fx.t.owner_sql(&fx.p, "create table other3 (x int); insert into other3 values (3)")
+        .await;
+    assert_eq!(fx.service_get("other3").await, json!([{"x": 3}]));
+}
