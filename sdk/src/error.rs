@@ -46,6 +46,15 @@ pub enum Error {
     /// A successful response body did not have the expected shape.
     #[error("failed to decode response: {0}")]
     Decode(String),
+    /// The realtime hub refused a request (`{ok: false, error}` ack, a
+    /// refused handshake: code `connect_error`), or the connection is gone.
+    #[error("realtime: {message} (code {code})")]
+    Realtime {
+        /// Stable code, e.g. `forbidden`, `channel_not_found`, `connect_error`.
+        code: String,
+        /// Human-readable message.
+        message: String,
+    },
     /// The request could not be built: its body failed to serialize, or a
     /// key, token or header value is not a valid HTTP header value.
     #[error("failed to encode request: {0}")]
@@ -74,6 +83,7 @@ impl Error {
     pub fn code(&self) -> Option<&str> {
         match self {
             Error::Api { code, .. } => Some(code),
+            Error::Realtime { code, .. } => Some(code),
             _ => None,
         }
     }

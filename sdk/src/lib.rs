@@ -17,6 +17,9 @@
 //! - [`AiClient`] (`ai.rs`): the OpenAI-compatible AI gateway under
 //!   `{project}/ai/v1` ([`Client::ai`]): chat (streaming as a `Stream`),
 //!   embeddings, images, models; [`AiAdmin`] for providers, settings, usage.
+//! - [`Realtime`] (`realtime.rs`): the Socket.IO realtime hub (channels,
+//!   presence, database changes, reconnection with catch-up) and
+//!   [`RealtimeAdmin`] for channels and change capture.
 //! - [`AdminClient`] (`admin.rs`): the platform API under
 //!   `{server}/platform/v1` (log in, create and delete projects).
 //! - [`Error`] (`error.rs`): the one error type, decoded from the server's
@@ -30,6 +33,7 @@ mod error;
 mod functions;
 mod http;
 mod query;
+mod realtime;
 mod schema;
 mod storage;
 
@@ -43,6 +47,10 @@ pub use client::{Client, Jwk, Jwks};
 pub use error::{Error, Result};
 pub use functions::FunctionsClient;
 pub use query::{Count, FilterBuilder, MaybeSingle, Order, QueryBuilder, Response, TextSearch};
+pub use realtime::{
+    Change, ChannelDef, Member, Message, Meta, Realtime, RealtimeAdmin, RealtimeEvent,
+    RealtimeOptions, ServerError, Subscription,
+};
 pub use schema::{SchemaAdmin, SqlColumn, SqlOptions, SqlResult};
 pub use storage::{
     Bucket, BucketApi, BucketOptions, FileObject, FileOptions, ListOptions, SignedUpload,

@@ -34,6 +34,8 @@ pub struct App {
     pub ai: crate::ai::Gateway,
     /// Per-node bounds on image transforms and admin SQL.
     pub throttles: crate::throttle::Throttles,
+    /// The Socket.IO realtime hub.
+    pub realtime: crate::realtime::Hub,
 }
 
 /// Shared handle on [`App`].
@@ -51,7 +53,8 @@ impl App {
         let functions = crate::functions::Functions::new(&platform);
         let ai = crate::ai::Gateway::from_config(config);
         let throttles = crate::throttle::Throttles::new(config);
-        Arc::new(App {
+        let realtime_config = config.realtime.clone();
+        Arc::new_cyclic(|app| App {
             platform,
             projects: ProjectRegistry::default(),
             pools,
@@ -61,6 +64,7 @@ impl App {
             functions,
             ai,
             throttles,
+            realtime: crate::realtime::Hub::new(app.clone(), realtime_config),
         })
     }
 
@@ -135,6 +139,13 @@ pub async fn serve(
     // The connection loop gives handlers the client address (auth's per-IP
     // limits) and cuts off clients that trickle their headers.
     let header_timeout = Duration::from_millis(app.platform.config().header_read_timeout_ms);
+    // Realtime sockets are closed as soon as shutdown starts: a pending
+    // long-poll would otherwise hold the drain for a whole ping interval.
+    let realtime_app = app.clone();
+    let shutdown = async move {
+        shutdown.await;
+        realtime_app.realtime.shutdown().await;
+    };
     let result = crate::http::server::run(listener, service, shutdown, header_timeout).await;
     reaper.abort();
     scheduler.abort();

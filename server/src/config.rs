@@ -338,6 +338,10 @@ pub struct Config {
     /// Log format: auto, json or pretty (filter with `RUST_LOG`).
     #[arg(long, env = "FERROBASE_LOG_FORMAT", value_enum, default_value = "auto")]
     pub log_format: LogFormat,
+
+    /// Realtime hub settings (`FERROBASE_REALTIME_*`).
+    #[command(flatten)]
+    pub realtime: crate::realtime::RealtimeConfig,
 }
 
 impl Config {
@@ -413,6 +417,7 @@ impl Config {
             admin_sql_concurrency: 2,
             admin_sql_max_bytes: 16 * 1024 * 1024,
             metrics_upkeep_ms: 5_000,
+            realtime: crate::realtime::RealtimeConfig::for_tests(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`tenant`]: which project a request is for and who is calling.
 //! - [`rest`]: the PostgREST-compatible data API.
 //! - [`auth`]: the GoTrue-compatible auth API.
+//! - [`realtime`]: the Socket.IO realtime hub (channels, presence, change events).
 //! - [`storage`]: Supabase Storage-compatible buckets and objects, TUS uploads.
 //! - [`functions`]: Deno edge functions (deploy, invoke, secrets, logs, schedules).
 //! - [`ai`]: the OpenAI-compatible AI gateway (providers, fallback, metering, quotas).
@@ -28,6 +29,7 @@ pub mod db;
 pub mod functions;
 pub mod http;
 pub mod platform;
+pub mod realtime;
 pub mod rest;
 pub mod schema;
 pub mod storage;

@@ -9,6 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::http::{ApiError, health, metrics};
 use crate::platform::{admins, handlers, projects};
+use crate::realtime as rt;
 use crate::storage as st;
 use crate::{auth, tenant};
 
@@ -53,6 +54,9 @@ use crate::{auth, tenant};
         crate::ai::admin::get_settings, crate::ai::admin::put_settings, crate::ai::admin::list_providers,
         crate::ai::admin::create_provider, crate::ai::admin::update_provider,
         crate::ai::admin::delete_provider, crate::ai::admin::usage,
+        rt::http::publish, rt::http::list_channels, rt::http::create_channel, rt::http::get_channel,
+        rt::http::update_channel, rt::http::delete_channel, rt::http::list_changes, rt::http::put_change,
+        rt::http::delete_change,
     ),
     components(schemas(
         ApiError, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,
@@ -62,6 +66,8 @@ use crate::{auth, tenant};
         st::objects::ListBody, st::objects::SortBy, st::objects::MoveBody, st::objects::DeleteMany,
         st::signed::SignBody, st::signed::SignManyBody, st::transform::Transform,
         crate::ai::settings::AiSettings, crate::ai::settings::ProviderView, crate::ai::settings::ProviderInput,
+        rt::PublishInput, rt::store::ChannelDef, rt::store::ChannelInput, rt::store::ChangeTable,
+        rt::http::ChangeOps,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -73,6 +79,7 @@ use crate::{auth, tenant};
         (name = "auth-admin", description = "Auth administration with the service-role key"),
         (name = "ai", description = "OpenAI-compatible AI gateway (`/p/{ref}/ai/v1`); errors in OpenAI's shape"),
         (name = "ai-admin", description = "AI gateway settings, providers and usage (service-role key)"),
+        (name = "realtime", description = "Realtime hub: HTTP publish and channel/change administration (Socket.IO at `/p/{ref}/realtime/v1/socket.io/`)"),
     )
 )]
 pub struct ApiDoc;

@@ -22,10 +22,12 @@ fn project_routes(app: &AppState) -> Router<AppState> {
         .merge(crate::auth::routes())
         .merge(crate::admin::routes())
         .merge(crate::ai::routes())
+        .merge(crate::realtime::http::routes())
         // Whole bodies are read before any handler takes a connection.
         .route_layer(from_fn_with_state(app.clone(), buffer_body))
         .merge(crate::storage::routes(app))
         .merge(crate::functions::routes())
+        .merge(crate::realtime::http::socket_io(app))
         .route_layer(from_fn_with_state(app.clone(), tenant::resolve_project))
 }
 

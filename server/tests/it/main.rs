@@ -14,6 +14,7 @@ mod first_run;
 mod functions;
 mod hardening;
 mod platform;
+mod realtime;
 mod resilience;
 mod rest;
 mod schema_admin;

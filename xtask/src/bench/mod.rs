@@ -11,6 +11,7 @@ mod functions;
 mod load;
 mod platform;
 mod pocketbase;
+mod realtime;
 mod rest;
 mod server;
 mod storage;
@@ -56,6 +57,11 @@ const SUITES: &[(&str, &str, Suite)] = &[
         "functions",
         "warm invoke overhead and throughput vs `deno serve`, cold start",
         functions::run,
+    ),
+    (
+        "realtime",
+        "Socket.IO fan-out to 1,000 subscribers and idle-socket memory vs Node socket.io",
+        realtime::run,
     ),
 ];
 
