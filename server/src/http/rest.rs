@@ -261,9 +261,13 @@ async fn run(
             }
             Err(e) => {
                 conn = tx.rollback().await?;
-                if e.code == "0A000" && e.message.contains("cached plan") && !retried {
+                let plan_gone =
+                    (e.code == "0A000" && e.message.contains("cached plan")) || e.code == "26000";
+                if plan_gone && !retried {
                     // "cached plan must not change result type": a prepared
-                    // statement outlived a change of what it returns.
+                    // statement outlived a change of what it returns; 26000:
+                    // it was deallocated behind our back (a function ran
+                    // DEALLOCATE). Prepare afresh and try once more.
                     retried = true;
                     conn.statement_cache.clear();
                     continue;

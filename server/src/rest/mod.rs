@@ -981,7 +981,8 @@ async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestErro
         _ => {
             b.check_paths()?;
             // Nothing after the statement can fail the response: commit with it.
-            let last = ctx.final_write && media != Media::Object && ctx.prefs.max_affected.is_none();
+            let last =
+                ctx.final_write && media != Media::Object && ctx.prefs.max_affected.is_none();
             let n = execute_count(ctx.tx, &mutation, &params_owned, last).await?;
             let n = i64::try_from(n).unwrap_or(i64::MAX);
             check_max_affected(ctx, n)?;

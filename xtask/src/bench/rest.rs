@@ -135,25 +135,38 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
 
     let mut ferro = Vec::new();
     let mut pb_loads = Vec::new();
+    let mut cpus = Vec::new();
     for (i, w) in ours.iter().enumerate() {
         let theirs = pocketbase.as_ref().map(|(_, ws)| &ws[i]);
-        // Warm-up: caches, prepared statements, connection pools, JIT-free
-        // but still cold paths.
+        // Warm-up (not measured): pools, schema caches, prepared statements.
         run_hey(&hey, w, conns, 1)?;
         if let Some(t) = theirs {
             run_hey(&hey, t, conns, 1)?;
         }
         let (mut f_runs, mut p_runs) = (Vec::new(), Vec::new());
+        // CPU ticks (server, Postgres, PocketBase) and requests, over all rounds.
+        let mut cpu = Cpu::default();
         for _ in 0..rounds {
+            let before = server.cpu_ticks()?;
             let load = run_hey(&hey, w, conns, duration)?;
+            let after = server.cpu_ticks()?;
+            cpu.server += after.0.saturating_sub(before.0);
+            cpu.postgres += after.1.saturating_sub(before.1);
+            cpu.requests += load.rps * duration as f64;
             println!("    ferrobase  {:<24} {}", w.name, fmt_load(&load));
             f_runs.push(load);
-            if let Some(t) = theirs {
+            if let (Some(t), Some((pb, _))) = (theirs, &pocketbase) {
+                let before = proc::cpu_ticks(pb.pid()).unwrap_or(0);
                 let load = run_hey(&hey, t, conns, duration)?;
+                cpu.pocketbase += proc::cpu_ticks(pb.pid())
+                    .unwrap_or(0)
+                    .saturating_sub(before);
+                cpu.pb_requests += load.rps * duration as f64;
                 println!("    pocketbase {:<24} {}", t.name, fmt_load(&load));
                 p_runs.push(load);
             }
         }
+        cpus.push(cpu);
         ferro.push(median(f_runs));
         if theirs.is_some() {
             pb_loads.push(median(p_runs));
@@ -184,6 +197,9 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
             );
         }
     }
+    for (w, cpu) in ours.iter().zip(&cpus) {
+        table.row(format!("CPU/request {}", w.name), cpu.describe());
+    }
     for (i, w) in ours.iter().enumerate() {
         if i != 1 {
             table.row(
@@ -208,6 +224,35 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     }
     table.row("reference", POSTGREST_PUBLISHED);
     Ok(table)
+}
+
+/// Where the CPU went during a workload's measured runs.
+#[derive(Default)]
+struct Cpu {
+    server: u64,
+    postgres: u64,
+    requests: f64,
+    pocketbase: u64,
+    pb_requests: f64,
+}
+
+impl Cpu {
+    /// Microseconds of CPU per request, from clock ticks (100 per second).
+    fn describe(&self) -> String {
+        let us = |ticks: u64, n: f64| ticks as f64 * 10_000.0 / n.max(1.0);
+        let mut s = format!(
+            "server {:.0} us + Postgres {:.0} us",
+            us(self.server, self.requests),
+            us(self.postgres, self.requests)
+        );
+        if self.pb_requests > 0.0 {
+            s.push_str(&format!(
+                "; PocketBase {:.0} us",
+                us(self.pocketbase, self.pb_requests)
+            ));
+        }
+        s
+    }
 }
 
 fn met(ok: bool) -> &'static str {

@@ -24,6 +24,8 @@ create function boom() returns int language plpgsql volatile as $$
 create function slow() returns int language sql volatile as
   'select 1 from pg_sleep(2)';
 create function shape() returns int language sql stable as 'select 1';
+create function dealloc() returns int language plpgsql volatile as $$
+  begin execute 'deallocate all'; return 1; end $$;
 create table notes (id int primary key, body text);
 insert into notes values (1, 'one');
 ";
@@ -155,6 +157,18 @@ async fn prepared_statements_follow_schema_changes() {
          alter table notes rename column body to text_body; alter table notes add column body text default 'b';",
     )
     .await;
+    // A function that drops the connection's prepared statements.
+    for _ in 0..2 {
+        let resp = fx
+            .request(Method::POST, "rpc/dealloc", &Who::Service)
+            .await
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .expect("send");
+        assert!(resp.status().as_u16() < 500, "dealloc: {}", resp.status());
+    }
     for _ in 0..4 {
         assert_eq!(fx.service_get("rpc/shape").await, json!("two"));
         assert_eq!(
@@ -231,12 +245,16 @@ async fn a_write_built_on_a_stale_cache_runs_once() {
         assert_eq!(status, 201, "POST after DDL {i}");
     }
     assert_eq!(
-        fx.service_get("notes?select=id&body=eq.once&order=id").await,
+        fx.service_get("notes?select=id&body=eq.once&order=id")
+            .await,
         json!([{"id": 10}, {"id": 11}])
     );
     // A read on a stale cache is replayed with the new one: the new table is
     // visible at once.
-    fx.t.owner_sql(&fx.p, "create table other3 (x int); insert into other3 values (3)")
-        .await;
+    fx.t.owner_sql(
+        &fx.p,
+        "create table other3 (x int); insert into other3 values (3)",
+    )
+    .await;
     assert_eq!(fx.service_get("other3").await, json!([{"x": 3}]));
 }
