@@ -36,6 +36,7 @@ mod query;
 mod realtime;
 mod schema;
 mod storage;
+pub mod webhooks;
 
 pub use admin::{AdminClient, PlatformAdmin, Project, ProjectDetails, server_ready};
 pub use ai::{AiAdmin, AiClient, ChatStream, Usage as AiUsage, UsageFigures, UsageQuery};

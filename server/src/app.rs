@@ -130,6 +130,8 @@ pub async fn serve(
             }
         })
     };
+    // Webhook deliveries: every node runs a dispatcher (see `webhooks::worker`).
+    let webhooks = crate::webhooks::worker::spawn(app.clone());
     let base_domain = app.platform.config().base_domain.clone();
     let router = crate::http::router::build(app.clone());
     let service = tower::util::MapRequestLayer::new(move |req: Request| {
@@ -149,6 +151,7 @@ pub async fn serve(
     let result = crate::http::server::run(listener, service, shutdown, header_timeout).await;
     reaper.abort();
     scheduler.abort();
+    webhooks.abort();
     upkeep.abort();
     app.pools.close_all();
     result

@@ -277,6 +277,23 @@ pub struct Config {
         default_value_t = 60_000
     )]
     pub ai_stream_idle_timeout_ms: u64,
+    /// Let outgoing requests (OAuth, AI upstreams, webhooks, …) reach loopback,
+    /// private, link-local, CGNAT and ULA addresses. Development and tests only;
+    /// cloud metadata addresses stay refused. See `outbound`.
+    #[arg(long, env = "FERROBASE_OUTBOUND_ALLOW_PRIVATE", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub outbound_allow_private: bool,
+
+    /// Networks outgoing requests may reach even though they are private
+    /// (comma-separated CIDRs, e.g. one internal SMTP relay `10.0.0.25/32`).
+    #[arg(long, env = "FERROBASE_OUTBOUND_ALLOW_NETS", value_delimiter = ',')]
+    pub outbound_allow_nets: Vec<ipnet::IpNet>,
+
+    /// Let webhook deliveries reach private addresses (as
+    /// `FERROBASE_OUTBOUND_ALLOW_PRIVATE`, for webhooks only).
+    #[arg(long, env = "FERROBASE_WEBHOOK_ALLOW_PRIVATE", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_private: bool,
     /// A client must send a request's headers within this many milliseconds
     /// (slow-header clients are cut off).
     #[arg(
@@ -334,6 +351,38 @@ pub struct Config {
     /// milliseconds (memory stays bounded when nobody scrapes `/metrics`).
     #[arg(long, env = "FERROBASE_METRICS_UPKEEP_MS", default_value_t = 5_000)]
     pub metrics_upkeep_ms: u64,
+
+    /// Timeout of one webhook delivery attempt, in milliseconds.
+    #[arg(long, env = "FERROBASE_WEBHOOK_TIMEOUT_MS", default_value_t = 15_000)]
+    pub webhook_timeout_ms: u64,
+
+    /// Delays between webhook attempts after the first (immediate) one:
+    /// comma-separated durations with a unit (`ms`, `s`, `m`, `h`).
+    #[arg(
+        long,
+        env = "FERROBASE_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,10h"
+    )]
+    pub webhook_retry_schedule: crate::webhooks::RetrySchedule,
+
+    /// Disable an endpoint after this many deliveries in a row failed for
+    /// good (every retry used up).
+    #[arg(long, env = "FERROBASE_WEBHOOK_DISABLE_AFTER", default_value_t = 5)]
+    pub webhook_disable_after: u32,
+
+    /// How often each node looks in the control plane for projects with due
+    /// deliveries, in milliseconds.
+    #[arg(long, env = "FERROBASE_WEBHOOK_POLL_MS", default_value_t = 250)]
+    pub webhook_poll_ms: u64,
+
+    /// How often a project with enabled endpoints but nothing due is looked
+    /// at when no wake-up arrives (the bound on a new event's delay), in ms.
+    #[arg(long, env = "FERROBASE_WEBHOOK_IDLE_POLL_MS", default_value_t = 1000)]
+    pub webhook_idle_poll_ms: u64,
+
+    /// Deliveries in flight at once on one node.
+    #[arg(long, env = "FERROBASE_WEBHOOK_CONCURRENCY", default_value_t = 64)]
+    pub webhook_concurrency: usize,
 
     /// Log format: auto, json or pretty (filter with `RUST_LOG`).
     #[arg(long, env = "FERROBASE_LOG_FORMAT", value_enum, default_value = "auto")]
@@ -408,6 +457,16 @@ impl Config {
             ai_api_key: None,
             ai_timeout_ms: 5_000,
             ai_stream_idle_timeout_ms: 5_000,
+            outbound_allow_private: false,
+            outbound_allow_nets: Vec::new(),
+            webhook_allow_private: true,
+            webhook_timeout_ms: 2_000,
+            webhook_retry_schedule: crate::webhooks::RetrySchedule::parse("200ms,400ms,800ms")
+                .unwrap_or_default(),
+            webhook_disable_after: 5,
+            webhook_poll_ms: 50,
+            webhook_idle_poll_ms: 100,
+            webhook_concurrency: 32,
             header_read_timeout_ms: 30_000,
             body_read_timeout_ms: 30_000,
             platform_login_per_ip: 30,

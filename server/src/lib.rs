@@ -12,8 +12,10 @@
 //! - [`storage`]: Supabase Storage-compatible buckets and objects, TUS uploads.
 //! - [`functions`]: Deno edge functions (deploy, invoke, secrets, logs, schedules).
 //! - [`ai`]: the OpenAI-compatible AI gateway (providers, fallback, metering, quotas).
+//! - [`webhooks`]: signed, retried, logged HTTP callbacks for project events.
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
+//! - [`outbound`]: the SSRF guard for every outgoing HTTP request.
 //! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
 //! - [`throttle`]: per-node bounds on image transforms and admin SQL.
 //! - [`app`]: shared state and the server loop; [`cli`]: the `ferrobase` command.
@@ -28,6 +30,7 @@ pub mod crypto;
 pub mod db;
 pub mod functions;
 pub mod http;
+pub mod outbound;
 pub mod platform;
 pub mod realtime;
 pub mod rest;
@@ -35,6 +38,7 @@ pub mod schema;
 pub mod storage;
 pub mod tenant;
 pub mod throttle;
+pub mod webhooks;
 
 pub use app::{App, AppState, serve};
 pub use config::Config;

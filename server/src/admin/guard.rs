@@ -24,7 +24,7 @@
 use serde_json::{Map, Value};
 
 /// Schemas the platform owns: readable, never writable through admin SQL.
-pub const PROTECTED_SCHEMAS: &[&str] = &["_ferrobase", "auth", "storage"];
+pub const PROTECTED_SCHEMAS: &[&str] = &["_ferrobase", "auth", "storage", "webhooks"];
 
 /// Extensions a project may create (all are "trusted" in Postgres terms).
 pub const ALLOWED_EXTENSIONS: &[&str] = &[

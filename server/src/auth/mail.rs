@@ -330,19 +330,23 @@ pub async fn deliver(
 ) -> AuthResult<()> {
     let mail = render(c, kind, &vars).await?;
     // The project's own SMTP server first, then the server's.
+    // A project's own server goes through the SSRF guard; the platform's is
+    // the operator's.
+    let guard = crate::outbound::OutboundPolicy::from_config(config);
     let smtp = match &settings.smtp {
         Some(s) => Some((
             s.url.as_str(),
+            Some(&guard),
             s.from.as_deref().unwrap_or(&config.smtp_from),
         )),
         None => config
             .smtp_url
             .as_deref()
-            .map(|u| (u, config.smtp_from.as_str())),
+            .map(|u| (u, None, config.smtp_from.as_str())),
     };
     let (status, error) = match smtp {
         None => ("captured", None),
-        Some((url, from)) => match super::smtp::send(url, from, to, &mail).await {
+        Some((url, guard, from)) => match super::smtp::send(url, guard, from, to, &mail).await {
             Ok(()) => ("sent", None),
             Err(e) => ("failed", Some(e)),
         },

@@ -23,6 +23,7 @@ fn project_routes(app: &AppState) -> Router<AppState> {
         .merge(crate::admin::routes())
         .merge(crate::ai::routes())
         .merge(crate::realtime::http::routes())
+        .merge(crate::webhooks::routes())
         // Whole bodies are read before any handler takes a connection.
         .route_layer(from_fn_with_state(app.clone(), buffer_body))
         .merge(crate::storage::routes(app))

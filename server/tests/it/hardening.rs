@@ -658,3 +658,84 @@ async fn memory_stays_flat_under_load_without_scraping() {
         "RSS grew by {grown} bytes over {n} unscraped requests ({before} -> {after})"
     );
 }
+
+/// A TCP listener on loopback that counts the connections on which a client
+/// said something: an HTTP request, or an SMTP `EHLO` after the greeting it
+/// sends. (The guard may open a TCP connection to an IP literal and refuse it
+/// before writing a byte; that reaches nothing.)
+async fn tripwire() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let _ = socket.write_all(b"220 tripwire ESMTP\r\n").await;
+                let mut buf = [0u8; 64];
+                let read =
+                    tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await;
+                if matches!(read, Ok(Ok(n)) if n > 0) {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (port, hits)
+}
+
+/// Issue 8, item 11: a project admin points the OAuth issuer and the SMTP
+/// server at the server's own network (here loopback, where Postgres or an
+/// admin port would be). With the default policy the platform never
+/// connects there.
+#[tokio::test]
+async fn oauth_and_smtp_never_reach_private_addresses_by_default() {
+    let t = TestApp::spawn().await;
+    let p = t.create_project("sec-ssrf").await;
+    let (port, hits) = tripwire().await;
+    let auth_admin = |m: Method, path: &str| {
+        t.http
+            .request(m, format!("{}/auth/v1{path}", p.url))
+            .header("apikey", &p.service)
+            .bearer_auth(&p.service)
+    };
+    // OAuth/OIDC discovery against a loopback issuer.
+    let resp = auth_admin(Method::PUT, "/admin/providers/inside")
+        .json(&json!({"kind": "oidc", "issuer": format!("http://127.0.0.1:{port}"), "client_id": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/auth/v1/authorize?provider=inside", p.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    // A project SMTP server on loopback.
+    let resp = auth_admin(Method::PUT, "/admin/smtp")
+        .json(&json!({"url": format!("smtp://127.0.0.1:{port}")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = t
+        .http
+        .post(format!("{}/auth/v1/signup", p.url))
+        .header("apikey", &p.anon)
+        .json(&json!({"email": "ssrf@example.com", "password": "ssrf-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the server connected to a loopback address a project chose"
+    );
+}

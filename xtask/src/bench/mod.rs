@@ -15,6 +15,7 @@ mod realtime;
 mod rest;
 mod server;
 mod storage;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -62,6 +63,11 @@ const SUITES: &[(&str, &str, Suite)] = &[
         "realtime",
         "Socket.IO fan-out to 1,000 subscribers and idle-socket memory vs Node socket.io",
         realtime::run,
+    ),
+    (
+        "webhooks",
+        "deliveries per second to a local receiver, commit-to-delivery latency",
+        webhooks::run,
     ),
 ];
 

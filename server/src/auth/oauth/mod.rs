@@ -18,7 +18,6 @@
 
 pub mod providers;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::Json;
@@ -45,16 +44,18 @@ use providers::{Kind, Profile};
 /// How long a started OAuth flow may take, in seconds.
 const FLOW_TTL_SECS: f64 = 600.0;
 
-/// The HTTP client for providers: no redirects (SSRF), bounded time.
-fn http() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(15))
-            .build()
-            .unwrap_or_default()
-    })
+/// The HTTP client for providers: built on the SSRF guard
+/// ([`crate::outbound`]: no loopback, private, link-local or metadata
+/// addresses, checked after DNS and at connect time, unless
+/// `FERROBASE_OUTBOUND_ALLOW_PRIVATE`), no redirects, bounded time. Project
+/// admins choose these URLs (issuer, token and userinfo endpoints), so
+/// without the guard they could make the server call its own network.
+fn http(config: &crate::Config) -> AuthResult<reqwest::Client> {
+    crate::outbound::OutboundPolicy::from_config(config)
+        .client_builder(crate::outbound::Redirects::None)
+        .timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| AuthError::internal(&e))
 }
 
 /// A transport failure talking to a provider.
@@ -64,10 +65,11 @@ pub struct HttpErr(String);
 
 /// Adapts the shared reqwest client to `openidconnect`'s HTTP interface.
 async fn oidc_http(
+    client: reqwest::Client,
     req: openidconnect::HttpRequest,
 ) -> Result<openidconnect::HttpResponse, HttpErr> {
     let (parts, body) = req.into_parts();
-    let resp = http()
+    let resp = client
         .request(parts.method, parts.uri.to_string())
         .headers(parts.headers)
         .body(body)
@@ -213,6 +215,7 @@ fn client_secret(p: &ProviderConfig) -> AuthResult<Option<String>> {
 }
 
 async fn oidc_client(
+    http: &reqwest::Client,
     p: &ProviderConfig,
     issuer: &str,
     callback: &str,
@@ -228,7 +231,7 @@ async fn oidc_client(
 > {
     let issuer = IssuerUrl::new(issuer.to_owned())
         .map_err(|e| AuthError::internal(&format!("bad issuer: {e}")))?;
-    let call = |req| oidc_http(req);
+    let call = |req| oidc_http(http.clone(), req);
     let metadata = CoreProviderMetadata::discover_async(issuer, &call)
         .await
         .map_err(|e| provider_error("discovery", &e))?;
@@ -282,7 +285,8 @@ pub async fn authorize(ctx: AuthCtx, RawQuery(query): RawQuery) -> AuthResult<Re
         .collect();
     let url = match kind_of(&p)? {
         Kind::Oidc { issuer } => {
-            let client = oidc_client(&p, &issuer, &callback).await?;
+            let http = http(ctx.config())?;
+            let client = oidc_client(&http, &p, &issuer, &callback).await?;
             let (st, no) = (state.clone(), nonce.clone());
             let mut req = client.authorize_url(
                 CoreAuthenticationFlow::AuthorizationCode,
@@ -490,10 +494,11 @@ async fn finish(ctx: &mut AuthCtx, flow: &Flow, code: &str) -> AuthResult<Finish
     let p = load_provider(ctx, &flow.provider).await?;
     let callback = format!("{}/auth/v1/callback", ctx.project_url());
     let verifier = flow.verifier.clone().unwrap_or_default();
+    let http = http(ctx.config())?;
     let (profile, tokens, issuer) = match kind_of(&p)? {
         Kind::Oidc { issuer } => {
-            let client = oidc_client(&p, &issuer, &callback).await?;
-            let call = |req| oidc_http(req);
+            let client = oidc_client(&http, &p, &issuer, &callback).await?;
+            let call = |req| oidc_http(http.clone(), req);
             let mut exchange = client
                 .exchange_code(AuthorizationCode::new(code.to_owned()))
                 .map_err(|e| provider_error("token endpoint", &e))?;
@@ -549,7 +554,8 @@ async fn finish(ctx: &mut AuthCtx, flow: &Flow, code: &str) -> AuthResult<Finish
             (profile, tokens, Some(issuer))
         }
         Kind::OAuth2(ep) => {
-            let (profile, tokens) = oauth2_exchange(&p, &ep, code, &verifier, &callback).await?;
+            let (profile, tokens) =
+                oauth2_exchange(&http, &p, &ep, code, &verifier, &callback).await?;
             (profile, tokens, None)
         }
     };
@@ -586,6 +592,7 @@ async fn finish(ctx: &mut AuthCtx, flow: &Flow, code: &str) -> AuthResult<Finish
 }
 
 async fn oauth2_exchange(
+    http: &reqwest::Client,
     p: &ProviderConfig,
     ep: &providers::OAuth2Endpoints,
     code: &str,
@@ -608,7 +615,7 @@ async fn oauth2_exchange(
     let body: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
         .finish();
-    let mut req = http()
+    let mut req = http
         .post(&ep.token_url)
         .header(header::ACCEPT, "application/json")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -635,7 +642,7 @@ async fn oauth2_exchange(
     let get = |url: String| {
         let access = access.clone();
         async move {
-            let resp = http()
+            let resp = http
                 .get(url)
                 .bearer_auth(access)
                 .header(header::ACCEPT, "application/json")
@@ -1018,7 +1025,8 @@ pub async fn id_token_grant(mut ctx: AuthCtx, body: &[u8]) -> AuthResult<Json<Va
     )
     .await?;
     let callback = format!("{}/auth/v1/callback", ctx.project_url());
-    let client = oidc_client(&cfg, &issuer, &callback).await?;
+    let http = http(ctx.config())?;
+    let client = oidc_client(&http, &cfg, &issuer, &callback).await?;
     let id_token: openidconnect::core::CoreIdToken = raw_token
         .parse()
         .map_err(|_| AuthError::bad_request("bad_jwt", "The ID token is malformed"))?;

@@ -165,7 +165,8 @@ async fn oidc_pkce_login_linking_and_attacks() {
         super::missing_peer("oidc-provider");
         return;
     };
-    let t = TestApp::spawn().await;
+    // The provider runs on loopback: allowed only by this setting.
+    let t = TestApp::spawn_with(|c| c.outbound_allow_private = true).await;
     let p = t.create_project("auth-oidc").await;
     let a = Auth { t, p };
     let callback = format!("{}/auth/v1/callback", a.p.url);
@@ -456,7 +457,8 @@ async fn oauth_linking_an_unconfirmed_account_clears_the_squatters_password_and_
         super::missing_peer("oidc-provider");
         return;
     };
-    let t = TestApp::spawn().await;
+    // The provider runs on loopback: allowed only by this setting.
+    let t = TestApp::spawn_with(|c| c.outbound_allow_private = true).await;
     let p = t.create_project("sec-oidc-squat").await;
     let a = Auth { t, p };
     let callback = format!("{}/auth/v1/callback", a.p.url);
@@ -558,7 +560,8 @@ async fn id_token_grant_with_a_real_providers_token() {
         super::missing_peer("oidc-provider");
         return;
     };
-    let t = TestApp::spawn().await;
+    // The provider runs on loopback: allowed only by this setting.
+    let t = TestApp::spawn_with(|c| c.outbound_allow_private = true).await;
     let p = t.create_project("auth-idtoken").await;
     let a = Auth { t, p };
     let callback = format!("{}/auth/v1/callback", a.p.url);
@@ -681,7 +684,8 @@ async fn id_token_grant_with_a_real_providers_token() {
 
 #[tokio::test]
 async fn builtin_provider_configuration_is_checked() {
-    let t = TestApp::spawn().await;
+    // The provider runs on loopback: allowed only by this setting.
+    let t = TestApp::spawn_with(|c| c.outbound_allow_private = true).await;
     let p = t.create_project("auth-builtins").await;
     let a = Auth { t, p };
     let put = |name: &str, body: Value| {

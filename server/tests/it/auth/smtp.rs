@@ -122,7 +122,8 @@ async fn mail_arrives_at_a_real_smtp_server_and_its_link_works() {
     );
 
     // A project's own SMTP server (no server-wide SMTP), with its own sender.
-    let t2 = TestApp::spawn().await;
+    // The SMTP server runs on loopback: allowed only by this setting.
+    let t2 = TestApp::spawn_with(|c| c.outbound_allow_private = true).await;
     let p2 = t2.create_project("auth-smtp-own").await;
     let b = Auth { t: t2, p: p2 };
     let resp = b
