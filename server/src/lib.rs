@@ -16,6 +16,7 @@
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
 //! - [`outbound`]: the SSRF guard for every outgoing HTTP request.
+//! - [`dashboard`]: the embedded admin web UI at `/dashboard`.
 //! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
 //! - [`throttle`]: per-node bounds on image transforms and admin SQL.
 //! - [`app`]: shared state and the server loop; [`cli`]: the `ferrobase` command.
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod dashboard;
 pub mod db;
 pub mod functions;
 pub mod http;

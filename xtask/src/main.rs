@@ -11,7 +11,8 @@
 //!   superuser; the test harness creates its own databases from it) and
 //!   `FERROBASE_PG_BIN`, then runs, stopping at the first failing step:
 //!   1. `cargo fmt --all --check`
-//!   2. `cargo clippy --workspace --all-targets -- -D warnings`
+//!   2. `cargo clippy --workspace --all-targets -- -D warnings` (then fmt and
+//!      clippy again for the separate `examples/` workspace)
 //!   3. `cargo nextest run --workspace --no-fail-fast ARGS` (or
 //!      `cargo test --workspace --no-fail-fast ARGS` without nextest)
 //!   4. `cargo test --workspace --doc` (nextest cannot run doc tests)
@@ -32,6 +33,10 @@
 //!   `FERROBASE_BENCH_REST_*`). `FERROBASE_BENCH_BIN=PATH`
 //!   benchmarks an existing binary instead of building one.
 //!
+//! - `cargo xtask dashboard [--no-api]`: regenerates the dashboard's API
+//!   types from the server's OpenAPI document and rebuilds `dashboard/dist`
+//!   (committed, embedded in the binary). See `dashboard.rs`.
+//!
 //! - `cargo xtask cluster [-- CMD ARGS]`: starts the same throwaway cluster
 //!   as `test`, prints its connection string, and waits for Ctrl-C. With a
 //!   command, runs it with the test environment set and exits with its
@@ -45,6 +50,7 @@
 //! PostgreSQL refuses to run as root.
 
 mod bench;
+mod dashboard;
 mod http;
 mod peers;
 mod pg;
@@ -66,6 +72,7 @@ commands:
                          (suites: platform, rest; default: all)
   cluster [-- CMD ARGS]  start a throwaway Postgres, print its URL, wait for Ctrl-C
                          (or run CMD with the test environment)
+  dashboard [--no-api]   rebuild the admin UI into dashboard/dist (npm; commit the result)
   help                   this text
 
 See xtask/src/main.rs for details.";
@@ -78,6 +85,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(strip_separator(rest)),
         Some("bench") => bench::run(strip_separator(rest)),
         Some("cluster") => pg::cluster_command(strip_separator(rest)),
+        Some("dashboard") => dashboard::run(strip_separator(rest)),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(())

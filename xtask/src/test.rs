@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use crate::pg::Cluster;
-use crate::{cargo, peers, proc, secs};
+use crate::{cargo, peers, proc, secs, workspace_root};
 
 /// What happened to one step, for the summary.
 enum Outcome {
@@ -135,6 +135,18 @@ fn run_steps(
         "-D",
         "warnings",
     ]);
+    plan.push((clippy, lint_skip));
+    // examples/ is its own workspace (one crate per example): same checks.
+    let examples = workspace_root().join("examples/Cargo.toml");
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check", "--manifest-path"])
+        .arg(&examples);
+    plan.push((fmt, lint_skip));
+    let mut clippy = cargo();
+    clippy
+        .args(["clippy", "--all-targets", "--locked", "--manifest-path"])
+        .arg(&examples)
+        .args(["--", "-D", "warnings"]);
     plan.push((clippy, lint_skip));
 
     let mut tests = cargo();

@@ -335,6 +335,11 @@ fn protected(schema: &str) -> bool {
     PROTECTED_SCHEMAS.contains(&schema)
 }
 
+/// Platform tables whose row-level security policies belong to the project.
+fn policy_table(schema: &str, table: &str) -> bool {
+    matches!((schema, table), ("storage", "objects" | "buckets"))
+}
+
 fn protected_msg(schema: &str) -> String {
     format!("writes and DDL on the platform-owned schema \"{schema}\" are not allowed (reads are)")
 }
@@ -553,6 +558,45 @@ impl Walker {
                     return Err(protected_msg(s));
                 }
                 self.walk(body, mode)
+            }
+            // Policies on the storage tables are how an app decides who may
+            // read and write objects (as on Supabase): CREATE/ALTER/DROP
+            // POLICY on them is allowed, nothing else in platform schemas.
+            "CreatePolicyStmt" | "AlterPolicyStmt" => {
+                let schema = body.pointer("/table/schemaname").and_then(Value::as_str);
+                let table = body.pointer("/table/relname").and_then(Value::as_str);
+                if let Some(s) = schema.filter(|s| protected(s))
+                    && !policy_table(s, table.unwrap_or_default())
+                {
+                    return Err(protected_msg(s));
+                }
+                self.walk(&body["qual"], Mode::Read)?;
+                self.walk(&body["with_check"], Mode::Read)
+            }
+            "DropStmt"
+                if body["remove_type"].as_i64()
+                    == Some(pg_query::protobuf::ObjectType::ObjectPolicy as i64) =>
+            {
+                let on_policy_table = |object: &Value| {
+                    let names: Vec<&str> = object
+                        .pointer("/node/List/items")
+                        .or_else(|| object.pointer("/List/items"))
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(sval)
+                        .collect();
+                    matches!(names[..], [schema, table, _] if policy_table(schema, table))
+                };
+                let objects = body["objects"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                if !objects.is_empty() && objects.iter().all(on_policy_table) {
+                    Ok(())
+                } else {
+                    self.walk(body, Mode::Ddl)
+                }
             }
             k if k.ends_with("Stmt") => self.walk(body, Mode::Ddl),
             _ => self.walk(body, mode),
@@ -872,6 +916,29 @@ mod tests {
             "drop function if exists f(int)",
         ] {
             assert!(check(sql).is_ok(), "{sql}: {:?}", check(sql));
+        }
+    }
+
+    #[test]
+    fn storage_policies_are_the_projects() {
+        for sql in [
+            "create policy own_files on storage.objects for select to authenticated \
+             using (owner = auth.uid())",
+            "create policy up on storage.objects for insert with check (bucket_id = 'avatars')",
+            "alter policy own_files on storage.objects using (true)",
+            "drop policy own_files on storage.objects",
+            "drop policy if exists b on storage.buckets",
+        ] {
+            assert!(!refused(sql), "{sql}");
+        }
+        for sql in [
+            "create policy p on auth.users using (true)",
+            "create policy p on storage.migrations using (true)",
+            "drop policy p on auth.users",
+            "alter table storage.objects disable row level security",
+            "create policy p on storage.objects using (pg_read_file('x') <> '')",
+        ] {
+            assert!(refused(sql), "{sql}");
         }
     }
 

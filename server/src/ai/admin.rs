@@ -12,6 +12,7 @@ use super::settings::{self, AiSettings, ProviderInput, ProviderView};
 use crate::admin::ProjectAdmin;
 use crate::app::AppState;
 use crate::http::{ApiError, ApiResult, AppJson};
+use crate::outbound::{OutboundError, OutboundPolicy};
 
 /// `GET /admin/v1/ai/settings`.
 #[utoipa::path(get, path = "/p/{ref}/admin/v1/ai/settings", tag = "ai-admin",
@@ -71,6 +72,7 @@ pub async fn create_provider(
     admin: ProjectAdmin,
     AppJson(input): AppJson<ProviderInput>,
 ) -> ApiResult<(StatusCode, Json<ProviderView>)> {
+    check_reachable(&app, input.base_url.as_deref()).await?;
     let p = settings::create_provider(&app.platform, admin.tenant.project.id, input).await?;
     app.platform
         .audit(
@@ -94,6 +96,7 @@ pub async fn update_provider(
     Path(path): Path<(String, String)>,
     AppJson(input): AppJson<ProviderInput>,
 ) -> ApiResult<Json<ProviderView>> {
+    check_reachable(&app, input.base_url.as_deref()).await?;
     let name = path.1;
     let p = settings::update_provider(&app.platform, admin.tenant.project.id, &name, input).await?;
     app.platform
@@ -232,4 +235,28 @@ pub async fn usage(
         "totals": totals,
         "groups": if group_by.is_some() { Value::Array(groups) } else { Value::Array(vec![]) },
     })))
+}
+
+/// Refuses a provider `base_url` the outbound SSRF guard would refuse (an IP
+/// literal, or a name resolving, in a private, loopback, link-local or
+/// metadata range), so the admin learns it now rather than at the first call.
+/// A name that does not resolve yet is let through: calls check again.
+async fn check_reachable(app: &AppState, base_url: Option<&str>) -> ApiResult<()> {
+    let Some(url) = base_url else { return Ok(()) };
+    let policy = OutboundPolicy::from_config(app.platform.config());
+    let resolving = policy.check_url_resolved(url.trim());
+    let refused = match tokio::time::timeout(std::time::Duration::from_secs(3), resolving).await {
+        Ok(Err(e @ OutboundError::Forbidden(_))) => Some(e),
+        _ => None,
+    };
+    match refused {
+        Some(e) => Err(ApiError::bad_request(
+            "invalid_provider",
+            format!(
+                "`base_url` is refused: {e}. Providers must be reachable on a public address \
+                 (the operator can allow private networks with FERROBASE_OUTBOUND_ALLOW_NETS)."
+            ),
+        )),
+        None => Ok(()),
+    }
 }

@@ -31,13 +31,13 @@ use serde_json::{Map, Value, json};
 use super::error::{AiError, AiResult};
 use super::meter::{self, Quota, Subject, Usage};
 use super::settings::{AiSettings, Upstream};
-use super::upstream::{ChunkStream, classify, timeout_error, with_fallback};
+use super::upstream::{ChunkStream, HttpClients, classify, timeout_error, with_fallback};
 
 /// Limits of the gateway, from the server config.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    /// The HTTP client of every upstream call.
-    pub http: reqwest::Client,
+    /// The HTTP clients of upstream calls (project providers SSRF-guarded).
+    pub http: HttpClients,
     /// Wait for an upstream's answer (or first stream event).
     pub timeout: Duration,
     /// Longest silence of a streaming upstream.

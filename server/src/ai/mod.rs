@@ -39,7 +39,10 @@ impl Gateway {
     pub fn from_config(config: &Config) -> Self {
         let timeout = Duration::from_millis(config.ai_timeout_ms.max(1));
         Gateway {
-            http: upstream::http_client(timeout.min(Duration::from_secs(10))),
+            http: upstream::HttpClients::new(
+                timeout.min(Duration::from_secs(10)),
+                &crate::outbound::OutboundPolicy::from_config(config),
+            ),
             timeout,
             idle_timeout: Duration::from_millis(config.ai_stream_idle_timeout_ms.max(1)),
         }

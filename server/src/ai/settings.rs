@@ -96,6 +96,8 @@ pub struct Upstream {
     pub api_key: Option<String>,
     /// Extra request headers.
     pub headers: Vec<(String, String)>,
+    /// The operator's platform default: called without the SSRF guard.
+    pub trusted: bool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -504,6 +506,7 @@ pub async fn upstreams(
             base_url: row.get("base_url"),
             api_key,
             headers: headers.into_iter().collect(),
+            trusted: false,
         });
     }
     if settings.use_platform_default
@@ -517,6 +520,7 @@ pub async fn upstreams(
             base_url: config.ai_base_url.trim_end_matches('/').to_owned(),
             api_key: Some(key.trim().to_owned()),
             headers: Vec::new(),
+            trusted: true,
         });
     }
     Ok(out)
@@ -572,6 +576,7 @@ mod tests {
             base_url: "https://x/v1".into(),
             api_key: Some("sk-secret".into()),
             headers: vec![("x".into(), "secret-header".into())],
+            trusted: false,
         };
         let text = format!("{u:?}");
         assert!(!text.contains("sk-secret") && !text.contains("secret-header"));

@@ -21,24 +21,54 @@ use serde_json::Value;
 
 use super::error::{AiError, redact};
 use super::settings::Upstream;
+use crate::outbound::{OutboundPolicy, Redirects};
 
 /// A parsed SSE stream of chunks from an upstream.
 pub type ChunkStream = std::pin::Pin<Box<dyn Stream<Item = Result<Value, OpenAIError>> + Send>>;
 
-/// The HTTP client every upstream call goes through: shared connection pool,
+/// The HTTP clients upstream calls go through: shared connection pools,
 /// connect timeout, no redirects (an upstream has no business sending the
 /// gateway's key elsewhere).
 ///
-/// This is the one place to swap for the platform's SSRF-guarded client.
-pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "could not build the AI HTTP client, using defaults");
-            reqwest::Client::new()
-        })
+/// Providers a project configures go through the outbound SSRF guard (a
+/// tenant must not reach the server's network through "its" upstream); the
+/// operator's platform default (`FERROBASE_AI_BASE_URL`) is trusted, so it
+/// may be a model server on a private network.
+#[derive(Debug, Clone)]
+pub struct HttpClients {
+    /// For the platform default upstream.
+    pub platform: reqwest::Client,
+    /// For providers a project configured.
+    pub project: reqwest::Client,
+}
+
+impl HttpClients {
+    /// Both clients, the project one guarded by `policy`.
+    pub fn new(connect_timeout: Duration, policy: &OutboundPolicy) -> Self {
+        let build = |builder: reqwest::ClientBuilder| {
+            builder
+                .connect_timeout(connect_timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "could not build the AI HTTP client, using defaults");
+                    reqwest::Client::new()
+                })
+        };
+        HttpClients {
+            platform: build(reqwest::Client::builder()),
+            project: build(policy.client_builder(Redirects::None)),
+        }
+    }
+
+    /// The client for `up`.
+    pub fn for_upstream(&self, up: &Upstream) -> &reqwest::Client {
+        if up.trusted {
+            &self.platform
+        } else {
+            &self.project
+        }
+    }
 }
 
 /// An async-openai client for one upstream, without its retry layer.
@@ -241,7 +271,7 @@ pub fn timeout_error(up: &Upstream) -> AiError {
 /// good; each attempt is bounded by `timeout`. Returns the answer and the
 /// provider that gave it, or the last failure with the provider tried last.
 pub async fn with_fallback<'a, T, F, Fut>(
-    http: &reqwest::Client,
+    http: &HttpClients,
     upstreams: &'a [Upstream],
     timeout: Duration,
     call: F,
@@ -252,7 +282,7 @@ where
 {
     let mut last: Option<(AiError, &Upstream)> = None;
     for up in upstreams {
-        let client = client_for(http, up).map_err(|e| (e, Some(up)))?;
+        let client = client_for(http.for_upstream(up), up).map_err(|e| (e, Some(up)))?;
         let failure = match tokio::time::timeout(timeout, call(client)).await {
             Ok(Ok(answer)) => return Ok((answer, up)),
             Ok(Err(e)) => classify(&e, up),

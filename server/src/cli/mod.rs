@@ -49,6 +49,10 @@ pub enum Command {
     /// Manage projects.
     #[command(subcommand)]
     Project(ProjectCommand),
+    /// Print the OpenAPI document (what `/openapi.json` serves) and exit;
+    /// needs no database. `cargo xtask dashboard` generates the dashboard's
+    /// API types from it.
+    Openapi,
     /// Manage platform admins.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -174,6 +178,10 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Serve => return serve(config).await,
         Command::Doctor { json } => return doctor::run(&config, json).await,
+        Command::Openapi => {
+            println!("{}", crate::http::openapi::document_json()?);
+            return Ok(());
+        }
         _ => {}
     }
     if config.public_url.is_none() {
@@ -263,7 +271,9 @@ fn password_or_generated(given: Option<String>) -> (String, bool) {
 
 async fn one_shot(platform: &Platform, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve | Command::Doctor { .. } => unreachable!("handled by execute()"),
+        Command::Serve | Command::Doctor { .. } | Command::Openapi => {
+            unreachable!("handled by execute()")
+        }
         Command::Migrate => {
             for (r, n) in projects::migrate_all(platform).await? {
                 println!("{r}: {n} migration(s) applied");

@@ -7,6 +7,7 @@ use axum::response::Html;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
+use crate::functions::handlers as fh;
 use crate::http::{ApiError, health, metrics};
 use crate::platform::{admins, handlers, projects};
 use crate::realtime as rt;
@@ -62,6 +63,23 @@ use crate::{auth, tenant};
         rt::http::publish, rt::http::list_channels, rt::http::create_channel, rt::http::get_channel,
         rt::http::update_channel, rt::http::delete_channel, rt::http::list_changes, rt::http::put_change,
         rt::http::delete_change,
+        fh::list_functions,
+        fh::create_function,
+        fh::get_function,
+        fh::update_function,
+        fh::delete_function,
+        fh::get_version,
+        fh::activate_version,
+        fh::function_logs,
+        fh::function_invocations,
+        fh::list_secrets,
+        fh::set_secrets,
+        fh::delete_secret,
+        fh::list_schedules,
+        fh::create_schedule,
+        fh::update_schedule,
+        fh::delete_schedule,
+        fh::schedule_runs, crate::functions::invoke::invoke_root,
     ),
     components(schemas(
         ApiError, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,
@@ -78,6 +96,11 @@ use crate::{auth, tenant};
         crate::ai::settings::AiSettings, crate::ai::settings::ProviderView, crate::ai::settings::ProviderInput,
         rt::PublishInput, rt::store::ChannelDef, rt::store::ChannelInput, rt::store::ChangeTable,
         rt::http::ChangeOps,
+        fh::DeployRequest, fh::SetSecrets, fh::SecretPair, crate::functions::bundle::Source,
+        crate::functions::logs::LogEntry, crate::functions::logs::InvocationEntry, crate::functions::Settings,
+        crate::functions::schedule::ScheduleRequest, crate::functions::schedule::ScheduleInfo,
+        crate::functions::schedule::RunInfo, crate::functions::store::FunctionInfo,
+        crate::functions::store::VersionInfo, crate::functions::store::SettingsPatch, crate::functions::store::SecretInfo,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -90,6 +113,7 @@ use crate::{auth, tenant};
         (name = "auth-admin", description = "Auth administration with the service-role key"),
         (name = "ai", description = "OpenAI-compatible AI gateway (`/p/{ref}/ai/v1`); errors in OpenAI's shape"),
         (name = "ai-admin", description = "AI gateway settings, providers and usage (service-role key)"),
+        (name = "functions", description = "Edge functions: invoke (`/p/{ref}/functions/v1/{slug}`), deploy, versions, secrets, logs, schedules (`/p/{ref}/admin/v1/functions`)"),
         (name = "realtime", description = "Realtime hub: HTTP publish and channel/change administration (Socket.IO at `/p/{ref}/realtime/v1/socket.io/`)"),
     )
 )]
@@ -117,6 +141,11 @@ impl utoipa::Modify for BearerAuth {
 /// `GET /openapi.json`.
 pub async fn spec() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+/// The OpenAPI document as pretty JSON (`ferrobase openapi`).
+pub fn document_json() -> serde_json::Result<String> {
+    serde_json::to_string_pretty(&ApiDoc::openapi())
 }
 
 fn escape(s: &str) -> String {

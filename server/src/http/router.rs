@@ -56,6 +56,7 @@ pub fn build(app: AppState) -> Router {
         )
         .route_layer(from_fn_with_state(app.clone(), buffer_body))
         .nest("/p/{ref}", project_routes(&app))
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost first: body limit, metrics, CORS, request id, tracing.

@@ -409,7 +409,7 @@ impl BootstrapReport {
     pub fn banner(&self) -> String {
         let url = &self.public_url;
         let mut out = format!(
-            "\n  Ferrobase is ready\n\n  URL        {url}\n  API docs   {url}/docs\n\n  Admin      {email}\n",
+            "\n  Ferrobase is ready\n\n  URL        {url}\n  Dashboard  {url}/dashboard\n  API docs   {url}/docs\n\n  Admin      {email}\n",
             email = self.admin_email
         );
         match &self.generated_admin_password {

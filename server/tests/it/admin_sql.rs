@@ -495,3 +495,50 @@ async fn the_sdk_runs_admin_sql_and_manages_the_schema() {
     assert_eq!(tables.as_array().map(Vec::len), Some(1));
     admin.drop_table("todos", false).await.unwrap();
 }
+
+/// Storage access is decided by policies on `storage.objects`: a project
+/// writes them through admin SQL (as in Supabase's SQL editor), and that is
+/// the only change admin SQL may make in a platform schema.
+#[tokio::test]
+async fn storage_policies_can_be_written_and_nothing_else_there() {
+    let t = TestApp::spawn().await;
+    let p = t.create_project("sqlstorpol").await;
+    sql_ok(
+        &t,
+        &p,
+        "create policy avatars_read on storage.objects for select to anon using (bucket_id = 'avatars')",
+    )
+    .await;
+    sql_ok(
+        &t,
+        &p,
+        "alter policy avatars_read on storage.objects using (bucket_id = 'avatars2')",
+    )
+    .await;
+    assert!(
+        owner_bool(
+            &p,
+            "select exists (select 1 from pg_policies where schemaname = 'storage' \
+             and tablename = 'objects' and policyname = 'avatars_read' and qual like '%avatars2%')"
+        )
+        .await
+    );
+    sql_ok(&t, &p, "drop policy avatars_read on storage.objects").await;
+    for query in [
+        "create policy p on auth.users using (true)",
+        "drop policy if exists p on auth.users",
+        "alter table storage.objects disable row level security",
+        "create policy p on storage.objects using ((select count(*) from auth.refresh_tokens) > 0 and pg_read_file('/etc/passwd') <> '')",
+    ] {
+        let resp = sql(&t, &p, json!({ "query": query })).await;
+        expect_error(resp, 400, "sql_refused").await;
+    }
+    assert!(
+        !owner_bool(
+            &p,
+            "select exists (select 1 from pg_policies where schemaname in ('storage', 'auth') \
+             and policyname in ('avatars_read', 'p'))"
+        )
+        .await
+    );
+}

@@ -266,6 +266,23 @@ async fn health_metrics_openapi_request_ids_and_cors() {
         .unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     assert!(spec["paths"]["/platform/v1/projects"]["post"].is_object());
+    // Every capability's routes are in the reference, not only the core's.
+    for (path, method) in [
+        ("/p/{ref}/admin/v1/functions", "post"),
+        (
+            "/p/{ref}/admin/v1/functions/{slug}/versions/{version}/activate",
+            "post",
+        ),
+        ("/p/{ref}/functions/v1/{slug}", "post"),
+        ("/p/{ref}/admin/v1/webhooks", "post"),
+        ("/p/{ref}/ai/v1/chat/completions", "post"),
+        ("/p/{ref}/realtime/v1/messages", "post"),
+    ] {
+        assert!(
+            spec["paths"][path][method].is_object(),
+            "{method} {path} is missing from /openapi.json"
+        );
+    }
     let docs = t
         .http
         .get(format!("{}/docs", t.url))

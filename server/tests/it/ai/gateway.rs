@@ -28,6 +28,36 @@ async fn without_any_key_the_gateway_says_what_to_set() {
 }
 
 #[tokio::test]
+async fn project_providers_cannot_reach_private_addresses() {
+    // The operator's default upstream may sit on a private network (here
+    // loopback); a provider a project configures may not: it would let a
+    // tenant probe the server's own network with the gateway.
+    let platform = Stub::start(Mode::Ok).await;
+    let inner = Stub::start(Mode::Ok).await;
+    let ai = Ai::guarded("ai-ssrf", Some(&platform)).await;
+    for url in [
+        inner.url.clone(),
+        inner.url.replace("127.0.0.1", "localhost"),
+        "http://169.254.169.254/latest".to_owned(),
+        "http://[::ffff:127.0.0.1]:9/v1".to_owned(),
+    ] {
+        let resp = ai
+            .admin(Method::POST, "/providers")
+            .json(&json!({"name": "inner", "base_url": url, "api_key": "sk-inner-000000000000"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{url}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("refused"), "{text}");
+    }
+    let resp = ai.chat(hello("m")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(platform.hits(), 1);
+    assert_eq!(inner.hits(), 0, "no byte reached the private address");
+}
+
+#[tokio::test]
 async fn chat_passes_tools_images_and_unknown_fields_through_and_is_metered() {
     let up = Stub::start(Mode::Ok).await;
     let ai = Ai::new("ai-pass", Some(&up)).await;

@@ -26,9 +26,21 @@ pub struct Ai {
 
 impl Ai {
     /// Server + project `r`; the platform default upstream is `platform`, if any.
+    /// The stubs listen on loopback, so outgoing requests may reach private
+    /// addresses here; [`Ai::guarded`] keeps the SSRF guard's default.
     pub async fn new(r: &str, platform: Option<&Stub>) -> Ai {
+        Self::spawn(r, platform, true).await
+    }
+
+    /// As [`Ai::new`], with the outbound guard refusing private addresses.
+    pub async fn guarded(r: &str, platform: Option<&Stub>) -> Ai {
+        Self::spawn(r, platform, false).await
+    }
+
+    async fn spawn(r: &str, platform: Option<&Stub>, allow_private: bool) -> Ai {
         let url = platform.map(|s| s.url.clone());
         let t = TestApp::spawn_with(|c| {
+            c.outbound_allow_private = allow_private;
             if let Some(url) = url {
                 c.ai_base_url = url;
                 c.ai_api_key = Some(PLATFORM_KEY.to_owned());

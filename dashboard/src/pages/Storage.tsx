@@ -1,0 +1,337 @@
+// Storage browser (Supabase Storage-compatible API, service-role key):
+// buckets (create public/private with limits, delete), folders, upload with
+// a progress bar, image preview, signed URLs to copy, delete.
+import { useCallback, useEffect, useRef, useState } from "react";
+import {
+  Alert,
+  Anchor,
+  Badge,
+  Breadcrumbs,
+  Button,
+  Checkbox,
+  Flex,
+  Group,
+  Image,
+  Modal,
+  NavLink,
+  NumberInput,
+  Progress,
+  ScrollArea,
+  Stack,
+  Table,
+  Text,
+  TextInput,
+  Title,
+} from "@mantine/core";
+import { useNavigate, useParams } from "react-router";
+import { apiRoot, errorText } from "../api/client";
+import { useProject } from "../project";
+import { ConfirmDelete, Copyable, notifyError, notifyOk } from "../components/common";
+
+interface Bucket {
+  id: string;
+  name: string;
+  public: boolean;
+  file_size_limit: number | null;
+  allowed_mime_types: string[] | null;
+  created_at: string;
+}
+
+interface Entry {
+  name: string;
+  id: string | null;
+  updated_at?: string;
+  metadata?: { size?: number; mimetype?: string } | null;
+}
+
+function encodePath(path: string): string {
+  return path.split("/").map(encodeURIComponent).join("/");
+}
+
+function NewBucket({ onClose, onDone }: { onClose: () => void; onDone: (id: string) => void }) {
+  const api = useProject();
+  const [name, setName] = useState("");
+  const [isPublic, setPublic] = useState(false);
+  const [limit, setLimit] = useState<number | string>("");
+  const [mimes, setMimes] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  async function submit(e: React.FormEvent) {
+    e.preventDefault();
+    try {
+      await api.service("/storage/v1/bucket", {
+        method: "POST",
+        body: {
+          id: name,
+          name,
+          public: isPublic,
+          file_size_limit: limit === "" ? null : Number(limit),
+          allowed_mime_types: mimes ? mimes.split(",").map((m) => m.trim()).filter(Boolean) : null,
+        },
+      });
+      notifyOk(`Bucket ${name} created`);
+      onDone(name);
+      onClose();
+    } catch (err) {
+      setError(errorText(err));
+    }
+  }
+  return (
+    <Modal opened onClose={onClose} title="New bucket">
+      <form onSubmit={submit}>
+        <Stack>
+          {error && <Alert color="red">{error}</Alert>}
+          <TextInput label="Name" required value={name} onChange={(e) => setName(e.currentTarget.value)} data-autofocus />
+          <Checkbox label="Public (objects readable without a key)" checked={isPublic} onChange={(e) => setPublic(e.currentTarget.checked)} />
+          <NumberInput label="File size limit (bytes)" min={0} value={limit} onChange={setLimit} />
+          <TextInput label="Allowed MIME types" description="Comma separated, e.g. image/*, application/pdf; empty: any" value={mimes} onChange={(e) => setMimes(e.currentTarget.value)} />
+          <Group justify="flex-end">
+            <Button variant="default" onClick={onClose}>Cancel</Button>
+            <Button type="submit">Create bucket</Button>
+          </Group>
+        </Stack>
+      </form>
+    </Modal>
+  );
+}
+
+function Preview({ bucket, path, onClose }: { bucket: string; path: string; onClose: () => void }) {
+  const api = useProject();
+  const [src, setSrc] = useState<string | null>(null);
+  const [signed, setSigned] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    let url: string | null = null;
+    api
+      .service<Response>(`/storage/v1/object/authenticated/${encodeURIComponent(bucket)}/${encodePath(path)}`, { raw: true })
+      .then(async (resp) => {
+        const blob = await resp.blob();
+        if (blob.type.startsWith("image/")) {
+          url = URL.createObjectURL(blob);
+          setSrc(url);
+        }
+      })
+      .catch((e) => setError(errorText(e)));
+    api
+      .service<{ signedURL: string }>(`/storage/v1/object/sign/${encodeURIComponent(bucket)}/${encodePath(path)}`, { method: "POST", body: { expiresIn: 3600 } })
+      .then((r) => setSigned(`${window.location.origin}${apiRoot}/p/${api.ref}/storage/v1${r.signedURL}`))
+      .catch((e) => setError(errorText(e)));
+    return () => {
+      if (url) URL.revokeObjectURL(url);
+    };
+  }, [bucket, path]);
+  return (
+    <Modal opened onClose={onClose} title={path} size="lg">
+      <Stack>
+        {error && <Alert color="red">{error}</Alert>}
+        {src && <Image src={src} alt={`Preview of ${path}`} mah={400} fit="contain" />}
+        {signed && <Copyable label="Signed URL (1 hour)" value={signed} />}
+      </Stack>
+    </Modal>
+  );
+}
+
+function Browser({ bucket }: { bucket: Bucket }) {
+  const api = useProject();
+  const [prefix, setPrefix] = useState("");
+  const [entries, setEntries] = useState<Entry[]>([]);
+  const [error, setError] = useState<string | null>(null);
+  const [progress, setProgress] = useState<number | null>(null);
+  const [preview, setPreview] = useState<string | null>(null);
+  const [deleting, setDeleting] = useState<string | null>(null);
+  const fileInput = useRef<HTMLInputElement>(null);
+  const load = useCallback(() => {
+    api
+      .service<Entry[]>(`/storage/v1/object/list/${encodeURIComponent(bucket.id)}`, {
+        method: "POST",
+        body: { prefix, limit: 1000, offset: 0, sortBy: { column: "name", order: "asc" } },
+      })
+      .then((e) => {
+        setEntries(e);
+        setError(null);
+      })
+      .catch((e) => setError(errorText(e)));
+  }, [api.ref, bucket.id, prefix]);
+  useEffect(load, [load]);
+
+  const upload = (file: File) => {
+    // XMLHttpRequest, because fetch reports no upload progress.
+    const path = `${prefix}${file.name}`;
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", `${apiRoot}/p/${encodeURIComponent(api.ref)}/storage/v1/object/${encodeURIComponent(bucket.id)}/${encodePath(path)}`);
+    xhr.setRequestHeader("authorization", `Bearer ${api.details.service_role_key}`);
+    xhr.setRequestHeader("apikey", api.details.service_role_key);
+    xhr.setRequestHeader("x-upsert", "true");
+    if (file.type) xhr.setRequestHeader("content-type", file.type);
+    xhr.upload.onprogress = (e) => e.lengthComputable && setProgress((100 * e.loaded) / e.total);
+    xhr.onloadend = () => {
+      setProgress(null);
+      if (xhr.status >= 200 && xhr.status < 300) {
+        notifyOk(`Uploaded ${path}`);
+        load();
+      } else {
+        let message = xhr.responseText;
+        try {
+          message = JSON.parse(xhr.responseText).message ?? message;
+        } catch {
+          /* keep the text */
+        }
+        notifyError(new Error(message || `HTTP ${xhr.status}`), "Upload failed");
+      }
+    };
+    setProgress(0);
+    xhr.send(file);
+  };
+
+  const parts = prefix.split("/").filter(Boolean);
+  return (
+    <Stack>
+      <Group justify="space-between">
+        <Group gap="xs">
+          <Title order={2} size="h3">{bucket.name}</Title>
+          <Badge variant="light" color={bucket.public ? "orange" : "teal"}>{bucket.public ? "public" : "private"}</Badge>
+          {bucket.file_size_limit && <Badge variant="light" color="gray">max {bucket.file_size_limit} bytes</Badge>}
+        </Group>
+        <Group gap="xs">
+          <input
+            ref={fileInput}
+            type="file"
+            hidden
+            aria-label="File to upload"
+            onChange={(e) => {
+              const f = e.currentTarget.files?.[0];
+              if (f) upload(f);
+              e.currentTarget.value = "";
+            }}
+          />
+          <Button onClick={() => fileInput.current?.click()} disabled={progress !== null}>Upload file</Button>
+          <Button
+            variant="default"
+            onClick={() => {
+              const name = window.prompt("Folder name");
+              if (name) setPrefix(`${prefix}${name.replace(/\//g, "")}/`);
+            }}
+          >
+            New folder
+          </Button>
+        </Group>
+      </Group>
+      {progress !== null && <Progress value={progress} aria-label="Upload progress" animated />}
+      <Breadcrumbs>
+        <Anchor onClick={() => setPrefix("")}>{bucket.name}</Anchor>
+        {parts.map((p, i) => (
+          <Anchor key={i} onClick={() => setPrefix(parts.slice(0, i + 1).join("/") + "/")}>{p}</Anchor>
+        ))}
+      </Breadcrumbs>
+      {error && <Alert color="red">{error}</Alert>}
+      <ScrollArea type="auto">
+        <Table striped highlightOnHover aria-label={`Objects in ${bucket.name}`}>
+          <Table.Thead>
+            <Table.Tr>
+              <Table.Th>Name</Table.Th>
+              <Table.Th>Type</Table.Th>
+              <Table.Th>Size</Table.Th>
+              <Table.Th>Updated</Table.Th>
+              <Table.Th><span className="visually-hidden">Actions</span></Table.Th>
+            </Table.Tr>
+          </Table.Thead>
+          <Table.Tbody>
+            {entries.map((e) => {
+              const folder = e.id === null;
+              const path = `${prefix}${e.name}`;
+              return (
+                <Table.Tr key={e.name}>
+                  <Table.Td>
+                    {folder ? (
+                      <Anchor onClick={() => setPrefix(`${path}/`)}>📁 {e.name}</Anchor>
+                    ) : (
+                      <Anchor onClick={() => setPreview(path)}>{e.name}</Anchor>
+                    )}
+                  </Table.Td>
+                  <Table.Td>{e.metadata?.mimetype ?? (folder ? "folder" : "")}</Table.Td>
+                  <Table.Td>{e.metadata?.size !== undefined ? `${e.metadata.size.toLocaleString()} B` : ""}</Table.Td>
+                  <Table.Td>{e.updated_at ? new Date(e.updated_at).toLocaleString() : ""}</Table.Td>
+                  <Table.Td>
+                    {!folder && (
+                      <Button size="xs" variant="light" color="red" onClick={() => setDeleting(path)} aria-label={`Delete ${e.name}`}>
+                        Delete
+                      </Button>
+                    )}
+                  </Table.Td>
+                </Table.Tr>
+              );
+            })}
+          </Table.Tbody>
+        </Table>
+      </ScrollArea>
+      {entries.length === 0 && !error && <Text c="dimmed">Empty. Upload a file or create a folder.</Text>}
+      {preview && <Preview bucket={bucket.id} path={preview} onClose={() => setPreview(null)} />}
+      {deleting && (
+        <ConfirmDelete
+          opened
+          onClose={() => setDeleting(null)}
+          title="Delete object"
+          word={deleting.split("/").pop() ?? deleting}
+          what={`${deleting} is deleted.`}
+          onConfirm={async () => {
+            await api.service(`/storage/v1/object/${encodeURIComponent(bucket.id)}`, { method: "DELETE", body: { prefixes: [deleting] } });
+            notifyOk("Deleted");
+            load();
+          }}
+        />
+      )}
+    </Stack>
+  );
+}
+
+export default function StoragePage() {
+  const api = useProject();
+  const params = useParams();
+  const navigate = useNavigate();
+  const [buckets, setBuckets] = useState<Bucket[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [creating, setCreating] = useState(false);
+  const [deleting, setDeleting] = useState<Bucket | null>(null);
+  const load = useCallback(() => {
+    api
+      .service<Bucket[]>("/storage/v1/bucket")
+      .then(setBuckets)
+      .catch((e) => setError(errorText(e)));
+  }, [api.ref]);
+  useEffect(load, [load]);
+  const bucket = buckets?.find((b) => b.id === params.bucket);
+  return (
+    <Flex direction={{ base: "column", md: "row" }} gap="md" align={{ base: "stretch", md: "flex-start" }}>
+      <Stack w={{ base: "100%", md: 200 }} gap={4} style={{ flexShrink: 0 }} component="nav" aria-label="Buckets">
+        <Button size="xs" onClick={() => setCreating(true)}>New bucket</Button>
+        {error && <Text c="red" size="sm">{error}</Text>}
+        {buckets?.map((b) => (
+          <NavLink component="button" key={b.id} label={b.name} active={b.id === params.bucket} description={b.public ? "public" : "private"} onClick={() => navigate(`/projects/${api.ref}/storage/${b.id}`)} />
+        ))}
+        {buckets?.length === 0 && <Text size="sm" c="dimmed">No buckets yet.</Text>}
+        {bucket && (
+          <Button size="xs" variant="subtle" color="red" onClick={() => setDeleting(bucket)}>Delete bucket</Button>
+        )}
+      </Stack>
+      <div style={{ flex: 1, minWidth: 0 }}>
+        {bucket ? <Browser key={bucket.id} bucket={bucket} /> : <Text c="dimmed">Pick a bucket.</Text>}
+      </div>
+      {creating && <NewBucket onClose={() => setCreating(false)} onDone={(id) => { load(); navigate(`/projects/${api.ref}/storage/${id}`); }} />}
+      {deleting && (
+        <ConfirmDelete
+          opened
+          onClose={() => setDeleting(null)}
+          title={`Delete bucket ${deleting.name}`}
+          word={deleting.name}
+          what="The bucket and every object in it are deleted."
+          onConfirm={async () => {
+            await api.service(`/storage/v1/bucket/${encodeURIComponent(deleting.id)}/empty`, { method: "POST" });
+            await api.service(`/storage/v1/bucket/${encodeURIComponent(deleting.id)}`, { method: "DELETE" });
+            notifyOk("Bucket deleted");
+            navigate(`/projects/${api.ref}/storage`);
+            load();
+          }}
+        />
+      )}
+    </Flex>
+  );
+}
