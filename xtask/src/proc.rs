@@ -193,6 +193,18 @@ pub fn processes() -> Vec<ProcInfo> {
     out
 }
 
+/// CPU time (user + system) a process has used so far, in clock ticks
+/// (`utime` + `stime` of `/proc/PID/stat`; 100 per second on Linux).
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    // Fields after `comm`: state(3) ppid(4) ... utime(14) stime(15).
+    let mut fields = after.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// A `kB` field (`VmRSS`, `Pss`, ...) from a `/proc/PID/<file>`, in bytes.
 fn proc_kb(pid: u32, file: &str, field: &str) -> Option<u64> {
     let text = fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;

@@ -295,20 +295,17 @@ impl AuthCtx {
                 "invalid claim: missing sub claim",
             ));
         };
-        let user = users::by_id(&**self.client, sub).await?.ok_or_else(|| {
+        let session_id = claims["session_id"]
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok());
+        let (user, session) = users::with_session(&self.client, sub, session_id).await?;
+        let user = user.ok_or_else(|| {
             AuthError::forbidden(
                 "user_not_found",
                 "User from sub claim in JWT does not exist",
             )
         })?;
-        let session_id = claims["session_id"]
-            .as_str()
-            .and_then(|s| Uuid::parse_str(s).ok());
-        let session = match session_id {
-            Some(id) => session::find(&**self.client, id, user.id).await?,
-            None => None,
-        }
-        .ok_or_else(|| {
+        let session = session.ok_or_else(|| {
             AuthError::forbidden(
                 "session_not_found",
                 "Session from session_id claim in JWT does not exist",

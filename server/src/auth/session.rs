@@ -315,11 +315,7 @@ pub async fn find(
     user_id: Uuid,
 ) -> AuthResult<Option<SessionInfo>> {
     let row = c
-        .query_opt(
-            "select id, aal, amr from auth.sessions where id = $1 and user_id = $2 \
-             and (not_after is null or not_after > now())",
-            &[&id, &user_id],
-        )
+        .query_opt(super::users::SESSION_SQL, &[&id, &user_id])
         .await?;
     Ok(row.map(|r| SessionInfo {
         id: r.get(0),

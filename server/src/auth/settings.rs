@@ -197,17 +197,16 @@ pub fn smtp_context(project: uuid::Uuid) -> String {
 /// Loads the effective settings of the project behind `client` (decrypting
 /// its SMTP URL with `secrets`).
 pub async fn load(
-    client: &tokio_postgres::Client,
+    client: &deadpool_postgres::ClientWrapper,
     config: &Config,
     secrets: &crate::crypto::SecretBox,
     project: uuid::Uuid,
 ) -> AuthResult<AuthSettings> {
-    let row = client
-        .query_opt(
-            "select settings, smtp_url_enc, smtp_from from auth.config",
-            &[],
-        )
+    // Read on every auth request: prepared once per connection.
+    let stmt = client
+        .prepare_cached("select settings, smtp_url_enc, smtp_from from auth.config")
         .await?;
+    let row = client.query_opt(&stmt, &[]).await?;
     let Some(row) = row else {
         return AuthSettings::merged(config, &Value::Object(Map::new()));
     };

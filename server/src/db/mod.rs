@@ -1,8 +1,12 @@
 //! Database plumbing: the managed local Postgres cluster ([`embedded`]),
-//! connection pools ([`pools`]) and role-switched transactions ([`begin_as`]).
+//! connection pools ([`pools`]) and role-switched transactions ([`begin_as`], and
+//! [`PooledTx`], the data API's pipelined one).
 
 pub mod embedded;
 pub mod pools;
+mod tx;
+
+pub use tx::{PooledTx, STATEMENT_CACHE_MAX};
 
 use std::time::Duration;
 
@@ -75,88 +79,6 @@ pub async fn begin_as<'a>(
     )
     .await?;
     Ok(tx)
-}
-
-/// A pooled connection inside a transaction that runs as the caller's role,
-/// opened in a single round trip (`BEGIN` and the role switch travel in one
-/// simple-query batch, which also returns the project's schema version). This
-/// is the data API's hot path.
-///
-/// Finish it with [`PooledTx::commit`] or [`PooledTx::rollback`]. If it is
-/// dropped while open (the request was cancelled), the connection is closed
-/// rather than returned to the pool, so an open transaction, with its role,
-/// can never leak into another request.
-pub struct PooledTx {
-    conn: Option<deadpool_postgres::Object>,
-}
-
-impl PooledTx {
-    /// Opens the transaction; returns it with the schema version.
-    pub async fn begin(
-        conn: deadpool_postgres::Object,
-        role: &str,
-        claims: &serde_json::Value,
-        statement_timeout_ms: u64,
-    ) -> Result<(PooledTx, i64), tokio_postgres::Error> {
-        let tx = PooledTx { conn: Some(conn) };
-        // Literals instead of parameters, because a simple-query batch has no
-        // parameters: both are quoted (standard_conforming_strings is on).
-        let sql = format!(
-            "BEGIN; select set_config('role', {}, true), set_config('request.jwt.claims', {}, true), \
-             set_config('statement_timeout', '{statement_timeout_ms}ms', true), _ferrobase.schema_version()",
-            quote_literal(role),
-            quote_literal(&claims.to_string()),
-        );
-        let messages = tx.client().simple_query(&sql).await?;
-        let version = messages
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(3),
-                _ => None,
-            })
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(-1);
-        Ok((tx, version))
-    }
-
-    /// The connection, for running statements inside the transaction.
-    pub fn client(&self) -> &tokio_postgres::Client {
-        match &self.conn {
-            Some(conn) => conn,
-            // `conn` is only taken by `finish` (which consumes self) and Drop.
-            None => unreachable!("PooledTx used after it was finished"),
-        }
-    }
-
-    /// Commits and hands the connection back.
-    pub async fn commit(self) -> Result<deadpool_postgres::Object, tokio_postgres::Error> {
-        self.finish("COMMIT").await
-    }
-
-    /// Rolls back and hands the connection back.
-    pub async fn rollback(self) -> Result<deadpool_postgres::Object, tokio_postgres::Error> {
-        self.finish("ROLLBACK").await
-    }
-
-    async fn finish(
-        mut self,
-        sql: &str,
-    ) -> Result<deadpool_postgres::Object, tokio_postgres::Error> {
-        self.client().batch_execute(sql).await?;
-        match self.conn.take() {
-            Some(conn) => Ok(conn),
-            None => unreachable!("PooledTx finished twice"),
-        }
-    }
-}
-
-impl Drop for PooledTx {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            // Detach from the pool and close: the server aborts the transaction.
-            drop(deadpool_postgres::Object::take(conn));
-        }
-    }
 }
 
 const BEGIN_AS_SQL: &str = "select set_config('role', $1, true), \

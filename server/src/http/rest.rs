@@ -5,8 +5,11 @@
 //! The schema cache is loaded on first use and tagged with the project's
 //! schema version, a counter that an event trigger bumps on every DDL
 //! statement. The statement opening each request's transaction also reads the
-//! version, so a change made through any path, on any node, is picked up by
-//! the next request at no extra round trip. Where the trigger cannot be
+//! version; it travels in the same round trip as the request's first
+//! statement (see [`PooledTx`]), so the check is optimistic: when the version
+//! moved, the transaction is rolled back and the request replayed with a
+//! reloaded cache. A change made through any path, on any node, is thus
+//! picked up by the next request at no extra round trip. Where the trigger cannot be
 //! installed (no superuser), a request that names something the cache does
 //! not know reloads the cache and is retried once.
 
@@ -185,6 +188,20 @@ async fn load(
     Ok(entry)
 }
 
+/// How many times a request is replayed because the schema changed under it
+/// before it gives up (each replay reloads the cache; more than one means DDL
+/// is arriving faster than requests complete).
+const MAX_STALE_REPLAYS: usize = 3;
+
+/// The project's schema version, read as the connection's own role.
+async fn schema_version(conn: &deadpool_postgres::Object) -> Result<i64, Failure> {
+    let stmt = conn
+        .prepare_cached("select _ferrobase.schema_version()")
+        .await?;
+    let row = conn.query_one(&stmt, &[]).await?;
+    Ok(row.try_get::<_, Option<i64>>(0)?.unwrap_or(-1))
+}
+
 async fn run(
     app: &AppState,
     tenant: &crate::tenant::Tenant,
@@ -199,18 +216,44 @@ async fn run(
 
     let mut entry = app.schema_caches.get(id);
     let mut retried = false;
+    let mut replays = 0;
     loop {
-        let (tx, version) = PooledTx::begin(conn, &caller.role, &caller.claims, timeout).await?;
         let current = match &entry {
-            Some(e) if e.version == version && e.schemas == *schemas => e.clone(),
+            Some(e) if e.schemas == *schemas => e.clone(),
             _ => {
-                // Load as the owner, outside the caller's transaction.
-                conn = tx.rollback().await?;
+                // Load as the owner, outside any caller's transaction.
+                let version = schema_version(&conn).await?;
                 entry = Some(load(app, &conn, id, schemas, version).await?);
                 continue;
             }
         };
-        match execute(tx.client(), &current.cache, schemas, request.clone()).await {
+        // The statements are built for `current.version`; the transaction's
+        // prologue, sent with the first of them, reads the actual version.
+        let tx = PooledTx::new(
+            conn,
+            &caller.role,
+            &caller.claims,
+            timeout,
+            Some(current.version),
+        );
+        let result = execute(&tx, &current.cache, schemas, request.clone()).await;
+        // A request that ran no statement (OpenAPI, OPTIONS, a bad request)
+        // still checks that its cache is current.
+        tx.open().await?;
+        let version = tx.version().unwrap_or(current.version);
+        // A write that committed in its statement's round trip stands (it
+        // succeeded against the current schema): replaying it would write twice.
+        let read = matches!(request.method, Method::GET | Method::HEAD);
+        let committed_write = tx.is_committed() && result.is_ok() && !read;
+        if tx.is_stale() && !committed_write && replays < MAX_STALE_REPLAYS {
+            // Built against an old schema: undo and replay with a new cache.
+            replays += 1;
+            conn = tx.rollback().await?;
+            tracing::debug!(version, "schema changed; replaying the request");
+            entry = Some(load(app, &conn, id, schemas, version).await?);
+            continue;
+        }
+        match result {
             Ok(outcome) => {
                 // Dropping the connection returns it to the pool.
                 drop(if outcome.rollback {
@@ -225,6 +268,17 @@ async fn run(
             }
             Err(e) => {
                 conn = tx.rollback().await?;
+                let plan_gone =
+                    (e.code == "0A000" && e.message.contains("cached plan")) || e.code == "26000";
+                if plan_gone && !retried {
+                    // "cached plan must not change result type": a prepared
+                    // statement outlived a change of what it returns; 26000:
+                    // it was deallocated behind our back (a function ran
+                    // DEALLOCATE). Prepare afresh and try once more.
+                    retried = true;
+                    conn.statement_cache.clear();
+                    continue;
+                }
                 let stale = is_cache_miss(&e) && current.loaded_at.elapsed() >= MIN_RELOAD_INTERVAL;
                 if retried || !stale {
                     return Err(e.into());

@@ -33,11 +33,11 @@ pub mod schema;
 mod view_deps;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::Value;
-use tokio_postgres::Client;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
+
+use crate::db::PooledTx;
 
 pub use error::{RestError, status_for_sqlstate};
 pub use schema::{
@@ -268,7 +268,7 @@ fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
 
 /// Everything a handler needs about the request.
 struct Ctx<'a> {
-    tx: &'a Client,
+    tx: &'a PooledTx,
     cache: &'a SchemaCache,
     schema: String,
     req: &'a RestRequest,
@@ -279,6 +279,11 @@ struct Ctx<'a> {
     plan: Option<explain::PlanRequest>,
     /// The plan text and whether it is JSON, left by [`explain_instead`].
     plan_out: std::sync::Mutex<Option<(String, bool)>>,
+    /// A plain table read (GET/HEAD, not rpc, no `tx=rollback`): its page query may
+    /// commit in the same round trip when nothing can fail after it.
+    final_read: bool,
+    /// The same for a table write (POST/PATCH/DELETE/PUT, no `tx=rollback`).
+    final_write: bool,
 }
 
 /// Runs one request on `tx`, a connection inside an open transaction (the caller already
@@ -289,7 +294,7 @@ struct Ctx<'a> {
 /// Errors from Postgres are mapped with [`status_for_sqlstate`]; `42501` is always 403
 /// here, use [`RestError::for_role`] to turn it into 401 for the anonymous role.
 pub async fn execute(
-    tx: &Client,
+    tx: &PooledTx,
     cache: &SchemaCache,
     exposed_schemas: &[String],
     req: RestRequest,
@@ -339,6 +344,9 @@ pub async fn execute(
         set_header(&mut req.headers, "accept", &p.for_media);
         rollback = true;
     }
+    let table_path = !path.is_empty() && !path.starts_with("rpc/") && !rollback;
+    let final_read = read && table_path;
+    let final_write = !read && table_path;
     let ctx = Ctx {
         tx,
         cache,
@@ -349,6 +357,8 @@ pub async fn execute(
         profile_header,
         plan,
         plan_out: std::sync::Mutex::new(None),
+        final_read,
+        final_write,
     };
     let mut response = match route(&ctx, &path).await {
         Err(e) if e.code == explain::PLAN_DONE => {
@@ -483,18 +493,17 @@ fn collect_logic(query: &Query, skip: &[String]) -> Result<Vec<(Vec<String>, Log
     Ok(logic)
 }
 
-/// Runs `sql` in one round-trip (no separate prepare): parameters are declared `unknown`,
-/// so Postgres infers their types exactly as for untyped literals, and they are sent as text.
+/// Runs `sql` as a prepared statement cached on the connection (see [`PooledTx`]):
+/// parameters are declared `unknown`, so Postgres infers their types exactly as for
+/// untyped literals, and they are sent as text.
 async fn query_rows(
-    tx: &Client,
+    tx: &PooledTx,
     sql: &str,
     params: &[TextParam],
 ) -> Result<Vec<tokio_postgres::Row>, RestError> {
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
-        .iter()
-        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
-        .collect();
-    Ok(tx.query_typed(sql, &typed).await?)
+    let params: Vec<&(dyn ToSql + Sync)> =
+        params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    Ok(tx.query(sql, &params).await?)
 }
 
 /// In plan mode, runs `EXPLAIN (…) sql` instead of `sql`, keeps the plan in the context
@@ -533,7 +542,7 @@ async fn explain_instead(ctx: &Ctx<'_>, sql: &str, params: &[TextParam]) -> Resu
 
 /// Like [`query_rows`] for exactly one row.
 async fn query_row(
-    tx: &Client,
+    tx: &PooledTx,
     sql: &str,
     params: &[TextParam],
 ) -> Result<tokio_postgres::Row, RestError> {
@@ -544,17 +553,21 @@ async fn query_row(
         .ok_or_else(|| RestError::internal("Query returned no row"))
 }
 
-/// Runs a statement and returns the number of affected rows.
-async fn execute_count(tx: &Client, sql: &str, params: &[TextParam]) -> Result<u64, RestError> {
-    let typed = params
-        .iter()
-        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN));
-    let stream = tx.query_typed_raw(sql, typed).await?;
-    futures_util::pin_mut!(stream);
-    while let Some(row) = stream.next().await {
-        row?;
-    }
-    Ok(stream.rows_affected().unwrap_or(0))
+/// Runs a statement and returns the number of affected rows; with `commit`, `COMMIT`
+/// goes in the same round trip (and must succeed for this to return `Ok`).
+async fn execute_count(
+    tx: &PooledTx,
+    sql: &str,
+    params: &[TextParam],
+    commit: bool,
+) -> Result<u64, RestError> {
+    let params: Vec<&(dyn ToSql + Sync)> =
+        params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    Ok(if commit {
+        tx.execute_final(sql, &params).await?
+    } else {
+        tx.execute(sql, &params).await?
+    })
 }
 
 /// Parses the `Range` header (`0-9`, `items=0-9`, `10-`) into (offset, optional limit).
@@ -653,7 +666,20 @@ async fn run_page(
     );
     tracing::debug!(sql = %sql, "rest: read");
     explain_instead(ctx, &sql, &b.params).await?;
-    let row = query_row(ctx.tx, &sql, &b.params).await?;
+    // Without a count or a single-object Accept, nothing after this query can fail the
+    // response: commit with it (one round trip for the whole request).
+    let row = if ctx.final_read && ctx.prefs.count.is_none() && media != Media::Object {
+        let params: Vec<&(dyn ToSql + Sync)> =
+            b.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        ctx.tx
+            .query_final(&sql, &params)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| RestError::internal("Query returned no row"))?
+    } else {
+        query_row(ctx.tx, &sql, &b.params).await?
+    };
     let mut total: Option<i64> = row.try_get(0)?;
     let rows: i64 = row.try_get(1)?;
     let body: Option<String> = row.try_get(2)?;
@@ -1067,7 +1093,13 @@ async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestErro
         _ => {
             b.check_paths()?;
             explain_instead(ctx, &mutation, &params_owned).await?;
-            let n = execute_count(ctx.tx, &mutation, &params_owned).await?;
+            // Nothing after the statement can fail the response: commit with it
+            // (not for a limited write: check_limited may still refuse it).
+            let last = ctx.final_write
+                && media != Media::Object
+                && ctx.prefs.max_affected.is_none()
+                && row_limit.is_none();
+            let n = execute_count(ctx.tx, &mutation, &params_owned, last).await?;
             let n = i64::try_from(n).unwrap_or(i64::MAX);
             check_limited(row_limit, n)?;
             check_max_affected(ctx, n)?;

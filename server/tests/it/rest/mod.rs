@@ -13,6 +13,7 @@ mod fuzz;
 mod injection;
 mod limited;
 mod peers;
+mod pipeline;
 mod plans;
 mod read;
 mod rls;
