@@ -12,6 +12,10 @@ use super::fixture;
 use crate::rest::{USER_1, USER_2};
 
 const WAIT: Duration = Duration::from_secs(5);
+/// Silence allowed while the client reconnects: its backoff reaches 5 s
+/// (`max_reconnect_delay`), and on a loaded machine an attempt can fail
+/// more than once, so `WAIT` alone would cut a slow but correct reconnect.
+const RECONNECT_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Deserialize, PartialEq)]
 struct Chat {
@@ -141,7 +145,7 @@ async fn sdk_realtime_end_to_end() {
         .expect("publish while away");
     let mut got = false;
     for _ in 0..20 {
-        match sub_a.next_timeout(WAIT).await {
+        match sub_a.next_timeout(RECONNECT_WAIT).await {
             Some(RealtimeEvent::Message(m)) if m.meta.message_id == missed => {
                 got = true;
                 break;
@@ -161,7 +165,7 @@ async fn sdk_realtime_end_to_end() {
         .expect("publish after");
     let mut live = false;
     for _ in 0..20 {
-        match sub_a.next_timeout(WAIT).await {
+        match sub_a.next_timeout(RECONNECT_WAIT).await {
             Some(RealtimeEvent::Message(m)) if m.meta.message_id == after => {
                 live = true;
                 break;
