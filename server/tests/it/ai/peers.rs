@@ -1,7 +1,8 @@
-//! The official `openai` Python client against the gateway, and the
-//! `fakellm` server (PyPI) as an upstream. Both come from
-//! `tests/peers/requirements.txt`, installed by `cargo xtask test`; without
-//! them the tests are skipped (or fail under `FERROBASE_REQUIRE_PEERS`).
+//! The official `openai` clients (Python, and npm through
+//! `tests/peers/openai_js.mjs`) against the gateway, and the `fakellm` server
+//! (PyPI) as an upstream. They come from `tests/peers/requirements.txt` and
+//! `package.json`, installed by `cargo xtask test`; without them the Python
+//! tests are skipped (or fail under `FERROBASE_REQUIRE_PEERS`).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -52,6 +53,25 @@ async fn the_openai_python_client_works_unchanged() {
     run_check(python, &ai, &token, "stub").await;
     // Every call was metered for that user, the stream included.
     let u = ai.wait_usage(6).await;
+    assert_eq!(u["totals"]["estimated_requests"], 0, "{u}");
+}
+
+#[tokio::test]
+async fn the_openai_npm_client_works_unchanged() {
+    let up = Stub::start(Mode::Ok).await;
+    let ai = Ai::new("ai-js", Some(&up)).await;
+    ai.settings(json!({"models": ["stub-model", "stub-embed", "stub-image"], "aliases": {"fast": "stub-model"}}))
+        .await;
+    let (token, _) = ai.user("js@example.com").await;
+    let spec = json!({"url": format!("{}/ai/v1", ai.p.url), "token": token, "anon": ai.p.anon});
+    crate::realtime::run_script(
+        crate::realtime::env_path("FERROBASE_PEERS_NODE"),
+        "openai_js.mjs",
+        &spec,
+    )
+    .await;
+    // Every call was metered for that user, the stream included.
+    let u = ai.wait_usage(5).await;
     assert_eq!(u["totals"]["estimated_requests"], 0, "{u}");
 }
 
