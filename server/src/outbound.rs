@@ -165,6 +165,21 @@ impl OutboundPolicy {
         Ok(parsed)
     }
 
+    /// The check for a URL an admin saves (a webhook endpoint, an AI
+    /// provider): [`Self::check_url_resolved`] within `wait`, but a name that
+    /// does not resolve (yet), or not in time, is judged by
+    /// [`Self::check_url`] alone. It may resolve later; requests check again.
+    pub async fn check_url_when_saved(
+        &self,
+        url: &str,
+        wait: std::time::Duration,
+    ) -> Result<Url, OutboundError> {
+        match tokio::time::timeout(wait, self.check_url_resolved(url)).await {
+            Err(_) | Ok(Err(OutboundError::Unresolved(_))) => self.check_url(url),
+            Ok(checked) => checked,
+        }
+    }
+
     /// Resolves `host` and returns its addresses when every one is allowed:
     /// for clients that connect themselves (SMTP), which then connect to one
     /// of the returned addresses, not to the name.

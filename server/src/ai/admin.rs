@@ -240,23 +240,21 @@ pub async fn usage(
 /// Refuses a provider `base_url` the outbound SSRF guard would refuse (an IP
 /// literal, or a name resolving, in a private, loopback, link-local or
 /// metadata range), so the admin learns it now rather than at the first call.
-/// A name that does not resolve yet is let through: calls check again.
 async fn check_reachable(app: &AppState, base_url: Option<&str>) -> ApiResult<()> {
     let Some(url) = base_url else { return Ok(()) };
     let policy = OutboundPolicy::from_config(app.platform.config());
-    let resolving = policy.check_url_resolved(url.trim());
-    let refused = match tokio::time::timeout(std::time::Duration::from_secs(3), resolving).await {
-        Ok(Err(e @ OutboundError::Forbidden(_))) => Some(e),
-        _ => None,
-    };
-    match refused {
-        Some(e) => Err(ApiError::bad_request(
+    let checked = policy
+        .check_url_when_saved(url.trim(), std::time::Duration::from_secs(3))
+        .await;
+    // Syntax and scheme errors are `parse_base_url`'s to report.
+    match checked {
+        Err(e @ OutboundError::Forbidden(_)) => Err(ApiError::bad_request(
             "invalid_provider",
             format!(
                 "`base_url` is refused: {e}. Providers must be reachable on a public address \
                  (the operator can allow private networks with FERROBASE_OUTBOUND_ALLOW_NETS)."
             ),
         )),
-        None => Ok(()),
+        _ => Ok(()),
     }
 }

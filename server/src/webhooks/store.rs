@@ -157,12 +157,9 @@ pub async fn check_url(policy: &OutboundPolicy, url: &str) -> Result<String, Inp
     if url.len() > 2048 {
         return Err(OutboundError::InvalidUrl("longer than 2048 characters".into()).into());
     }
-    let resolving = policy.check_url_resolved(url);
-    let parsed = match tokio::time::timeout(std::time::Duration::from_secs(3), resolving).await {
-        // A name that does not resolve (yet) may later; deliveries check again.
-        Err(_) | Ok(Err(OutboundError::Unresolved(_))) => policy.check_url(url)?,
-        Ok(other) => other?,
-    };
+    let parsed = policy
+        .check_url_when_saved(url, std::time::Duration::from_secs(3))
+        .await?;
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(
             OutboundError::InvalidUrl("credentials in the URL are not allowed".into()).into(),
