@@ -43,7 +43,7 @@ use axum::routing::{get, post, put};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::tenant::{Tenant, verify_token};
 use error::{AuthError, AuthResult};
 use session::{Origin, SessionInfo};

@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use super::admins::{self, AdminClaims, LoginResponse};
 use super::projects::{self, Project, ProjectDetails, ProjectRef};
-use crate::app::AppState;
 use crate::crypto::JwtError;
-use crate::http::{ApiError, ApiResult, AppJson};
+use crate::error::{ApiError, ApiResult, AppJson};
+use crate::state::AppState;
 
 /// Login body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -14,7 +14,7 @@ use socketioxide::socket::DisconnectReason;
 use super::channel::Channel;
 use super::store::{self, Sender};
 use super::{Auth, HubRef, Inner, ProjectHub, PublishInput, Session, lock};
-use crate::http::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::tenant::{Caller, Tenant, verify_token};
 
 /// Why a handshake was refused (sent to the client as `connect_error`).

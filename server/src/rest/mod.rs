@@ -1,6 +1,7 @@
-//! PostgREST-compatible data API engine (`/rest/v1`), independent of the HTTP framework.
+//! PostgREST-compatible data API (`/rest/v1`): an engine independent of the HTTP
+//! framework, and its HTTP glue in [`handlers`] (the only file that knows axum).
 //!
-//! The server's handler strips the `/rest/v1` prefix, opens a transaction, switches role
+//! The handler strips the `/rest/v1` prefix, opens a transaction, switches role
 //! (`SET LOCAL ROLE`, `request.jwt.claims`), and calls [`execute`] with a [`RestRequest`].
 //! It commits when [`execute`] returns `Ok` with `rollback == false`, and rolls back on
 //! `Err` or when the client asked for `Prefer: tx=rollback`.
@@ -26,6 +27,7 @@ pub mod error;
 mod explain;
 #[cfg(test)]
 mod fuzz;
+pub mod handlers;
 mod openapi;
 pub(crate) mod parse;
 pub(crate) mod plan;

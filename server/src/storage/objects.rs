@@ -25,7 +25,7 @@ use super::{
     owner_of,
 };
 use crate::db::begin_as;
-use crate::http::AppJson;
+use crate::error::AppJson;
 use crate::tenant::Caller;
 
 /// Content type recorded when the client sends none.
@@ -808,7 +808,7 @@ pub async fn list(
     ctx: Ctx,
     Params(BucketPath { bucket }): Params<BucketPath>,
     headers: HeaderMap,
-    body: Result<AppJson<ListBody>, crate::http::ApiError>,
+    body: Result<AppJson<ListBody>, crate::error::ApiError>,
 ) -> StorageResult<Json<Vec<Value>>> {
     let caller = ctx.caller(&headers)?;
     let bucket = BucketId::parse(&bucket)?;
@@ -984,7 +984,7 @@ fn copied_metadata(row: &ObjectRow, version: &str) -> Value {
 pub async fn move_object(
     ctx: Ctx,
     headers: HeaderMap,
-    body: Result<AppJson<MoveBody>, crate::http::ApiError>,
+    body: Result<AppJson<MoveBody>, crate::error::ApiError>,
 ) -> StorageResult<Json<Message>> {
     let caller = ctx.caller(&headers)?;
     let AppJson(body) = body?;
@@ -1058,7 +1058,7 @@ pub async fn move_object(
 pub async fn copy_object(
     ctx: Ctx,
     headers: HeaderMap,
-    body: Result<AppJson<MoveBody>, crate::http::ApiError>,
+    body: Result<AppJson<MoveBody>, crate::error::ApiError>,
 ) -> StorageResult<Json<Value>> {
     let caller = ctx.caller(&headers)?;
     let AppJson(body) = body?;
@@ -1144,7 +1144,7 @@ pub async fn delete_many(
     ctx: Ctx,
     Params(BucketPath { bucket }): Params<BucketPath>,
     headers: HeaderMap,
-    body: Result<AppJson<DeleteMany>, crate::http::ApiError>,
+    body: Result<AppJson<DeleteMany>, crate::error::ApiError>,
 ) -> StorageResult<Json<Vec<Value>>> {
     let caller = ctx.caller(&headers)?;
     let bucket = BucketId::parse(&bucket)?;

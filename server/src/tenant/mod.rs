@@ -21,10 +21,10 @@ use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::app::{App, AppState};
 use crate::crypto::JwtError;
-use crate::http::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::platform::projects::{self, LoadedProject, ProjectRef};
+use crate::state::{App, AppState};
 
 /// A project as the data plane sees it.
 #[derive(Debug)]

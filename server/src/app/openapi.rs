@@ -7,8 +7,9 @@ use axum::response::Html;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
+use crate::app::{health, metrics};
+use crate::error::ApiError;
 use crate::functions::handlers as fh;
-use crate::http::{ApiError, health, metrics};
 use crate::platform::{admins, handlers, projects};
 use crate::realtime as rt;
 use crate::storage as st;
@@ -40,7 +41,7 @@ use crate::{auth, tenant};
         auth::mfa::enroll, auth::mfa::challenge, auth::mfa::verify, auth::mfa::unenroll,
         auth::oauth::authorize, auth::oauth::callback_get, auth::oauth::callback_post,
         auth::oauth::put_provider, auth::oauth::list_providers, auth::oauth::delete_provider,
-        crate::admin::sql::run_sql, crate::schema::handlers::list_schemas, crate::schema::handlers::list_tables, crate::schema::handlers::get_table, crate::schema::handlers::create_table, crate::schema::handlers::alter_table, crate::schema::handlers::drop_table, crate::schema::handlers::set_rls, crate::schema::handlers::create_index, crate::schema::handlers::drop_index, crate::schema::handlers::create_policy, crate::schema::handlers::drop_policy, crate::schema::handlers::list_views, crate::schema::handlers::list_functions, crate::schema::handlers::list_triggers,
+        crate::admin::sql::run_sql, crate::admin::schema::handlers::list_schemas, crate::admin::schema::handlers::list_tables, crate::admin::schema::handlers::get_table, crate::admin::schema::handlers::create_table, crate::admin::schema::handlers::alter_table, crate::admin::schema::handlers::drop_table, crate::admin::schema::handlers::set_rls, crate::admin::schema::handlers::create_index, crate::admin::schema::handlers::drop_index, crate::admin::schema::handlers::create_policy, crate::admin::schema::handlers::drop_policy, crate::admin::schema::handlers::list_views, crate::admin::schema::handlers::list_functions, crate::admin::schema::handlers::list_triggers,
         st::buckets::list, st::buckets::get, st::buckets::create, st::buckets::update,
         st::buckets::empty, st::buckets::delete,
         st::objects::upload, st::objects::download, st::objects::download_public, st::objects::info,
