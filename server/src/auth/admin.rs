@@ -10,10 +10,11 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::error::{AuthError, AuthResult};
-use super::handlers::{LinkMail, hash_password, query_param, send_link};
+use super::links::{LinkMail, send_link};
 use super::mail::{self, Kind};
 use super::users::{self, NewUser, parse_email};
 use super::{Body, KeyedCtx, parse_body, redirect, settings};
+use super::{hash_password, query_param};
 
 fn user_not_found() -> AuthError {
     AuthError::not_found("user_not_found", "User not found")
