@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
 use axum::routing::{delete, get, post, put};
 
@@ -83,13 +82,7 @@ impl FromRequestParts<AppState> for ProjectAdmin {
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let ProjectCtx(tenant) = ProjectCtx::from_request_parts(parts, app).await?;
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim());
+        let bearer = crate::crypto::bearer_token(&parts.headers).ok().flatten();
         if let Some(token) = bearer
             && let Ok(claims) = admins::verify_token(&app.platform, token)
         {

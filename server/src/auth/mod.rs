@@ -212,12 +212,7 @@ fn check_api_key(tenant: &Tenant, headers: &HeaderMap) -> AuthResult<Value> {
 
 /// The bearer token of a request, if any.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
+    crate::crypto::bearer_token(headers).ok().flatten()
 }
 
 /// The client IP of a request (socket peer, or the first `X-Forwarded-For`
