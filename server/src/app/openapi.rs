@@ -50,7 +50,7 @@ use crate::{auth, tenant};
         st::objects::delete_many, st::objects::delete_one,
         st::signed::sign, st::signed::sign_many, st::signed::download_signed,
         st::signed::sign_upload, st::signed::upload_signed,
-        st::tus::create, st::tus::patch,
+        st::tus::create, st::tus::patch, st::tus::head, st::tus::terminate,
         crate::webhooks::handlers::create_endpoint, crate::webhooks::handlers::list_endpoints,
         crate::webhooks::handlers::get_endpoint, crate::webhooks::handlers::update_endpoint,
         crate::webhooks::handlers::delete_endpoint, crate::webhooks::handlers::rotate_secret,

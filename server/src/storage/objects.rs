@@ -472,7 +472,7 @@ pub struct Uploaded {
 
 /// `POST|PUT /storage/v1/object/{bucket}/{path}`: uploads an object. POST
 /// creates (409 when it exists) unless `x-upsert: true`; PUT overwrites.
-#[utoipa::path(post, path = "/p/{ref}/storage/v1/object/{bucket}/{path}", tag = "storage",
+#[utoipa::path(method(post, put), path = "/p/{ref}/storage/v1/object/{bucket}/{path}", tag = "storage",
     params(("ref" = String, Path, description = "Project ref"), ("bucket" = String, Path, description = "Bucket id"),
         ("path" = String, Path, description = "Object name"),
         ("x-upsert" = Option<String>, Header, description = "`true` to overwrite")),
@@ -685,7 +685,7 @@ fn local_file_body(file: std::fs::File, range: std::ops::Range<u64>) -> Body {
 
 /// `GET|HEAD /storage/v1/object/{bucket}/{path}` (also `/object/authenticated/…`):
 /// downloads an object the caller may read.
-#[utoipa::path(get, path = "/p/{ref}/storage/v1/object/{bucket}/{path}", tag = "storage",
+#[utoipa::path(method(get, head), path = "/p/{ref}/storage/v1/object/{bucket}/{path}", tag = "storage",
     params(("ref" = String, Path, description = "Project ref"), ("bucket" = String, Path, description = "Bucket id"),
         ("path" = String, Path, description = "Object name")),
     responses((status = 200, description = "The bytes"), (status = 206, description = "A range"),
@@ -706,7 +706,7 @@ pub async fn download(
 
 /// `GET|HEAD /storage/v1/object/public/{bucket}/{path}`: downloads from a
 /// public bucket, no key needed.
-#[utoipa::path(get, path = "/p/{ref}/storage/v1/object/public/{bucket}/{path}", tag = "storage",
+#[utoipa::path(method(get, head), path = "/p/{ref}/storage/v1/object/public/{bucket}/{path}", tag = "storage",
     params(("ref" = String, Path, description = "Project ref"), ("bucket" = String, Path, description = "Bucket id"),
         ("path" = String, Path, description = "Object name")),
     responses((status = 200, description = "The bytes"), (status = 404, description = "No such object or bucket not public")))]
