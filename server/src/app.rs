@@ -119,6 +119,7 @@ pub async fn serve(
         })
     };
     let scheduler = tokio::spawn(crate::functions::schedule::run_scheduler(app.clone()));
+    let log_pruner = tokio::spawn(crate::functions::logs::run_pruner(app.platform.clone()));
     // Histogram samples are only drained when `/metrics` renders or the
     // exporter's upkeep runs: without a scraper they would pile up for ever.
     let upkeep = {
@@ -167,6 +168,7 @@ pub async fn serve(
     let result = crate::http::server::run(listener, service, shutdown, header_timeout, grace).await;
     reaper.abort();
     scheduler.abort();
+    log_pruner.abort();
     webhooks.abort();
     upkeep.abort();
     app.pools.close_all();
