@@ -250,7 +250,11 @@ pub struct Config {
 
     /// At most this many log lines and this many invocation records are kept per
     /// function, and this many runs per schedule; older ones are deleted (0: no cap).
-    #[arg(long, env = "FERROBASE_FUNCTIONS_LOG_MAX_ROWS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "FERROBASE_FUNCTIONS_LOG_MAX_ROWS",
+        default_value_t = 10_000
+    )]
     pub functions_log_max_rows: u32,
 
     /// How often function logs are pruned, in ms (one node at a time does it).

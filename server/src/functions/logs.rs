@@ -241,7 +241,10 @@ pub async fn prune(platform: &Platform, keep: Retention) -> Result<Option<Pruned
         let days = i32::try_from(keep.days).unwrap_or(i32::MAX);
         let cutoff = "now() - make_interval(days => $1)";
         pruned.logs += tx
-            .execute(&format!("delete from function_logs where at < {cutoff}"), &[&days])
+            .execute(
+                &format!("delete from function_logs where at < {cutoff}"),
+                &[&days],
+            )
             .await?;
         pruned.invocations += tx
             .execute(

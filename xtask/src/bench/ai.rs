@@ -154,7 +154,7 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     println!("    chunk gateway {} (per event)", g_chunk.fmt(3));
 
     table.row(
-        format!("events per stream (incl. usage + [DONE])"),
+        "events per stream (incl. usage + [DONE])",
         events.to_string(),
     );
     table.row("time to first token, direct", d_ttft.fmt(2));
@@ -169,7 +169,10 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     );
     table.row("per-chunk time, direct", d_chunk.fmt(3));
     table.row("per-chunk time, through the gateway", g_chunk.fmt(3));
-    table.row("per-chunk time added by the gateway (paired)", diff_chunk.fmt(3));
+    table.row(
+        "per-chunk time added by the gateway (paired)",
+        diff_chunk.fmt(3),
+    );
     table.row(
         "whole stream ratio gateway / direct (p50)",
         format!(
@@ -225,9 +228,8 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     let mut peak = before;
     let mut all_open_rss = None;
     let mut all_open_after = None;
-    let deadline = started
-        + pace.slow_delay * u32::try_from(pace.slow_chunks)? * 3
-        + Duration::from_secs(120);
+    let deadline =
+        started + pace.slow_delay * u32::try_from(pace.slow_chunks)? * 3 + Duration::from_secs(120);
     while finished.load(Ordering::SeqCst) + failed.load(Ordering::SeqCst) < streams {
         if Instant::now() > deadline {
             bail!("the slow streams did not end in time");
@@ -249,7 +251,10 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     let ended = started.elapsed();
     std::thread::sleep(Duration::from_secs(3));
     let after = proc::rss(pid).context("reading VmRSS")?;
-    let (ok, bad) = (finished.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+    let (ok, bad) = (
+        finished.load(Ordering::SeqCst),
+        failed.load(Ordering::SeqCst),
+    );
     if let Some(e) = first_error.lock().ok().and_then(|s| s.clone()) {
         println!("    first stream error: {e}");
     }
@@ -297,9 +302,10 @@ fn path_of(url: &str) -> Result<String> {
     let rest = url
         .strip_prefix("http://")
         .with_context(|| format!("not an http:// URL: {url}"))?;
-    Ok(rest
-        .find('/')
-        .map_or_else(|| String::new(), |i| rest[i..].trim_end_matches('/').to_owned()))
+    Ok(rest.find('/').map_or_else(
+        || String::new(),
+        |i| rest[i..].trim_end_matches('/').to_owned(),
+    ))
 }
 
 /// p50 and p99 of a sample.
@@ -319,10 +325,7 @@ impl Pcts {
     }
 
     fn fmt(&self, digits: usize) -> String {
-        format!(
-            "p50 {:.digits$} ms  p99 {:.digits$} ms",
-            self.p50, self.p99
-        )
+        format!("p50 {:.digits$} ms  p99 {:.digits$} ms", self.p50, self.p99)
     }
 }
 
@@ -363,14 +366,15 @@ impl Conn {
     /// Sends one streaming request; `on_first` runs when the first event arrived.
     fn stream_with(&mut self, path: &str, body: &str, on_first: impl FnOnce()) -> Result<Timing> {
         if self.io.is_none() {
-            let s = TcpStream::connect(&self.addr).with_context(|| format!("connect {}", self.addr))?;
+            let s =
+                TcpStream::connect(&self.addr).with_context(|| format!("connect {}", self.addr))?;
             s.set_nodelay(true)?;
             s.set_read_timeout(Some(Duration::from_secs(120)))?;
             let r = BufReader::with_capacity(64 * 1024, s.try_clone()?);
             self.io = Some((s, r));
         }
         let result = self.exchange(path, body, on_first);
-        if result.as_ref().map_or(true, |(_, keep)| !keep) {
+        if !result.as_ref().is_ok_and(|(_, keep)| *keep) {
             self.io = None;
         }
         result.map(|(t, _)| t)
@@ -580,7 +584,10 @@ fn serve_conn(conn: TcpStream, pace: Pace) -> Result<()> {
             )?;
             continue;
         }
-        let model = request["model"].as_str().unwrap_or("bench-model").to_owned();
+        let model = request["model"]
+            .as_str()
+            .unwrap_or("bench-model")
+            .to_owned();
         let (n, delay) = if model == SLOW_MODEL {
             (pace.slow_chunks, pace.slow_delay)
         } else {
@@ -604,7 +611,11 @@ fn serve_conn(conn: TcpStream, pace: Pace) -> Result<()> {
             } else {
                 json!({"content": " word"})
             };
-            let finish = if i + 1 == n { json!("stop") } else { Value::Null };
+            let finish = if i + 1 == n {
+                json!("stop")
+            } else {
+                Value::Null
+            };
             send(
                 &mut w,
                 &json!({

@@ -679,12 +679,11 @@ async fn quotas_hold_across_two_nodes() {
     ai.settings(json!({"user_requests_per_minute": 3})).await;
     let (alice, _) = ai.user("alice@example.com").await;
     let on = |base: String| {
-        let req = ai
-            .t
-            .http
-            .post(format!("{base}/p/ai-quota-nodes/ai/v1/chat/completions"))
-            .bearer_auth(&alice)
-            .json(&hello("stub-model"));
+        let req =
+            ai.t.http
+                .post(format!("{base}/p/ai-quota-nodes/ai/v1/chat/completions"))
+                .bearer_auth(&alice)
+                .json(&hello("stub-model"));
         async move { req.send().await.unwrap() }
     };
     // Alternate nodes: the third call uses up the budget wherever it lands.
@@ -750,7 +749,9 @@ async fn provider_keys_are_redacted_in_the_servers_logs() {
     );
     assert!(text.contains("[redacted]"), "{text}");
     assert!(
-        !text.contains(PLATFORM_KEY) && !text.contains("TOPSECRET") && !text.contains("SECRET-424242"),
+        !text.contains(PLATFORM_KEY)
+            && !text.contains("TOPSECRET")
+            && !text.contains("SECRET-424242"),
         "a provider key reached the logs:\n{text}"
     );
 }
