@@ -297,15 +297,14 @@ fn authority(url: &str) -> Result<String> {
     Ok(rest.split('/').next().unwrap_or(rest).to_owned())
 }
 
-/// The path of an `http://` URL (`/` when none).
+/// The path of an `http://` URL, without a trailing `/` (empty when none).
 fn path_of(url: &str) -> Result<String> {
     let rest = url
         .strip_prefix("http://")
         .with_context(|| format!("not an http:// URL: {url}"))?;
-    Ok(rest.find('/').map_or_else(
-        || String::new(),
-        |i| rest[i..].trim_end_matches('/').to_owned(),
-    ))
+    Ok(rest
+        .find('/')
+        .map_or_else(String::new, |i| rest[i..].trim_end_matches('/').to_owned()))
 }
 
 /// p50 and p99 of a sample.
