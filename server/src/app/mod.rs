@@ -44,6 +44,7 @@ pub async fn serve(
         })
     };
     let scheduler = tokio::spawn(crate::functions::schedule::run_scheduler(app.clone()));
+    let log_pruner = tokio::spawn(crate::functions::logs::run_pruner(app.platform.clone()));
     // Histogram samples are only drained when `/metrics` renders or the
     // exporter's upkeep runs: without a scraper they would pile up for ever.
     let upkeep = {
@@ -92,6 +93,7 @@ pub async fn serve(
     let result = server::run(listener, service, shutdown, header_timeout, grace).await;
     reaper.abort();
     scheduler.abort();
+    log_pruner.abort();
     webhooks.abort();
     upkeep.abort();
     app.pools.close_all();

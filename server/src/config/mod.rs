@@ -253,6 +253,32 @@ pub struct Config {
     )]
     pub functions_schedule_interval_ms: u64,
 
+    /// Function log lines, invocation records and schedule runs older than this many
+    /// days are deleted (0: no age limit).
+    #[arg(
+        long,
+        env = "FERROBASE_FUNCTIONS_LOG_RETENTION_DAYS",
+        default_value_t = 7
+    )]
+    pub functions_log_retention_days: u32,
+
+    /// At most this many log lines and this many invocation records are kept per
+    /// function, and this many runs per schedule; older ones are deleted (0: no cap).
+    #[arg(
+        long,
+        env = "FERROBASE_FUNCTIONS_LOG_MAX_ROWS",
+        default_value_t = 10_000
+    )]
+    pub functions_log_max_rows: u32,
+
+    /// How often function logs are pruned, in ms (one node at a time does it).
+    #[arg(
+        long,
+        env = "FERROBASE_FUNCTIONS_LOG_PRUNE_INTERVAL_MS",
+        default_value_t = 600_000
+    )]
+    pub functions_log_prune_interval_ms: u64,
+
     /// Deno Deploy v2 API base URL.
     #[arg(
         long,
@@ -483,6 +509,9 @@ impl Config {
             functions_cold_start_timeout_ms: 30_000,
             functions_cache_ttl_ms: 2000,
             functions_schedule_interval_ms: 1000,
+            functions_log_retention_days: 7,
+            functions_log_max_rows: 10_000,
+            functions_log_prune_interval_ms: 600_000,
             deno_deploy_api_url: "https://api.deno.com/v2".into(),
             deno_deploy_token: None,
             deno_deploy_app_url: "https://{app}.deno.net".into(),

@@ -6,6 +6,16 @@
 //! writes at once and a busy one writes few, large statements). When the
 //! queue is full, events are dropped and counted rather than slowing
 //! invocations (`ferrobase_function_log_dropped_total`).
+//!
+//! Growth is bounded by [`prune`], run every
+//! `FERROBASE_FUNCTIONS_LOG_PRUNE_INTERVAL_MS` by [`run_pruner`] on every
+//! node; a transaction-scoped advisory lock makes one node at a time do the
+//! work (the others skip that pass). It deletes log lines, invocation records
+//! and schedule runs older than `FERROBASE_FUNCTIONS_LOG_RETENTION_DAYS`, and
+//! beyond the newest `FERROBASE_FUNCTIONS_LOG_MAX_ROWS` per function (runs:
+//! per schedule).
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -179,6 +189,137 @@ async fn write_batch(platform: &Platform, batch: &[Event]) -> Result<(), Functio
             .await?;
     }
     Ok(())
+}
+
+/// Advisory lock key of the pruning pass (7201: migrations, 7202: projects).
+const PRUNE_LOCK: i64 = 7203;
+
+/// How much of the function logs is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Age limit in days (0: none).
+    pub days: u32,
+    /// Rows kept per function / per schedule (0: no cap).
+    pub max_rows: u32,
+}
+
+impl Retention {
+    /// The server's settings.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Retention {
+            days: config.functions_log_retention_days,
+            max_rows: config.functions_log_max_rows,
+        }
+    }
+}
+
+/// Rows deleted by one [`prune`] pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Log lines.
+    pub logs: u64,
+    /// Invocation records.
+    pub invocations: u64,
+    /// Schedule runs.
+    pub runs: u64,
+}
+
+/// Deletes what `keep` does not keep. `None` when another node holds the
+/// pruning lock (it is doing this pass).
+pub async fn prune(platform: &Platform, keep: Retention) -> Result<Option<Pruned>, FunctionsError> {
+    let mut client = platform.control().get().await?;
+    let tx = client.transaction().await?;
+    let locked: bool = tx
+        .query_one("select pg_try_advisory_xact_lock($1)", &[&PRUNE_LOCK])
+        .await?
+        .get(0);
+    if !locked {
+        return Ok(None);
+    }
+    let mut pruned = Pruned::default();
+    if keep.days > 0 {
+        let days = i32::try_from(keep.days).unwrap_or(i32::MAX);
+        let cutoff = "now() - make_interval(days => $1)";
+        pruned.logs += tx
+            .execute(
+                &format!("delete from function_logs where at < {cutoff}"),
+                &[&days],
+            )
+            .await?;
+        pruned.invocations += tx
+            .execute(
+                &format!("delete from function_invocations where started_at < {cutoff}"),
+                &[&days],
+            )
+            .await?;
+        pruned.runs += tx
+            .execute(
+                &format!("delete from function_schedule_runs where started_at < {cutoff}"),
+                &[&days],
+            )
+            .await?;
+    }
+    if keep.max_rows > 0 {
+        let cap = i64::from(keep.max_rows);
+        // The newest row beyond the cap, found on the (project_id, slug, …) indexes.
+        pruned.logs += tx
+            .execute(
+                "with cut as (select f.project_id, f.slug, \
+                   (select l.id from function_logs l where l.project_id = f.project_id and l.slug = f.slug \
+                    order by l.id desc offset $1 limit 1) as id from functions f) \
+                 delete from function_logs l using cut \
+                 where cut.id is not null and l.project_id = cut.project_id and l.slug = cut.slug and l.id <= cut.id",
+                &[&cap],
+            )
+            .await?;
+        pruned.invocations += tx
+            .execute(
+                "with cut as (select f.project_id, f.slug, \
+                   (select i.started_at from function_invocations i where i.project_id = f.project_id and i.slug = f.slug \
+                    order by i.started_at desc offset $1 limit 1) as at from functions f) \
+                 delete from function_invocations i using cut \
+                 where cut.at is not null and i.project_id = cut.project_id and i.slug = cut.slug and i.started_at <= cut.at",
+                &[&cap],
+            )
+            .await?;
+        pruned.runs += tx
+            .execute(
+                "with cut as (select s.id, \
+                   (select r.tick_at from function_schedule_runs r where r.schedule_id = s.id \
+                    order by r.tick_at desc offset $1 limit 1) as at from function_schedules s) \
+                 delete from function_schedule_runs r using cut \
+                 where cut.at is not null and r.schedule_id = cut.id and r.tick_at <= cut.at",
+                &[&cap],
+            )
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(Some(pruned))
+}
+
+/// The pruning loop of one node (spawned by [`crate::app::serve`]).
+pub async fn run_pruner(platform: Platform) {
+    let config = platform.config();
+    let keep = Retention::from_config(config);
+    if keep.days == 0 && keep.max_rows == 0 {
+        return;
+    }
+    let every = Duration::from_millis(config.functions_log_prune_interval_ms.max(50));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match prune(&platform, keep).await {
+            Ok(Some(p)) if p != Pruned::default() => tracing::debug!(
+                logs = p.logs,
+                invocations = p.invocations,
+                runs = p.runs,
+                "pruned function logs"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not prune function logs"),
+        }
+    }
 }
 
 /// Filters of `GET /admin/v1/functions/{slug}/logs` and `/invocations`.

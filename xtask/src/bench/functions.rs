@@ -168,6 +168,10 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
         "p50 added by ferrobase (goal <= 1 ms)",
         format!("{:.2} ms", f1.p50_ms - d1.p50_ms),
     );
+    table.row(
+        "warm p50 ratio ferrobase / deno serve (1 client)",
+        format!("{:.1}x", f1.p50_ms / d1.p50_ms.max(1e-9)),
+    );
     table.row(format!("{conns} clients (ferrobase)"), fmt_load(&fc));
     table.row(format!("{conns} clients (deno serve)"), fmt_load(&dc));
     table.row(

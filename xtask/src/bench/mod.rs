@@ -6,6 +6,7 @@
 //! [`server::Server`] (start/stop a `ferrobase serve` on a temp data dir),
 //! [`Table`] (the summary printed at the end).
 
+mod ai;
 mod auth;
 mod functions;
 mod load;
@@ -68,6 +69,11 @@ const SUITES: &[(&str, &str, Suite)] = &[
         "webhooks",
         "deliveries per second to a local receiver, commit-to-delivery latency",
         webhooks::run,
+    ),
+    (
+        "ai",
+        "AI gateway: added time to first token and per chunk vs the upstream direct, RSS with 1,000 streams",
+        ai::run,
     ),
 ];
 

@@ -663,3 +663,95 @@ async fn embeddings_images_and_models() {
     let none = ai.usage("from=2001-01-01&to=2001-01-02").await;
     assert_eq!(none["totals"]["requests"], 0);
 }
+
+#[tokio::test]
+async fn quotas_hold_across_two_nodes() {
+    let up = Stub::start(Mode::Ok).await;
+    let ai = Ai::new("ai-quota-nodes", Some(&up)).await;
+    // A second node: same control plane (so the same project database), its own data dir.
+    let mut config = ai.t.config.clone();
+    config.data_dir = crate::support::temp_dir("fbt-ai-node2");
+    let node2 = crate::support::TestApp::start(config).await;
+    let second = chrono::Timelike::second(&chrono::Utc::now());
+    if second >= 55 {
+        tokio::time::sleep(Duration::from_secs(u64::from(61 - second))).await;
+    }
+    ai.settings(json!({"user_requests_per_minute": 3})).await;
+    let (alice, _) = ai.user("alice@example.com").await;
+    let on = |base: String| {
+        let req =
+            ai.t.http
+                .post(format!("{base}/p/ai-quota-nodes/ai/v1/chat/completions"))
+                .bearer_auth(&alice)
+                .json(&hello("stub-model"));
+        async move { req.send().await.unwrap() }
+    };
+    // Alternate nodes: the third call uses up the budget wherever it lands.
+    let mut statuses = Vec::new();
+    for base in [&ai.t.url, &node2.url, &ai.t.url, &node2.url, &ai.t.url] {
+        let resp = on(base.clone()).await;
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 429 {
+            assert!(resp.headers().contains_key("retry-after"));
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    assert_eq!(up.hits(), 3, "refused calls never reach the upstream");
+}
+
+/// A `tracing` writer into a shared buffer (what the server would print).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn provider_keys_are_redacted_in_the_servers_logs() {
+    // The test runtime is single-threaded, so the server's tasks log through
+    // this thread's subscriber.
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let echo = Stub::start(Mode::EchoKey).await;
+    let ai = Ai::new("ai-redact-logs", Some(&echo)).await;
+    // The upstream echoes the key it was sent in its error message: first the
+    // platform default's, then (a project provider comes first) the project's.
+    let resp = ai.chat(hello("stub-model")).await;
+    assert_eq!(resp.status(), 400);
+    ai.provider("echo2", &echo, "sk-project-SECRET-424242", 1)
+        .await;
+    let mut stream = hello("stub-model");
+    stream["stream"] = json!(true);
+    let resp = ai.chat(stream).await;
+    assert_eq!(resp.status(), 400);
+    let _ = resp.text().await;
+
+    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("upstream error"),
+        "the upstream error was not logged at all:\n{text}"
+    );
+    assert!(text.contains("[redacted]"), "{text}");
+    assert!(
+        !text.contains(PLATFORM_KEY)
+            && !text.contains("TOPSECRET")
+            && !text.contains("SECRET-424242"),
+        "a provider key reached the logs:\n{text}"
+    );
+}

@@ -13,6 +13,7 @@ mod invoke;
 mod isolation;
 mod limits;
 mod logs;
+mod retention;
 mod schedules;
 mod sdk;
 
