@@ -17,6 +17,7 @@
 //! - [`crypto`]: secret encryption, signing keys, passwords.
 //! - [`outbound`]: the SSRF guard for every outgoing HTTP request.
 //! - [`dashboard`]: the embedded admin web UI at `/dashboard`.
+//! - [`logs`]: recent requests of this node and the platform audit log.
 //! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
 //! - [`throttle`]: per-node bounds on image transforms and admin SQL.
 //! - [`app`]: shared state and the server loop; [`cli`]: the `ferrobase` command.
@@ -32,6 +33,7 @@ pub mod dashboard;
 pub mod db;
 pub mod functions;
 pub mod http;
+pub mod logs;
 pub mod outbound;
 pub mod platform;
 pub mod realtime;
