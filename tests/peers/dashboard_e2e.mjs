@@ -442,11 +442,15 @@ try {
 
   // --- logs -------------------------------------------------------------------------
   log("logs");
+  // A 404 with a key in its query string: listed, without the query string.
+  await fetch(`${url}/p/e2e-app/rest/v1/no_such_table?apikey=${serviceKey}`, { headers: asService });
   await page.getByRole("link", { name: "Logs", exact: true }).click();
   await page.getByRole("heading", { name: "Logs" }).waitFor();
   const reqs = page.getByRole("table", { name: "Recent requests" });
   check((await page.getByRole("textbox", { name: "Project" }).inputValue()) === "e2e-app", "opened from a project, the logs filter on it");
+  await page.getByRole("textbox", { name: "Path contains" }).fill("/rest/v1/todos");
   await reqs.getByText("/p/e2e-app/rest/v1/todos").first().waitFor();
+  await page.getByRole("textbox", { name: "Path contains" }).fill("");
   await page.getByRole("combobox", { name: "Status" }).click();
   await page.getByRole("option", { name: "4xx", exact: true }).click();
   const statuses = () => reqs.locator("tbody tr td:nth-child(4)").allTextContents();
@@ -457,6 +461,7 @@ try {
     }),
     `the status filter keeps 4xx only (got ${(await statuses()).slice(0, 5).join(",")})`,
   );
+  await reqs.getByText("/p/e2e-app/rest/v1/no_such_table").first().waitFor();
   check(!(await page.content()).includes(serviceKey), "the request log shows no key");
   await axe(page, "logs");
   await shot(page, "logs");

@@ -70,7 +70,10 @@ pub fn build(app: AppState) -> Router {
         // Innermost first: body limit, metrics, request log, CORS, request id, tracing.
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(from_fn(metrics::track))
-        .layer(from_fn_with_state(app.clone(), crate::logs::requests::record))
+        .layer(from_fn_with_state(
+            app.clone(),
+            crate::logs::requests::record,
+        ))
         .layer(cors(&config.cors_origins))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(

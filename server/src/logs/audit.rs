@@ -119,7 +119,10 @@ mod tests {
         assert!(filter_value("x", Some(&"a".repeat(201))).is_err());
         assert!(filter_value("x", Some("a\0b")).is_err());
         assert_eq!(
-            filter_value("x", Some(" project. ")).ok().flatten().as_deref(),
+            filter_value("x", Some(" project. "))
+                .ok()
+                .flatten()
+                .as_deref(),
             Some("project.")
         );
     }

@@ -69,9 +69,7 @@ impl RequestFilter {
         let status_ok = match self.status.as_deref().map(str::trim) {
             None | Some("") => true,
             Some(s) => match s.strip_suffix("xx").or_else(|| s.strip_suffix("XX")) {
-                Some(class) => class
-                    .parse::<u16>()
-                    .is_ok_and(|c| e.status / 100 == c),
+                Some(class) => class.parse::<u16>().is_ok_and(|c| e.status / 100 == c),
                 None => s.parse::<u16>().is_ok_and(|c| e.status == c),
             },
         };
@@ -85,10 +83,7 @@ impl RequestFilter {
                 .as_deref()
                 .is_none_or(|m| e.method.eq_ignore_ascii_case(m))
             && self.path.as_deref().is_none_or(|p| e.path.contains(p))
-            && self
-                .request_id
-                .as_deref()
-                .is_none_or(|r| e.request_id == r)
+            && self.request_id.as_deref().is_none_or(|r| e.request_id == r)
             && self.before.is_none_or(|b| e.seq < b)
     }
 }

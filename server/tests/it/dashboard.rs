@@ -147,7 +147,10 @@ fn first_load_fits_the_javascript_budget() {
             worst = (page.clone(), bytes);
         }
     }
-    println!("largest first load: {} with {} bytes gzip", worst.0, worst.1);
+    println!(
+        "largest first load: {} with {} bytes gzip",
+        worst.0, worst.1
+    );
     assert!(
         worst.1 < BUDGET,
         "a first load of {} takes {} bytes of gzip JavaScript (budget {BUDGET})",
@@ -295,10 +298,12 @@ async fn served_beside_host_routing() {
 /// The main flows in headless Chromium: sign in (wrong password first),
 /// projects (create, keys shown once), SQL editor (run, error position),
 /// table editor (paging, sort, filter, inline edit, FK lookup), schema, auth
-/// users, storage, realtime (channel, change capture), webhooks (secret
-/// shown once, delivery log, rotation), edge functions (secret names only;
-/// deploy and invoke when Deno is there), AI (write-only provider key),
-/// session expiry, sign out, a narrow window; axe-core on each page.
+/// users, storage (upload, resumable upload over TUS), realtime (channel,
+/// change capture, live inspector over Socket.IO), webhooks (secret shown
+/// once, delivery log, rotation), edge functions (secret names only; deploy,
+/// invoke and schedules when Deno is there), AI (write-only provider key),
+/// logs (recent requests, audit log), no key in any URL, session expiry,
+/// sign out, a narrow window; axe-core on each page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_to_end_in_chromium() {
     let Some(modules) = node_modules_with("playwright-core")
@@ -363,6 +368,8 @@ async fn end_to_end_in_chromium() {
         "webhooks",
         "functions",
         "ai",
+        "logs",
+        "audit-log",
     ] {
         assert!(
             out.join(format!("{page}.png")).is_file(),

@@ -54,27 +54,42 @@ async fn recent_requests_are_listed_without_secrets() {
         p.anon.as_str(),
         p.service.as_str(),
         t.admin_token.as_str(),
-        t.config.admin_password.as_deref().unwrap_or("unset password"),
+        t.config
+            .admin_password
+            .as_deref()
+            .unwrap_or("unset password"),
     ] {
         assert!(!all.contains(secret), "the request log leaks {secret}");
     }
     // Newest first, every entry with a request id.
     let seqs: Vec<u64> = rows.iter().filter_map(|r| r["seq"].as_u64()).collect();
     assert!(seqs.windows(2).all(|w| w[0] > w[1]), "{seqs:?}");
-    assert!(rows.iter().all(|r| r["request_id"].as_str().is_some_and(|s| !s.is_empty())));
+    assert!(
+        rows.iter()
+            .all(|r| r["request_id"].as_str().is_some_and(|s| !s.is_empty()))
+    );
 
     // Filters.
     let (_, rows) = list(&t, "/platform/v1/logs/requests?project=logs-req").await;
     assert!(!rows.is_empty() && rows.iter().all(|r| r["project"] == "logs-req"));
     let (_, rows) = list(&t, "/platform/v1/logs/requests?status=4xx&method=get").await;
     assert!(!rows.is_empty());
-    assert!(rows.iter().all(|r| r["status"].as_u64().is_some_and(|s| (400..500).contains(&s)) && r["method"] == "GET"));
+    assert!(rows.iter().all(|r| {
+        r["status"]
+            .as_u64()
+            .is_some_and(|s| (400..500).contains(&s))
+            && r["method"] == "GET"
+    }));
     let (_, rows) = list(&t, "/platform/v1/logs/requests?status=teapot").await;
     assert!(rows.is_empty());
     let (_, rows) = list(&t, "/platform/v1/logs/requests?limit=1").await;
     assert_eq!(rows.len(), 1);
     let first = rows[0]["seq"].as_u64().unwrap();
-    let (_, rows) = list(&t, &format!("/platform/v1/logs/requests?limit=1&before={first}")).await;
+    let (_, rows) = list(
+        &t,
+        &format!("/platform/v1/logs/requests?limit=1&before={first}"),
+    )
+    .await;
     assert!(rows[0]["seq"].as_u64().unwrap() < first);
 
     // Bad input is a 400 in the envelope.
@@ -145,18 +160,27 @@ async fn audit_log_lists_admin_changes_with_filters() {
         assert!(actions.contains(&a), "{a} in {text}");
     }
     assert!(rows.iter().all(|r| r["target"] == "audit-a"), "{text}");
-    let update = rows.iter().find(|r| r["action"] == "project.update").unwrap();
+    let update = rows
+        .iter()
+        .find(|r| r["action"] == "project.update")
+        .unwrap();
     assert_eq!(update["actor"], t.config.admin_email.as_str());
     assert_eq!(update["details"]["legacy_jwt_secret"], "set");
     let ids: Vec<i64> = rows.iter().filter_map(|r| r["id"].as_i64()).collect();
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
 
     let (all, _) = list(&t, "/platform/v1/logs/audit?limit=500").await;
-    assert!(!all.contains(legacy), "the audit log leaks the legacy secret");
+    assert!(
+        !all.contains(legacy),
+        "the audit log leaks the legacy secret"
+    );
     assert!(!all.contains(&t.admin_token));
 
     let (text, rows) = list(&t, "/platform/v1/logs/audit?action=project.delete").await;
-    assert!(rows.iter().all(|r| r["action"] == "project.delete"), "{text}");
+    assert!(
+        rows.iter().all(|r| r["action"] == "project.delete"),
+        "{text}"
+    );
     assert!(rows.iter().any(|r| r["target"] == "audit-b"), "{text}");
     let (_, rows) = list(
         &t,
@@ -179,7 +203,10 @@ async fn audit_log_lists_admin_changes_with_filters() {
     // Bad filters are 400s in the envelope.
     let long = "a".repeat(300);
     let resp = t
-        .admin(Method::GET, &format!("/platform/v1/logs/audit?project={long}"))
+        .admin(
+            Method::GET,
+            &format!("/platform/v1/logs/audit?project={long}"),
+        )
         .send()
         .await
         .unwrap();
