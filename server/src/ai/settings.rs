@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::http::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::platform::Platform;
 
 /// Per-project gateway settings. Every field has a default; a project stores

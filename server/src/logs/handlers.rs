@@ -7,9 +7,9 @@ use axum::extract::{Query, State};
 
 use super::audit::{self, AuditEntry, AuditFilter};
 use super::requests::{RequestEntry, RequestFilter};
-use crate::app::AppState;
-use crate::http::{ApiError, ApiResult};
-use crate::platform::handlers::PlatformAdmin;
+use crate::error::{ApiError, ApiResult};
+use crate::platform::PlatformAdmin;
+use crate::state::AppState;
 
 /// Recent requests served by this node (no bodies, headers or query strings), newest first.
 #[utoipa::path(get, path = "/platform/v1/logs/requests", tag = "platform", params(RequestFilter),

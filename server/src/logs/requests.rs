@@ -9,18 +9,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use axum::extract::{Request, State};
+use axum::http::HeaderName;
 use axum::middleware::Next;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
-use crate::http::middleware::REQUEST_ID;
+use crate::state::AppState;
 
 /// Entries kept per node by default.
 pub const DEFAULT_CAPACITY: usize = 1000;
 /// Longest path kept, in bytes (longer ones are cut on a char boundary).
 const MAX_PATH: usize = 256;
+/// The request-id header (set or accepted by the outer middleware).
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest request id kept (ids come from clients too).
 const MAX_REQUEST_ID: usize = 64;
 

@@ -622,7 +622,7 @@ async fn memory_stays_flat_under_load_without_scraping() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
     let t = TestApp::spawn_with(|c| c.metrics_upkeep_ms = upkeep).await;
-    let router = ferrobase_server::http::router::build(t.app.clone());
+    let router = ferrobase_server::app::router::build(t.app.clone());
     let run = |n: usize| {
         let router = router.clone();
         async move {

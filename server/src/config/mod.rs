@@ -4,6 +4,12 @@
 //! Tests build [`Config`] directly with [`Config::for_tests`] instead of
 //! touching the process environment.
 
+mod realtime;
+mod webhooks;
+
+pub use realtime::RealtimeConfig;
+pub use webhooks::RetrySchedule;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -382,7 +388,7 @@ pub struct Config {
         env = "FERROBASE_WEBHOOK_RETRY_SCHEDULE",
         default_value = "5s,5m,30m,2h,5h,10h,10h"
     )]
-    pub webhook_retry_schedule: crate::webhooks::RetrySchedule,
+    pub webhook_retry_schedule: RetrySchedule,
 
     /// Disable an endpoint after this many deliveries in a row failed for
     /// good (every retry used up).
@@ -409,7 +415,7 @@ pub struct Config {
 
     /// Realtime hub settings (`FERROBASE_REALTIME_*`).
     #[command(flatten)]
-    pub realtime: crate::realtime::RealtimeConfig,
+    pub realtime: RealtimeConfig,
 }
 
 impl Config {
@@ -481,8 +487,7 @@ impl Config {
             outbound_allow_nets: Vec::new(),
             webhook_allow_private: true,
             webhook_timeout_ms: 2_000,
-            webhook_retry_schedule: crate::webhooks::RetrySchedule::parse("200ms,400ms,800ms")
-                .unwrap_or_default(),
+            webhook_retry_schedule: RetrySchedule::parse("200ms,400ms,800ms").unwrap_or_default(),
             webhook_disable_after: 5,
             webhook_poll_ms: 50,
             webhook_idle_poll_ms: 100,
@@ -498,7 +503,7 @@ impl Config {
             admin_sql_concurrency: 2,
             admin_sql_max_bytes: 16 * 1024 * 1024,
             metrics_upkeep_ms: 5_000,
-            realtime: crate::realtime::RealtimeConfig::for_tests(),
+            realtime: RealtimeConfig::for_tests(),
         }
     }
 }
