@@ -20,6 +20,7 @@ const FunctionsPage = lazy(() => import("./pages/Functions"));
 const RealtimePage = lazy(() => import("./pages/Realtime"));
 const AiPage = lazy(() => import("./pages/Ai"));
 const AuthSettingsPage = lazy(() => import("./pages/AuthSettings"));
+const LogsPage = lazy(() => import("./pages/Logs"));
 
 function Loading() {
   return (
@@ -71,6 +72,16 @@ export function App() {
         <Routes>
           <Route path="/" element={<Projects />} />
           <Route path="/projects/:ref/*" element={<ProjectRoutes />} />
+          <Route
+            path="/logs"
+            element={
+              <ErrorBoundary>
+                <Suspense fallback={<Loading />}>
+                  <LogsPage />
+                </Suspense>
+              </ErrorBoundary>
+            }
+          />
           <Route path="*" element={<Navigate to="/" replace />} />
         </Routes>
       </Shell>

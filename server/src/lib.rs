@@ -18,6 +18,7 @@
 //! - [`crypto`]: secret encryption, signing keys, passwords.
 //! - [`outbound`]: the SSRF guard for every outgoing HTTP request.
 //! - [`dashboard`]: the embedded admin web UI at `/dashboard`.
+//! - [`logs`]: recent requests of this node and the platform audit log.
 //! - [`error`]: the HTTP error envelope and JSON extractor; [`telemetry`]: metrics recorder.
 //! - [`throttle`]: per-node bounds on image transforms and admin SQL.
 //! - [`state`]: the shared state handlers receive.
@@ -35,6 +36,7 @@ pub mod dashboard;
 pub mod db;
 pub mod error;
 pub mod functions;
+pub mod logs;
 pub mod outbound;
 pub mod platform;
 pub mod realtime;

@@ -34,6 +34,8 @@ pub struct App {
     pub throttles: crate::throttle::Throttles,
     /// The Socket.IO realtime hub.
     pub realtime: crate::realtime::Hub,
+    /// This node's recent requests (the dashboard's Logs page).
+    pub request_log: crate::logs::RequestLog,
     /// Set when shutdown starts: readiness answers 503 from then on.
     pub draining: std::sync::atomic::AtomicBool,
 }
@@ -65,6 +67,7 @@ impl App {
             ai,
             throttles,
             realtime: crate::realtime::Hub::new(app.clone(), realtime_config),
+            request_log: crate::logs::RequestLog::default(),
             draining: std::sync::atomic::AtomicBool::new(false),
         })
     }

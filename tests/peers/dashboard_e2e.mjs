@@ -64,6 +64,14 @@ async function axe(page, name) {
   check(bad.length === 0, `${name}: no serious accessibility violations (found ${bad.map((v) => v.id).join(", ")})`);
 }
 
+/** Polls `f` (async, truthy when done) every 200 ms for up to `ms`. */
+async function until(f, ms = 5000) {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 200))) {
+    if (await f()) return true;
+  }
+  return false;
+}
+
 async function shot(page, name) {
   await page.screenshot({ path: join(out, `${name}.png`), fullPage: true });
 }
@@ -88,6 +96,10 @@ try {
     const benign = /Failed to load resource|Blocked script execution in 'about:srcdoc'/;
     if (m.type() === "error" && !benign.test(m.text())) pageErrors.push(m.text());
   });
+  // Every URL the page asks for (HTTP and WebSocket): no key or token may be in one.
+  const urls = [];
+  page.on("request", (r) => urls.push(r.url()));
+  page.on("websocket", (ws) => urls.push(ws.url()));
   // Fake clock: lets the test jump past the session's expiry.
   await page.clock.install();
 
@@ -253,6 +265,17 @@ try {
     headers: { apikey: serviceKey, authorization: `Bearer ${serviceKey}` },
   }).then((r) => r.text());
   check(stored === "hello from the dashboard", `the upload reached storage (got ${stored.slice(0, 80)})`);
+  // A file over 6 MiB goes over TUS in two chunks (tus-js-client), with the progress bar.
+  const big = Buffer.alloc(6.5 * 1024 * 1024, 7);
+  big.write("resumable start");
+  await page.locator('input[type="file"]').setInputFiles({ name: "big.bin", mimeType: "application/octet-stream", buffer: big });
+  await page.getByRole("table", { name: "Objects in avatars" }).getByText("big.bin").waitFor({ timeout: 60_000 });
+  const bigBack = Buffer.from(
+    await fetch(`${url}/p/e2e-app/storage/v1/object/authenticated/avatars/big.bin`, {
+      headers: { apikey: serviceKey, authorization: `Bearer ${serviceKey}` },
+    }).then((r) => r.arrayBuffer()),
+  );
+  check(bigBack.equals(big), `the resumable upload stored every byte (got ${bigBack.length} of ${big.length})`);
   await axe(page, "storage");
   await shot(page, "storage");
 
@@ -272,8 +295,32 @@ try {
   await page.getByRole("button", { name: "Capture changes" }).click();
   await page.getByRole("table", { name: "Captured tables" }).getByText("public.todos").waitFor();
   check((await adminGet("/admin/v1/realtime/changes")).includes('"table":"todos"'), "todos changes are captured");
+  // The live inspector: join from the browser over Socket.IO (service role),
+  // see presence, a broadcast sent from the page, an HTTP publish and a row change.
+  await page.getByRole("button", { name: "Connect", exact: true }).click();
+  await page.getByLabel("Connection state").getByText("connected", { exact: true }).waitFor();
+  const events = page.getByRole("table", { name: "Inspector events" });
+  await page.getByRole("button", { name: "Join", exact: true }).click();
+  await page.getByLabel("Joined channels").getByText("room:lobby · 1 present").waitFor();
+  await page.getByLabel("Broadcast payload (JSON)").fill('{"text": "hi from e2e"}');
+  await page.getByRole("button", { name: "Send broadcast" }).click();
+  await events.getByText('"hi from e2e"', { exact: false }).first().waitFor();
+  await page.getByRole("textbox", { name: "Payload (JSON)", exact: true }).fill('{"text": "over http"}');
+  await page.getByRole("button", { name: "Publish (service role)" }).click();
+  await events.getByText('"over http"', { exact: false }).first().waitFor();
+  await page.getByLabel("Inspector channel").fill("db:public:todos");
+  await page.getByRole("button", { name: "Join", exact: true }).click();
+  await page.getByLabel("Joined channels").getByText(/^db:public:todos/).waitFor();
+  await fetch(`${url}/p/e2e-app/rest/v1/todos?id=eq.2`, {
+    method: "PATCH",
+    headers: { ...asService, "content-type": "application/json" },
+    body: JSON.stringify({ title: "changed live" }),
+  });
+  await events.getByText("changed live", { exact: false }).first().waitFor();
+  check((await events.getByText("change", { exact: true }).count()) >= 1, "the row change is listed as a change event");
   await axe(page, "realtime");
   await shot(page, "realtime");
+  await page.getByRole("button", { name: "Disconnect" }).click();
 
   // --- webhooks ---------------------------------------------------------------------
   log("webhooks");
@@ -334,6 +381,34 @@ try {
     check(((await answer.textContent()) ?? "").includes("Hello Ferrobase!"), "the deployed function answers");
     await page.getByRole("tab", { name: "Versions" }).click();
     await page.getByRole("table", { name: "Versions" }).waitFor();
+    // Schedules: create one that ticks every second, see its runs, pause it, delete it.
+    await page.getByRole("tab", { name: "Schedules" }).click();
+    await page.getByText("No schedules.").waitFor();
+    await page.getByRole("button", { name: "New schedule" }).click();
+    const sd = page.getByRole("dialog");
+    await sd.getByRole("textbox", { name: "Schedule name" }).fill("every-second");
+    await sd.getByRole("textbox", { name: "Cron" }).fill("* * * * * *");
+    await sd.getByRole("textbox", { name: "Body (JSON)" }).fill('{"name": "cron"}');
+    await page.getByRole("button", { name: "Create schedule" }).click();
+    await page.getByRole("table", { name: "Schedules" }).getByText("every-second").waitFor();
+    check((await adminGet("/admin/v1/functions/hello/schedules")).includes('"name":"every-second"'), "the schedule reached the server");
+    await page.getByRole("button", { name: "Runs of schedule every-second" }).click();
+    const runs = page.getByRole("table", { name: "Runs of every-second" });
+    await runs.waitFor();
+    for (let i = 0; i < 40 && (await runs.getByText("200", { exact: true }).count()) === 0; i++) {
+      await page.waitForTimeout(500);
+      await page.getByRole("button", { name: "Refresh runs" }).click();
+    }
+    check((await runs.getByText("200", { exact: true }).count()) >= 1, "a scheduled run is listed with its status");
+    await page.getByRole("switch", { name: "Enable schedule every-second" }).click();
+    await page.getByRole("table", { name: "Schedules" }).getByText("paused").waitFor();
+    check((await adminGet("/admin/v1/functions/hello/schedules")).includes('"enabled":false'), "pausing reached the server");
+    await axe(page, "functions-schedules");
+    await shot(page, "functions-schedules");
+    await page.getByRole("button", { name: "Delete schedule every-second" }).click();
+    await page.getByRole("dialog").getByRole("textbox").fill("every-second");
+    await page.getByRole("dialog").getByRole("button", { name: "Delete" }).click();
+    await page.getByText("No schedules.").waitFor();
   } else {
     log("functions: no deno, deploy skipped");
   }
@@ -364,6 +439,46 @@ try {
   await page.getByText("Settings of e2e-app").waitFor();
   await axe(page, "settings");
   await shot(page, "settings");
+
+  // --- logs -------------------------------------------------------------------------
+  log("logs");
+  // A 404 with a key in its query string: listed, without the query string.
+  await fetch(`${url}/p/e2e-app/rest/v1/no_such_table?apikey=${serviceKey}`, { headers: asService });
+  await page.getByRole("link", { name: "Logs", exact: true }).click();
+  await page.getByRole("heading", { name: "Logs" }).waitFor();
+  const reqs = page.getByRole("table", { name: "Recent requests" });
+  check((await page.getByRole("textbox", { name: "Project" }).inputValue()) === "e2e-app", "opened from a project, the logs filter on it");
+  await page.getByRole("textbox", { name: "Path contains" }).fill("/rest/v1/todos");
+  await reqs.getByText("/p/e2e-app/rest/v1/todos").first().waitFor();
+  await page.getByRole("textbox", { name: "Path contains" }).fill("");
+  await page.getByRole("combobox", { name: "Status" }).click();
+  await page.getByRole("option", { name: "4xx", exact: true }).click();
+  const statuses = () => reqs.locator("tbody tr td:nth-child(4)").allTextContents();
+  check(
+    await until(async () => {
+      const got = await statuses();
+      return got.length > 0 && got.every((x) => x.startsWith("4"));
+    }),
+    `the status filter keeps 4xx only (got ${(await statuses()).slice(0, 5).join(",")})`,
+  );
+  await reqs.getByText("/p/e2e-app/rest/v1/no_such_table").first().waitFor();
+  check(!(await page.content()).includes(serviceKey), "the request log shows no key");
+  await axe(page, "logs");
+  await shot(page, "logs");
+  await page.getByRole("tab", { name: "Audit log" }).click();
+  const audit = page.getByRole("table", { name: "Audit log" });
+  await audit.getByText("project.create").first().waitFor();
+  await audit.getByText("sql.execute").first().waitFor();
+  await page.getByRole("textbox", { name: "Action starts with" }).fill("function.");
+  const actions = () => audit.locator("tbody tr td:nth-child(3)").allTextContents();
+  check(
+    await until(async () => (await actions()).every((a) => a.startsWith("function."))),
+    `the action filter applies (got ${(await actions()).slice(0, 5).join(",")})`,
+  );
+  await axe(page, "audit-log");
+  await shot(page, "audit-log");
+  check(!urls.some((u) => u.includes(serviceKey) || /[?&](access_)?token=|apikey=/.test(u)), "no key or token was ever put in a URL");
+  await page.goBack();
 
   // --- session expiry ---------------------------------------------------------------
   log("session expiry");

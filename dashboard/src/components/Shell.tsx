@@ -55,6 +55,7 @@ export function Shell({ children }: { children: ReactNode }) {
             {ref && <Text c="dimmed" visibleFrom="xs">/ {ref}</Text>}
           </Group>
           <Group wrap="nowrap">
+            <Button component={Link} to={ref ? `/logs?project=${encodeURIComponent(ref)}` : "/logs"} variant="subtle">Logs</Button>
             <Text size="sm" c="dimmed" visibleFrom="sm">{session?.email}</Text>
             <ColorSchemeToggle />
             <Button variant="default" onClick={() => sessionStore.set(null)}>Sign out</Button>

@@ -3,7 +3,7 @@
 // is stored), settings (anon access, model allowlist, aliases, quotas) and
 // usage grouped by model, user or day, with bars drawn in CSS (no chart
 // library in the bundle).
-import { useCallback, useEffect, useState } from "react";
+import { useEffect, useState } from "react";
 import {
   Alert,
   Badge,
@@ -12,7 +12,6 @@ import {
   Checkbox,
   Code,
   Group,
-  Modal,
   NumberInput,
   ScrollArea,
   SegmentedControl,
@@ -29,6 +28,7 @@ import { errorText } from "../api/client";
 import type { AiSettings, ProviderView, UsageReport } from "../api/types";
 import { useProject } from "../project";
 import { ConfirmDelete, notifyError, notifyOk } from "../components/common";
+import { DataTable, FormModal, useLoad, type Column } from "../components/data";
 
 function parseHeaders(text: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -48,120 +48,84 @@ function ProviderForm({ initial, onClose, onDone }: { initial?: ProviderView; on
   const [headers, setHeaders] = useState("");
   const [priority, setPriority] = useState<number | string>(initial?.priority ?? 100);
   const [enabled, setEnabled] = useState(initial?.enabled ?? true);
-  const [error, setError] = useState<string | null>(null);
-  async function submit(e: React.FormEvent) {
-    e.preventDefault();
+  async function submit() {
     const body: Record<string, unknown> = { base_url: baseUrl, priority: Number(priority), enabled };
     // Write-only values: sent only when typed, so editing keeps the stored ones.
     if (key) body.api_key = key;
     else if (removeKey) body.api_key = null;
     if (headers.trim()) body.headers = parseHeaders(headers);
-    try {
-      if (initial) {
-        await api.admin(`/admin/v1/ai/providers/${encodeURIComponent(initial.name)}`, { method: "PATCH", body });
-      } else {
-        await api.admin("/admin/v1/ai/providers", { method: "POST", body: { ...body, name } });
-      }
-      notifyOk(initial ? "Provider saved" : `Provider ${name} added`);
-      onDone();
-      onClose();
-    } catch (err) {
-      setError(errorText(err));
+    if (initial) {
+      await api.admin(`/admin/v1/ai/providers/${encodeURIComponent(initial.name)}`, { method: "PATCH", body });
+    } else {
+      await api.admin("/admin/v1/ai/providers", { method: "POST", body: { ...body, name } });
     }
+    notifyOk(initial ? "Provider saved" : `Provider ${name} added`);
+    onDone();
   }
   return (
-    <Modal opened onClose={onClose} title={initial ? `Edit provider ${initial.name}` : "New provider"}>
-      <form onSubmit={submit}>
-        <Stack>
-          {error && <Alert color="red">{error}</Alert>}
-          {!initial && <TextInput label="Name" description="a-z, 0-9, - and _" required value={name} onChange={(e) => setName(e.currentTarget.value)} data-autofocus />}
-          <TextInput label="Base URL" description="OpenAI-compatible API, e.g. https://api.openai.com/v1" required value={baseUrl} onChange={(e) => setBaseUrl(e.currentTarget.value)} />
-          <TextInput
-            label="API key"
-            type="password"
-            autoComplete="off"
-            description={initial?.has_api_key ? "A key is stored; type a new one to replace it (it is never shown)." : "Write-only: it is never shown again."}
-            value={key}
-            onChange={(e) => setKey(e.currentTarget.value)}
-          />
-          {initial?.has_api_key && <Checkbox label="Remove the stored key" checked={removeKey} disabled={!!key} onChange={(e) => setRemoveKey(e.currentTarget.checked)} />}
-          <Textarea
-            label="Extra headers"
-            description={`One "Name: value" per line (write-only${initial?.header_names.length ? `; replaces ${initial.header_names.join(", ")}` : ""})`}
-            autosize
-            minRows={2}
-            value={headers}
-            onChange={(e) => setHeaders(e.currentTarget.value)}
-          />
-          <NumberInput label="Priority" description="Lower is tried first" value={priority} onChange={setPriority} />
-          <Switch label="Enabled" checked={enabled} onChange={(e) => setEnabled(e.currentTarget.checked)} />
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>Cancel</Button>
-            <Button type="submit">{initial ? "Save provider" : "Add provider"}</Button>
-          </Group>
-        </Stack>
-      </form>
-    </Modal>
+    <FormModal title={initial ? `Edit provider ${initial.name}` : "New provider"} submitLabel={initial ? "Save provider" : "Add provider"} onClose={onClose} onSubmit={submit}>
+      {!initial && <TextInput label="Name" description="a-z, 0-9, - and _" required value={name} onChange={(e) => setName(e.currentTarget.value)} data-autofocus />}
+      <TextInput label="Base URL" description="OpenAI-compatible API, e.g. https://api.openai.com/v1" required value={baseUrl} onChange={(e) => setBaseUrl(e.currentTarget.value)} />
+      <TextInput
+        label="API key"
+        type="password"
+        autoComplete="off"
+        description={initial?.has_api_key ? "A key is stored; type a new one to replace it (it is never shown)." : "Write-only: it is never shown again."}
+        value={key}
+        onChange={(e) => setKey(e.currentTarget.value)}
+      />
+      {initial?.has_api_key && <Checkbox label="Remove the stored key" checked={removeKey} disabled={!!key} onChange={(e) => setRemoveKey(e.currentTarget.checked)} />}
+      <Textarea
+        label="Extra headers"
+        description={`One "Name: value" per line (write-only${initial?.header_names.length ? `; replaces ${initial.header_names.join(", ")}` : ""})`}
+        autosize
+        minRows={2}
+        value={headers}
+        onChange={(e) => setHeaders(e.currentTarget.value)}
+      />
+      <NumberInput label="Priority" description="Lower is tried first" value={priority} onChange={setPriority} />
+      <Switch label="Enabled" checked={enabled} onChange={(e) => setEnabled(e.currentTarget.checked)} />
+    </FormModal>
   );
 }
 
 function Providers() {
   const api = useProject();
-  const [providers, setProviders] = useState<ProviderView[]>([]);
-  const [error, setError] = useState<string | null>(null);
+  const { data: providers, error, reload: load } = useLoad(() => api.admin<ProviderView[]>("/admin/v1/ai/providers"), [], [api.ref]);
   const [editing, setEditing] = useState<ProviderView | "new" | null>(null);
   const [deleting, setDeleting] = useState<ProviderView | null>(null);
-  const load = useCallback(() => {
-    api
-      .admin<ProviderView[]>("/admin/v1/ai/providers")
-      .then((p) => {
-        setProviders(p);
-        setError(null);
-      })
-      .catch((e) => setError(errorText(e)));
-  }, [api.ref]);
-  useEffect(load, [load]);
+  const columns: Column<ProviderView>[] = [
+    { header: "Name", cell: (p) => p.name },
+    { header: "Base URL", cell: (p) => <Code>{p.base_url}</Code> },
+    { header: "Key", cell: (p) => (p.has_api_key ? <Badge variant="light" color="teal">stored</Badge> : <Badge variant="light" color="gray">none</Badge>) },
+    { header: "Headers", cell: (p) => p.header_names.join(", ") },
+    { header: "Priority", cell: (p) => p.priority },
+    { header: "State", cell: (p) => <Badge variant="light" color={p.enabled ? "teal" : "gray"}>{p.enabled ? "enabled" : "disabled"}</Badge> },
+    {
+      header: "Actions",
+      hidden: true,
+      cell: (p) => (
+        <Group gap={4} wrap="nowrap">
+          <Button size="xs" variant="subtle" aria-label={`Edit provider ${p.name}`} onClick={() => setEditing(p)}>Edit</Button>
+          <Button size="xs" variant="subtle" color="red" aria-label={`Delete provider ${p.name}`} onClick={() => setDeleting(p)}>Delete</Button>
+        </Group>
+      ),
+    },
+  ];
   return (
     <Stack>
       <Group justify="space-between">
         <Title order={2} size="h3">Providers</Title>
         <Button size="xs" onClick={() => setEditing("new")}>New provider</Button>
       </Group>
-      {error && <Alert color="red">{error}</Alert>}
-      <ScrollArea type="auto">
-        <Table striped aria-label="Providers">
-          <Table.Thead>
-            <Table.Tr>
-              <Table.Th>Name</Table.Th>
-              <Table.Th>Base URL</Table.Th>
-              <Table.Th>Key</Table.Th>
-              <Table.Th>Headers</Table.Th>
-              <Table.Th>Priority</Table.Th>
-              <Table.Th>State</Table.Th>
-              <Table.Th><span className="visually-hidden">Actions</span></Table.Th>
-            </Table.Tr>
-          </Table.Thead>
-          <Table.Tbody>
-            {providers.map((p) => (
-              <Table.Tr key={p.name}>
-                <Table.Td>{p.name}</Table.Td>
-                <Table.Td><Code>{p.base_url}</Code></Table.Td>
-                <Table.Td>{p.has_api_key ? <Badge variant="light" color="teal">stored</Badge> : <Badge variant="light" color="gray">none</Badge>}</Table.Td>
-                <Table.Td>{p.header_names.join(", ")}</Table.Td>
-                <Table.Td>{p.priority}</Table.Td>
-                <Table.Td><Badge variant="light" color={p.enabled ? "teal" : "gray"}>{p.enabled ? "enabled" : "disabled"}</Badge></Table.Td>
-                <Table.Td>
-                  <Group gap={4} wrap="nowrap">
-                    <Button size="xs" variant="subtle" aria-label={`Edit provider ${p.name}`} onClick={() => setEditing(p)}>Edit</Button>
-                    <Button size="xs" variant="subtle" color="red" aria-label={`Delete provider ${p.name}`} onClick={() => setDeleting(p)}>Delete</Button>
-                  </Group>
-                </Table.Td>
-              </Table.Tr>
-            ))}
-          </Table.Tbody>
-        </Table>
-      </ScrollArea>
-      {providers.length === 0 && !error && <Text c="dimmed" size="sm">No providers of its own: the project uses the platform default, if allowed below.</Text>}
+      <DataTable
+        label="Providers"
+        columns={columns}
+        rows={providers}
+        rowKey={(p) => p.name}
+        error={error}
+        empty="No providers of its own: the project uses the platform default, if allowed below."
+      />
       {editing && <ProviderForm initial={editing === "new" ? undefined : editing} onClose={() => setEditing(null)} onDone={load} />}
       {deleting && (
         <ConfirmDelete

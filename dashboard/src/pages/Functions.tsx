@@ -1,7 +1,8 @@
 // Edge functions (`/admin/v1/functions`, admin token): list, deploy code
 // from an editor, versions (activate = rollback), settings, invocations and
-// logs, a small invoke console, and the project's secrets (names only:
-// values are write-only, the server never returns them).
+// logs, a small invoke console, cron schedules with their run history, and
+// the project's secrets (names only: values are write-only, the server
+// never returns them).
 import { useCallback, useEffect, useState } from "react";
 import {
   Alert,
@@ -25,19 +26,16 @@ import {
 } from "@mantine/core";
 import { useNavigate, useParams } from "react-router";
 import { errorText } from "../api/client";
-import type { FunctionInfo, FunctionLogEntry, InvocationEntry, SecretInfo, VersionInfo } from "../api/types";
+import type { FunctionInfo, FunctionLogEntry, InvocationEntry, ScheduleInfo, ScheduleRun, SecretInfo, VersionInfo } from "../api/types";
 import { useProject } from "../project";
 import { ConfirmDelete, notifyError, notifyOk } from "../components/common";
+import { DataTable, FormModal, useLoad, when, type Column } from "../components/data";
 
 const STARTER = `Deno.serve(async (req) => {
   const { name = "world" } = await req.json().catch(() => ({}));
   return Response.json({ message: \`Hello \${name}!\` });
 });
 `;
-
-function when(t: string | null | undefined): string {
-  return t ? new Date(t).toLocaleString() : "";
-}
 
 function Editor({ fn, slug, onDeployed }: { fn: FunctionInfo | null; slug: string; onDeployed: (f: FunctionInfo) => void }) {
   const api = useProject();
@@ -277,6 +275,134 @@ function Invoke({ slug }: { slug: string }) {
   );
 }
 
+function ScheduleForm({ slug, onClose, onDone }: { slug: string; onClose: () => void; onDone: () => void }) {
+  const api = useProject();
+  const [name, setName] = useState("");
+  const [cron, setCron] = useState("*/5 * * * *");
+  const [body, setBody] = useState("{}");
+  const [enabled, setEnabled] = useState(true);
+  return (
+    <FormModal
+      title="New schedule"
+      submitLabel="Create schedule"
+      onClose={onClose}
+      onSubmit={async () => {
+        let parsed: unknown;
+        try {
+          parsed = body.trim() ? JSON.parse(body) : null;
+        } catch {
+          throw new Error("The body is not valid JSON.");
+        }
+        await api.admin(`/admin/v1/functions/${slug}/schedules`, { method: "POST", body: { name, cron, body: parsed, enabled } });
+        notifyOk(`Schedule ${name} created`);
+        onDone();
+      }}
+    >
+      <TextInput label="Schedule name" description="a-z, 0-9, - and _" required value={name} onChange={(e) => setName(e.currentTarget.value)} data-autofocus />
+      <TextInput label="Cron" description="5 fields (minutes) or 6 (with seconds), UTC" required value={cron} onChange={(e) => setCron(e.currentTarget.value)} />
+      <Textarea label="Body (JSON)" autosize minRows={2} value={body} onChange={(e) => setBody(e.currentTarget.value)} styles={{ input: { fontFamily: "var(--mantine-font-family-monospace)" } }} />
+      <Switch label="Enabled" checked={enabled} onChange={(e) => setEnabled(e.currentTarget.checked)} />
+    </FormModal>
+  );
+}
+
+function runFailed(r: ScheduleRun): boolean {
+  return !!r.error || (r.status !== null && r.status !== undefined && r.status >= 400);
+}
+
+function Runs({ slug, name }: { slug: string; name: string }) {
+  const api = useProject();
+  const { data: runs, error, reload } = useLoad(
+    () => api.admin<ScheduleRun[]>(`/admin/v1/functions/${slug}/schedules/${encodeURIComponent(name)}/runs`),
+    [],
+    [api.ref, slug, name],
+  );
+  const failures = runs.filter(runFailed).length;
+  const columns: Column<ScheduleRun>[] = [
+    { header: "Tick", cell: (r) => when(r.tick_at) },
+    {
+      header: "Result",
+      cell: (r) =>
+        r.finished_at === null || r.finished_at === undefined ? (
+          <Badge variant="light" color="gray">running</Badge>
+        ) : (
+          <>
+            <Badge variant="light" color={runFailed(r) ? "red" : "teal"}>{r.status ?? "failed"}</Badge> {r.error && <Text span size="xs">{r.error}</Text>}
+          </>
+        ),
+    },
+    { header: "Duration", cell: (r) => (r.finished_at ? `${Math.max(0, new Date(r.finished_at).getTime() - new Date(r.started_at).getTime())} ms` : "") },
+    { header: "Node", cell: (r) => r.node },
+    { header: "Invocation", cell: (r) => (r.invocation_id ? <Code>{r.invocation_id.slice(0, 8)}</Code> : "") },
+  ];
+  return (
+    <Stack gap="xs">
+      <Group justify="space-between">
+        <Title order={4} size="h6">Runs of {name}{failures > 0 ? ` (${failures} failed)` : ""}</Title>
+        <Button size="xs" variant="default" onClick={reload}>Refresh runs</Button>
+      </Group>
+      <DataTable label={`Runs of ${name}`} columns={columns} rows={runs} rowKey={(r) => r.tick_at} error={error} empty="No run yet." />
+    </Stack>
+  );
+}
+
+function Schedules({ slug }: { slug: string }) {
+  const api = useProject();
+  const { data: schedules, error, reload } = useLoad(() => api.admin<ScheduleInfo[]>(`/admin/v1/functions/${slug}/schedules`), [], [api.ref, slug]);
+  const [creating, setCreating] = useState(false);
+  const [deleting, setDeleting] = useState<string | null>(null);
+  const [showing, setShowing] = useState<string | null>(null);
+  const setEnabled = async (s: ScheduleInfo, enabled: boolean) => {
+    try {
+      await api.admin(`/admin/v1/functions/${slug}/schedules/${encodeURIComponent(s.name)}`, { method: "PUT", body: { cron: s.cron, body: s.body, enabled } });
+      reload();
+    } catch (e) {
+      notifyError(e);
+    }
+  };
+  const columns: Column<ScheduleInfo>[] = [
+    { header: "Name", cell: (s) => s.name },
+    { header: "Cron", cell: (s) => <Code>{s.cron}</Code> },
+    { header: "Enabled", cell: (s) => <Switch aria-label={`Enable schedule ${s.name}`} checked={s.enabled} onChange={(e) => setEnabled(s, e.currentTarget.checked)} /> },
+    { header: "Next run", cell: (s) => (s.enabled ? when(s.next_run_at) : "paused") },
+    { header: "Body", cell: (s) => <Code>{JSON.stringify(s.body ?? null)}</Code> },
+    {
+      header: "Actions",
+      hidden: true,
+      cell: (s) => (
+        <Group gap={4} wrap="nowrap">
+          <Button size="xs" variant="subtle" aria-label={`Runs of schedule ${s.name}`} onClick={() => setShowing(s.name)}>Runs</Button>
+          <Button size="xs" variant="subtle" color="red" aria-label={`Delete schedule ${s.name}`} onClick={() => setDeleting(s.name)}>Delete</Button>
+        </Group>
+      ),
+    },
+  ];
+  return (
+    <Stack>
+      <Group justify="space-between">
+        <Text size="sm" c="dimmed">Each tick invokes the function once across all nodes (POST with the body, as the service role).</Text>
+        <Button size="xs" onClick={() => setCreating(true)}>New schedule</Button>
+      </Group>
+      <DataTable label="Schedules" columns={columns} rows={schedules} rowKey={(s) => s.name} error={error} empty="No schedules." />
+      {showing && <Runs key={showing} slug={slug} name={showing} />}
+      {creating && <ScheduleForm slug={slug} onClose={() => setCreating(false)} onDone={reload} />}
+      <ConfirmDelete
+        opened={deleting !== null}
+        onClose={() => setDeleting(null)}
+        title="Delete schedule"
+        word={deleting ?? ""}
+        what={`The schedule ${deleting} and its run history are deleted.`}
+        onConfirm={async () => {
+          await api.admin(`/admin/v1/functions/${slug}/schedules/${encodeURIComponent(deleting ?? "")}`, { method: "DELETE" });
+          notifyOk("Schedule deleted");
+          if (showing === deleting) setShowing(null);
+          reload();
+        }}
+      />
+    </Stack>
+  );
+}
+
 function FunctionView({ slug, fresh, reloadList }: { slug: string; fresh: boolean; reloadList: () => void }) {
   const api = useProject();
   const navigate = useNavigate();
@@ -309,6 +435,7 @@ function FunctionView({ slug, fresh, reloadList }: { slug: string; fresh: boolea
           {fn && <Tabs.Tab value="settings">Settings</Tabs.Tab>}
           {fn && <Tabs.Tab value="logs">Logs</Tabs.Tab>}
           {fn && <Tabs.Tab value="invoke">Invoke</Tabs.Tab>}
+          {fn && <Tabs.Tab value="schedules">Schedules</Tabs.Tab>}
         </Tabs.List>
         <Tabs.Panel value="code" pt="md">
           <Editor
@@ -327,6 +454,7 @@ function FunctionView({ slug, fresh, reloadList }: { slug: string; fresh: boolea
             <Tabs.Panel value="settings" pt="md"><SettingsForm key={fn.updated_at} fn={fn} reload={load} /></Tabs.Panel>
             <Tabs.Panel value="logs" pt="md"><Logs slug={slug} /></Tabs.Panel>
             <Tabs.Panel value="invoke" pt="md"><Invoke slug={slug} /></Tabs.Panel>
+            <Tabs.Panel value="schedules" pt="md"><Schedules slug={slug} /></Tabs.Panel>
           </>
         )}
       </Tabs>

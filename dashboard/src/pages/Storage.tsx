@@ -1,6 +1,7 @@
 // Storage browser (Supabase Storage-compatible API, service-role key):
 // buckets (create public/private with limits, delete), folders, upload with
-// a progress bar, image preview, signed URLs to copy, delete.
+// a progress bar (resumable over TUS with tus-js-client for big files, or
+// when asked), image preview, signed URLs to copy, delete.
 import { useCallback, useEffect, useRef, useState } from "react";
 import {
   Alert,
@@ -26,6 +27,9 @@ import {
 import { useNavigate, useParams } from "react-router";
 import { apiRoot, errorText } from "../api/client";
 import { useProject } from "../project";
+
+/** Files above this go over TUS, in chunks of this size (Supabase's 6 MiB). */
+const RESUMABLE_CHUNK = 6 * 1024 * 1024;
 import { ConfirmDelete, Copyable, notifyError, notifyOk } from "../components/common";
 
 interface Bucket {
@@ -136,6 +140,7 @@ function Browser({ bucket }: { bucket: Bucket }) {
   const [entries, setEntries] = useState<Entry[]>([]);
   const [error, setError] = useState<string | null>(null);
   const [progress, setProgress] = useState<number | null>(null);
+  const [resumable, setResumable] = useState(false);
   const [preview, setPreview] = useState<string | null>(null);
   const [deleting, setDeleting] = useState<string | null>(null);
   const fileInput = useRef<HTMLInputElement>(null);
@@ -153,7 +158,43 @@ function Browser({ bucket }: { bucket: Bucket }) {
   }, [api.ref, bucket.id, prefix]);
   useEffect(load, [load]);
 
+  const uploadResumable = async (file: File) => {
+    // TUS (the protocol Supabase Storage speaks for big files): chunks of
+    // 6 MiB, retried and resumed from the server's offset after a network
+    // error. The upload URL is kept in memory only (no localStorage
+    // fingerprints), like the keys.
+    const path = `${prefix}${file.name}`;
+    const { Upload } = await import("tus-js-client");
+    setProgress(0);
+    const up = new Upload(file, {
+      endpoint: `${window.location.origin}${apiRoot}/p/${encodeURIComponent(api.ref)}/storage/v1/upload/resumable`,
+      chunkSize: RESUMABLE_CHUNK,
+      retryDelays: [0, 1000, 3000, 5000],
+      storeFingerprintForResuming: false,
+      headers: { authorization: `Bearer ${api.details.service_role_key}`, apikey: api.details.service_role_key, "x-upsert": "true" },
+      metadata: { bucketName: bucket.id, objectName: path, contentType: file.type || "application/octet-stream", cacheControl: "3600" },
+      onProgress: (sent, total) => setProgress(total ? (100 * sent) / total : 0),
+      onError: (e) => {
+        setProgress(null);
+        notifyError(e, "Upload failed");
+      },
+      onSuccess: () => {
+        setProgress(null);
+        notifyOk(`Uploaded ${path} (resumable)`);
+        load();
+      },
+    });
+    up.start();
+  };
+
   const upload = (file: File) => {
+    if (resumable || file.size > RESUMABLE_CHUNK) {
+      uploadResumable(file).catch((e) => {
+        setProgress(null);
+        notifyError(e, "Upload failed");
+      });
+      return;
+    }
     // XMLHttpRequest, because fetch reports no upload progress.
     const path = `${prefix}${file.name}`;
     const xhr = new XMLHttpRequest();
@@ -203,6 +244,7 @@ function Browser({ bucket }: { bucket: Bucket }) {
               e.currentTarget.value = "";
             }}
           />
+          <Checkbox label="Resumable" description="always above 6 MiB" checked={resumable} onChange={(e) => setResumable(e.currentTarget.checked)} />
           <Button onClick={() => fileInput.current?.click()} disabled={progress !== null}>Upload file</Button>
           <Button
             variant="default"

@@ -55,14 +55,26 @@ pub fn build(app: AppState) -> Router {
                 .patch(platform::update_project)
                 .delete(platform::delete_project),
         )
+        .route(
+            "/platform/v1/logs/requests",
+            get(crate::logs::handlers::requests),
+        )
+        .route(
+            "/platform/v1/logs/audit",
+            get(crate::logs::handlers::audit_log),
+        )
         .route_layer(from_fn_with_state(app.clone(), buffer_body))
         .nest("/p/{ref}", project_routes(&app))
         .merge(crate::dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Innermost first: body limit, metrics, CORS, request id, tracing.
+        // Innermost first: body limit, metrics, request log, CORS, request id, tracing.
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(from_fn(crate::telemetry::track))
+        .layer(from_fn_with_state(
+            app.clone(),
+            crate::logs::requests::record,
+        ))
         .layer(cors(&config.cors_origins))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(

@@ -27,6 +27,7 @@ use crate::crypto::{SecretBox, SigningKey};
 use crate::db::embedded::EmbeddedPostgres;
 
 pub use bootstrap::{BootstrapReport, PlatformError};
+pub use handlers::PlatformAdmin;
 pub use projects::{Project, ProjectDetails, ProjectRef};
 
 /// Handle on the control plane. Cheap to clone.

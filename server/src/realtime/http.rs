@@ -101,10 +101,27 @@ pub async fn create_channel(
     AppJson(input): AppJson<ChannelInput>,
 ) -> ApiResult<(StatusCode, Json<ChannelDef>)> {
     let c = owner_client(&app, &admin).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(store::create_channel(&c, &input).await?),
-    ))
+    let def = store::create_channel(&c, &input).await?;
+    audit(
+        &app,
+        &admin,
+        "realtime.channel.create",
+        json!({ "pattern": def.pattern }),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(def)))
+}
+
+/// Records a realtime administration change in the platform audit log.
+async fn audit(app: &AppState, admin: &ProjectAdmin, action: &str, details: serde_json::Value) {
+    app.platform
+        .audit(
+            &admin.actor,
+            action,
+            &admin.tenant.project.project_ref,
+            details,
+        )
+        .await;
 }
 
 fn channel_id(id: &str) -> ApiResult<uuid::Uuid> {
@@ -145,10 +162,17 @@ pub async fn update_channel(
 ) -> ApiResult<Json<ChannelDef>> {
     let id = channel_id(&path.0.1)?;
     let c = owner_client(&app, &admin).await?;
-    store::update_channel(&c, id, &input)
+    let def = store::update_channel(&c, id, &input)
         .await?
-        .map(Json)
-        .ok_or_else(channel_missing)
+        .ok_or_else(channel_missing)?;
+    audit(
+        &app,
+        &admin,
+        "realtime.channel.update",
+        json!({ "pattern": def.pattern }),
+    )
+    .await;
+    Ok(Json(def))
 }
 
 /// `DELETE /p/{ref}/admin/v1/realtime/channels/{id}`.
@@ -163,6 +187,7 @@ pub async fn delete_channel(
     let id = channel_id(&path.0.1)?;
     let c = owner_client(&app, &admin).await?;
     if store::delete_channel(&c, id).await? {
+        audit(&app, &admin, "realtime.channel.delete", json!({ "id": id })).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(channel_missing())
@@ -250,6 +275,7 @@ pub async fn put_change(
     let mut c = owner_client(&app, &admin).await?;
     let client: &mut tokio_postgres::Client = &mut c;
     store::set_change_table(client, &t).await?;
+    audit(&app, &admin, "realtime.changes.set", json!(t)).await;
     Ok(Json(t))
 }
 
@@ -267,6 +293,8 @@ pub async fn delete_change(
     let mut c = owner_client(&app, &admin).await?;
     let client: &mut tokio_postgres::Client = &mut c;
     if store::remove_change_table(client, &schema, &table).await? {
+        let details = json!({ "schema": schema, "table": table });
+        audit(&app, &admin, "realtime.changes.remove", details).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(

@@ -89,6 +89,76 @@ fn dist_is_fresh() {
     assert!(root.join("dist/index.html").is_file());
 }
 
+/// The compressed JavaScript a first visit of one page loads: the entry
+/// script, its static imports, and the page's lazy chunk with its static
+/// imports (as gzip served them; files under 1 KiB are served as is).
+fn first_load_bytes(assets: &Path, entry: &str, page: &str) -> usize {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo = vec![entry.to_owned(), page.to_owned()];
+    let mut total = 0;
+    while let Some(name) = todo.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let path = assets.join(&name);
+        let code = std::fs::read_to_string(&path).expect("chunk is readable");
+        let gz = assets.join(format!("{name}.gz"));
+        total += std::fs::metadata(&gz)
+            .or_else(|_| std::fs::metadata(&path))
+            .map_or(0, |m| m.len() as usize);
+        // Static imports only (`import"./x.js"`, `from"./x.js"`); dynamic
+        // `import("./x.js")` chunks load later, when their page is opened.
+        for marker in ["from\"./", "import\"./"] {
+            for part in code.split(marker).skip(1) {
+                if let Some(dep) = part.split('"').next().filter(|d| d.ends_with(".js")) {
+                    todo.push(dep.to_owned());
+                }
+            }
+        }
+    }
+    total
+}
+
+/// Issue 16's budget: a first load stays under 300 KB of compressed
+/// JavaScript, whichever page it opens (routes are split, so each page adds
+/// only its own chunk).
+#[test]
+fn first_load_fits_the_javascript_budget() {
+    const BUDGET: usize = 300 * 1000;
+    let dist = dashboard_dir().join("dist");
+    let index = std::fs::read_to_string(dist.join("index.html")).expect("dist/index.html");
+    let entry = index
+        .split("src=\"/dashboard/assets/")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("index.html has its entry script")
+        .to_owned();
+    let assets = dist.join("assets");
+    let pages: Vec<String> = std::fs::read_dir(&assets)
+        .expect("dist/assets")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".js") && n.starts_with(|c: char| c.is_ascii_uppercase()))
+        .collect();
+    assert!(pages.len() >= 10, "route-split page chunks: {pages:?}");
+    let mut worst = (String::new(), 0);
+    for page in &pages {
+        let bytes = first_load_bytes(&assets, &entry, page);
+        if bytes > worst.1 {
+            worst = (page.clone(), bytes);
+        }
+    }
+    println!(
+        "largest first load: {} with {} bytes gzip",
+        worst.0, worst.1
+    );
+    assert!(
+        worst.1 < BUDGET,
+        "a first load of {} takes {} bytes of gzip JavaScript (budget {BUDGET})",
+        worst.0,
+        worst.1
+    );
+}
+
 /// The built app is served with an SPA fallback, caching headers, gzip and a CSP.
 #[tokio::test]
 async fn serves_the_app() {
@@ -228,10 +298,12 @@ async fn served_beside_host_routing() {
 /// The main flows in headless Chromium: sign in (wrong password first),
 /// projects (create, keys shown once), SQL editor (run, error position),
 /// table editor (paging, sort, filter, inline edit, FK lookup), schema, auth
-/// users, storage, realtime (channel, change capture), webhooks (secret
-/// shown once, delivery log, rotation), edge functions (secret names only;
-/// deploy and invoke when Deno is there), AI (write-only provider key),
-/// session expiry, sign out, a narrow window; axe-core on each page.
+/// users, storage (upload, resumable upload over TUS), realtime (channel,
+/// change capture, live inspector over Socket.IO), webhooks (secret shown
+/// once, delivery log, rotation), edge functions (secret names only; deploy,
+/// invoke and schedules when Deno is there), AI (write-only provider key),
+/// logs (recent requests, audit log), no key in any URL, session expiry,
+/// sign out, a narrow window; axe-core on each page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_to_end_in_chromium() {
     let Some(modules) = node_modules_with("playwright-core")
@@ -296,6 +368,8 @@ async fn end_to_end_in_chromium() {
         "webhooks",
         "functions",
         "ai",
+        "logs",
+        "audit-log",
     ] {
         assert!(
             out.join(format!("{page}.png")).is_file(),

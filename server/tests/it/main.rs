@@ -18,6 +18,7 @@ mod examples;
 mod first_run;
 mod functions;
 mod hardening;
+mod logs;
 mod outbound;
 mod platform;
 mod realtime;
