@@ -30,6 +30,7 @@ const CAPABILITIES: &[&str] = &[
     "functions",
     "ai",
     "dashboard",
+    "logs",
 ];
 
 fn src_dir() -> PathBuf {
