@@ -510,10 +510,8 @@ pub async fn upstreams(
         });
     }
     if settings.use_platform_default
-        && let Some(key) = config
-            .ai_api_key
-            .as_deref()
-            .filter(|k| !k.trim().is_empty())
+        && let Some(key) =
+            crate::config::exposed(&config.ai_api_key).filter(|k| !k.trim().is_empty())
     {
         out.push(Upstream {
             name: "platform".to_owned(),

@@ -93,11 +93,10 @@ async fn do_verify(
         }
     };
     let redirect_to = consumed.redirect_to.clone().unwrap_or_default();
-    let expired = || AuthError::forbidden("otp_expired", "Token has expired or is invalid");
-    let user_id = consumed.user_id.ok_or_else(expired)?;
+    let user_id = consumed.user_id.ok_or_else(token_expired)?;
     let user = users::by_id_for_update(&tx, user_id)
         .await?
-        .ok_or_else(expired)?;
+        .ok_or_else(token_expired)?;
     if user.is_banned() {
         return Err(AuthError::bad_request("user_banned", "User is banned"));
     }
@@ -130,81 +129,13 @@ async fn do_verify(
             .await?;
             "recovery"
         }
-        _ => {
-            // Email change: the pending change must still be the one mailed.
-            let Some(new_email) = user.email_change.clone() else {
-                return Err(expired());
-            };
-            let pending = tx
-                .query_one(
-                    "select email_change_confirm_status from auth.users where id = $1",
-                    &[&user.id],
-                )
-                .await?;
-            let status: i16 = pending.get(0);
-            // With secure email change both halves must be confirmed: the
-            // change completes only when the other half was confirmed before
-            // (status 1) and none of its tokens is still pending. A `/resend`
-            // issues fresh tokens for both halves (and resets the status), so
-            // the new address alone can never finish the change by confirming
-            // twice.
-            let other_type = if consumed.token_type == "email_change_new" {
-                "email_change_current"
-            } else {
-                "email_change_new"
-            };
-            let other_pending = tx
-                .query_opt(
-                    "select 1 from auth.one_time_tokens where user_id = $1 and token_type = $2",
-                    &[&user.id, &other_type],
-                )
-                .await?
-                .is_some();
-            let both_needed = s.secure_email_change_enabled
-                && user.email.as_deref().is_some_and(|e| !e.is_empty());
-            if both_needed && (status == 0 || other_pending) {
-                tx.execute(
-                    "update auth.users set email_change_confirm_status = 1 where id = $1",
-                    &[&user.id],
-                )
-                .await?;
+        _ => match confirm_email_change(&tx, &user, &consumed.token_type, &s).await? {
+            EmailChange::Partial => {
                 tx.commit().await?;
                 return Ok(Verified::Partial(redirect_to));
             }
-            let taken = tx
-                .query_opt(
-                    "select 1 from auth.users where email = $1 and id <> $2",
-                    &[&new_email, &user.id],
-                )
-                .await?
-                .is_some();
-            if taken {
-                return Err(AuthError::unprocessable(
-                    "email_exists",
-                    "A user with this email address has already been registered",
-                ));
-            }
-            tx.execute(
-                "update auth.users set email = email_change, email_change = null, \
-                 email_change_sent_at = null, email_change_confirm_status = 0, \
-                 email_confirmed_at = now(), updated_at = now() where id = $1",
-                &[&user.id],
-            )
-            .await?;
-            tx.execute(
-                "delete from auth.one_time_tokens where user_id = $1 \
-                 and token_type in ('email_change_current', 'email_change_new')",
-                &[&user.id],
-            )
-            .await?;
-            tx.execute(
-                "update auth.identities set identity_data = identity_data || jsonb_build_object('email', $2::text) \
-                 where user_id = $1 and provider = 'email'",
-                &[&user.id, &new_email],
-            )
-            .await?;
-            "email_change"
-        }
+            EmailChange::Done => "email_change",
+        },
     };
     // An anonymous user with a confirmed email becomes a permanent email user.
     if user.is_anonymous {
@@ -224,7 +155,9 @@ async fn do_verify(
         )
         .await?;
     }
-    let mut user = users::by_id(&tx, user.id).await?.ok_or_else(expired)?;
+    let mut user = users::by_id(&tx, user.id)
+        .await?
+        .ok_or_else(token_expired)?;
     if want_code && let Some(flow) = consumed.flow_state_id {
         let code = pkce::issue_code(&tx, flow, user.id).await?;
         tx.commit().await?;
@@ -241,6 +174,101 @@ async fn do_verify(
     let session = session::start(&tx, &config, &tenant, &s, &mut user, method, &origin).await?;
     tx.commit().await?;
     Ok(Verified::Session(Box::new(session), redirect_to))
+}
+
+/// Where an email change stands after one of its tokens was confirmed.
+enum EmailChange {
+    /// Secure email change: the other address must confirm too.
+    Partial,
+    /// The address was changed.
+    Done,
+}
+
+/// Confirms one half (or, without secure email change, the whole) of the
+/// user's pending email change.
+async fn confirm_email_change(
+    tx: &tokio_postgres::Transaction<'_>,
+    user: &users::User,
+    token_type: &str,
+    settings: &super::settings::AuthSettings,
+) -> AuthResult<EmailChange> {
+    // Email change: the pending change must still be the one mailed.
+    let Some(new_email) = user.email_change.clone() else {
+        return Err(token_expired());
+    };
+    let pending = tx
+        .query_one(
+            "select email_change_confirm_status from auth.users where id = $1",
+            &[&user.id],
+        )
+        .await?;
+    let status: i16 = pending.get(0);
+    // With secure email change both halves must be confirmed: the
+    // change completes only when the other half was confirmed before
+    // (status 1) and none of its tokens is still pending. A `/resend`
+    // issues fresh tokens for both halves (and resets the status), so
+    // the new address alone can never finish the change by confirming
+    // twice.
+    let other_type = if token_type == "email_change_new" {
+        "email_change_current"
+    } else {
+        "email_change_new"
+    };
+    let other_pending = tx
+        .query_opt(
+            "select 1 from auth.one_time_tokens where user_id = $1 and token_type = $2",
+            &[&user.id, &other_type],
+        )
+        .await?
+        .is_some();
+    let both_needed = settings.secure_email_change_enabled
+        && user.email.as_deref().is_some_and(|e| !e.is_empty());
+    if both_needed && (status == 0 || other_pending) {
+        tx.execute(
+            "update auth.users set email_change_confirm_status = 1 where id = $1",
+            &[&user.id],
+        )
+        .await?;
+        return Ok(EmailChange::Partial);
+    }
+    let taken = tx
+        .query_opt(
+            "select 1 from auth.users where email = $1 and id <> $2",
+            &[&new_email, &user.id],
+        )
+        .await?
+        .is_some();
+    if taken {
+        return Err(AuthError::unprocessable(
+            "email_exists",
+            "A user with this email address has already been registered",
+        ));
+    }
+    tx.execute(
+        "update auth.users set email = email_change, email_change = null, \
+         email_change_sent_at = null, email_change_confirm_status = 0, \
+         email_confirmed_at = now(), updated_at = now() where id = $1",
+        &[&user.id],
+    )
+    .await?;
+    tx.execute(
+        "delete from auth.one_time_tokens where user_id = $1 \
+         and token_type in ('email_change_current', 'email_change_new')",
+        &[&user.id],
+    )
+    .await?;
+    tx.execute(
+        "update auth.identities set identity_data = identity_data || jsonb_build_object('email', $2::text) \
+         where user_id = $1 and provider = 'email'",
+        &[&user.id, &new_email],
+    )
+    .await?;
+    Ok(EmailChange::Done)
+}
+
+/// The error of an unknown, used or expired token.
+fn token_expired() -> AuthError {
+    AuthError::forbidden("otp_expired", "Token has expired or is invalid")
 }
 
 /// `POST /auth/v1/verify`: verifies a code (`token` + `email`) or a link token

@@ -27,6 +27,8 @@ pub mod error;
 mod explain;
 #[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod fuzz_grammar;
 pub mod handlers;
 mod openapi;
 pub(crate) mod parse;
