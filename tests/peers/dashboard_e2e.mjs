@@ -400,7 +400,8 @@ try {
       await page.getByRole("button", { name: "Refresh runs" }).click();
     }
     check((await runs.getByText("200", { exact: true }).count()) >= 1, "a scheduled run is listed with its status");
-    await page.getByRole("switch", { name: "Enable schedule every-second" }).click();
+    // The switch's input sits under its drawn track: click the input itself.
+    await page.getByRole("switch", { name: "Enable schedule every-second" }).dispatchEvent("click");
     await page.getByRole("table", { name: "Schedules" }).getByText("paused").waitFor();
     check((await adminGet("/admin/v1/functions/hello/schedules")).includes('"enabled":false'), "pausing reached the server");
     await axe(page, "functions-schedules");

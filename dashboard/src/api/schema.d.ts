@@ -45,7 +45,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: the control-plane database answers within a second. */
+        /**
+         * Readiness: the node is not shutting down and the control-plane database
+         *     answers within two seconds.
+         */
         get: operations["ready"];
         put?: never;
         post?: never;
@@ -1570,7 +1573,11 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /**
+         * `GET|HEAD /storage/v1/object/public/{bucket}/{path}`: downloads from a
+         *     public bucket, no key needed.
+         */
+        head: operations["download_public"];
         patch?: never;
         trace?: never;
     };
@@ -1672,7 +1679,11 @@ export interface paths {
          *     downloads an object the caller may read.
          */
         get: operations["download"];
-        put?: never;
+        /**
+         * `POST|PUT /storage/v1/object/{bucket}/{path}`: uploads an object. POST
+         *     creates (409 when it exists) unless `x-upsert: true`; PUT overwrites.
+         */
+        put: operations["upload"];
         /**
          * `POST|PUT /storage/v1/object/{bucket}/{path}`: uploads an object. POST
          *     creates (409 when it exists) unless `x-upsert: true`; PUT overwrites.
@@ -1681,7 +1692,11 @@ export interface paths {
         /** `DELETE /storage/v1/object/{bucket}/{path}`: deletes one object. */
         delete: operations["delete_one"];
         options?: never;
-        head?: never;
+        /**
+         * `GET|HEAD /storage/v1/object/{bucket}/{path}` (also `/object/authenticated/…`):
+         *     downloads an object the caller may read.
+         */
+        head: operations["download"];
         patch?: never;
         trace?: never;
     };
@@ -1773,9 +1788,11 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        delete?: never;
+        /** `DELETE /storage/v1/upload/resumable/{id}`: abandons an upload. */
+        delete: operations["terminate"];
         options?: never;
-        head?: never;
+        /** `HEAD /storage/v1/upload/resumable/{id}`: the current offset. */
+        head: operations["head"];
         /** `PATCH /storage/v1/upload/resumable/{id}`: appends a chunk at `Upload-Offset`. */
         patch: operations["patch"];
         trace?: never;
@@ -1791,6 +1808,40 @@ export interface paths {
         put?: never;
         /** Log in as a platform admin. */
         post: operations["login"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/platform/v1/logs/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The platform audit log (who changed what), newest first. */
+        get: operations["audit_log"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/platform/v1/logs/requests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Recent requests served by this node (no bodies, headers or query strings), newest first. */
+        get: operations["requests"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -2009,6 +2060,30 @@ export interface components {
              * @description HTTP status (none on timeouts and connection errors).
              */
             status_code?: number | null;
+        };
+        /** @description One audit-log entry. */
+        AuditEntry: {
+            /** @description What, dotted: `project.create`, `sql.execute`, `function.deploy`… */
+            action: string;
+            /**
+             * @description Who: a platform admin's email (`admin:<email>` from project admin
+             *     APIs), `cli`, or `service_role`.
+             */
+            actor: string;
+            /**
+             * Format: date-time
+             * @description When.
+             */
+            at: string;
+            /** @description Details of the change (never secrets). */
+            details: unknown;
+            /**
+             * Format: int64
+             * @description Identifier (increasing; use it as a cursor with `before`).
+             */
+            id: number;
+            /** @description On what: a project ref, or `ref/<name>` for something inside one. */
+            target?: string | null;
         };
         /**
          * @description The effective auth settings of a project. Field names follow GoTrue's
@@ -2722,6 +2797,37 @@ export interface components {
              * @description Count.
              */
             replayed: number;
+        };
+        /** @description One finished request. */
+        RequestEntry: {
+            /**
+             * Format: date-time
+             * @description When the response was ready.
+             */
+            at: string;
+            /**
+             * Format: double
+             * @description Time to the response head, in milliseconds.
+             */
+            latency_ms: number;
+            /** @description HTTP method. */
+            method: string;
+            /** @description Path only: the query string is never recorded (it may carry keys). */
+            path: string;
+            /** @description The project ref for `/p/{ref}/…` and project-host requests. */
+            project?: string | null;
+            /** @description The `x-request-id` (generated when the client sent none). */
+            request_id: string;
+            /**
+             * Format: int64
+             * @description Sequence number on this node (increasing; use it as a cursor).
+             */
+            seq: number;
+            /**
+             * Format: int32
+             * @description HTTP status answered.
+             */
+            status: number;
         };
         /** @description Body of `POST /admin/v1/webhooks/{id}/rotate-secret` (optional). */
         RotateSecret: {
@@ -7351,6 +7457,38 @@ export interface operations {
             };
         };
     };
+    download_public: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Bucket id */
+                bucket: string;
+                /** @description Object name */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The bytes */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such object or bucket not public */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     sign_many: {
         parameters: {
             query?: never;
@@ -7687,6 +7825,82 @@ export interface operations {
             };
         };
     };
+    upload: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description `true` to overwrite */
+                "x-upsert"?: string | null;
+            };
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Bucket id */
+                bucket: string;
+                /** @description Object name */
+                path: string;
+            };
+            cookie?: never;
+        };
+        /** @description The bytes (raw, or multipart/form-data with a file part) */
+        requestBody: {
+            content: {
+                "application/octet-stream": number[];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Uploaded"];
+                };
+            };
+            /** @description Invalid name or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Refused by RLS */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such bucket */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Exists */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Mime type not allowed */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     delete_one: {
         parameters: {
             query?: never;
@@ -7713,6 +7927,59 @@ export interface operations {
             };
             /** @description No such object (or not deletable) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    download: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Bucket id */
+                bucket: string;
+                /** @description Object name */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The bytes */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A range */
+            206: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not modified */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such object (or not visible) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Range not satisfiable */
+            416: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7891,6 +8158,66 @@ export interface operations {
             };
         };
     };
+    terminate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Upload id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Abandoned; its bytes are deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such upload (or expired) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    head: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Upload id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `Upload-Offset` and `Upload-Length` headers */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such upload (or expired) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     patch: {
         parameters: {
             query?: never;
@@ -7970,6 +8297,102 @@ export interface operations {
             };
             /** @description Too many attempts from this IP, or the account is locked */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    audit_log: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Only entries about this project (target `ref` or `ref/…`). */
+                project: string | null;
+                /** @description Only actions starting with this (e.g. `project.`). */
+                action: string | null;
+                /** @description Only this actor (exactly as listed). */
+                actor: string | null;
+                /** @description Only entries with an id below this (paging back). */
+                before: number | null;
+                /** @description At most this many, newest first (default 100, at most 500). */
+                limit: number | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditEntry"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    requests: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Only this project ref. */
+                project: string | null;
+                /** @description Only this method (case-insensitive). */
+                method: string | null;
+                /** @description Only this exact status, or a class: `2xx`, `4xx`, `5xx`. */
+                status: string | null;
+                /** @description Only paths containing this text. */
+                path: string | null;
+                /** @description Only this request id. */
+                request_id: string | null;
+                /** @description Only entries with `seq` below this (paging back). */
+                before: number | null;
+                /** @description At most this many, newest first (default 100, at most 1000). */
+                limit: number | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RequestEntry"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };

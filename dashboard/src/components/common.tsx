@@ -48,7 +48,7 @@ export function ConfirmDelete(props: {
     props.onClose();
   };
   return (
-    <Modal opened={props.opened} onClose={close} title={props.title}>
+    <Modal opened={props.opened} onClose={close} title={props.title} closeButtonProps={{ "aria-label": "Close" }}>
       <Stack>
         <Text size="sm">{props.what} This cannot be undone.</Text>
         <TextInput

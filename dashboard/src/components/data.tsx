@@ -100,7 +100,7 @@ export function FormModal(props: {
     }
   }
   return (
-    <Modal opened onClose={props.onClose} title={props.title}>
+    <Modal opened onClose={props.onClose} title={props.title} closeButtonProps={{ "aria-label": "Close" }}>
       <form onSubmit={submit}>
         <Stack>
           {error && <Alert color="red">{error}</Alert>}

@@ -386,19 +386,21 @@ function Schedules({ slug }: { slug: string }) {
       <DataTable label="Schedules" columns={columns} rows={schedules} rowKey={(s) => s.name} error={error} empty="No schedules." />
       {showing && <Runs key={showing} slug={slug} name={showing} />}
       {creating && <ScheduleForm slug={slug} onClose={() => setCreating(false)} onDone={reload} />}
-      <ConfirmDelete
-        opened={deleting !== null}
-        onClose={() => setDeleting(null)}
-        title="Delete schedule"
-        word={deleting ?? ""}
-        what={`The schedule ${deleting} and its run history are deleted.`}
-        onConfirm={async () => {
-          await api.admin(`/admin/v1/functions/${slug}/schedules/${encodeURIComponent(deleting ?? "")}`, { method: "DELETE" });
-          notifyOk("Schedule deleted");
-          if (showing === deleting) setShowing(null);
-          reload();
-        }}
-      />
+      {deleting && (
+        <ConfirmDelete
+          opened
+          onClose={() => setDeleting(null)}
+          title="Delete schedule"
+          word={deleting}
+          what={`The schedule ${deleting} and its run history are deleted.`}
+          onConfirm={async () => {
+            await api.admin(`/admin/v1/functions/${slug}/schedules/${encodeURIComponent(deleting)}`, { method: "DELETE" });
+            notifyOk("Schedule deleted");
+            if (showing === deleting) setShowing(null);
+            reload();
+          }}
+        />
+      )}
     </Stack>
   );
 }
