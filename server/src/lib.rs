@@ -13,11 +13,13 @@
 //! - [`functions`]: Deno edge functions (deploy, invoke, secrets, logs, schedules).
 //! - [`ai`]: the OpenAI-compatible AI gateway (providers, fallback, metering, quotas).
 //! - [`webhooks`]: signed, retried, logged HTTP callbacks for project events.
+//! - [`backup`]: `ferrobase backup` / `restore` of whole projects (database, files, control plane).
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
 //! - [`outbound`]: the SSRF guard for every outgoing HTTP request.
 //! - [`dashboard`]: the embedded admin web UI at `/dashboard`.
 //! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
+//! - [`typegen`]: `ferrobase gen types` (TypeScript / Rust types of a project).
 //! - [`throttle`]: per-node bounds on image transforms and admin SQL.
 //! - [`app`]: shared state and the server loop; [`cli`]: the `ferrobase` command.
 
@@ -25,6 +27,7 @@ pub mod admin;
 pub mod ai;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod crypto;
@@ -39,6 +42,7 @@ pub mod rest;
 pub mod schema;
 pub mod storage;
 pub mod tenant;
+pub mod typegen;
 pub mod throttle;
 pub mod webhooks;
 

@@ -54,6 +54,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/views", get(schema::list_views))
         .route("/admin/v1/sql-functions", get(schema::list_functions))
         .route("/admin/v1/triggers", get(schema::list_triggers))
+        .route("/admin/v1/types", get(crate::typegen::get_types))
 }
 
 /// A caller allowed to administer the project: its service-role key, or a
