@@ -251,8 +251,14 @@ async fn restore_into(
         )
         .await;
         let _ = std::fs::remove_file(&list_file);
-        // pg_dump prints the role bare when it needs no quotes.
-        let sql = String::from_utf8_lossy(&sql?)
+        // pg_dump prints the role bare when it needs no quotes; psql
+        // meta-commands (`\restrict …` in recent releases) are not SQL.
+        let sql: String = String::from_utf8_lossy(&sql?)
+            .lines()
+            .filter(|l| !l.starts_with('\\'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let sql = sql
             .replace(
                 &format!("FOR ROLE {} ", quote_ident(&old_role)),
                 &format!("FOR ROLE {role} "),
