@@ -167,9 +167,7 @@ async fn main() -> AnyResult<()> {
         "bob sees alice and himself in the room",
     )?;
     wait_for(&mut alice_room, "presence join of bob", |e| match e {
-        RealtimeEvent::PresenceJoin(m) if m.user_id.as_deref() == Some(bob_id.as_str()) => {
-            Some(())
-        }
+        RealtimeEvent::PresenceJoin(m) if m.user_id.as_deref() == Some(bob_id.as_str()) => Some(()),
         _ => None,
     })
     .await?;

@@ -112,10 +112,7 @@ async fn main() -> AnyResult<()> {
     check(g.version == "v2", "the new version serves")?;
     admin.activate("hello", v1).await?;
     let g: Greeting = hello.invoke("hello", &json!({"name": "Ada"})).await?;
-    check(
-        g.version == "v1",
-        &format!("rolled back to version {v1}"),
-    )?;
+    check(g.version == "v1", &format!("rolled back to version {v1}"))?;
 
     // console.log output lands in the function's logs (written shortly after).
     let mut logged = false;

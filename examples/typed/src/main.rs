@@ -129,12 +129,7 @@ async fn main() -> AnyResult<()> {
         .await?;
     check(sum == 42, "rpc add_numbers(40, 2) = 42")?;
     let sad: NotesByMoodReturns = db
-        .rpc(
-            NotesByMood::NAME,
-            NotesByMood {
-                m: Some(Mood::Sad),
-            },
-        )
+        .rpc(NotesByMood::NAME, NotesByMood { m: Some(Mood::Sad) })
         .fetch()
         .await?;
     check(

@@ -109,10 +109,12 @@ async fn main() -> AnyResult<()> {
     println!("registered webhook endpoint {endpoint_id} -> {public_url}");
 
     let (tx, mut verified) = mpsc::unbounded_channel();
-    let app = Router::new().route("/hooks", post(hook)).with_state(Receiver {
-        secret,
-        verified: tx,
-    });
+    let app = Router::new()
+        .route("/hooks", post(hook))
+        .with_state(Receiver {
+            secret,
+            verified: tx,
+        });
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     println!("receiver listening on {addr}");
 

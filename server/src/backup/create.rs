@@ -79,9 +79,9 @@ pub async fn backup_project(
     progress.step(&format!("backup {r}: [1/4] database (pg_dump)"));
 
     // 1. The database, as its owner (who owns everything in it).
-    let db_config: tokio_postgres::Config = db_url
-        .parse()
-        .map_err(|_| BackupError::Invalid("the project's connection string does not parse".into()))?;
+    let db_config: tokio_postgres::Config = db_url.parse().map_err(|_| {
+        BackupError::Invalid("the project's connection string does not parse".into())
+    })?;
     let (mut args, password) = libpq_args(&db_config);
     let dump = dir.join(DATABASE);
     args.extend([
@@ -167,7 +167,9 @@ pub async fn backup_project(
                     .await
                     .map_err(io(format!("writing {rel_path}")))?;
             }
-            file.flush().await.map_err(io(format!("writing {rel_path}")))?;
+            file.flush()
+                .await
+                .map_err(io(format!("writing {rel_path}")))?;
             let e = entry(&dir, &rel_path)?;
             objects += 1;
             object_bytes += e.bytes;

@@ -115,7 +115,9 @@ pub enum BackupError {
     #[error("storage: {0}")]
     Storage(String),
     /// A sealed value did not open (another platform key?).
-    #[error("cannot open the backup's secrets (is this the platform key they were sealed with?): {0}")]
+    #[error(
+        "cannot open the backup's secrets (is this the platform key they were sealed with?): {0}"
+    )]
     Crypto(#[from] CryptoError),
     /// Signing new keys failed.
     #[error(transparent)]
@@ -231,8 +233,7 @@ pub(crate) async fn run_tool(
 
 /// Size and SHA-256 (hex) of a file, read in chunks.
 pub fn file_digest(path: &Path) -> Result<(u64, String), BackupError> {
-    let mut file =
-        std::fs::File::open(path).map_err(io(format!("reading {}", path.display())))?;
+    let mut file = std::fs::File::open(path).map_err(io(format!("reading {}", path.display())))?;
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
@@ -294,7 +295,9 @@ pub fn verify(dir: &Path) -> Result<Manifest, BackupError> {
     for f in &manifest.files {
         let safe = !f.path.is_empty()
             && !f.path.starts_with('/')
-            && f.path.split('/').all(|p| !p.is_empty() && p != "." && p != "..");
+            && f.path
+                .split('/')
+                .all(|p| !p.is_empty() && p != "." && p != "..");
         if !safe {
             return Err(BackupError::Invalid(format!(
                 "{MANIFEST} lists an unsafe path {:?}",

@@ -18,15 +18,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use object_store::PutPayload;
 use object_store::ObjectStoreExt as _;
+use object_store::PutPayload;
 use object_store::path::Path as ObjectPath;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{
-    BackupError, CONTROL, DATABASE, Manifest, Progress, STORAGE, io, libpq_args, pg_tool,
-    run_tool, verify,
+    BackupError, CONTROL, DATABASE, Manifest, Progress, STORAGE, io, libpq_args, pg_tool, run_tool,
+    verify,
 };
 use crate::crypto::{SigningKey, random_hex};
 use crate::db::{quote_ident, quote_literal};
@@ -78,7 +78,17 @@ pub async fn restore_project(
     )
     .map_err(|e| BackupError::Invalid(format!("{CONTROL} is damaged: {e}")))?;
     let mut created = Created::default();
-    match restore_into(platform, dir, &manifest, &state, &target, progress, &mut created).await {
+    match restore_into(
+        platform,
+        dir,
+        &manifest,
+        &state,
+        &target,
+        progress,
+        &mut created,
+    )
+    .await
+    {
         Ok(()) => {
             platform
                 .audit(
@@ -142,9 +152,9 @@ async fn restore_into(
         let sealed = platform.secrets().encrypt_str(&conn_context(id), &url);
         (id, db_name, url, sealed)
     };
-    let db_config: tokio_postgres::Config = db_url
-        .parse()
-        .map_err(|_| BackupError::Invalid("the project's connection string does not parse".into()))?;
+    let db_config: tokio_postgres::Config = db_url.parse().map_err(|_| {
+        BackupError::Invalid("the project's connection string does not parse".into())
+    })?;
     let password = db_config
         .get_password()
         .map(|p| String::from_utf8_lossy(p).into_owned())
@@ -175,7 +185,9 @@ async fn restore_into(
         .await?;
     created.role = Some(db_name.clone());
     control
-        .batch_execute(&format!("grant anon, authenticated, service_role to {role}"))
+        .batch_execute(&format!(
+            "grant anon, authenticated, service_role to {role}"
+        ))
         .await?;
     control
         .batch_execute(&format!("create database {role} owner {role}"))
@@ -216,8 +228,13 @@ async fn restore_into(
     let listing = String::from_utf8_lossy(&listing).into_owned();
     // Default privileges name their role (`FOR ROLE old`): under a new
     // owner they are restored separately, renamed (below).
-    let keep = |l: &&str| !l.contains(" EVENT TRIGGER ") && !(renamed && l.contains(" DEFAULT ACL "));
-    let main_list: String = listing.lines().filter(keep).map(|l| format!("{l}\n")).collect();
+    let keep =
+        |l: &&str| !l.contains(" EVENT TRIGGER ") && !(renamed && l.contains(" DEFAULT ACL "));
+    let main_list: String = listing
+        .lines()
+        .filter(keep)
+        .map(|l| format!("{l}\n"))
+        .collect();
     let default_acls: String = listing
         .lines()
         .filter(|l| renamed && l.contains(" DEFAULT ACL "))
@@ -299,7 +316,9 @@ async fn restore_into(
             let t = quote_ident(&table);
             control
                 .execute(
-                    &format!("insert into {t} select * from jsonb_populate_recordset(null::{t}, $1)"),
+                    &format!(
+                        "insert into {t} select * from jsonb_populate_recordset(null::{t}, $1)"
+                    ),
                     &[rows],
                 )
                 .await?;
@@ -320,7 +339,11 @@ async fn restore_into(
     let objects: Vec<_> = manifest
         .files
         .iter()
-        .filter_map(|f| f.path.strip_prefix(&format!("{STORAGE}/")).map(|rel| (f, rel)))
+        .filter_map(|f| {
+            f.path
+                .strip_prefix(&format!("{STORAGE}/"))
+                .map(|rel| (f, rel))
+        })
         .collect();
     if !objects.is_empty() {
         let store = storage
@@ -462,7 +485,10 @@ async fn clean_up(platform: &Platform, created: &Created) {
     };
     let mut statements = Vec::new();
     if let Some(db) = &created.database {
-        statements.push(format!("drop database if exists {} with (force)", quote_ident(db)));
+        statements.push(format!(
+            "drop database if exists {} with (force)",
+            quote_ident(db)
+        ));
     }
     if let Some(role) = &created.role {
         statements.push(format!("drop role if exists {}", quote_ident(role)));

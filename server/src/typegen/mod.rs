@@ -22,9 +22,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::admin::ProjectAdmin;
-use crate::app::AppState;
-use crate::http::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::platform::{Platform, ProjectRef, projects};
+use crate::state::AppState;
 
 pub use model::Model;
 
@@ -69,7 +69,11 @@ pub enum TypesError {
 
 /// Types of project `r` (for `ferrobase gen types`): connects to its
 /// database as the owner and reads the exposed schemas.
-pub async fn for_project(platform: &Platform, r: &ProjectRef, lang: Lang) -> Result<String, TypesError> {
+pub async fn for_project(
+    platform: &Platform,
+    r: &ProjectRef,
+    lang: Lang,
+) -> Result<String, TypesError> {
     let project = projects::load(platform, r.as_str())
         .await?
         .ok_or_else(|| TypesError::NotFound(r.as_str().to_owned()))?;

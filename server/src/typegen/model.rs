@@ -45,7 +45,10 @@ pub struct Model {
 
 impl Model {
     /// Reads the catalog of `schemas`.
-    pub async fn load(client: &impl GenericClient, schemas: &[String]) -> Result<Model, TypesError> {
+    pub async fn load(
+        client: &impl GenericClient,
+        schemas: &[String],
+    ) -> Result<Model, TypesError> {
         let cache = SchemaCache::load(client, schemas)
             .await
             .map_err(|e| TypesError::Schema(e.to_string()))?;
@@ -175,14 +178,38 @@ impl Model {
             "double precision" | "numeric" => Scalar::F64,
             "json" | "jsonb" => Scalar::Json,
             "void" => Scalar::Void,
-            "text" | "character varying" | "character" | "\"char\"" | "name" | "citext"
-            | "uuid" | "date" | "time without time zone" | "time with time zone"
-            | "timestamp without time zone" | "timestamp with time zone" | "interval"
-            | "bytea" | "inet" | "cidr" | "macaddr" | "macaddr8" | "money" | "tsvector"
-            | "tsquery" | "xml" | "bit" | "bit varying" | "int4range" | "int8range"
-            | "numrange" | "tsrange" | "tstzrange" | "daterange" | "point" | "ltree" => {
-                Scalar::Text
-            }
+            "text"
+            | "character varying"
+            | "character"
+            | "\"char\""
+            | "name"
+            | "citext"
+            | "uuid"
+            | "date"
+            | "time without time zone"
+            | "time with time zone"
+            | "timestamp without time zone"
+            | "timestamp with time zone"
+            | "interval"
+            | "bytea"
+            | "inet"
+            | "cidr"
+            | "macaddr"
+            | "macaddr8"
+            | "money"
+            | "tsvector"
+            | "tsquery"
+            | "xml"
+            | "bit"
+            | "bit varying"
+            | "int4range"
+            | "int8range"
+            | "numrange"
+            | "tsrange"
+            | "tstzrange"
+            | "daterange"
+            | "point"
+            | "ltree" => Scalar::Text,
             other => match self.enum_of(other, schema) {
                 Some((s, n)) => Scalar::Enum(s, n),
                 None => Scalar::Unknown,

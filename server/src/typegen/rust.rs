@@ -69,7 +69,11 @@ fn enum_def(out: &mut String, schema: &str, name: &str, labels: &[String]) {
             variant = format!("{variant}{i}");
             used.insert(variant.clone());
         }
-        let _ = writeln!(out, "        #[serde(rename = {})]\n        {variant},", string(label));
+        let _ = writeln!(
+            out,
+            "        #[serde(rename = {})]\n        {variant},",
+            string(label)
+        );
     }
     out.push_str("    }\n");
 }
@@ -85,7 +89,11 @@ fn relation(out: &mut String, model: &Model, schema: &str, t: &Table, writable: 
     );
     for c in &t.columns {
         let ty = rust_type(&model.map_type(&c.pg_type, schema), "super");
-        let ty = if c.nullable { format!("Option<{ty}>") } else { ty };
+        let ty = if c.nullable {
+            format!("Option<{ty}>")
+        } else {
+            ty
+        };
         field(out, &c.name, &ty, "");
     }
     let _ = write!(
@@ -153,9 +161,8 @@ fn function(out: &mut String, model: &Model, schema: &str, f: &Function) {
         }
         // Every argument is optional to the struct (so `Default` works);
         // one without a SQL default must be set.
-        attrs.push_str(
-            "            #[serde(default, skip_serializing_if = \"Option::is_none\")]\n",
-        );
+        attrs
+            .push_str("            #[serde(default, skip_serializing_if = \"Option::is_none\")]\n");
         let _ = writeln!(out, "{attrs}            pub {ident}: Option<{ty}>,");
     }
     let _ = write!(
@@ -228,17 +235,20 @@ fn rust_type(ty: &PgType, root: &str) -> String {
 
 /// Rust keywords (strict and reserved, 2024 edition).
 const KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern",
-    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move",
-    "mut", "pub", "ref", "return", "static", "struct", "trait", "true", "type", "unsafe",
-    "use", "where", "while", "abstract", "become", "box", "do", "final", "macro", "override",
-    "priv", "typeof", "unsized", "virtual", "yield", "try",
+    "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern", "false",
+    "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub",
+    "ref", "return", "static", "struct", "trait", "true", "type", "unsafe", "use", "where",
+    "while", "abstract", "become", "box", "do", "final", "macro", "override", "priv", "typeof",
+    "unsized", "virtual", "yield", "try",
 ];
 
 /// A field/module identifier for `name`, and the original name when it
 /// must be renamed for serde.
 fn field_ident(name: &str) -> (String, Option<String>) {
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
@@ -324,7 +334,10 @@ mod tests {
             field_ident("createdAt"),
             ("created_at".into(), Some("createdAt".into()))
         );
-        assert_eq!(field_ident("my col"), ("my_col".into(), Some("my col".into())));
+        assert_eq!(
+            field_ident("my col"),
+            ("my_col".into(), Some("my col".into()))
+        );
         assert_eq!(field_ident("1st"), ("f_1st".into(), Some("1st".into())));
         assert_eq!(type_ident("user_profiles"), "UserProfiles");
         assert_eq!(type_ident("in progress"), "InProgress");

@@ -129,7 +129,11 @@ fn table(out: &mut String, model: &Model, schema: &str, t: &Table, with_writes: 
         out.push('\n');
         for fk in &t.foreign_keys {
             let cols = |names: &[String]| {
-                names.iter().map(|n| string(n)).collect::<Vec<_>>().join(", ")
+                names
+                    .iter()
+                    .map(|n| string(n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             let _ = writeln!(
                 out,
@@ -168,7 +172,8 @@ fn function(out: &mut String, model: &Model, schema: &str, f: &Function) {
             Some(t) if rel.schema == schema || model.schemas.contains(&rel.schema) => {
                 let section = if matches!(
                     t.kind,
-                    crate::rest::schema::RelKind::View | crate::rest::schema::RelKind::MaterializedView
+                    crate::rest::schema::RelKind::View
+                        | crate::rest::schema::RelKind::MaterializedView
                 ) {
                     "Views"
                 } else {
@@ -186,7 +191,13 @@ fn function(out: &mut String, model: &Model, schema: &str, f: &Function) {
         let fields: Vec<String> = f
             .out_columns
             .iter()
-            .map(|(n, t)| format!("{}: {} | null", key(n), ts_type(&model.map_type(t, schema), schema)))
+            .map(|(n, t)| {
+                format!(
+                    "{}: {} | null",
+                    key(n),
+                    ts_type(&model.map_type(t, schema), schema)
+                )
+            })
             .collect();
         format!("{{ {} }}{set}", fields.join("; "))
     } else {

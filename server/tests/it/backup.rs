@@ -131,7 +131,12 @@ async fn backup_delete_restore_and_restore_under_a_new_ref() {
         .expect("backup");
     assert_eq!(dir, to.join("bk-orig"));
     let manifest = backup::verify(&dir).expect("manifest verifies");
-    assert!(manifest.files.iter().any(|f| f.path == "database.dump" && f.bytes > 0));
+    assert!(
+        manifest
+            .files
+            .iter()
+            .any(|f| f.path == "database.dump" && f.bytes > 0)
+    );
     assert_eq!(
         manifest
             .files
@@ -143,10 +148,19 @@ async fn backup_delete_restore_and_restore_under_a_new_ref() {
         manifest.files
     );
     let control = std::fs::read_to_string(dir.join("control.json")).expect("control.json");
-    assert!(!control.contains(&p.service) && !control.contains(&p.anon), "keys stay sealed");
-    assert!(!control.contains("postgresql://"), "the connection string stays sealed");
+    assert!(
+        !control.contains(&p.service) && !control.contains(&p.anon),
+        "keys stay sealed"
+    );
+    assert!(
+        !control.contains("postgresql://"),
+        "the connection string stays sealed"
+    );
     let progress = lines.0.lock().expect("lock").join("\n");
-    assert!(progress.contains("[1/4] database") && progress.contains("[4/4] done"), "{progress}");
+    assert!(
+        progress.contains("[1/4] database") && progress.contains("[4/4] done"),
+        "{progress}"
+    );
     // A second backup into the same place is refused, not overwritten.
     let again = backup::create::backup_project(&t.app.platform, &r, &to, &backup::Quiet).await;
     assert!(matches!(again, Err(BackupError::Invalid(_))), "{again:?}");
@@ -203,7 +217,11 @@ async fn backup_delete_restore_and_restore_under_a_new_ref() {
     assert_ne!(c.db_url, d.db_url);
     let copy_url = c.project.url.clone();
     let ada_copy = user(&copy_url, &c.anon_key, &c.service_role_key, false).await;
-    assert_eq!(notes(&ada_copy).await.len(), 2, "the copy has the backed-up rows");
+    assert_eq!(
+        notes(&ada_copy).await.len(),
+        2,
+        "the copy has the backed-up rows"
+    );
     assert_eq!(notes(&ada).await.len(), 3, "the original keeps its own");
     let copied = Client::new(&copy_url, &c.service_role_key)
         .expect("service")
@@ -227,8 +245,11 @@ async fn backup_delete_restore_and_restore_under_a_new_ref() {
 async fn damaged_or_incomplete_backups_are_refused() {
     let t = TestApp::spawn().await;
     let p = t.create_project("bk-bad").await;
-    t.owner_sql(&p, "create table public.t (id int primary key); insert into public.t values (1);")
-        .await;
+    t.owner_sql(
+        &p,
+        "create table public.t (id int primary key); insert into public.t values (1);",
+    )
+    .await;
     let r = ProjectRef::parse("bk-bad").expect("ref");
     let to = temp_dir("backup-bad");
     let dir = backup::create::backup_project(&t.app.platform, &r, &to, &backup::Quiet)
@@ -252,7 +273,11 @@ async fn damaged_or_incomplete_backups_are_refused() {
     bytes[last] ^= 0xff;
     std::fs::write(&dump, bytes).expect("write");
     let e = restore(bad.clone()).await.expect_err("corrupt dump");
-    assert!(e.to_string().contains("database.dump does not match its checksum"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("database.dump does not match its checksum"),
+        "{e}"
+    );
 
     // No manifest; a manifest that is not JSON; a missing file.
     let none = temp_dir("backup-none");

@@ -28,7 +28,12 @@ pub fn describe(out: &Output) -> String {
 /// `cargo run -p NAME` in the examples workspace with the project's URL
 /// and keys (each given only when `Some`). Runs through tokio so the
 /// in-process server keeps answering meanwhile.
-pub async fn run_example(name: &str, url: &str, anon: Option<&str>, service: Option<&str>) -> Output {
+pub async fn run_example(
+    name: &str,
+    url: &str,
+    anon: Option<&str>,
+    service: Option<&str>,
+) -> Output {
     run_example_with(name, url, anon, service, &[]).await
 }
 
@@ -239,7 +244,13 @@ async fn ai_chat_example_streams_through_the_gateway() {
     // The upstream got the alias resolved and the server-side key.
     let body = upstream.seen.body.lock().expect("lock").clone();
     assert_eq!(body.map(|b| b["model"].clone()), Some("stub-model".into()));
-    let auth = upstream.seen.headers.lock().expect("lock").get("authorization").cloned();
+    let auth = upstream
+        .seen
+        .headers
+        .lock()
+        .expect("lock")
+        .get("authorization")
+        .cloned();
     assert_eq!(
         auth.and_then(|v| v.to_str().ok().map(str::to_owned)),
         Some(format!("Bearer {key}"))

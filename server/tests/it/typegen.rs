@@ -173,12 +173,25 @@ async fn typescript_types_typecheck_with_postgrest_js() {
     .expect("write program");
     let bad = tokio::process::Command::new(node_bin())
         .arg(modules.join("typescript/bin/tsc"))
-        .args(["--noEmit", "--strict", "--skipLibCheck", "--module", "esnext", "--moduleResolution", "bundler", "database.ts", "use.ts"])
+        .args([
+            "--noEmit",
+            "--strict",
+            "--skipLibCheck",
+            "--module",
+            "esnext",
+            "--moduleResolution",
+            "bundler",
+            "database.ts",
+            "use.ts",
+        ])
         .current_dir(&dir)
         .output()
         .await
         .expect("run tsc");
-    assert!(!bad.status.success(), "tsc accepted a number for a text column");
+    assert!(
+        !bad.status.success(),
+        "tsc accepted a number for a text column"
+    );
 }
 
 #[tokio::test]
@@ -268,7 +281,11 @@ async fn types_endpoint_refusals() {
         .send()
         .await
         .expect("send");
-    assert!(resp.status() == 401 || resp.status() == 403, "{}", resp.status());
+    assert!(
+        resp.status() == 401 || resp.status() == 403,
+        "{}",
+        resp.status()
+    );
     // An unknown language is a 400 in the error envelope, not a 500.
     let resp = t
         .http
@@ -289,7 +306,11 @@ async fn types_endpoint_refusals() {
         .send()
         .await
         .expect("send");
-    assert!(resp.status() == 401 || resp.status() == 403, "{}", resp.status());
+    assert!(
+        resp.status() == 401 || resp.status() == 403,
+        "{}",
+        resp.status()
+    );
     // The default language is TypeScript.
     let resp = t
         .http
@@ -300,5 +321,10 @@ async fn types_endpoint_refusals() {
         .await
         .expect("send");
     assert_eq!(resp.status(), 200);
-    assert!(resp.text().await.expect("body").contains("export type Database"));
+    assert!(
+        resp.text()
+            .await
+            .expect("body")
+            .contains("export type Database")
+    );
 }

@@ -1,98 +1,23 @@
-//! The application state shared by every handler, and the server loop.
+//! The top of the server: the router (the API's table of contents), the
+//! middleware, health, metrics and OpenAPI endpoints, and the serve loop with
+//! its background tasks and graceful drain. Capabilities never import this
+//! module; it imports them.
+
+pub mod health;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod router;
+pub mod server;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
-use deadpool_postgres::Pool;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tower::Layer as _;
 
-use crate::db::pools::ProjectPools;
-use crate::http::middleware::rewrite_host;
-use crate::platform::Platform;
-use crate::tenant::{ProjectRegistry, Tenant};
-
-/// Everything a request may need. Built once; handlers get it as [`AppState`].
-pub struct App {
-    /// The control plane.
-    pub platform: Platform,
-    /// Loaded projects by ref.
-    pub projects: ProjectRegistry,
-    /// Open per-project connection pools.
-    pub pools: ProjectPools,
-    /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
-    /// Data API schema caches by project.
-    pub schema_caches: crate::http::rest::SchemaCaches,
-    /// The object store behind `/storage/v1` (or why it could not be opened).
-    pub storage: crate::storage::StorageHandle,
-    /// Edge functions: the provider, the log sink, the deployment cache.
-    pub functions: Arc<crate::functions::Functions>,
-    /// The AI gateway (`/ai/v1`): upstream HTTP client and timeouts.
-    pub ai: crate::ai::Gateway,
-    /// Per-node bounds on image transforms and admin SQL.
-    pub throttles: crate::throttle::Throttles,
-    /// The Socket.IO realtime hub.
-    pub realtime: crate::realtime::Hub,
-    /// Set when shutdown starts: readiness answers 503 from then on.
-    pub draining: std::sync::atomic::AtomicBool,
-}
-
-/// Shared handle on [`App`].
-pub type AppState = Arc<App>;
-
-impl App {
-    /// Builds the state around an opened platform.
-    pub fn new(platform: Platform) -> AppState {
-        let config = platform.config();
-        let pools = ProjectPools::new(
-            config.pool_max_size,
-            Duration::from_millis(config.pool_acquire_timeout_ms),
-        );
-        let storage = crate::storage::StorageHandle::from_config(config);
-        let functions = crate::functions::Functions::new(&platform);
-        let ai = crate::ai::Gateway::from_config(config);
-        let throttles = crate::throttle::Throttles::new(config);
-        let realtime_config = config.realtime.clone();
-        Arc::new_cyclic(|app| App {
-            platform,
-            projects: ProjectRegistry::default(),
-            pools,
-            metrics: crate::http::metrics::handle(),
-            schema_caches: Default::default(),
-            storage,
-            functions,
-            ai,
-            throttles,
-            realtime: crate::realtime::Hub::new(app.clone(), realtime_config),
-            draining: std::sync::atomic::AtomicBool::new(false),
-        })
-    }
-
-    /// Deletes a project everywhere: its database and role, its stored
-    /// objects, and this node's pool and caches of it.
-    pub async fn delete_project(
-        &self,
-        r: &crate::platform::ProjectRef,
-        actor: &str,
-    ) -> Result<(), crate::platform::projects::ProjectError> {
-        self.projects.invalidate(r.as_str());
-        let id = crate::platform::projects::delete(&self.platform, r, actor).await?;
-        self.pools.remove(id);
-        self.schema_caches.remove(id);
-        self.projects.invalidate(r.as_str());
-        self.storage.purge_project(id).await;
-        Ok(())
-    }
-
-    /// The connection pool of a project (opened on first use).
-    pub fn project_pool(&self, tenant: &Tenant) -> Pool {
-        self.pools
-            .get(tenant.project.id, || tenant.project.db_config.clone())
-    }
-}
+use crate::state::AppState;
+use middleware::rewrite_host;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains
 /// in-flight requests and closes the project pools. Also runs the tasks that
@@ -136,7 +61,7 @@ pub async fn serve(
     // Webhook deliveries: every node runs a dispatcher (see `webhooks::worker`).
     let webhooks = crate::webhooks::worker::spawn(app.clone());
     let base_domain = app.platform.config().base_domain.clone();
-    let router = crate::http::router::build(app.clone());
+    let router = router::build(app.clone());
     let service = tower::util::MapRequestLayer::new(move |req: Request| {
         rewrite_host(req, base_domain.as_deref())
     })
@@ -164,7 +89,7 @@ pub async fn serve(
         tokio::time::sleep(drain_delay).await;
         drain_app.realtime.shutdown().await;
     };
-    let result = crate::http::server::run(listener, service, shutdown, header_timeout, grace).await;
+    let result = server::run(listener, service, shutdown, header_timeout, grace).await;
     reaper.abort();
     scheduler.abort();
     webhooks.abort();
