@@ -174,7 +174,7 @@ pub async fn backup_project(
             objects += 1;
             object_bytes += e.bytes;
             files.push(e);
-            if objects % 100 == 0 {
+            if objects.is_multiple_of(100) {
                 progress.step(&format!("backup {r}: [3/4] storage: {objects} objects…"));
             }
         }

@@ -229,7 +229,7 @@ async fn restore_into(
     // Default privileges name their role (`FOR ROLE old`): under a new
     // owner they are restored separately, renamed (below).
     let keep =
-        |l: &&str| !l.contains(" EVENT TRIGGER ") && !(renamed && l.contains(" DEFAULT ACL "));
+        |l: &&str| !(l.contains(" EVENT TRIGGER ") || (renamed && l.contains(" DEFAULT ACL ")));
     let main_list: String = listing
         .lines()
         .filter(keep)
