@@ -14,12 +14,14 @@
 //! - [`functions`]: Deno edge functions (deploy, invoke, secrets, logs, schedules).
 //! - [`ai`]: the OpenAI-compatible AI gateway (providers, fallback, metering, quotas).
 //! - [`webhooks`]: signed, retried, logged HTTP callbacks for project events.
+//! - [`backup`]: `ferrobase backup` / `restore` of whole projects (database, files, control plane).
 //! - [`db`]: the embedded cluster, pools, role-switched transactions.
 //! - [`crypto`]: secret encryption, signing keys, passwords.
 //! - [`outbound`]: the SSRF guard for every outgoing HTTP request.
 //! - [`dashboard`]: the embedded admin web UI at `/dashboard`.
 //! - [`logs`]: recent requests of this node and the platform audit log.
 //! - [`error`]: the HTTP error envelope and JSON extractor; [`telemetry`]: metrics recorder.
+//! - [`typegen`]: `ferrobase gen types` (TypeScript / Rust types of a project).
 //! - [`throttle`]: per-node bounds on image transforms and admin SQL.
 //! - [`state`]: the shared state handlers receive.
 //! - [`app`]: router, middleware, health, metrics, OpenAPI and the server loop.
@@ -29,6 +31,7 @@ pub mod admin;
 pub mod ai;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod crypto;
@@ -46,6 +49,7 @@ pub mod storage;
 pub mod telemetry;
 pub mod tenant;
 pub mod throttle;
+pub mod typegen;
 pub mod webhooks;
 
 pub use app::serve;

@@ -61,6 +61,7 @@ pub fn routes() -> Router<AppState> {
             get(schema::handlers::list_functions),
         )
         .route("/admin/v1/triggers", get(schema::handlers::list_triggers))
+        .route("/admin/v1/types", get(crate::typegen::get_types))
 }
 
 /// A caller allowed to administer the project: its service-role key, or a

@@ -43,7 +43,7 @@ use crate::{auth, tenant};
         auth::mfa::enroll, auth::mfa::challenge, auth::mfa::verify, auth::mfa::unenroll,
         auth::oauth::authorize, auth::oauth::callback_get, auth::oauth::callback_post,
         auth::oauth::put_provider, auth::oauth::list_providers, auth::oauth::delete_provider,
-        crate::admin::sql::run_sql, schema::list_schemas, schema::list_tables, schema::get_table, schema::create_table, schema::alter_table, schema::drop_table, schema::set_rls, schema::create_index, schema::drop_index, schema::create_policy, schema::drop_policy, schema::list_views, schema::list_functions, schema::list_triggers,
+        crate::admin::sql::run_sql, schema::list_schemas, schema::list_tables, schema::get_table, schema::create_table, schema::alter_table, schema::drop_table, schema::set_rls, schema::create_index, schema::drop_index, schema::create_policy, schema::drop_policy, schema::list_views, schema::list_functions, schema::list_triggers, crate::typegen::get_types,
         st::buckets::list, st::buckets::get, st::buckets::create, st::buckets::update,
         st::buckets::empty, st::buckets::delete,
         st::objects::upload, st::objects::download, st::objects::download_public, st::objects::info,

@@ -56,6 +56,36 @@ pub enum Command {
     /// Manage platform admins.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Generate code from a project.
+    #[command(subcommand)]
+    Gen(GenCommand),
+    /// Back up projects (database dump, stored files, control-plane rows
+    /// with secrets still sealed, a manifest with checksums) into
+    /// `{to}/{ref}/`.
+    Backup {
+        /// Project ref (or --all).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        project_ref: Option<String>,
+        /// Every ready project.
+        #[arg(long)]
+        all: bool,
+        /// Directory to write into.
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// Restore a project from its backup directory (`{to}/{ref}` of
+    /// `ferrobase backup`): under its own ref (refused while a project has
+    /// it) or a new one.
+    Restore {
+        /// The project's backup directory (holds manifest.json).
+        dir: std::path::PathBuf,
+        /// Restore under this ref instead (side by side with the original).
+        #[arg(long = "ref")]
+        new_ref: Option<String>,
+        /// Print one JSON object (the project with its keys) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check this machine for what Ferrobase needs (Postgres, data dir,
     /// port, Deno, disk) and say what to fix; exits non-zero on a problem.
     Doctor {
@@ -97,6 +127,21 @@ pub enum ProjectCommand {
     Delete {
         /// Project ref.
         project_ref: String,
+    },
+}
+
+/// `ferrobase gen …`
+#[derive(Debug, Subcommand)]
+pub enum GenCommand {
+    /// Print TypeScript (postgrest-js / supabase-js `Database`) or Rust
+    /// (serde structs for the SDK) types of a project's exposed schemas.
+    Types {
+        /// Project ref.
+        #[arg(long = "project")]
+        project_ref: String,
+        /// Output language.
+        #[arg(long, value_enum, default_value = "typescript")]
+        lang: crate::typegen::Lang,
     },
 }
 
@@ -319,6 +364,42 @@ async fn one_shot(platform: &Platform, command: Command) -> anyhow::Result<()> {
                 .purge_project(id)
                 .await;
             println!("deleted project {r}");
+        }
+        Command::Backup {
+            project_ref,
+            all,
+            to,
+        } => {
+            let progress = crate::backup::Stderr;
+            let dirs = match project_ref {
+                Some(r) if !all => {
+                    let r = ProjectRef::parse(&r)?;
+                    vec![crate::backup::create::backup_project(platform, &r, &to, &progress).await?]
+                }
+                _ => crate::backup::create::backup_all(platform, &to, &progress).await?,
+            };
+            for d in dirs {
+                println!("{}", d.display());
+            }
+        }
+        Command::Restore { dir, new_ref, json } => {
+            let new_ref = new_ref.as_deref().map(ProjectRef::parse).transpose()?;
+            let d = crate::backup::restore::restore_project(
+                platform,
+                &dir,
+                new_ref.as_ref(),
+                &crate::backup::Stderr,
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&d)?);
+            } else {
+                print_details(&d);
+            }
+        }
+        Command::Gen(GenCommand::Types { project_ref, lang }) => {
+            let r = ProjectRef::parse(&project_ref)?;
+            print!("{}", crate::typegen::for_project(platform, &r, lang).await?);
         }
         Command::Admin(AdminCommand::Create { email, password }) => {
             let (pw, generated) = password_or_generated(password);

@@ -22,7 +22,7 @@ mod project_migrations {
 }
 
 /// Validity of API keys (anon, service role): ten years, as in Supabase.
-const API_KEY_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+pub(crate) const API_KEY_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
 
 /// A validated project ref: 3–40 of `a-z`, `0-9` and `-`, not starting or ending with `-`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -169,16 +169,16 @@ const LEGACY_SECRET: &str = "legacy_jwt_secret";
 /// Shortest accepted legacy secret (HS256 wants at least 256 bits).
 const LEGACY_SECRET_MIN_LEN: usize = 32;
 
-fn conn_context(id: Uuid) -> String {
+pub(crate) fn conn_context(id: Uuid) -> String {
     format!("project:{id}:db_conn")
 }
 
-fn secret_context(id: Uuid, name: &str) -> String {
+pub(crate) fn secret_context(id: Uuid, name: &str) -> String {
     format!("project:{id}:{name}")
 }
 
 /// A libpq-style connection URL for `user` on the cluster described by `cluster`.
-fn connection_url(
+pub(crate) fn connection_url(
     cluster: &tokio_postgres::Config,
     user: &str,
     password: &str,
@@ -212,7 +212,7 @@ fn connection_url(
 
 /// Creates the roles the API switches to, once per cluster. Tolerates a
 /// concurrent creation by another node or test.
-const API_ROLES_SQL: &str = "
+pub(crate) const API_ROLES_SQL: &str = "
 do $$ begin create role anon nologin noinherit;
 exception when duplicate_object or unique_violation then null; end $$;
 do $$ begin create role authenticated nologin noinherit;

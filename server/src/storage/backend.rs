@@ -210,6 +210,11 @@ impl Storage {
     }
 
     /// Reads `key` (optionally a range).
+    /// The underlying object store (backups read and write whole projects).
+    pub fn object_store(&self) -> &dyn ObjectStore {
+        &*self.store
+    }
+
     pub async fn get(&self, key: &Path, options: GetOptions) -> StorageResult<GetResult> {
         Ok(self.store.get_opts(key, options).await?)
     }
