@@ -50,6 +50,7 @@ impl App {
         let pools = ProjectPools::new(
             config.pool_max_size,
             Duration::from_millis(config.pool_acquire_timeout_ms),
+            config.db_max_connections.max(config.pool_max_size),
         );
         let storage = crate::storage::StorageHandle::from_config(config);
         let functions = crate::functions::Functions::new(&platform);
@@ -87,6 +88,28 @@ impl App {
         Ok(())
     }
 
+    /// Sizes the node's connection budget from the cluster (see
+    /// [`crate::db::pools::derive_budget`]); keeps the configured or minimal
+    /// budget when the cluster cannot be asked.
+    pub async fn size_connection_budget(&self) {
+        let config = self.platform.config();
+        match crate::db::pools::derive_budget(
+            self.platform.control(),
+            config.db_max_connections,
+            config.db_reserved_connections,
+        )
+        .await
+        {
+            Ok(budget) => {
+                tracing::info!(budget, "project connection budget");
+                self.pools.set_budget(budget);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not read max_connections; keeping the configured budget");
+            }
+        }
+    }
+
     /// The connection pool of a project (opened on first use).
     pub fn project_pool(&self, tenant: &Tenant) -> Pool {
         self.pools
@@ -103,6 +126,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let idle = Duration::from_secs(app.platform.config().pool_idle_timeout_secs);
+    app.size_connection_budget().await;
     let reaper = {
         let app = app.clone();
         tokio::spawn(async move {

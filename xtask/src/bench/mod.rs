@@ -11,6 +11,7 @@ mod functions;
 mod load;
 mod platform;
 mod pocketbase;
+mod projects;
 mod realtime;
 mod rest;
 mod server;
@@ -58,6 +59,11 @@ const SUITES: &[(&str, &str, Suite)] = &[
         "functions",
         "warm invoke overhead and throughput vs `deno serve`, cold start",
         functions::run,
+    ),
+    (
+        "projects",
+        "1,000 projects active at once on one node: no 503 under the connection budget",
+        projects::run,
     ),
     (
         "realtime",
