@@ -9,6 +9,7 @@
 //! - [`rest`]: the PostgREST-compatible data API.
 //! - [`auth`]: the GoTrue-compatible auth API.
 //! - [`realtime`]: the Socket.IO realtime hub (channels, presence, change events).
+//! - [`admin`]: schema management and guarded admin SQL (`/admin/v1`).
 //! - [`storage`]: Supabase Storage-compatible buckets and objects, TUS uploads.
 //! - [`functions`]: Deno edge functions (deploy, invoke, secrets, logs, schedules).
 //! - [`ai`]: the OpenAI-compatible AI gateway (providers, fallback, metering, quotas).
@@ -17,9 +18,11 @@
 //! - [`crypto`]: secret encryption, signing keys, passwords.
 //! - [`outbound`]: the SSRF guard for every outgoing HTTP request.
 //! - [`dashboard`]: the embedded admin web UI at `/dashboard`.
-//! - [`http`]: router, middleware, errors, health, metrics, OpenAPI.
+//! - [`error`]: the HTTP error envelope and JSON extractor; [`telemetry`]: metrics recorder.
 //! - [`throttle`]: per-node bounds on image transforms and admin SQL.
-//! - [`app`]: shared state and the server loop; [`cli`]: the `ferrobase` command.
+//! - [`state`]: the shared state handlers receive.
+//! - [`app`]: router, middleware, health, metrics, OpenAPI and the server loop.
+//! - [`cli`]: the `ferrobase` command.
 
 pub mod admin;
 pub mod ai;
@@ -30,18 +33,20 @@ pub mod config;
 pub mod crypto;
 pub mod dashboard;
 pub mod db;
+pub mod error;
 pub mod functions;
-pub mod http;
 pub mod outbound;
 pub mod platform;
 pub mod realtime;
 pub mod rest;
-pub mod schema;
+pub mod state;
 pub mod storage;
+pub mod telemetry;
 pub mod tenant;
 pub mod throttle;
 pub mod webhooks;
 
-pub use app::{App, AppState, serve};
+pub use app::serve;
 pub use config::Config;
 pub use platform::Platform;
+pub use state::{App, AppState};

@@ -114,13 +114,20 @@ fn connect(host_port: &str) -> Result<TcpStream> {
     Err(last.map_or_else(|| anyhow!("{host_port} resolves to nothing"), Into::into))
 }
 
-fn parse_response(raw: &[u8]) -> Result<Response> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| anyhow!("malformed response (no header end, {} bytes)", raw.len()))?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let body = &raw[split + 4..];
+/// The parts of a response head the harness needs.
+pub struct Head {
+    /// The status code.
+    pub status: u16,
+    /// `Transfer-Encoding: chunked`.
+    pub chunked: bool,
+    /// `Content-Length`, when given.
+    pub length: Option<u64>,
+}
+
+/// Parses a response head (status line and headers, without the blank line):
+/// the one head parser of xtask (the JSON client here and the streaming
+/// storage bench).
+pub fn parse_head(head: &str) -> Result<Head> {
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
@@ -137,19 +144,38 @@ fn parse_response(raw: &[u8]) -> Result<Response> {
         if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = value.to_ascii_lowercase().contains("chunked");
         } else if name.eq_ignore_ascii_case("content-length") {
-            length = value.parse::<usize>().ok();
+            length = value.parse::<u64>().ok();
         }
     }
-    let body = if chunked {
+    Ok(Head {
+        status,
+        chunked,
+        length,
+    })
+}
+
+fn parse_response(raw: &[u8]) -> Result<Response> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow!("malformed response (no header end, {} bytes)", raw.len()))?;
+    let head = parse_head(&String::from_utf8_lossy(&raw[..split]))?;
+    let body = &raw[split + 4..];
+    let body = if head.chunked {
         dechunk(body)?
-    } else if let Some(n) = length {
-        body.get(..n)
+    } else if let Some(n) = head.length {
+        usize::try_from(n)
+            .ok()
+            .and_then(|n| body.get(..n))
             .ok_or_else(|| anyhow!("body shorter than Content-Length"))?
             .to_vec()
     } else {
         body.to_vec()
     };
-    Ok(Response { status, body })
+    Ok(Response {
+        status: head.status,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {

@@ -1,59 +1,66 @@
 //! Project administration under `/p/{ref}/admin/v1`: schema management
-//! (handlers in [`crate::schema`]) and guarded admin SQL ([`sql`], checked by
-//! [`guard`]).
+//! ([`schema`]) and guarded admin SQL ([`sql`], checked by [`guard`]).
 //!
 //! Every route takes [`ProjectAdmin`]: the project's service-role key, or a
 //! platform admin token. Everything runs as the project's owner role.
 
 pub mod guard;
+pub mod schema;
 pub mod sql;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
 use axum::routing::{delete, get, post, put};
 
-use crate::app::AppState;
-use crate::http::ApiError;
+use crate::error::ApiError;
 use crate::platform::admins;
-use crate::schema::handlers as schema;
+use crate::state::AppState;
 use crate::tenant::{ProjectCtx, Tenant, authenticate};
 
 /// Routes of the admin API, relative to a project.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/v1/sql", post(sql::run_sql))
-        .route("/admin/v1/schemas", get(schema::list_schemas))
+        .route("/admin/v1/schemas", get(schema::handlers::list_schemas))
         .route(
             "/admin/v1/tables",
-            get(schema::list_tables).post(schema::create_table),
+            get(schema::handlers::list_tables).post(schema::handlers::create_table),
         )
         .route(
             "/admin/v1/tables/{table}",
-            get(schema::get_table)
-                .patch(schema::alter_table)
-                .delete(schema::drop_table),
+            get(schema::handlers::get_table)
+                .patch(schema::handlers::alter_table)
+                .delete(schema::handlers::drop_table),
         )
-        .route("/admin/v1/tables/{table}/rls", put(schema::set_rls))
+        .route(
+            "/admin/v1/tables/{table}/rls",
+            put(schema::handlers::set_rls),
+        )
         .route(
             "/admin/v1/tables/{table}/indexes",
-            post(schema::create_index),
+            post(schema::handlers::create_index),
         )
         .route(
             "/admin/v1/tables/{table}/policies",
-            post(schema::create_policy),
+            post(schema::handlers::create_policy),
         )
         .route(
             "/admin/v1/tables/{table}/policies/{policy}",
-            delete(schema::drop_policy),
+            delete(schema::handlers::drop_policy),
         )
-        .route("/admin/v1/indexes/{index}", delete(schema::drop_index))
-        .route("/admin/v1/views", get(schema::list_views))
-        .route("/admin/v1/sql-functions", get(schema::list_functions))
-        .route("/admin/v1/triggers", get(schema::list_triggers))
+        .route(
+            "/admin/v1/indexes/{index}",
+            delete(schema::handlers::drop_index),
+        )
+        .route("/admin/v1/views", get(schema::handlers::list_views))
+        .route(
+            "/admin/v1/sql-functions",
+            get(schema::handlers::list_functions),
+        )
+        .route("/admin/v1/triggers", get(schema::handlers::list_triggers))
 }
 
 /// A caller allowed to administer the project: its service-role key, or a
@@ -75,13 +82,7 @@ impl FromRequestParts<AppState> for ProjectAdmin {
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let ProjectCtx(tenant) = ProjectCtx::from_request_parts(parts, app).await?;
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim());
+        let bearer = crate::crypto::bearer_token(&parts.headers).ok().flatten();
         if let Some(token) = bearer
             && let Ok(claims) = admins::verify_token(&app.platform, token)
         {

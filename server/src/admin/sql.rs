@@ -30,8 +30,8 @@ use tokio_postgres::{NoTls, Transaction};
 
 use super::ProjectAdmin;
 use super::guard::{self, GuardError, Statement};
-use crate::app::AppState;
-use crate::http::{ApiError, ApiResult, AppJson};
+use crate::error::{ApiError, ApiResult, AppJson};
+use crate::state::AppState;
 
 /// Default and maximum statement timeout.
 const DEFAULT_TIMEOUT_MS: u64 = 15_000;

@@ -10,9 +10,9 @@ use serde_json::{Map, Value, json};
 
 use super::settings::{self, AiSettings, ProviderInput, ProviderView};
 use crate::admin::ProjectAdmin;
-use crate::app::AppState;
-use crate::http::{ApiError, ApiResult, AppJson};
+use crate::error::{ApiError, ApiResult, AppJson};
 use crate::outbound::{OutboundError, OutboundPolicy};
+use crate::state::AppState;
 
 /// `GET /admin/v1/ai/settings`.
 #[utoipa::path(get, path = "/p/{ref}/admin/v1/ai/settings", tag = "ai-admin",

@@ -13,7 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::http::ApiError;
+use crate::error::ApiError;
 
 /// An error answered by the AI gateway.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@ use super::error::{AiError, AiResult};
 use super::gateway::{Call, ChatAnswer};
 use super::meter::Subject;
 use super::settings;
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::tenant::{ProjectCtx, Tenant, authenticate};
 
 /// Authenticates the caller and gathers what a call needs.

@@ -31,8 +31,8 @@ use axum::routing::{get, patch, post};
 pub use error::{AiError, AiResult};
 pub use gateway::Gateway;
 
-use crate::app::AppState;
 use crate::config::Config;
+use crate::state::AppState;
 
 impl Gateway {
     /// The gateway with the server's settings.

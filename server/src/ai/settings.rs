@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::http::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::platform::Platform;
 
 /// Per-project gateway settings. Every field has a default; a project stores
@@ -510,10 +510,8 @@ pub async fn upstreams(
         });
     }
     if settings.use_platform_default
-        && let Some(key) = config
-            .ai_api_key
-            .as_deref()
-            .filter(|k| !k.trim().is_empty())
+        && let Some(key) =
+            crate::config::exposed(&config.ai_api_key).filter(|k| !k.trim().is_empty())
     {
         out.push(Upstream {
             name: "platform".to_owned(),

@@ -10,10 +10,11 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::error::{AuthError, AuthResult};
-use super::handlers::{LinkMail, hash_password, query_param, send_link};
+use super::links::{LinkMail, send_link};
 use super::mail::{self, Kind};
 use super::users::{self, NewUser, parse_email};
 use super::{Body, KeyedCtx, parse_body, redirect, settings};
+use super::{hash_password, query_param};
 
 fn user_not_found() -> AuthError {
     AuthError::not_found("user_not_found", "User not found")
@@ -395,6 +396,40 @@ pub async fn delete_user(
     Ok(Json(json!({})))
 }
 
+/// The user an invite or a sign-up link is for: an existing unconfirmed
+/// user is reused, a confirmed one is `email_exists`, and a new address gets
+/// a new unconfirmed email user (shared by `invite` and `generate_link`).
+async fn unconfirmed_or_new(
+    tx: &tokio_postgres::Transaction<'_>,
+    existing: Option<users::User>,
+    email: &str,
+    password_hash: Option<String>,
+    data: &Value,
+    invited: bool,
+) -> AuthResult<users::User> {
+    match existing {
+        Some(u) if u.email_confirmed_at.is_some() => Err(AuthError::unprocessable(
+            "email_exists",
+            "A user with this email address has already been registered",
+        )),
+        Some(u) => Ok(u),
+        None => Ok(users::insert(
+            tx,
+            NewUser {
+                email: Some(email),
+                password_hash,
+                confirmed: false,
+                user_metadata: data.clone(),
+                app_metadata: json!({}),
+                provider: "email",
+                is_anonymous: false,
+                invited,
+            },
+        )
+        .await?),
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct InviteParams {
@@ -421,31 +456,8 @@ pub async fn invite(
     let project_url = ctx.project_url();
     let db: &mut tokio_postgres::Client = &mut ctx.client;
     let tx = db.transaction().await?;
-    let user = match users::by_email(&tx, &email).await? {
-        Some(u) if u.email_confirmed_at.is_some() => {
-            return Err(AuthError::unprocessable(
-                "email_exists",
-                "A user with this email address has already been registered",
-            ));
-        }
-        Some(u) => u,
-        None => {
-            users::insert(
-                &tx,
-                NewUser {
-                    email: Some(&email),
-                    password_hash: None,
-                    confirmed: false,
-                    user_metadata: data.clone(),
-                    app_metadata: json!({}),
-                    provider: "email",
-                    is_anonymous: false,
-                    invited: true,
-                },
-            )
-            .await?
-        }
-    };
+    let existing = users::by_email(&tx, &email).await?;
+    let user = unconfirmed_or_new(&tx, existing, &email, None, &data, true).await?;
     send_link(
         &tx,
         &config,
@@ -516,65 +528,17 @@ pub async fn generate_link(KeyedCtx(mut ctx): KeyedCtx, body: Body) -> AuthResul
     let existing = users::by_email(&tx, &email).await?;
     let (user, token_type, verify_type, target) = match kind.as_str() {
         "signup" => {
-            let user = match existing {
-                Some(u) if u.email_confirmed_at.is_some() => {
-                    return Err(AuthError::unprocessable(
-                        "email_exists",
-                        "A user with this email address has already been registered",
-                    ));
-                }
-                Some(u) => u,
-                None => {
-                    if hash.is_none() {
-                        return Err(AuthError::unprocessable(
-                            "validation_failed",
-                            "Signup requires a valid password",
-                        ));
-                    }
-                    users::insert(
-                        &tx,
-                        NewUser {
-                            email: Some(&email),
-                            password_hash: hash,
-                            confirmed: false,
-                            user_metadata: data.clone(),
-                            app_metadata: json!({}),
-                            provider: "email",
-                            is_anonymous: false,
-                            invited: false,
-                        },
-                    )
-                    .await?
-                }
-            };
+            if existing.is_none() && hash.is_none() {
+                return Err(AuthError::unprocessable(
+                    "validation_failed",
+                    "Signup requires a valid password",
+                ));
+            }
+            let user = unconfirmed_or_new(&tx, existing, &email, hash, &data, false).await?;
             (user, "confirmation", "signup", email.clone())
         }
         "invite" => {
-            let user = match existing {
-                Some(u) if u.email_confirmed_at.is_some() => {
-                    return Err(AuthError::unprocessable(
-                        "email_exists",
-                        "A user with this email address has already been registered",
-                    ));
-                }
-                Some(u) => u,
-                None => {
-                    users::insert(
-                        &tx,
-                        NewUser {
-                            email: Some(&email),
-                            password_hash: None,
-                            confirmed: false,
-                            user_metadata: data.clone(),
-                            app_metadata: json!({}),
-                            provider: "email",
-                            is_anonymous: false,
-                            invited: true,
-                        },
-                    )
-                    .await?
-                }
-            };
+            let user = unconfirmed_or_new(&tx, existing, &email, None, &data, true).await?;
             (user, "invite", "invite", email.clone())
         }
         "magiclink" | "recovery" => {

@@ -18,7 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::http::ApiError;
+use crate::error::ApiError;
 
 /// The request/response header naming the API version.
 pub const API_VERSION_HEADER: &str = "x-supabase-api-version";

@@ -6,7 +6,9 @@
 //! as the project owner; the API roles cannot touch it.
 //!
 //! Layout:
-//! - [`handlers`]: sign-up, token grants, user, logout, settings, email flows;
+//! - one file per user-facing action: [`signup`], [`token`] (grants), [`account`]
+//!   (the signed-in user, logout, public settings), [`links`] (recover, OTP,
+//!   magic link, resend), [`verify`];
 //! - [`admin`]: `/admin/users` CRUD, invite, `generate_link`, settings, mail;
 //! - [`session`]: access tokens, sessions, rotating refresh tokens;
 //! - [`users`]: the user model and its queries;
@@ -18,10 +20,11 @@
 //! - [`redirect`]: the redirect allow-list; [`settings`]: per-project settings;
 //! - [`error`]: GoTrue's error shapes.
 
+pub mod account;
 pub mod admin;
 pub mod error;
-pub mod handlers;
 pub mod limits;
+pub mod links;
 pub mod mail;
 pub mod mfa;
 pub mod oauth;
@@ -29,8 +32,11 @@ pub mod pkce;
 pub mod redirect;
 pub mod session;
 pub mod settings;
+pub mod signup;
 pub mod smtp;
+pub mod token;
 pub mod users;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,7 +49,7 @@ use axum::routing::{get, post, put};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::tenant::{Tenant, verify_token};
 use error::{AuthError, AuthResult};
 use session::{Origin, SessionInfo};
@@ -53,22 +59,22 @@ use users::User;
 /// The routes of `/auth/v1`, merged into the project routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/auth/v1/signup", post(handlers::signup))
-        .route("/auth/v1/token", post(handlers::token))
+        .route("/auth/v1/signup", post(signup::signup))
+        .route("/auth/v1/token", post(token::token))
         .route(
             "/auth/v1/user",
-            get(handlers::get_user).put(handlers::update_user),
+            get(account::get_user).put(account::update_user),
         )
-        .route("/auth/v1/logout", post(handlers::logout))
-        .route("/auth/v1/settings", get(handlers::settings))
-        .route("/auth/v1/recover", post(handlers::recover))
-        .route("/auth/v1/otp", post(handlers::otp))
-        .route("/auth/v1/magiclink", post(handlers::magiclink))
+        .route("/auth/v1/logout", post(account::logout))
+        .route("/auth/v1/settings", get(account::settings))
+        .route("/auth/v1/recover", post(links::recover))
+        .route("/auth/v1/otp", post(links::otp))
+        .route("/auth/v1/magiclink", post(links::magiclink))
         .route(
             "/auth/v1/verify",
-            get(handlers::verify_get).post(handlers::verify_post),
+            get(verify::verify_get).post(verify::verify_post),
         )
-        .route("/auth/v1/resend", post(handlers::resend))
+        .route("/auth/v1/resend", post(links::resend))
         .route("/auth/v1/factors", post(mfa::enroll))
         .route(
             "/auth/v1/factors/{id}",
@@ -106,7 +112,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/auth/v1/user/identities/{identity_id}",
-            axum::routing::delete(handlers::unlink_identity),
+            axum::routing::delete(account::unlink_identity),
         )
         .route("/auth/v1/invite", post(admin::invite))
         .route("/auth/v1/admin/generate_link", post(admin::generate_link))
@@ -206,12 +212,7 @@ fn check_api_key(tenant: &Tenant, headers: &HeaderMap) -> AuthResult<Value> {
 
 /// The bearer token of a request, if any.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
+    crate::crypto::bearer_token(headers).ok().flatten()
 }
 
 /// The client IP of a request (socket peer, or the first `X-Forwarded-For`
@@ -380,4 +381,33 @@ fn body_error(e: axum::extract::rejection::BytesRejection) -> AuthError {
             AuthError::bad_request("bad_json", e.body_text())
         }
     }
+}
+
+/// A query parameter of a raw query string.
+pub fn query_param(raw: &Option<String>, name: &str) -> Option<String> {
+    let raw = raw.as_deref()?;
+    url::form_urlencoded::parse(raw.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Hashes a password off the async runtime (argon2id is deliberately slow).
+pub async fn hash_password(password: String) -> AuthResult<String> {
+    tokio::task::spawn_blocking(move || crate::crypto::password::hash(&password))
+        .await
+        .map_err(|e| AuthError::internal(&e))
+}
+
+/// Verifies a password off the async runtime; with no hash, spends the same
+/// time on a dummy hash so timing does not reveal whether the user exists.
+async fn verify_password(password: String, phc: Option<String>) -> AuthResult<bool> {
+    tokio::task::spawn_blocking(move || match phc {
+        Some(phc) => crate::crypto::password::verify(&password, &phc),
+        None => {
+            crate::crypto::password::dummy_verify(&password);
+            false
+        }
+    })
+    .await
+    .map_err(|e| AuthError::internal(&e))
 }

@@ -183,7 +183,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => return serve(config).await,
         Command::Doctor { json } => return doctor::run(&config, json).await,
         Command::Openapi => {
-            println!("{}", crate::http::openapi::document_json()?);
+            println!("{}", crate::app::openapi::document_json()?);
             return Ok(());
         }
         _ => {}

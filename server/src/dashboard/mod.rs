@@ -22,8 +22,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
-use crate::app::AppState;
-use crate::http::ApiError;
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The built dashboard (`dashboard/dist`), embedded.
 #[derive(rust_embed::Embed)]

@@ -84,15 +84,23 @@ pub async fn begin_as<'a>(
 const BEGIN_AS_SQL: &str = "select set_config('role', $1, true), \
      set_config('request.jwt.claims', $2, true), set_config('statement_timeout', $3, true)";
 
-/// Quotes an SQL identifier (`"` doubled). Use only on names the platform generated or validated.
+/// Quotes an SQL identifier: `a"b` → `"a""b"` (the one quoting function of
+/// the crate; names are still validated or platform-generated first).
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Quotes an SQL string literal. Used only for DDL that cannot take parameters
-/// (e.g. `CREATE ROLE … PASSWORD`), on platform-generated values.
+/// Quotes an SQL string literal the way Postgres's `quote_literal()` does:
+/// `'` doubled, and an `E''` string with `\` doubled when a backslash occurs,
+/// so the value reads back unchanged whatever `standard_conforming_strings`
+/// says. For SQL that cannot take parameters (DDL, generated expressions).
 pub fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    let body = value.replace('\'', "''");
+    if body.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
 }
 
 /// Opens one connection (outside any pool) and drives it on the runtime.

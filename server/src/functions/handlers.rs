@@ -15,8 +15,8 @@ use super::logs::{self, LogQuery};
 use super::schedule;
 use super::store::{self, FunctionInfo, SecretInfo, SettingsPatch, VersionInfo};
 use crate::admin::ProjectAdmin;
-use crate::app::AppState;
-use crate::http::{ApiError, ApiResult, AppJson};
+use crate::error::{ApiError, ApiResult, AppJson};
+use crate::state::AppState;
 
 /// Body of `POST /admin/v1/functions` and `PUT /admin/v1/functions/{slug}`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -29,8 +29,8 @@ use super::Functions;
 use super::bundle::Slug;
 use super::logs::{InvocationRecord, LogSink};
 use super::runtime::Deployment;
-use crate::app::AppState;
-use crate::http::ApiError;
+use crate::error::ApiError;
+use crate::state::AppState;
 use crate::tenant::{ProjectCtx, authenticate};
 
 /// Headers that describe one hop, never forwarded.

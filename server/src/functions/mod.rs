@@ -38,9 +38,9 @@ use axum::Router;
 use axum::routing::{any, get, post, put};
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::http::ApiError;
+use crate::error::ApiError;
 use crate::platform::Platform;
+use crate::state::AppState;
 
 pub use runtime::{Deployment, Runtime};
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::Settings;
 use super::bundle::Bundle;
-use crate::http::ApiError;
+use crate::error::ApiError;
 
 /// One function version as it runs: code identity, settings and environment.
 pub struct Deployment {

@@ -27,8 +27,8 @@ use uuid::Uuid;
 use super::FunctionsError;
 use super::bundle::Slug;
 use super::invoke::{Invocation, dispatch};
-use crate::app::AppState;
 use crate::platform::Platform;
+use crate::state::AppState;
 
 /// Most schedules claimed per pass.
 const CLAIM_BATCH: i64 = 100;

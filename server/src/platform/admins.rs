@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::Platform;
 use crate::crypto::{JwtError, password};
-use crate::http::ApiError;
+use crate::error::ApiError;
 
 /// Issuer of platform admin tokens (project tokens carry `ferrobase`).
 const ISSUER: &str = "ferrobase-platform";

@@ -110,7 +110,7 @@ pub fn check_production(config: &Config) -> Result<(), PlatformError> {
     if config.env != Environment::Production {
         return Ok(());
     }
-    match config.encryption_key.as_deref() {
+    match crate::config::exposed(&config.encryption_key) {
         None | Some("") => {
             return Err(PlatformError::Config(
                 "FERROBASE_ENCRYPTION_KEY must be set in production (32 random bytes, base64; \
@@ -127,7 +127,7 @@ pub fn check_production(config: &Config) -> Result<(), PlatformError> {
         }
         Some(_) => {}
     }
-    match config.admin_password.as_deref() {
+    match crate::config::exposed(&config.admin_password) {
         None | Some("") => Err(PlatformError::Config(
             "FERROBASE_ADMIN_PASSWORD must be set in production".into(),
         )),
@@ -158,8 +158,8 @@ impl Platform {
         } else {
             None
         };
-        let key_text = match (&config.encryption_key, &dev) {
-            (Some(k), _) => k.clone(),
+        let key_text = match (crate::config::exposed(&config.encryption_key), &dev) {
+            (Some(k), _) => k.to_owned(),
             (None, Some(d)) => d.encryption_key.clone(),
             (None, None) => unreachable!("dev secrets are loaded when the key is missing"),
         };
@@ -213,10 +213,13 @@ impl Platform {
     /// Makes sure the first platform admin and the default project exist.
     pub async fn ensure_defaults(&self) -> Result<BootstrapReport, PlatformError> {
         let config = self.config();
-        let generated_admin_password =
-            admins::ensure_first_admin(self, &config.admin_email, config.admin_password.as_deref())
-                .await
-                .map_err(|e| PlatformError::Setup(format!("creating the first admin: {e}")))?;
+        let generated_admin_password = admins::ensure_first_admin(
+            self,
+            &config.admin_email,
+            crate::config::exposed(&config.admin_password),
+        )
+        .await
+        .map_err(|e| PlatformError::Setup(format!("creating the first admin: {e}")))?;
         let default_project = if config.default_project.is_empty() {
             None
         } else {

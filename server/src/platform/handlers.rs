@@ -1,16 +1,16 @@
 //! The `/platform/v1` API: admin login and project management.
 
+use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::{Json, http::header};
 use serde::Deserialize;
 
 use super::admins::{self, AdminClaims, LoginResponse};
 use super::projects::{self, Project, ProjectDetails, ProjectRef};
-use crate::app::AppState;
 use crate::crypto::JwtError;
-use crate::http::{ApiError, ApiResult, AppJson};
+use crate::error::{ApiError, ApiResult, AppJson};
+use crate::state::AppState;
 
 /// Login body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -45,13 +45,9 @@ impl FromRequestParts<AppState> for PlatformAdmin {
         parts: &mut Parts,
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
+        let token = crate::crypto::bearer_token(&parts.headers)
+            .ok()
+            .flatten()
             .ok_or_else(|| {
                 ApiError::unauthorized(
                     "missing_token",

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::Platform;
 use crate::crypto::{CryptoError, JwtError, SigningKey, random_hex};
 use crate::db::{quote_ident, quote_literal};
-use crate::http::ApiError;
+use crate::error::ApiError;
 
 mod project_migrations {
     refinery::embed_migrations!("../migrations/project");

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use super::PublishInput;
 use super::store::{self, ChangeTable, ChannelDef, ChannelInput};
 use crate::admin::ProjectAdmin;
-use crate::app::AppState;
-use crate::http::{ApiError, ApiResult, AppJson};
+use crate::error::{ApiError, ApiResult, AppJson};
+use crate::state::AppState;
 use crate::tenant::{Caller, ProjectCtx};
 
 /// The Socket.IO endpoint relative to a project (`/p/{ref}`): Engine.IO reads

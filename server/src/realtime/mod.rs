@@ -22,7 +22,6 @@
 //! "gaps" and re-read for a while ([`GAP_TTL`]).
 
 pub mod channel;
-pub mod config;
 pub mod http;
 pub mod socket;
 pub mod store;
@@ -37,9 +36,9 @@ use socketioxide::socket::Sid;
 use socketioxide::{SocketIo, layer::SocketIoLayer};
 use uuid::Uuid;
 
-use crate::app::App;
+pub use crate::config::RealtimeConfig;
+use crate::state::App;
 use crate::tenant::{Caller, Tenant};
-pub use config::RealtimeConfig;
 
 /// How long an id skipped by a catch-up read is re-checked (a transaction
 /// that took the id may still commit).
@@ -232,14 +231,14 @@ impl Inner {
     pub async fn project(
         self: &Arc<Self>,
         tenant: &Arc<Tenant>,
-    ) -> crate::http::ApiResult<Arc<ProjectHub>> {
+    ) -> crate::error::ApiResult<Arc<ProjectHub>> {
         let id = tenant.project.id;
         if let Some(p) = lock(&self.projects).get(&id) {
             return Ok(p.clone());
         }
         let app = self
             .app()
-            .ok_or_else(|| crate::http::ApiError::unavailable("The server is shutting down."))?;
+            .ok_or_else(|| crate::error::ApiError::unavailable("The server is shutting down."))?;
         let pool = app.project_pool(tenant);
         let last = store::last_id(&**pool.get().await?).await?;
         let mut projects = lock(&self.projects);
@@ -383,7 +382,7 @@ async fn serve_listener(
     wake: &mut tokio::sync::mpsc::Receiver<()>,
     last: &mut i64,
     gaps: &mut BTreeMap<i64, Instant>,
-) -> crate::http::ApiResult<()> {
+) -> crate::error::ApiResult<()> {
     let mut last_heartbeat = Instant::now();
     let mut last_purge = Instant::now()
         .checked_sub(PURGE_EVERY)
@@ -415,7 +414,7 @@ async fn serve_listener(
         drop((inner, hub));
         tokio::select! {
             w = wake.recv() => if w.is_none() {
-                return Err(crate::http::ApiError::unavailable("listener connection closed"));
+                return Err(crate::error::ApiError::unavailable("listener connection closed"));
             },
             () = tokio::time::sleep(poll) => {}
         }
@@ -445,7 +444,7 @@ async fn catch_up(
     client: &tokio_postgres::Client,
     last: &mut i64,
     gaps: &mut BTreeMap<i64, Instant>,
-) -> crate::http::ApiResult<()> {
+) -> crate::error::ApiResult<()> {
     loop {
         let now = Instant::now();
         gaps.retain(|_, t| now.duration_since(*t) < GAP_TTL);
@@ -581,7 +580,7 @@ async fn check_visible(
     target: (&str, &str),
     condition: &str,
     row: &Value,
-) -> crate::http::ApiResult<bool> {
+) -> crate::error::ApiResult<bool> {
     let mut conn = pool.get().await?;
     let client: &mut tokio_postgres::Client = &mut conn;
     store::row_visible(client, role, claims, target, condition, row).await
@@ -592,7 +591,7 @@ async fn read_policies(
     pool: &deadpool_postgres::Pool,
     schema: &str,
     table: &str,
-) -> crate::http::ApiResult<Arc<store::ReadPolicies>> {
+) -> crate::error::ApiResult<Arc<store::ReadPolicies>> {
     let key = format!("{schema}.{table}");
     if let Some((at, p)) = lock(&hub.policies).get(&key)
         && at.elapsed() < POLICY_TTL
@@ -624,8 +623,8 @@ pub async fn publish(
     caller: &Caller,
     input: &PublishInput,
     max_bytes: usize,
-) -> crate::http::ApiResult<store::Stored> {
-    use crate::http::ApiError;
+) -> crate::error::ApiResult<store::Stored> {
+    use crate::error::ApiError;
     let ch = channel::Channel::parse(&input.channel)
         .map_err(|e| ApiError::bad_request("invalid_channel", e.to_string()))?;
     if let channel::Channel::Changes { .. } = ch {

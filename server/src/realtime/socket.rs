@@ -14,7 +14,7 @@ use socketioxide::socket::DisconnectReason;
 use super::channel::Channel;
 use super::store::{self, Sender};
 use super::{Auth, HubRef, Inner, ProjectHub, PublishInput, Session, lock};
-use crate::http::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::tenant::{Caller, Tenant, verify_token};
 
 /// Why a handshake was refused (sent to the client as `connect_error`).
@@ -37,12 +37,10 @@ fn handshake_token(s: &SocketRef, auth: &Value) -> Option<String> {
     if let Some(v) = headers.get("apikey").and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_owned());
     }
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_owned())
+    crate::crypto::bearer_token(headers)
+        .ok()
+        .flatten()
+        .map(str::to_owned)
 }
 
 /// Connect middleware: verifies the token against the project in the URL.

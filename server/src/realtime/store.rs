@@ -13,7 +13,7 @@
 use serde_json::{Value, json};
 use tokio_postgres::types::Type;
 
-use crate::http::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::tenant::Caller;
 
 /// A channel definition (a row of `realtime.channels`).

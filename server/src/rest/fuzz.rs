@@ -4,6 +4,8 @@
 
 use proptest::prelude::*;
 
+use super::fuzz_grammar::{mutated, soup};
+
 use super::parse::{
     parse_field, parse_filter_param, parse_logic_list, parse_order, parse_query, parse_select,
 };
@@ -26,91 +28,6 @@ const SEEDS: &[&str] = &[
     "columns=id,name&on_conflict=email&select=id",
     "select=done,n:count()&order=done&users(name).desc",
 ];
-
-/// Fragments of the grammar, to mutate with.
-const TOKENS: &[&str] = &[
-    "a",
-    "id",
-    ".",
-    ",",
-    "(",
-    ")",
-    "{",
-    "}",
-    "[",
-    "]",
-    "\"",
-    "\\",
-    "!",
-    ":",
-    "::",
-    "->",
-    "->>",
-    "=",
-    "&",
-    "%",
-    "%2",
-    "%22",
-    "%00",
-    "%ff",
-    "+",
-    "*",
-    "...",
-    "eq.",
-    "not.",
-    "in.",
-    "is.",
-    "or=",
-    "and=",
-    "(any)",
-    "(all)",
-    "fts(",
-    "select=",
-    "order=",
-    ".desc",
-    ".nullsfirst",
-    "limit=",
-    "-1",
-    "99999999999999999999",
-    "inner",
-    "'",
-    ";",
-    "--",
-    "\u{0}",
-    "é",
-    "\u{202e}",
-];
-
-/// A mutation of a seed: insert, delete, duplicate or replace a span.
-fn mutated() -> impl Strategy<Value = String> {
-    let edit = (
-        0usize..4,
-        any::<prop::sample::Index>(),
-        0usize..12,
-        prop::sample::select(TOKENS),
-    );
-    (
-        prop::sample::select(SEEDS),
-        prop::collection::vec(edit, 1..8),
-    )
-        .prop_map(|(seed, edits)| {
-            let mut s: Vec<char> = seed.chars().collect();
-            for (kind, at, len, token) in edits {
-                let i = at.index(s.len() + 1);
-                let j = (i + len).min(s.len());
-                match kind {
-                    0 => s.splice(i..i, token.chars()).for_each(drop),
-                    1 => s.drain(i..j).for_each(drop),
-                    2 => {
-                        let span: Vec<char> = s[i..j].to_vec();
-                        s.splice(j..j, span).for_each(drop);
-                    }
-                    _ => s.splice(i..j, token.chars()).for_each(drop),
-                }
-            }
-            s.into_iter().collect()
-        })
-}
 
 /// Every entry point on one input; panics propagate, errors must be 4xx.
 fn exercise(input: &str) {
@@ -143,12 +60,12 @@ proptest! {
     }
 
     #[test]
-    fn grammar_soup_never_panics(parts in prop::collection::vec(prop::sample::select(TOKENS), 0..40)) {
-        exercise(&parts.concat());
+    fn grammar_soup_never_panics(input in soup(40)) {
+        exercise(&input);
     }
 
     #[test]
-    fn mutated_queries_never_panic(input in mutated()) {
+    fn mutated_queries_never_panic(input in mutated(SEEDS)) {
         exercise(&input);
     }
 

@@ -54,20 +54,7 @@ impl ToSql for TextParam {
     tokio_postgres::types::to_sql_checked!();
 }
 
-/// Quotes an identifier: `a"b` -> `"a""b"`.
-pub(crate) fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// Quotes a string literal the way `quote_literal()` does (E'' when backslashes occur).
-pub(crate) fn quote_literal(s: &str) -> String {
-    let body = s.replace('\'', "''");
-    if body.contains('\\') {
-        format!("E'{}'", body.replace('\\', "\\\\"))
-    } else {
-        format!("'{body}'")
-    }
-}
+pub(crate) use crate::db::{quote_ident, quote_literal};
 
 /// `"schema"."name"`.
 pub(crate) fn quote_qualified(q: &QualifiedName) -> String {

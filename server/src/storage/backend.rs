@@ -490,7 +490,7 @@ fn s3(config: &Config, url: &url::Url) -> Result<(Box<dyn ObjectStore>, String),
     if let Some(id) = &config.s3_access_key_id {
         builder = builder.with_access_key_id(id);
     }
-    if let Some(secret) = &config.s3_secret_access_key {
+    if let Some(secret) = crate::config::exposed(&config.s3_secret_access_key) {
         builder = builder.with_secret_access_key(secret);
     }
     let store = builder

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::names::BucketId;
 use super::{Ctx, IdPath, Message, Params, StorageError, StorageResult, owner_of};
 use crate::db::begin_as;
-use crate::http::AppJson;
+use crate::error::AppJson;
 
 /// A bucket, as Supabase Storage describes it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -234,7 +234,7 @@ pub async fn get(
 pub async fn create(
     ctx: Ctx,
     headers: HeaderMap,
-    body: Result<AppJson<CreateBucket>, crate::http::ApiError>,
+    body: Result<AppJson<CreateBucket>, crate::error::ApiError>,
 ) -> StorageResult<Json<Created>> {
     let caller = ctx.caller(&headers)?;
     let AppJson(body) = body?;
@@ -283,7 +283,7 @@ pub async fn update(
     ctx: Ctx,
     Params(IdPath { id }): Params<IdPath>,
     headers: HeaderMap,
-    body: Result<AppJson<UpdateBucket>, crate::http::ApiError>,
+    body: Result<AppJson<UpdateBucket>, crate::error::ApiError>,
 ) -> StorageResult<Json<Message>> {
     let caller = ctx.caller(&headers)?;
     let id = BucketId::parse(&id)?;

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::http::ApiError;
+use crate::error::ApiError;
 
 /// Why a storage request failed.
 #[derive(Debug, thiserror::Error)]

@@ -42,7 +42,7 @@ use uuid::Uuid;
 pub use backend::Storage;
 pub use error::{StorageError, StorageResult};
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::tenant::{Caller, Tenant};
 
 /// The storage backend as configured, or why it could not be opened (then

@@ -25,7 +25,7 @@ use super::{
     owner_of,
 };
 use crate::db::begin_as;
-use crate::http::AppJson;
+use crate::error::AppJson;
 use crate::tenant::Caller;
 
 /// Content type recorded when the client sends none.
@@ -472,7 +472,7 @@ pub struct Uploaded {
 
 /// `POST|PUT /storage/v1/object/{bucket}/{path}`: uploads an object. POST
 /// creates (409 when it exists) unless `x-upsert: true`; PUT overwrites.
-#[utoipa::path(post, path = "/p/{ref}/storage/v1/object/{bucket}/{path}", tag = "storage",
+#[utoipa::path(method(post, put), path = "/p/{ref}/storage/v1/object/{bucket}/{path}", tag = "storage",
     params(("ref" = String, Path, description = "Project ref"), ("bucket" = String, Path, description = "Bucket id"),
         ("path" = String, Path, description = "Object name"),
         ("x-upsert" = Option<String>, Header, description = "`true` to overwrite")),
@@ -685,7 +685,7 @@ fn local_file_body(file: std::fs::File, range: std::ops::Range<u64>) -> Body {
 
 /// `GET|HEAD /storage/v1/object/{bucket}/{path}` (also `/object/authenticated/…`):
 /// downloads an object the caller may read.
-#[utoipa::path(get, path = "/p/{ref}/storage/v1/object/{bucket}/{path}", tag = "storage",
+#[utoipa::path(method(get, head), path = "/p/{ref}/storage/v1/object/{bucket}/{path}", tag = "storage",
     params(("ref" = String, Path, description = "Project ref"), ("bucket" = String, Path, description = "Bucket id"),
         ("path" = String, Path, description = "Object name")),
     responses((status = 200, description = "The bytes"), (status = 206, description = "A range"),
@@ -706,7 +706,7 @@ pub async fn download(
 
 /// `GET|HEAD /storage/v1/object/public/{bucket}/{path}`: downloads from a
 /// public bucket, no key needed.
-#[utoipa::path(get, path = "/p/{ref}/storage/v1/object/public/{bucket}/{path}", tag = "storage",
+#[utoipa::path(method(get, head), path = "/p/{ref}/storage/v1/object/public/{bucket}/{path}", tag = "storage",
     params(("ref" = String, Path, description = "Project ref"), ("bucket" = String, Path, description = "Bucket id"),
         ("path" = String, Path, description = "Object name")),
     responses((status = 200, description = "The bytes"), (status = 404, description = "No such object or bucket not public")))]
@@ -808,7 +808,7 @@ pub async fn list(
     ctx: Ctx,
     Params(BucketPath { bucket }): Params<BucketPath>,
     headers: HeaderMap,
-    body: Result<AppJson<ListBody>, crate::http::ApiError>,
+    body: Result<AppJson<ListBody>, crate::error::ApiError>,
 ) -> StorageResult<Json<Vec<Value>>> {
     let caller = ctx.caller(&headers)?;
     let bucket = BucketId::parse(&bucket)?;
@@ -984,7 +984,7 @@ fn copied_metadata(row: &ObjectRow, version: &str) -> Value {
 pub async fn move_object(
     ctx: Ctx,
     headers: HeaderMap,
-    body: Result<AppJson<MoveBody>, crate::http::ApiError>,
+    body: Result<AppJson<MoveBody>, crate::error::ApiError>,
 ) -> StorageResult<Json<Message>> {
     let caller = ctx.caller(&headers)?;
     let AppJson(body) = body?;
@@ -1058,7 +1058,7 @@ pub async fn move_object(
 pub async fn copy_object(
     ctx: Ctx,
     headers: HeaderMap,
-    body: Result<AppJson<MoveBody>, crate::http::ApiError>,
+    body: Result<AppJson<MoveBody>, crate::error::ApiError>,
 ) -> StorageResult<Json<Value>> {
     let caller = ctx.caller(&headers)?;
     let AppJson(body) = body?;
@@ -1144,7 +1144,7 @@ pub async fn delete_many(
     ctx: Ctx,
     Params(BucketPath { bucket }): Params<BucketPath>,
     headers: HeaderMap,
-    body: Result<AppJson<DeleteMany>, crate::http::ApiError>,
+    body: Result<AppJson<DeleteMany>, crate::error::ApiError>,
 ) -> StorageResult<Json<Vec<Value>>> {
     let caller = ctx.caller(&headers)?;
     let bucket = BucketId::parse(&bucket)?;

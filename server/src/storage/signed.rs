@@ -23,7 +23,7 @@ use super::objects::{self, DownloadQuery, ObjectRow, Uploaded, parse_target, sel
 use super::{BucketPath, Ctx, ObjectPath, Params, StorageError, StorageResult, now_secs, owner_of};
 use crate::crypto::{JwtError, SigningKey};
 use crate::db::begin_as;
-use crate::http::AppJson;
+use crate::error::AppJson;
 use crate::tenant::Tenant;
 
 /// `typ` of download tokens.
@@ -109,7 +109,7 @@ pub async fn sign(
     ctx: Ctx,
     Params(ObjectPath { bucket, path }): Params<ObjectPath>,
     headers: HeaderMap,
-    body: Result<AppJson<SignBody>, crate::http::ApiError>,
+    body: Result<AppJson<SignBody>, crate::error::ApiError>,
 ) -> StorageResult<Json<Value>> {
     let caller = ctx.caller(&headers)?;
     let (bucket, name) = parse_target(&bucket, &path)?;
@@ -153,7 +153,7 @@ pub async fn sign_many(
     ctx: Ctx,
     Params(BucketPath { bucket }): Params<BucketPath>,
     headers: HeaderMap,
-    body: Result<AppJson<SignManyBody>, crate::http::ApiError>,
+    body: Result<AppJson<SignManyBody>, crate::error::ApiError>,
 ) -> StorageResult<Json<Vec<Value>>> {
     let caller = ctx.caller(&headers)?;
     let bucket = super::names::BucketId::parse(&bucket)?;

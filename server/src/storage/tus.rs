@@ -309,6 +309,10 @@ pub async fn create(ctx: Ctx, headers: HeaderMap, body: Body) -> TusResult {
 }
 
 /// `HEAD /storage/v1/upload/resumable/{id}`: the current offset.
+#[utoipa::path(head, path = "/p/{ref}/storage/v1/upload/resumable/{id}", tag = "storage",
+    params(("ref" = String, Path, description = "Project ref"), ("id" = String, Path, description = "Upload id")),
+    responses((status = 200, description = "`Upload-Offset` and `Upload-Length` headers"),
+        (status = 404, description = "No such upload (or expired)")))]
 pub async fn head(
     ctx: Ctx,
     Params(IdPath { id }): Params<IdPath>,
@@ -489,6 +493,10 @@ async fn forget(
 }
 
 /// `DELETE /storage/v1/upload/resumable/{id}`: abandons an upload.
+#[utoipa::path(delete, path = "/p/{ref}/storage/v1/upload/resumable/{id}", tag = "storage",
+    params(("ref" = String, Path, description = "Project ref"), ("id" = String, Path, description = "Upload id")),
+    responses((status = 204, description = "Abandoned; its bytes are deleted"),
+        (status = 404, description = "No such upload (or expired)")))]
 pub async fn terminate(
     ctx: Ctx,
     Params(IdPath { id }): Params<IdPath>,

@@ -15,16 +15,16 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Request, State};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::app::{App, AppState};
 use crate::crypto::JwtError;
-use crate::http::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::platform::projects::{self, LoadedProject, ProjectRef};
+use crate::state::{App, AppState};
 
 /// A project as the data plane sees it.
 #[derive(Debug)]
@@ -180,27 +180,14 @@ pub struct Caller {
 /// Roles a token may ask for.
 const API_ROLES: &[&str] = &["anon", "authenticated", "service_role"];
 
+/// The bearer token of a request; a malformed header is a 401.
 fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let text = value.to_str().map_err(|_| {
+    crate::crypto::bearer_token(headers).map_err(|_| {
         ApiError::unauthorized(
             "invalid_token",
-            "The Authorization header is not valid text.",
-        )
-    })?;
-    match text.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(Some(token.trim()))
-        }
-        _ => Err(ApiError::unauthorized(
-            "invalid_token",
             "The Authorization header must be `Bearer <token>`.",
-        )),
-    }
+        )
+    })
 }
 
 fn jwt_error(e: JwtError, what: &str) -> ApiError {

@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use super::store::{self, Delivery, DeliveryFilter, Endpoint, EndpointChanges, InputError, Replay};
 use crate::admin::ProjectAdmin;
-use crate::app::AppState;
-use crate::http::{ApiError, ApiResult, AppJson};
+use crate::error::{ApiError, ApiResult, AppJson};
 use crate::outbound::OutboundPolicy;
+use crate::state::AppState;
 
 /// Endpoints one project may have.
 pub const MAX_ENDPOINTS: i64 = 100;

@@ -28,10 +28,10 @@ pub mod worker;
 use axum::Router;
 use axum::routing::{get, post};
 
-pub use sign::RetrySchedule;
+pub use crate::config::RetrySchedule;
 pub use store::emit;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Routes of the webhooks admin API, relative to a project.
 pub fn routes() -> Router<AppState> {

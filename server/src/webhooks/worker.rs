@@ -35,10 +35,11 @@ use deadpool_postgres::Pool;
 use tokio::sync::{Semaphore, mpsc};
 use uuid::Uuid;
 
-use super::sign::{RetrySchedule, parse_retry_after, signature_header};
+use super::sign::{parse_retry_after, signature_header};
 use super::store::{open_secrets, webhook_id};
-use crate::app::AppState;
+use crate::config::RetrySchedule;
 use crate::outbound::{OutboundPolicy, Redirects, is_refusal};
+use crate::state::AppState;
 
 /// How much of a receiver's answer the delivery log keeps.
 const EXCERPT_BYTES: usize = 1024;

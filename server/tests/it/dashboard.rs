@@ -264,7 +264,7 @@ async fn end_to_end_in_chromium() {
         .env("FERROBASE_ADMIN_EMAIL", &app.config.admin_email)
         .env(
             "FERROBASE_ADMIN_PASSWORD",
-            app.config.admin_password.as_deref().unwrap_or_default(),
+            ferrobase_server::config::exposed(&app.config.admin_password).unwrap_or_default(),
         )
         .env("FERROBASE_E2E_OUT", &out)
         .env("CHROMIUM", &chromium)

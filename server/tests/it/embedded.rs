@@ -74,7 +74,7 @@ async fn production_refuses_default_or_missing_secrets() {
     let base = || {
         let mut c = embedded_config(&dir);
         c.env = Environment::Production;
-        c.encryption_key = Some(ferrobase_server::crypto::SecretBox::generate_key_text());
+        c.encryption_key = Some(ferrobase_server::crypto::SecretBox::generate_key_text().into());
         c.admin_password = Some("a long and unguessable passphrase".into());
         c
     };

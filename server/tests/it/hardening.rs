@@ -179,7 +179,9 @@ async fn platform_login_is_rate_limited_per_ip_and_locks_accounts() {
     })
     .await;
     let admin = t.config.admin_email.clone();
-    let right = t.config.admin_password.clone().unwrap();
+    let right = ferrobase_server::config::exposed(&t.config.admin_password)
+        .expect("admin password")
+        .to_owned();
     // (TestApp logged in once already: one hit from this IP.)
     for _ in 0..3 {
         expect_error(
@@ -622,7 +624,7 @@ async fn memory_stays_flat_under_load_without_scraping() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
     let t = TestApp::spawn_with(|c| c.metrics_upkeep_ms = upkeep).await;
-    let router = ferrobase_server::http::router::build(t.app.clone());
+    let router = ferrobase_server::app::router::build(t.app.clone());
     let run = |n: usize| {
         let router = router.clone();
         async move {

@@ -6,6 +6,7 @@ mod support;
 
 mod admin_sql;
 mod ai;
+mod architecture;
 mod auth;
 mod cli;
 mod clusters;

@@ -46,7 +46,7 @@ async fn admin_client_manages_projects() {
     let admin = AdminClient::login(
         &t.url,
         &t.config.admin_email,
-        t.config.admin_password.as_deref().expect("admin password"),
+        ferrobase_server::config::exposed(&t.config.admin_password).expect("admin password"),
     )
     .await
     .expect("login");
@@ -88,7 +88,7 @@ async fn query_builder_against_a_project() {
     let admin = AdminClient::login(
         &t.url,
         &t.config.admin_email,
-        t.config.admin_password.as_deref().expect("admin password"),
+        ferrobase_server::config::exposed(&t.config.admin_password).expect("admin password"),
     )
     .await
     .expect("login");

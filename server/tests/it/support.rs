@@ -113,7 +113,7 @@ impl TestApp {
         let url = format!("http://{addr}");
         let login: Value = http
             .post(format!("{url}/platform/v1/auth/login"))
-            .json(&json!({"email": config.admin_email, "password": config.admin_password}))
+            .json(&json!({"email": config.admin_email, "password": ferrobase_server::config::exposed(&config.admin_password)}))
             .send()
             .await
             .expect("login request")

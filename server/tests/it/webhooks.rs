@@ -1094,12 +1094,12 @@ async fn kill_9_of_a_node_loses_no_delivery() {
         .env("FERROBASE_LISTEN", format!("127.0.0.1:{port}"))
         .env(
             "FERROBASE_ENCRYPTION_KEY",
-            config.encryption_key.clone().unwrap_or_default(),
+            ferrobase_server::config::exposed(&config.encryption_key).unwrap_or_default(),
         )
         .env("FERROBASE_ADMIN_EMAIL", &config.admin_email)
         .env(
             "FERROBASE_ADMIN_PASSWORD",
-            config.admin_password.clone().unwrap_or_default(),
+            ferrobase_server::config::exposed(&config.admin_password).unwrap_or_default(),
         )
         .env("FERROBASE_DEFAULT_PROJECT", "")
         .env("FERROBASE_LOG_FORMAT", "json")
@@ -1134,7 +1134,7 @@ async fn kill_9_of_a_node_loses_no_delivery() {
     }
     let login: Value = http
         .post(format!("{url}/platform/v1/auth/login"))
-        .json(&json!({"email": config.admin_email, "password": config.admin_password}))
+        .json(&json!({"email": config.admin_email, "password": ferrobase_server::config::exposed(&config.admin_password)}))
         .send()
         .await
         .expect("login")

@@ -616,26 +616,12 @@ fn read_reply(stream: &mut TcpStream) -> Result<Reply> {
         }
         raw.extend_from_slice(&buf[..n]);
     };
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let crate::http::Head {
+        status,
+        chunked,
+        length,
+    } = crate::http::parse_head(&String::from_utf8_lossy(&raw[..split]))?;
     let mut rest = raw[split + 4..].to_vec();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| anyhow!("malformed status line"))?;
-    let mut chunked = false;
-    let mut length = None;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().contains("chunked");
-        } else if name.eq_ignore_ascii_case("content-length") {
-            length = value.trim().parse::<u64>().ok();
-        }
-    }
     if chunked {
         return read_chunked(stream, rest, status);
     }

@@ -35,7 +35,7 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::error::{AuthError, AuthResult};
-use super::handlers::query_param;
+use super::query_param;
 use super::session::{self, hash_token};
 use super::users::{self, NewUser};
 use super::{AuthCtx, Body, KeyedCtx, parse_body, pkce, redirect};

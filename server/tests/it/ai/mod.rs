@@ -43,7 +43,7 @@ impl Ai {
             c.outbound_allow_private = allow_private;
             if let Some(url) = url {
                 c.ai_base_url = url;
-                c.ai_api_key = Some(PLATFORM_KEY.to_owned());
+                c.ai_api_key = Some(PLATFORM_KEY.into());
             }
             c.ai_timeout_ms = 1_500;
             c.ai_stream_idle_timeout_ms = 1_000;

@@ -1,5 +1,7 @@
-//! The one HTTP error type, [`ApiError`], and its stable JSON envelope
-//! `{code, message, details?, hint?}`.
+//! The one HTTP error type, [`ApiError`], its stable JSON envelope
+//! `{code, message, details?, hint?}`, and [`AppJson`], the JSON extractor
+//! whose rejections use that envelope. A leaf: every capability depends on it,
+//! it depends on no capability.
 //!
 //! Policy: every layer has its own error type with a `From` path into
 //! `ApiError`. Infrastructure failures are mapped centrally: a pool timeout or
@@ -8,6 +10,7 @@
 //! tracing span) and never sent to the client.
 
 use axum::Json;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -153,7 +156,7 @@ impl From<deadpool_postgres::PoolError> for ApiError {
     }
 }
 
-/// Rejections of axum's extractors become our envelope (used by [`crate::http::AppJson`]).
+/// Rejections of axum's extractors become our envelope (used by [`AppJson`]).
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
         use axum::extract::rejection::JsonRejection as J;
@@ -189,5 +192,23 @@ pub(crate) fn body_rejection(status: StatusCode, text: String) -> ApiError {
         )
     } else {
         ApiError::bad_request("invalid_body", text)
+    }
+}
+
+/// `Json` extractor whose rejections use our error envelope (malformed JSON →
+/// 400 `invalid_json`, wrong shape → 422 `invalid_body`, too large → 413).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for AppJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(Self(value))
     }
 }

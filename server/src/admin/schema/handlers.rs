@@ -14,8 +14,8 @@ use super::ddl::{
 };
 use super::{SchemaError, introspect};
 use crate::admin::ProjectAdmin;
-use crate::app::AppState;
-use crate::http::{ApiError, ApiResult, AppJson};
+use crate::error::{ApiError, ApiResult, AppJson};
+use crate::state::AppState;
 
 /// Statement timeout of schema-management DDL.
 const DDL_TIMEOUT: &str = "15s";

@@ -7,8 +7,10 @@ use axum::response::Html;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
+use crate::admin::schema::handlers as schema;
+use crate::app::{health, metrics};
+use crate::error::ApiError;
 use crate::functions::handlers as fh;
-use crate::http::{ApiError, health, metrics};
 use crate::platform::{admins, handlers, projects};
 use crate::realtime as rt;
 use crate::storage as st;
@@ -27,20 +29,20 @@ use crate::{auth, tenant};
         handlers::login, handlers::list_projects, handlers::create_project,
         handlers::get_project, handlers::update_project, handlers::delete_project,
         tenant::jwks,
-        auth::handlers::signup, auth::handlers::token, auth::handlers::get_user,
-        auth::handlers::update_user, auth::handlers::logout, auth::handlers::settings,
-        auth::handlers::recover, auth::handlers::otp, auth::handlers::magiclink,
-        auth::handlers::verify_get, auth::handlers::verify_post, auth::handlers::resend,
+        auth::signup::signup, auth::token::token, auth::account::get_user,
+        auth::account::update_user, auth::account::logout, auth::account::settings,
+        auth::links::recover, auth::links::otp, auth::links::magiclink,
+        auth::verify::verify_get, auth::verify::verify_post, auth::links::resend,
         auth::admin::list_users, auth::admin::create_user, auth::admin::get_user,
         auth::admin::update_user, auth::admin::delete_user, auth::admin::invite,
         auth::admin::generate_link, auth::admin::get_config, auth::admin::put_config,
         auth::admin::list_mail, auth::admin::put_template, auth::admin::get_template,
         auth::admin::put_smtp, auth::admin::list_sessions, auth::admin::revoke_sessions, auth::admin::revoke_session,
-        auth::handlers::unlink_identity,
+        auth::account::unlink_identity,
         auth::mfa::enroll, auth::mfa::challenge, auth::mfa::verify, auth::mfa::unenroll,
         auth::oauth::authorize, auth::oauth::callback_get, auth::oauth::callback_post,
         auth::oauth::put_provider, auth::oauth::list_providers, auth::oauth::delete_provider,
-        crate::admin::sql::run_sql, crate::schema::handlers::list_schemas, crate::schema::handlers::list_tables, crate::schema::handlers::get_table, crate::schema::handlers::create_table, crate::schema::handlers::alter_table, crate::schema::handlers::drop_table, crate::schema::handlers::set_rls, crate::schema::handlers::create_index, crate::schema::handlers::drop_index, crate::schema::handlers::create_policy, crate::schema::handlers::drop_policy, crate::schema::handlers::list_views, crate::schema::handlers::list_functions, crate::schema::handlers::list_triggers,
+        crate::admin::sql::run_sql, schema::list_schemas, schema::list_tables, schema::get_table, schema::create_table, schema::alter_table, schema::drop_table, schema::set_rls, schema::create_index, schema::drop_index, schema::create_policy, schema::drop_policy, schema::list_views, schema::list_functions, schema::list_triggers,
         st::buckets::list, st::buckets::get, st::buckets::create, st::buckets::update,
         st::buckets::empty, st::buckets::delete,
         st::objects::upload, st::objects::download, st::objects::download_public, st::objects::info,
@@ -48,7 +50,7 @@ use crate::{auth, tenant};
         st::objects::delete_many, st::objects::delete_one,
         st::signed::sign, st::signed::sign_many, st::signed::download_signed,
         st::signed::sign_upload, st::signed::upload_signed,
-        st::tus::create, st::tus::patch,
+        st::tus::create, st::tus::patch, st::tus::head, st::tus::terminate,
         crate::webhooks::handlers::create_endpoint, crate::webhooks::handlers::list_endpoints,
         crate::webhooks::handlers::get_endpoint, crate::webhooks::handlers::update_endpoint,
         crate::webhooks::handlers::delete_endpoint, crate::webhooks::handlers::rotate_secret,

@@ -9,16 +9,17 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use super::middleware::{REQUEST_ID, buffer_body, cors, log_response, span_for};
-use super::{ApiError, health, metrics, openapi};
-use crate::app::AppState;
+use super::{health, metrics, openapi};
+use crate::error::ApiError;
 use crate::platform::handlers as platform;
+use crate::state::AppState;
 use crate::tenant;
 
 /// Routes of one project, mounted at `/p/{ref}`.
 fn project_routes(app: &AppState) -> Router<AppState> {
     Router::new()
         .route("/auth/v1/.well-known/jwks.json", get(tenant::jwks))
-        .merge(super::rest::routes())
+        .merge(crate::rest::handlers::routes())
         .merge(crate::auth::routes())
         .merge(crate::admin::routes())
         .merge(crate::ai::routes())
@@ -61,7 +62,7 @@ pub fn build(app: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost first: body limit, metrics, CORS, request id, tracing.
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(from_fn(metrics::track))
+        .layer(from_fn(crate::telemetry::track))
         .layer(cors(&config.cors_origins))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(

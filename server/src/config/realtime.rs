@@ -1,4 +1,4 @@
-//! Settings of the realtime hub (a group flattened into [`crate::Config`]).
+//! Settings of the realtime hub (a group flattened into [`super::Config`]).
 
 use clap::Args;
 

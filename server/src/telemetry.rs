@@ -1,24 +1,18 @@
-//! Prometheus metrics: request counts and latency by route and status, and
-//! pool gauges, rendered at `/metrics`.
+//! Process-wide telemetry: the Prometheus recorder and the middleware that
+//! records request counts and latency by route and status. A leaf: the state
+//! holds the recorder's handle, the router mounts the middleware, and
+//! `/metrics` ([`crate::app::metrics`]) renders it.
 //!
 //! The recorder is process-global (the `metrics` facade allows one); it is
 //! installed once and shared by every `App` in the process (tests build many).
-//!
-//! Histogram samples are buffered until they are drained, which happens on a
-//! render or on the exporter's upkeep. `crate::app::serve` runs the upkeep
-//! every `FERROBASE_METRICS_UPKEEP_MS`, so memory stays flat when nobody
-//! scrapes `/metrics` (the embedded default).
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::app::AppState;
 
 /// Latency buckets in seconds, from 0.5 ms to 10 s.
 const BUCKETS: &[f64] = &[
@@ -60,27 +54,4 @@ pub async fn track(req: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(start.elapsed().as_secs_f64());
     response
-}
-
-/// `GET /metrics` in the Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn render(State(app): State<AppState>) -> impl IntoResponse {
-    let totals = app.pools.totals();
-    metrics::gauge!("ferrobase_project_pools_open").set(totals.pools as f64);
-    metrics::gauge!("ferrobase_project_pool_connections", "state" => "idle")
-        .set(totals.idle as f64);
-    metrics::gauge!("ferrobase_project_pool_connections", "state" => "in_use")
-        .set(totals.connections.saturating_sub(totals.idle) as f64);
-    metrics::gauge!("ferrobase_db_connection_budget").set(totals.budget as f64);
-    metrics::gauge!("ferrobase_db_connections_waiting").set(totals.waiting as f64);
-    let control = app.platform.control().status();
-    metrics::gauge!("ferrobase_control_pool_connections", "state" => "idle")
-        .set(control.available as f64);
-    metrics::gauge!("ferrobase_control_pool_connections", "state" => "in_use")
-        .set(control.size.saturating_sub(control.available) as f64);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
 }

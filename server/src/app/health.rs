@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Health report.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -26,10 +26,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::db::PooledTx;
-use crate::http::{ApiError, body_rejection};
+use crate::error::{ApiError, body_rejection};
 use crate::rest::{RestError, RestRequest, SchemaCache, execute};
+use crate::state::AppState;
 use crate::tenant::{Caller, ProjectCtx};
 
 /// Minimum age of a cache before a miss may reload it (bounds reload storms

@@ -1,4 +1,4 @@
-//! Middleware, outermost first (see [`crate::http::router::build`]):
+//! Middleware, outermost first (see [`crate::app::router::build`]):
 //!
 //! 1. host routing — `{ref}.{base_domain}/x` is rewritten to `/p/{ref}/x`
 //!    *before* routing, so both styles reach the same handlers;
@@ -147,16 +147,17 @@ pub async fn buffer_body(State(app): State<crate::AppState>, req: Request, next:
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Ok(Err(_)) => {
-            super::ApiError::bad_request("invalid_body", "The request body could not be read.")
-                .into_response()
-        }
+        Ok(Err(_)) => crate::error::ApiError::bad_request(
+            "invalid_body",
+            "The request body could not be read.",
+        )
+        .into_response(),
         Err(_) => {
             tracing::info!(
                 timeout_ms = config.body_read_timeout_ms,
                 "request body not received in time"
             );
-            let mut resp = super::ApiError::new(
+            let mut resp = crate::error::ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
                 "The request body was not received in time.",

@@ -4,10 +4,24 @@
 //! Tests build [`Config`] directly with [`Config::for_tests`] instead of
 //! touching the process environment.
 
+mod realtime;
+mod webhooks;
+
+pub use realtime::RealtimeConfig;
+pub use webhooks::RetrySchedule;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use secrecy::{ExposeSecret as _, SecretString};
+
+/// The text of an optional secret setting (`None` when unset). Secrets are
+/// [`SecretString`]s so that `Debug` (and so any log of the configuration)
+/// shows them redacted; reading one goes through this function.
+pub fn exposed(secret: &Option<SecretString>) -> Option<&str> {
+    secret.as_ref().map(|s| s.expose_secret())
+}
 
 /// Deployment mode: production refuses weak or missing secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,7 +94,7 @@ pub struct Config {
 
     /// 32-byte key (base64 or hex) encrypting per-project secrets with AES-256-GCM.
     #[arg(long, env = "FERROBASE_ENCRYPTION_KEY", hide_env_values = true)]
-    pub encryption_key: Option<String>,
+    pub encryption_key: Option<SecretString>,
 
     /// Email of the first platform admin.
     #[arg(
@@ -92,7 +106,7 @@ pub struct Config {
 
     /// Password of the first platform admin (generated and printed once when unset in development).
     #[arg(long, env = "FERROBASE_ADMIN_PASSWORD", hide_env_values = true)]
-    pub admin_password: Option<String>,
+    pub admin_password: Option<SecretString>,
 
     /// Ref of the project created on first start (empty: none).
     #[arg(long, env = "FERROBASE_DEFAULT_PROJECT", default_value = "default")]
@@ -193,7 +207,7 @@ pub struct Config {
 
     /// S3 secret access key.
     #[arg(long, env = "FERROBASE_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub s3_secret_access_key: Option<String>,
+    pub s3_secret_access_key: Option<SecretString>,
 
     /// Use path-style S3 URLs (`endpoint/bucket/key`), as most S3-compatible servers need.
     #[arg(long, env = "FERROBASE_S3_FORCE_PATH_STYLE", default_value_t = false,
@@ -261,7 +275,7 @@ pub struct Config {
 
     /// Deno Deploy organization access token (`ddo_…`).
     #[arg(long, env = "FERROBASE_DENO_DEPLOY_TOKEN", hide_env_values = true)]
-    pub deno_deploy_token: Option<String>,
+    pub deno_deploy_token: Option<SecretString>,
 
     /// URL of a Deno Deploy app, `{app}` is replaced by the app slug.
     #[arg(
@@ -284,7 +298,7 @@ pub struct Config {
 
     /// API key of the platform default AI upstream (unset: only per-project providers).
     #[arg(long, env = "FERROBASE_AI_API_KEY", hide_env_values = true)]
-    pub ai_api_key: Option<String>,
+    pub ai_api_key: Option<SecretString>,
 
     /// How long the AI gateway waits for an upstream's first byte (headers, or the
     /// first event of a stream) before trying the next provider, in milliseconds.
@@ -394,7 +408,7 @@ pub struct Config {
         env = "FERROBASE_WEBHOOK_RETRY_SCHEDULE",
         default_value = "5s,5m,30m,2h,5h,10h,10h"
     )]
-    pub webhook_retry_schedule: crate::webhooks::RetrySchedule,
+    pub webhook_retry_schedule: RetrySchedule,
 
     /// Disable an endpoint after this many deliveries in a row failed for
     /// good (every retry used up).
@@ -421,7 +435,7 @@ pub struct Config {
 
     /// Realtime hub settings (`FERROBASE_REALTIME_*`).
     #[command(flatten)]
-    pub realtime: crate::realtime::RealtimeConfig,
+    pub realtime: RealtimeConfig,
 }
 
 impl Config {
@@ -495,8 +509,7 @@ impl Config {
             outbound_allow_nets: Vec::new(),
             webhook_allow_private: true,
             webhook_timeout_ms: 2_000,
-            webhook_retry_schedule: crate::webhooks::RetrySchedule::parse("200ms,400ms,800ms")
-                .unwrap_or_default(),
+            webhook_retry_schedule: RetrySchedule::parse("200ms,400ms,800ms").unwrap_or_default(),
             webhook_disable_after: 5,
             webhook_poll_ms: 50,
             webhook_idle_poll_ms: 100,
@@ -512,7 +525,31 @@ impl Config {
             admin_sql_concurrency: 2,
             admin_sql_max_bytes: 16 * 1024 * 1024,
             metrics_upkeep_ms: 5_000,
-            realtime: crate::realtime::RealtimeConfig::for_tests(),
+            realtime: RealtimeConfig::for_tests(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let mut c = Config::for_tests("postgres://localhost/x".into(), PathBuf::from("/tmp/x"));
+        c.ai_api_key = Some("sk-ai-upstream-key".into());
+        c.s3_secret_access_key = Some("s3-secret-value".into());
+        c.deno_deploy_token = Some("ddo_deploy_token".into());
+        let text = format!("{c:?}");
+        for secret in [
+            exposed(&c.encryption_key).expect("key"),
+            exposed(&c.admin_password).expect("password"),
+            "sk-ai-upstream-key",
+            "s3-secret-value",
+            "ddo_deploy_token",
+        ] {
+            assert!(!text.contains(secret), "{secret} appears in {text}");
+        }
+        assert!(text.contains("admin_email"), "{text}");
     }
 }

@@ -17,7 +17,7 @@ pub mod ddl;
 pub mod handlers;
 pub mod introspect;
 
-use crate::http::ApiError;
+use crate::error::ApiError;
 
 /// What can go wrong in schema management.
 #[derive(Debug, thiserror::Error)]
