@@ -291,9 +291,14 @@ async fn one_shot(platform: &Platform, command: Command) -> anyhow::Result<()> {
             json,
         }) => {
             let r = ProjectRef::parse(&project_ref)?;
-            let d =
-                projects::create_on(platform, &r, name.as_deref(), "cli", database_url.as_deref())
-                    .await?;
+            let d = projects::create_on(
+                platform,
+                &r,
+                name.as_deref(),
+                "cli",
+                database_url.as_deref(),
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string(&d)?);
             } else {

@@ -211,10 +211,10 @@ async fn connect_cluster(
     admin.connect_timeout(CLUSTER_CONNECT_TIMEOUT);
     // The error text of a failed connection names no password or URL.
     let client = crate::db::connect(&admin).await.map_err(|e| {
-        ProjectError::ClusterUnreachable(
-            e.as_db_error()
-                .map_or_else(|| "connection failed".to_owned(), |d| d.message().to_owned()),
-        )
+        ProjectError::ClusterUnreachable(e.as_db_error().map_or_else(
+            || "connection failed".to_owned(),
+            |d| d.message().to_owned(),
+        ))
     })?;
     Ok((cfg, client))
 }
@@ -227,7 +227,10 @@ pub async fn project_cluster(
 ) -> Result<Option<tokio_postgres::Config>, ProjectError> {
     let client = platform.control().get().await?;
     let enc: Option<String> = client
-        .query_opt("select cluster_conn_enc from projects where id = $1", &[&id])
+        .query_opt(
+            "select cluster_conn_enc from projects where id = $1",
+            &[&id],
+        )
         .await?
         .and_then(|r| r.get(0));
     enc.map(|enc| {
@@ -329,7 +332,14 @@ pub async fn create_on(
         .execute(
             "insert into projects (id, ref, name, db_name, db_role, db_conn_enc, cluster_conn_enc) \
              values ($1, $2, $3, $4, $4, $5, $6) on conflict (ref) do nothing",
-            &[&id, &r.as_str(), &name, &db_name, &db_conn_enc, &cluster_conn_enc],
+            &[
+                &id,
+                &r.as_str(),
+                &name,
+                &db_name,
+                &db_conn_enc,
+                &cluster_conn_enc,
+            ],
         )
         .await?;
     if claimed == 0 {

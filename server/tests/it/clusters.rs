@@ -57,7 +57,11 @@ async fn a_project_on_a_second_cluster_is_served_and_dropped_there() {
         let cfg: tokio_postgres::Config = db_url.parse().expect("db_url parses");
         cfg.get_dbname().expect("dbname").to_owned()
     };
-    assert!(databases(&b.superuser_config("postgres")).await.contains(&db_name));
+    assert!(
+        databases(&b.superuser_config("postgres"))
+            .await
+            .contains(&db_name)
+    );
     assert!(!databases(&a_cfg).await.contains(&db_name));
 
     // End to end through the data API: write, read.
@@ -100,11 +104,21 @@ async fn a_project_on_a_second_cluster_is_served_and_dropped_there() {
     assert_eq!(rows, json!([{"name": "on cluster b"}]));
 
     // Stored encrypted: the control plane holds no plaintext of B's URL.
-    let control = ferrobase_server::db::connect(&t.config.database_url.as_deref().expect("control url").parse().expect("control url parses"))
-        .await
-        .expect("control");
+    let control = ferrobase_server::db::connect(
+        &t.config
+            .database_url
+            .as_deref()
+            .expect("control url")
+            .parse()
+            .expect("control url parses"),
+    )
+    .await
+    .expect("control");
     let enc: String = control
-        .query_one("select cluster_conn_enc from projects where ref = 'on-b'", &[])
+        .query_one(
+            "select cluster_conn_enc from projects where ref = 'on-b'",
+            &[],
+        )
         .await
         .expect("row")
         .get(0);
@@ -117,7 +131,11 @@ async fn a_project_on_a_second_cluster_is_served_and_dropped_there() {
         .await
         .expect("delete");
     assert!(resp.status().is_success(), "{}", resp.status());
-    assert!(!databases(&b.superuser_config("postgres")).await.contains(&db_name));
+    assert!(
+        !databases(&b.superuser_config("postgres"))
+            .await
+            .contains(&db_name)
+    );
 
     b.stop().await.expect("stop B");
 }

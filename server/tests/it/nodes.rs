@@ -72,9 +72,11 @@ async fn three_nodes_share_lockout_rate_limits_sessions_and_schema() {
         .put(format!("{}/auth/v1/admin/config", c.base()))
         .header("apikey", &c.service)
         .bearer_auth(&c.service)
-        .json(&json!({"mailer_autoconfirm": true, "lockout_max_attempts": 3,
+        .json(
+            &json!({"mailer_autoconfirm": true, "lockout_max_attempts": 3,
                       "lockout_duration_secs": 60, "rate_limit_sign_in_sign_ups": 10,
-                      "rate_limit_window_secs": 60}))
+                      "rate_limit_window_secs": 60}),
+        )
         .send()
         .await
         .expect("config");
@@ -100,7 +102,10 @@ async fn three_nodes_share_lockout_rate_limits_sessions_and_schema() {
     let refresh = session["refresh_token"].as_str().expect("refresh token");
     let refreshed = c
         .http()
-        .post(format!("{}/auth/v1/token?grant_type=refresh_token", c.base()))
+        .post(format!(
+            "{}/auth/v1/token?grant_type=refresh_token",
+            c.base()
+        ))
         .header("apikey", &c.anon)
         .json(&json!({"refresh_token": refresh}))
         .send()
@@ -110,7 +115,9 @@ async fn three_nodes_share_lockout_rate_limits_sessions_and_schema() {
 
     // Lockout: three failures spread over three nodes lock the account on all.
     for _ in 0..3 {
-        let resp = c.password("multi@example.com", "wrong", "198.51.100.2").await;
+        let resp = c
+            .password("multi@example.com", "wrong", "198.51.100.2")
+            .await;
         assert_eq!(resp.status(), 400);
     }
     for _ in 0..3 {
@@ -186,8 +193,7 @@ async fn three_nodes_share_lockout_rate_limits_sessions_and_schema() {
     assert_eq!(seen, 3, "all three nodes serve the new table and its row");
 
     // The admin API of any node sees the project created on the first.
-    let resp = c
-        .nodes[2]
+    let resp = c.nodes[2]
         .admin(Method::GET, "/platform/v1/projects/three-nodes")
         .send()
         .await

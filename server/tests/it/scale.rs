@@ -42,7 +42,9 @@ async fn small_cluster(
         .expect("configure cluster");
     drop(admin);
     pg.stop().await.expect("stop");
-    pg.start().await.expect("restart with the small max_connections");
+    pg.start()
+        .await
+        .expect("restart with the small max_connections");
     let url = format!(
         "host={} port=5432 user=ferrobase password=test-superuser-password dbname=control",
         pg.socket_dir().display()
@@ -142,10 +144,16 @@ async fn many_projects_share_one_connection_budget_without_503() {
         statuses.len(),
         failed.first()
     );
-    assert!(peak <= budget, "{peak} project connections over the budget of {budget}");
+    assert!(
+        peak <= budget,
+        "{peak} project connections over the budget of {budget}"
+    );
     let totals = t.app.pools.totals();
     assert!(totals.connections <= budget);
-    assert!(totals.reclaimed > 0, "idle connections were reclaimed across projects");
+    assert!(
+        totals.reclaimed > 0,
+        "idle connections were reclaimed across projects"
+    );
 
     // The gauges are exported.
     let metrics = t
