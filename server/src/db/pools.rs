@@ -146,21 +146,20 @@ impl Shared {
         let Some(pool) = victim else {
             return false;
         };
-        // Remove the longest-idle connection of that pool.
-        let oldest = {
-            let mut oldest: Option<Duration> = None;
-            pool.retain(|_, m| {
-                let idle = m.last_used();
-                if oldest.is_none_or(|o| idle > o) {
-                    oldest = Some(idle);
-                }
-                true
-            });
-            oldest
-        };
+        // Remove the longest-idle connection of that pool (compared by the
+        // instant of last use, which, unlike elapsed time, is stable).
+        let last_use = |m: &deadpool_postgres::Metrics| m.recycled.unwrap_or(m.created);
+        let mut oldest: Option<Instant> = None;
+        pool.retain(|_, m| {
+            let at = last_use(&m);
+            if oldest.is_none_or(|o| at < o) {
+                oldest = Some(at);
+            }
+            true
+        });
         let mut done = false;
         let removed = pool.retain(|_, m| {
-            if !done && Some(m.last_used()) == oldest {
+            if !done && Some(last_use(&m)) == oldest {
                 done = true;
                 return false;
             }
@@ -205,7 +204,22 @@ impl deadpool_postgres::Connect for BudgetConnect {
                 Some(shared) => shared.acquire(self.project).await,
                 None => None,
             };
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            // A closed connection's permit returns before its backend has
+            // exited: "too many connections" then means "a moment", so it is
+            // retried (the pool's create timeout still bounds the wait).
+            let (client, connection) = loop {
+                match config.connect(tokio_postgres::NoTls).await {
+                    Ok(pair) => break pair,
+                    Err(e)
+                        if e.code()
+                            == Some(&tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS) =>
+                    {
+                        metrics::counter!("ferrobase_db_connect_retries_total").increment(1);
+                        tokio::time::sleep(RECLAIM_RETRY * 2).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             let task = tokio::spawn(async move {
                 // The permit goes back when the connection ends (client
                 // dropped, pool closed, server gone).

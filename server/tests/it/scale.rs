@@ -34,12 +34,13 @@ async fn small_cluster(
     let admin = ferrobase_server::db::connect(&pg.superuser_config("postgres"))
         .await
         .expect("connect as superuser");
-    admin
-        .batch_execute(&format!(
-            "alter system set max_connections = {MAX_CONNECTIONS}; create database control"
-        ))
-        .await
-        .expect("configure cluster");
+    // ALTER SYSTEM cannot run in the implicit transaction of a multi-statement batch.
+    for sql in [
+        format!("alter system set max_connections = {MAX_CONNECTIONS}"),
+        "create database control".to_owned(),
+    ] {
+        admin.batch_execute(&sql).await.expect("configure cluster");
+    }
     drop(admin);
     pg.stop().await.expect("stop");
     pg.start()
@@ -171,6 +172,33 @@ async fn many_projects_share_one_connection_budget_without_503() {
     );
     assert!(metrics.contains("ferrobase_db_connections_waiting"));
     assert!(metrics.contains("ferrobase_db_budget_reclaimed_total"));
+
+    // Control: the same load with the budget lifted (per-project pools only,
+    // as before the budget existed) exhausts Postgres and answers 503s.
+    t.app.pools.close_all();
+    t.app.pools.set_budget(100_000);
+    let lifted = futures_util::future::join_all(projects.iter().flat_map(|p| {
+        let t = t.clone();
+        (0..CONCURRENCY).map(move |_| {
+            let t = t.clone();
+            async move {
+                t.http
+                    .post(format!("{}/rest/v1/rpc/slow", p.url))
+                    .header("apikey", &p.anon)
+                    .json(&serde_json::json!({}))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        })
+    }))
+    .await;
+    let unavailable = lifted.iter().filter(|s| **s == 503).count();
+    assert!(
+        unavailable > 0,
+        "without the budget the cluster should run out of connections: {lifted:?}"
+    );
     drop(t);
     pg.stop().await.expect("stop cluster");
 }
