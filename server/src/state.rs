@@ -50,6 +50,7 @@ impl App {
         let pools = ProjectPools::new(
             config.pool_max_size,
             Duration::from_millis(config.pool_acquire_timeout_ms),
+            config.db_max_connections.max(config.pool_max_size),
         );
         let storage = crate::storage::StorageHandle::from_config(config);
         let functions = crate::functions::Functions::new(&platform);
@@ -86,6 +87,28 @@ impl App {
         self.projects.invalidate(r.as_str());
         self.storage.purge_project(id).await;
         Ok(())
+    }
+
+    /// Sizes the node's connection budget from the cluster (see
+    /// [`crate::db::pools::derive_budget`]); keeps the configured or minimal
+    /// budget when the cluster cannot be asked.
+    pub async fn size_connection_budget(&self) {
+        let config = self.platform.config();
+        match crate::db::pools::derive_budget(
+            self.platform.control(),
+            config.db_max_connections,
+            config.db_reserved_connections,
+        )
+        .await
+        {
+            Ok(budget) => {
+                tracing::info!(budget, "project connection budget");
+                self.pools.set_budget(budget);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not read max_connections; keeping the configured budget");
+            }
+        }
     }
 
     /// The connection pool of a project (opened on first use).

@@ -22,6 +22,8 @@ pub async fn render(State(app): State<AppState>) -> impl IntoResponse {
         .set(totals.idle as f64);
     metrics::gauge!("ferrobase_project_pool_connections", "state" => "in_use")
         .set(totals.connections.saturating_sub(totals.idle) as f64);
+    metrics::gauge!("ferrobase_db_connection_budget").set(totals.budget as f64);
+    metrics::gauge!("ferrobase_db_connections_waiting").set(totals.waiting as f64);
     let control = app.platform.control().status();
     metrics::gauge!("ferrobase_control_pool_connections", "state" => "idle")
         .set(control.available as f64);

@@ -28,6 +28,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let idle = Duration::from_secs(app.platform.config().pool_idle_timeout_secs);
+    app.size_connection_budget().await;
     let reaper = {
         let app = app.clone();
         tokio::spawn(async move {

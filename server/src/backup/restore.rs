@@ -133,6 +133,16 @@ async fn restore_into(
             "{CONTROL} has no projects row"
         )));
     };
+    // A project placed on another cluster (`--database-url`) would need that
+    // cluster's admin connection to be recreated there: refuse before
+    // creating anything rather than restore it half on the wrong cluster.
+    if fields.get("cluster_conn_enc").is_some_and(|v| !v.is_null()) {
+        return Err(BackupError::Invalid(
+            "this project lived on another database cluster (created with --database-url); \
+             restoring such a project is not supported yet"
+                .into(),
+        ));
+    }
 
     // The identity of the restored project.
     let (id, db_name, db_url, db_conn_enc) = if same {

@@ -105,6 +105,10 @@ pub enum ProjectCommand {
         /// Display name.
         #[arg(long)]
         name: Option<String>,
+        /// Superuser connection string of another Postgres cluster to put
+        /// the project's database on (default: the control plane's).
+        #[arg(long, env = "FERROBASE_PROJECT_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -328,10 +332,18 @@ async fn one_shot(platform: &Platform, command: Command) -> anyhow::Result<()> {
         Command::Project(ProjectCommand::Create {
             project_ref,
             name,
+            database_url,
             json,
         }) => {
             let r = ProjectRef::parse(&project_ref)?;
-            let d = projects::create(platform, &r, name.as_deref(), "cli").await?;
+            let d = projects::create_on(
+                platform,
+                &r,
+                name.as_deref(),
+                "cli",
+                database_url.as_deref(),
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string(&d)?);
             } else {

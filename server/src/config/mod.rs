@@ -136,6 +136,18 @@ pub struct Config {
     )]
     pub pool_acquire_timeout_ms: u64,
 
+    /// Most connections this node opens to project databases, across all
+    /// projects (0: the cluster's `max_connections` minus reserved slots,
+    /// `FERROBASE_DB_RESERVED_CONNECTIONS` and the control-plane pool). With
+    /// several nodes on one cluster, give each its share.
+    #[arg(long, env = "FERROBASE_DB_MAX_CONNECTIONS", default_value_t = 0)]
+    pub db_max_connections: usize,
+
+    /// Connections left free for operators, migrations and LISTEN connections
+    /// when the budget is derived from `max_connections`.
+    #[arg(long, env = "FERROBASE_DB_RESERVED_CONNECTIONS", default_value_t = 10)]
+    pub db_reserved_connections: usize,
+
     /// Statement timeout for data-plane requests, in milliseconds.
     #[arg(long, env = "FERROBASE_STATEMENT_TIMEOUT_MS", default_value_t = 8000)]
     pub statement_timeout_ms: u64,
@@ -486,6 +498,8 @@ impl Config {
             pool_max_size: 5,
             pool_idle_timeout_secs: 300,
             pool_acquire_timeout_ms: 2000,
+            db_max_connections: 0,
+            db_reserved_connections: 10,
             statement_timeout_ms: 8000,
             rest_plan_roles: "service_role".into(),
             admin_token_ttl_secs: 3600,

@@ -29,6 +29,10 @@ pub struct CreateProject {
     pub project_ref: String,
     /// Display name (defaults to the ref).
     pub name: Option<String>,
+    /// Superuser connection string of another Postgres cluster to place the
+    /// project's database on (default: the control plane's cluster). Stored
+    /// encrypted, never returned.
+    pub database_url: Option<String>,
 }
 
 /// A verified platform admin (from `Authorization: Bearer <token>`).
@@ -98,7 +102,14 @@ pub async fn create_project(
     AppJson(body): AppJson<CreateProject>,
 ) -> ApiResult<(StatusCode, Json<ProjectDetails>)> {
     let r = ProjectRef::parse(&body.project_ref)?;
-    let details = projects::create(&app.platform, &r, body.name.as_deref(), &admin.email).await?;
+    let details = projects::create_on(
+        &app.platform,
+        &r,
+        body.name.as_deref(),
+        &admin.email,
+        body.database_url.as_deref(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(details)))
 }
 

@@ -91,6 +91,13 @@ pub enum ProjectError {
     /// The project migrations failed.
     #[error("project migration failed: {0}")]
     Migration(#[from] refinery::Error),
+    /// The `database_url` of another cluster is not a connection string.
+    #[error("The database URL is not a valid Postgres connection string.")]
+    InvalidClusterUrl,
+    /// The other cluster refused or did not answer (the reason never
+    /// repeats the URL).
+    #[error("The database cluster could not be used: {0}")]
+    ClusterUnreachable(String),
 }
 
 impl From<ProjectError> for ApiError {
@@ -101,6 +108,15 @@ impl From<ProjectError> for ApiError {
             ProjectError::Exists(_) => ApiError::conflict("project_exists", e.to_string()),
             ProjectError::InvalidSettings(m) => ApiError::bad_request("invalid_settings", m),
             ProjectError::NotFound(_) => ApiError::not_found("project_not_found", e.to_string()),
+            ProjectError::InvalidClusterUrl => {
+                ApiError::bad_request("invalid_database_url", e.to_string()).with_hint(
+                    "Give a superuser connection string of the other cluster, e.g. \
+                     postgres://postgres:…@db2.internal:5432/postgres.",
+                )
+            }
+            ProjectError::ClusterUnreachable(_) => {
+                ApiError::bad_request("database_unreachable", e.to_string())
+            }
             ProjectError::Db(db) => db.into(),
             ProjectError::Pool(p) => p.into(),
             other => ApiError::internal(&other),
@@ -173,6 +189,58 @@ pub(crate) fn conn_context(id: Uuid) -> String {
     format!("project:{id}:db_conn")
 }
 
+fn cluster_context(id: Uuid) -> String {
+    format!("project:{id}:cluster_conn")
+}
+
+/// How long connecting to another cluster may take at project creation.
+const CLUSTER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Parses and checks the admin connection string of another cluster.
+async fn connect_cluster(
+    url: &str,
+) -> Result<(tokio_postgres::Config, tokio_postgres::Client), ProjectError> {
+    let cfg: tokio_postgres::Config = url.parse().map_err(|_| ProjectError::InvalidClusterUrl)?;
+    if cfg.get_hosts().is_empty() {
+        return Err(ProjectError::InvalidClusterUrl);
+    }
+    let mut admin = cfg.clone();
+    if admin.get_dbname().is_none() {
+        admin.dbname("postgres");
+    }
+    admin.connect_timeout(CLUSTER_CONNECT_TIMEOUT);
+    // The error text of a failed connection names no password or URL.
+    let client = crate::db::connect(&admin).await.map_err(|e| {
+        ProjectError::ClusterUnreachable(e.as_db_error().map_or_else(
+            || "connection failed".to_owned(),
+            |d| d.message().to_owned(),
+        ))
+    })?;
+    Ok((cfg, client))
+}
+
+/// The admin connection settings of the cluster project `id` lives on, when
+/// it is not the control plane's.
+pub async fn project_cluster(
+    platform: &Platform,
+    id: Uuid,
+) -> Result<Option<tokio_postgres::Config>, ProjectError> {
+    let client = platform.control().get().await?;
+    let enc: Option<String> = client
+        .query_opt(
+            "select cluster_conn_enc from projects where id = $1",
+            &[&id],
+        )
+        .await?
+        .and_then(|r| r.get(0));
+    enc.map(|enc| {
+        let url = platform.secrets().decrypt_str(&cluster_context(id), &enc)?;
+        url.parse::<tokio_postgres::Config>()
+            .map_err(|_| ProjectError::Crypto(CryptoError::Decrypt))
+    })
+    .transpose()
+}
+
 pub(crate) fn secret_context(id: Uuid, name: &str) -> String {
     format!("project:{id}:{name}")
 }
@@ -227,28 +295,73 @@ pub async fn create(
     name: Option<&str>,
     actor: &str,
 ) -> Result<ProjectDetails, ProjectError> {
+    create_on(platform, r, name, actor, None).await
+}
+
+/// Like [`create`], placing the database on the cluster reached with
+/// `database_url` (a superuser connection string) instead of the control
+/// plane's. That string is stored encrypted and never shown again.
+pub async fn create_on(
+    platform: &Platform,
+    r: &ProjectRef,
+    name: Option<&str>,
+    actor: &str,
+    database_url: Option<&str>,
+) -> Result<ProjectDetails, ProjectError> {
+    let remote = match database_url.map(str::trim).filter(|u| !u.is_empty()) {
+        Some(url) => Some((url.to_owned(), connect_cluster(url).await?)),
+        None => None,
+    };
     let client = platform.control().get().await?;
     let id = Uuid::new_v4();
     let db_name = format!("fb_{}_{}", r.as_str().replace('-', "_"), random_hex(4));
     let password = random_hex(24);
-    let db_url = connection_url(platform.cluster(), &db_name, &password, &db_name);
+    let cluster_cfg = remote
+        .as_ref()
+        .map_or_else(|| platform.cluster().clone(), |(_, (cfg, _))| cfg.clone());
+    let db_url = connection_url(&cluster_cfg, &db_name, &password, &db_name);
     let db_conn_enc = platform.secrets().encrypt_str(&conn_context(id), &db_url);
+    let cluster_conn_enc = remote
+        .as_ref()
+        .map(|(url, _)| platform.secrets().encrypt_str(&cluster_context(id), url));
     let name = name
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .unwrap_or(r.as_str());
     let claimed = client
         .execute(
-            "insert into projects (id, ref, name, db_name, db_role, db_conn_enc) \
-             values ($1, $2, $3, $4, $4, $5) on conflict (ref) do nothing",
-            &[&id, &r.as_str(), &name, &db_name, &db_conn_enc],
+            "insert into projects (id, ref, name, db_name, db_role, db_conn_enc, cluster_conn_enc) \
+             values ($1, $2, $3, $4, $4, $5, $6) on conflict (ref) do nothing",
+            &[
+                &id,
+                &r.as_str(),
+                &name,
+                &db_name,
+                &db_conn_enc,
+                &cluster_conn_enc,
+            ],
         )
         .await?;
     if claimed == 0 {
         return Err(ProjectError::Exists(r.to_string()));
     }
-    tracing::info!(project = %r, db = %db_name, "creating project");
-    match provision(platform, &client, id, r, &db_name, &password, &db_url).await {
+    tracing::info!(project = %r, db = %db_name, remote = remote.is_some(), "creating project");
+    let cluster_client: &tokio_postgres::Client = match &remote {
+        Some((_, (_, c))) => c,
+        None => &client,
+    };
+    let provisioned = provision(
+        platform,
+        cluster_client,
+        &cluster_cfg,
+        id,
+        r,
+        &db_name,
+        &password,
+        &db_url,
+    )
+    .await;
+    match provisioned {
         Ok(()) => {
             platform
                 .audit(
@@ -262,7 +375,7 @@ pub async fn create(
         }
         Err(e) => {
             tracing::error!(project = %r, error = %e, "project creation failed; cleaning up");
-            drop_database_and_role(&client, &db_name).await;
+            drop_database_and_role(cluster_client, &db_name).await;
             let _ = client
                 .execute("delete from projects where id = $1", &[&id])
                 .await;
@@ -271,9 +384,11 @@ pub async fn create(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn provision(
     platform: &Platform,
     client: &tokio_postgres::Client,
+    cluster: &tokio_postgres::Config,
     id: Uuid,
     r: &ProjectRef,
     db_name: &str,
@@ -308,7 +423,7 @@ async fn provision(
         .parse()
         .map_err(|_| ProjectError::Crypto(CryptoError::Decrypt))?;
     migrate_project(&db_config).await?;
-    install_ddl_trigger(platform, db_name).await?;
+    install_ddl_trigger_on(cluster, db_name).await?;
 
     let key = SigningKey::generate()?;
     let now = crate::crypto::unix_now();
@@ -376,7 +491,15 @@ pub async fn migrate_project(db_config: &tokio_postgres::Config) -> Result<usize
 /// is not one, this is skipped with a warning and the data API falls back to
 /// reloading its schema cache when a request misses.
 pub async fn install_ddl_trigger(platform: &Platform, db_name: &str) -> Result<(), ProjectError> {
-    let mut cfg = platform.cluster().clone();
+    install_ddl_trigger_on(platform.cluster(), db_name).await
+}
+
+/// [`install_ddl_trigger`] on the cluster reached with `cluster`.
+pub async fn install_ddl_trigger_on(
+    cluster: &tokio_postgres::Config,
+    db_name: &str,
+) -> Result<(), ProjectError> {
+    let mut cfg = cluster.clone();
     cfg.dbname(db_name);
     let client = crate::db::connect(&cfg).await?;
     let result = client
@@ -753,10 +876,20 @@ pub async fn delete(
     let db_name: String = row.get(1);
     tracing::info!(project = %r, db = %db_name, "deleting project");
     let ident = quote_ident(&db_name);
-    client
+    let remote = match project_cluster(platform, id).await? {
+        Some(mut cfg) => {
+            if cfg.get_dbname().is_none() {
+                cfg.dbname("postgres");
+            }
+            Some(crate::db::connect(&cfg).await?)
+        }
+        None => None,
+    };
+    let cluster: &tokio_postgres::Client = remote.as_ref().unwrap_or(&client);
+    cluster
         .batch_execute(&format!("drop database if exists {ident} with (force)"))
         .await?;
-    client
+    cluster
         .batch_execute(&format!("drop role if exists {ident}"))
         .await?;
     client
@@ -793,7 +926,10 @@ pub async fn migrate_all(platform: &Platform) -> Result<Vec<(String, usize)>, Pr
         if let Some(p) = load(platform, &r).await? {
             let n = migrate_project(&p.db_config).await?;
             if let Some(db) = p.db_config.get_dbname() {
-                install_ddl_trigger(platform, db).await?;
+                match project_cluster(platform, p.id).await? {
+                    Some(cluster) => install_ddl_trigger_on(&cluster, db).await?,
+                    None => install_ddl_trigger(platform, db).await?,
+                }
             }
             if n > 0 || (i + 1) % 100 == 0 || i + 1 == total {
                 tracing::info!(project = %r, applied = n, progress = format!("{}/{total}", i + 1), "project migrations");

@@ -12,6 +12,7 @@ mod functions;
 mod load;
 mod platform;
 mod pocketbase;
+mod projects;
 mod realtime;
 mod rest;
 mod server;
@@ -59,6 +60,11 @@ const SUITES: &[(&str, &str, Suite)] = &[
         "functions",
         "warm invoke overhead and throughput vs `deno serve`, cold start",
         functions::run,
+    ),
+    (
+        "projects",
+        "1,000 projects active at once on one node: no 503 under the connection budget",
+        projects::run,
     ),
     (
         "realtime",

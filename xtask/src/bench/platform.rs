@@ -99,7 +99,7 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     Ok(table)
 }
 
-fn login(server: &Server) -> Result<String> {
+pub(super) fn login(server: &Server) -> Result<String> {
     let response = http::post(
         &format!("{}/platform/v1/auth/login", server.base_url()),
         None,
@@ -110,7 +110,7 @@ fn login(server: &Server) -> Result<String> {
 }
 
 /// Creates `bench-0001`..`bench-N`; returns each project's URL and anon key.
-fn create_projects(
+pub(super) fn create_projects(
     base: &str,
     token: &str,
     n: usize,
