@@ -31,7 +31,7 @@ use super::{
 use crate::crypto::{SigningKey, random_hex};
 use crate::db::{quote_ident, quote_literal};
 use crate::platform::projects::{
-    self, API_KEY_TTL_SECS, API_ROLES_SQL, ProjectDetails, conn_context, connection_url,
+    self, API_ROLES_SQL, ProjectDetails, api_key, conn_context, connection_url,
     install_ddl_trigger, secret_context,
 };
 use crate::platform::{Platform, ProjectRef};
@@ -434,20 +434,13 @@ async fn new_keys(
     r: &ProjectRef,
 ) -> Result<(), BackupError> {
     let key = SigningKey::generate()?;
-    let now = crate::crypto::unix_now();
-    let api_key = |role: &str| {
-        key.sign(&json!({
-            "iss": "ferrobase",
-            "ref": r.as_str(),
-            "role": role,
-            "iat": now,
-            "exp": now + API_KEY_TTL_SECS,
-        }))
-    };
     let secrets = platform.secrets();
     let mut values = vec![
-        ("anon_key".to_owned(), api_key("anon")?),
-        ("service_role_key".to_owned(), api_key("service_role")?),
+        ("anon_key".to_owned(), api_key(&key, r, "anon")?),
+        (
+            "service_role_key".to_owned(),
+            api_key(&key, r, "service_role")?,
+        ),
     ];
     for s in state["tables"]["project_secrets"]
         .as_array()

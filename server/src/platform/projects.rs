@@ -22,7 +22,7 @@ mod project_migrations {
 }
 
 /// Validity of API keys (anon, service role): ten years, as in Supabase.
-pub(crate) const API_KEY_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+const API_KEY_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
 
 /// A validated project ref: 3–40 of `a-z`, `0-9` and `-`, not starting or ending with `-`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -426,18 +426,8 @@ async fn provision(
     install_ddl_trigger_on(cluster, db_name).await?;
 
     let key = SigningKey::generate()?;
-    let now = crate::crypto::unix_now();
-    let api_key = |role: &str| {
-        key.sign(&json!({
-            "iss": "ferrobase",
-            "ref": r.as_str(),
-            "role": role,
-            "iat": now,
-            "exp": now + API_KEY_TTL_SECS,
-        }))
-    };
-    let anon = api_key("anon")?;
-    let service = api_key("service_role")?;
+    let anon = api_key(&key, r, "anon")?;
+    let service = api_key(&key, r, "service_role")?;
     let secrets = platform.secrets();
     let key_enc = secrets.encrypt(&secret_context(id, key.kid()), key.pkcs8());
     let jwk = serde_json::to_value(key.public_jwk()).unwrap_or_default();
@@ -464,6 +454,24 @@ async fn provision(
         .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// A project API key for `role` (`anon` or `service_role`): a long-lived JWT
+/// `{iss, ref, role, iat, exp}` signed with the project's `key` (shared by
+/// project creation and restore under a new ref).
+pub(crate) fn api_key(
+    key: &SigningKey,
+    r: &ProjectRef,
+    role: &str,
+) -> Result<String, crate::crypto::JwtError> {
+    let now = crate::crypto::unix_now();
+    key.sign(&json!({
+        "iss": "ferrobase",
+        "ref": r.as_str(),
+        "role": role,
+        "iat": now,
+        "exp": now + API_KEY_TTL_SECS,
+    }))
 }
 
 /// Applies `migrations/project` to one project database as its owner.
