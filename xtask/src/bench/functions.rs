@@ -170,7 +170,13 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     );
     table.row(
         "warm p50 ratio ferrobase / deno serve (1 client)",
-        format!("{:.1}x", f1.p50_ms / d1.p50_ms.max(1e-9)),
+        // `hey` reports latency in 0.1 ms steps: a direct p50 of 0.0 ms
+        // has no meaningful ratio.
+        if d1.p50_ms < 0.05 {
+            "n/a (deno serve p50 is below hey's 0.1 ms resolution)".to_owned()
+        } else {
+            format!("{:.1}x", f1.p50_ms / d1.p50_ms)
+        },
     );
     table.row(format!("{conns} clients (ferrobase)"), fmt_load(&fc));
     table.row(format!("{conns} clients (deno serve)"), fmt_load(&dc));
