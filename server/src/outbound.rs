@@ -103,7 +103,7 @@ impl OutboundPolicy {
     /// `FERROBASE_WEBHOOK_ALLOW_PRIVATE`.
     pub fn for_webhooks(config: &crate::Config) -> Self {
         let mut p = Self::from_config(config);
-        p.allow_private |= config.webhook_allow_private;
+        p.allow_private |= config.webhooks.webhook_allow_private;
         p
     }
 

@@ -37,14 +37,14 @@ use crate::state::AppState;
 impl Gateway {
     /// The gateway with the server's settings.
     pub fn from_config(config: &Config) -> Self {
-        let timeout = Duration::from_millis(config.ai_timeout_ms.max(1));
+        let timeout = Duration::from_millis(config.ai.ai_timeout_ms.max(1));
         Gateway {
             http: upstream::HttpClients::new(
                 timeout.min(Duration::from_secs(10)),
                 &crate::outbound::OutboundPolicy::from_config(config),
             ),
             timeout,
-            idle_timeout: Duration::from_millis(config.ai_stream_idle_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(config.ai.ai_stream_idle_timeout_ms.max(1)),
         }
     }
 }

@@ -511,11 +511,11 @@ pub async fn upstreams(
     }
     if settings.use_platform_default
         && let Some(key) =
-            crate::config::exposed(&config.ai_api_key).filter(|k| !k.trim().is_empty())
+            crate::config::exposed(&config.ai.ai_api_key).filter(|k| !k.trim().is_empty())
     {
         out.push(Upstream {
             name: "platform".to_owned(),
-            base_url: config.ai_base_url.trim_end_matches('/').to_owned(),
+            base_url: config.ai.ai_base_url.trim_end_matches('/').to_owned(),
             api_key: Some(key.trim().to_owned()),
             headers: Vec::new(),
             trusted: true,

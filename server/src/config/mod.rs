@@ -4,11 +4,17 @@
 //! Tests build [`Config`] directly with [`Config::for_tests`] instead of
 //! touching the process environment.
 
+mod ai;
+mod functions;
 mod realtime;
+mod storage;
 mod webhooks;
 
+pub use ai::AiConfig;
+pub use functions::FunctionsConfig;
 pub use realtime::RealtimeConfig;
-pub use webhooks::RetrySchedule;
+pub use storage::StorageConfig;
+pub use webhooks::{RetrySchedule, WebhooksConfig};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -187,157 +193,7 @@ pub struct Config {
         default_value = "Ferrobase <noreply@ferrobase.local>"
     )]
     pub smtp_from: String,
-    /// Where object bytes live: unset = local disk under `{data_dir}/storage`;
-    /// `file:///abs/dir`; or `s3://bucket?endpoint=…&region=…&force_path_style=true`
-    /// (the `FERROBASE_S3_*` settings override the query).
-    #[arg(long, env = "FERROBASE_STORAGE_URL")]
-    pub storage_url: Option<String>,
 
-    /// S3 endpoint URL for S3-compatible servers (MinIO, R2, …); unset = AWS.
-    #[arg(long, env = "FERROBASE_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-
-    /// S3 region (default `us-east-1`).
-    #[arg(long, env = "FERROBASE_S3_REGION")]
-    pub s3_region: Option<String>,
-
-    /// S3 access key id (unset: the usual AWS environment and instance credentials).
-    #[arg(long, env = "FERROBASE_S3_ACCESS_KEY_ID", hide_env_values = true)]
-    pub s3_access_key_id: Option<String>,
-
-    /// S3 secret access key.
-    #[arg(long, env = "FERROBASE_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub s3_secret_access_key: Option<SecretString>,
-
-    /// Use path-style S3 URLs (`endpoint/bucket/key`), as most S3-compatible servers need.
-    #[arg(long, env = "FERROBASE_S3_FORCE_PATH_STYLE", default_value_t = false,
-          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
-    pub s3_force_path_style: bool,
-
-    /// Largest object accepted by storage, in bytes (bucket limits can only lower it).
-    #[arg(long, env = "FERROBASE_STORAGE_MAX_FILE_BYTES", default_value_t = 5 * 1024 * 1024 * 1024)]
-    pub storage_max_file_bytes: u64,
-
-    /// Seconds an unfinished resumable (TUS) upload is kept.
-    #[arg(long, env = "FERROBASE_STORAGE_RESUMABLE_EXPIRY_SECS", default_value_t = 24 * 3600)]
-    pub storage_resumable_expiry_secs: u64,
-
-    /// Where edge functions run: `local` (Deno processes on this node) or `deno-deploy`.
-    #[arg(
-        long,
-        env = "FERROBASE_FUNCTIONS_PROVIDER",
-        value_enum,
-        default_value = "local"
-    )]
-    pub functions_provider: FunctionsProvider,
-
-    /// The `deno` binary for local functions (default: `deno` on PATH).
-    #[arg(long, env = "FERROBASE_DENO_BIN")]
-    pub deno_bin: Option<PathBuf>,
-
-    /// Extra hosts local functions may reach, comma separated (`api.stripe.com,x.io:8443`),
-    /// or `*` for any host. This server's own host is always allowed.
-    #[arg(long, env = "FERROBASE_FUNCTIONS_ALLOW_NET")]
-    pub functions_allow_net: Option<String>,
-
-    /// Stop a warm function process after this many seconds without invocations.
-    #[arg(long, env = "FERROBASE_FUNCTIONS_IDLE_SECS", default_value_t = 300)]
-    pub functions_idle_secs: u64,
-
-    /// Longest wait for a function process to start (first `npm:` downloads included), in ms.
-    #[arg(
-        long,
-        env = "FERROBASE_FUNCTIONS_COLD_START_TIMEOUT_MS",
-        default_value_t = 30_000
-    )]
-    pub functions_cold_start_timeout_ms: u64,
-
-    /// How long a node trusts what it loaded about a function (deploys on other nodes
-    /// show up within this delay), in ms.
-    #[arg(long, env = "FERROBASE_FUNCTIONS_CACHE_TTL_MS", default_value_t = 2000)]
-    pub functions_cache_ttl_ms: u64,
-
-    /// How often each node looks for due function schedules, in ms.
-    #[arg(
-        long,
-        env = "FERROBASE_FUNCTIONS_SCHEDULE_INTERVAL_MS",
-        default_value_t = 1000
-    )]
-    pub functions_schedule_interval_ms: u64,
-
-    /// Function log lines, invocation records and schedule runs older than this many
-    /// days are deleted (0: no age limit).
-    #[arg(
-        long,
-        env = "FERROBASE_FUNCTIONS_LOG_RETENTION_DAYS",
-        default_value_t = 7
-    )]
-    pub functions_log_retention_days: u32,
-
-    /// At most this many log lines and this many invocation records are kept per
-    /// function, and this many runs per schedule; older ones are deleted (0: no cap).
-    #[arg(
-        long,
-        env = "FERROBASE_FUNCTIONS_LOG_MAX_ROWS",
-        default_value_t = 10_000
-    )]
-    pub functions_log_max_rows: u32,
-
-    /// How often function logs are pruned, in ms (one node at a time does it).
-    #[arg(
-        long,
-        env = "FERROBASE_FUNCTIONS_LOG_PRUNE_INTERVAL_MS",
-        default_value_t = 600_000
-    )]
-    pub functions_log_prune_interval_ms: u64,
-
-    /// Deno Deploy v2 API base URL.
-    #[arg(
-        long,
-        env = "FERROBASE_DENO_DEPLOY_API_URL",
-        default_value = "https://api.deno.com/v2"
-    )]
-    pub deno_deploy_api_url: String,
-
-    /// Deno Deploy organization access token (`ddo_…`).
-    #[arg(long, env = "FERROBASE_DENO_DEPLOY_TOKEN", hide_env_values = true)]
-    pub deno_deploy_token: Option<SecretString>,
-
-    /// URL of a Deno Deploy app, `{app}` is replaced by the app slug.
-    #[arg(
-        long,
-        env = "FERROBASE_DENO_DEPLOY_APP_URL",
-        default_value = "https://{app}.deno.net"
-    )]
-    pub deno_deploy_app_url: String,
-
-    /// How often a Deno Deploy revision's build status is polled, in ms.
-    #[arg(long, env = "FERROBASE_DENO_DEPLOY_POLL_MS", default_value_t = 1000)]
-    pub deno_deploy_poll_ms: u64,
-    /// Platform default AI upstream (OpenAI-compatible API base URL) for `/ai/v1`.
-    #[arg(
-        long,
-        env = "FERROBASE_AI_BASE_URL",
-        default_value = "https://openrouter.ai/api/v1"
-    )]
-    pub ai_base_url: String,
-
-    /// API key of the platform default AI upstream (unset: only per-project providers).
-    #[arg(long, env = "FERROBASE_AI_API_KEY", hide_env_values = true)]
-    pub ai_api_key: Option<SecretString>,
-
-    /// How long the AI gateway waits for an upstream's first byte (headers, or the
-    /// first event of a stream) before trying the next provider, in milliseconds.
-    #[arg(long, env = "FERROBASE_AI_TIMEOUT_MS", default_value_t = 60_000)]
-    pub ai_timeout_ms: u64,
-
-    /// A stream whose upstream sends nothing for this long ends with an error event, in milliseconds.
-    #[arg(
-        long,
-        env = "FERROBASE_AI_STREAM_IDLE_TIMEOUT_MS",
-        default_value_t = 60_000
-    )]
-    pub ai_stream_idle_timeout_ms: u64,
     /// Let outgoing requests (OAuth, AI upstreams, webhooks, …) reach loopback,
     /// private, link-local, CGNAT and ULA addresses. Development and tests only;
     /// cloud metadata addresses stay refused. See `outbound`.
@@ -350,11 +206,6 @@ pub struct Config {
     #[arg(long, env = "FERROBASE_OUTBOUND_ALLOW_NETS", value_delimiter = ',')]
     pub outbound_allow_nets: Vec<ipnet::IpNet>,
 
-    /// Let webhook deliveries reach private addresses (as
-    /// `FERROBASE_OUTBOUND_ALLOW_PRIVATE`, for webhooks only).
-    #[arg(long, env = "FERROBASE_WEBHOOK_ALLOW_PRIVATE", default_value_t = false,
-          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
-    pub webhook_allow_private: bool,
     /// A client must send a request's headers within this many milliseconds
     /// (slow-header clients are cut off).
     #[arg(
@@ -423,38 +274,6 @@ pub struct Config {
     #[arg(long, env = "FERROBASE_METRICS_UPKEEP_MS", default_value_t = 5_000)]
     pub metrics_upkeep_ms: u64,
 
-    /// Timeout of one webhook delivery attempt, in milliseconds.
-    #[arg(long, env = "FERROBASE_WEBHOOK_TIMEOUT_MS", default_value_t = 15_000)]
-    pub webhook_timeout_ms: u64,
-
-    /// Delays between webhook attempts after the first (immediate) one:
-    /// comma-separated durations with a unit (`ms`, `s`, `m`, `h`).
-    #[arg(
-        long,
-        env = "FERROBASE_WEBHOOK_RETRY_SCHEDULE",
-        default_value = "5s,5m,30m,2h,5h,10h,10h"
-    )]
-    pub webhook_retry_schedule: RetrySchedule,
-
-    /// Disable an endpoint after this many deliveries in a row failed for
-    /// good (every retry used up).
-    #[arg(long, env = "FERROBASE_WEBHOOK_DISABLE_AFTER", default_value_t = 5)]
-    pub webhook_disable_after: u32,
-
-    /// How often each node looks in the control plane for projects with due
-    /// deliveries, in milliseconds.
-    #[arg(long, env = "FERROBASE_WEBHOOK_POLL_MS", default_value_t = 250)]
-    pub webhook_poll_ms: u64,
-
-    /// How often a project with enabled endpoints but nothing due is looked
-    /// at when no wake-up arrives (the bound on a new event's delay), in ms.
-    #[arg(long, env = "FERROBASE_WEBHOOK_IDLE_POLL_MS", default_value_t = 1000)]
-    pub webhook_idle_poll_ms: u64,
-
-    /// Deliveries in flight at once on one node.
-    #[arg(long, env = "FERROBASE_WEBHOOK_CONCURRENCY", default_value_t = 64)]
-    pub webhook_concurrency: usize,
-
     /// Log format: auto, json or pretty (filter with `RUST_LOG`).
     #[arg(long, env = "FERROBASE_LOG_FORMAT", value_enum, default_value = "auto")]
     pub log_format: LogFormat,
@@ -462,6 +281,22 @@ pub struct Config {
     /// Realtime hub settings (`FERROBASE_REALTIME_*`).
     #[command(flatten)]
     pub realtime: RealtimeConfig,
+
+    /// Object storage settings (`FERROBASE_STORAGE_*`, `FERROBASE_S3_*`).
+    #[command(flatten)]
+    pub storage: StorageConfig,
+
+    /// Edge functions settings: the local Deno runtime and Deno Deploy.
+    #[command(flatten)]
+    pub functions: FunctionsConfig,
+
+    /// AI gateway settings (`FERROBASE_AI_*`).
+    #[command(flatten)]
+    pub ai: AiConfig,
+
+    /// Outgoing webhook settings (`FERROBASE_WEBHOOK_*`).
+    #[command(flatten)]
+    pub webhooks: WebhooksConfig,
 }
 
 impl Config {
@@ -508,41 +343,8 @@ impl Config {
             smtp_url: None,
             smtp_from: "Ferrobase <noreply@ferrobase.test>".into(),
             log_format: LogFormat::Pretty,
-            storage_url: None,
-            s3_endpoint: None,
-            s3_region: None,
-            s3_access_key_id: None,
-            s3_secret_access_key: None,
-            s3_force_path_style: false,
-            storage_max_file_bytes: 50 * 1024 * 1024,
-            storage_resumable_expiry_secs: 3600,
-            functions_provider: FunctionsProvider::Local,
-            deno_bin: None,
-            functions_allow_net: None,
-            functions_idle_secs: 300,
-            functions_cold_start_timeout_ms: 30_000,
-            functions_cache_ttl_ms: 2000,
-            functions_schedule_interval_ms: 1000,
-            functions_log_retention_days: 7,
-            functions_log_max_rows: 10_000,
-            functions_log_prune_interval_ms: 600_000,
-            deno_deploy_api_url: "https://api.deno.com/v2".into(),
-            deno_deploy_token: None,
-            deno_deploy_app_url: "https://{app}.deno.net".into(),
-            deno_deploy_poll_ms: 1000,
-            ai_base_url: "http://127.0.0.1:9/v1".into(),
-            ai_api_key: None,
-            ai_timeout_ms: 5_000,
-            ai_stream_idle_timeout_ms: 5_000,
             outbound_allow_private: false,
             outbound_allow_nets: Vec::new(),
-            webhook_allow_private: true,
-            webhook_timeout_ms: 2_000,
-            webhook_retry_schedule: RetrySchedule::parse("200ms,400ms,800ms").unwrap_or_default(),
-            webhook_disable_after: 5,
-            webhook_poll_ms: 50,
-            webhook_idle_poll_ms: 100,
-            webhook_concurrency: 32,
             header_read_timeout_ms: 30_000,
             drain_delay_ms: 0,
             shutdown_grace_secs: 30,
@@ -555,6 +357,10 @@ impl Config {
             admin_sql_max_bytes: 16 * 1024 * 1024,
             metrics_upkeep_ms: 5_000,
             realtime: RealtimeConfig::for_tests(),
+            storage: StorageConfig::for_tests(),
+            functions: FunctionsConfig::for_tests(),
+            ai: AiConfig::for_tests(),
+            webhooks: WebhooksConfig::for_tests(),
         }
     }
 }
@@ -566,9 +372,9 @@ mod tests {
     #[test]
     fn debug_output_redacts_secrets() {
         let mut c = Config::for_tests("postgres://localhost/x".into(), PathBuf::from("/tmp/x"));
-        c.ai_api_key = Some("sk-ai-upstream-key".into());
-        c.s3_secret_access_key = Some("s3-secret-value".into());
-        c.deno_deploy_token = Some("ddo_deploy_token".into());
+        c.ai.ai_api_key = Some("sk-ai-upstream-key".into());
+        c.storage.s3_secret_access_key = Some("s3-secret-value".into());
+        c.functions.deno_deploy_token = Some("ddo_deploy_token".into());
         let text = format!("{c:?}");
         for secret in [
             exposed(&c.encryption_key).expect("key"),

@@ -1,9 +1,11 @@
-//! Settings of outgoing webhooks that need a parser of their own: the retry
-//! schedule (`FERROBASE_WEBHOOK_RETRY_SCHEDULE`).
+//! Settings of outgoing webhooks (a group flattened into [`super::Config`]),
+//! and the retry schedule's parser (`FERROBASE_WEBHOOK_RETRY_SCHEDULE`).
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
+
+use clap::Args;
 
 /// Delays between attempts after the first, immediate one
 /// (`FERROBASE_WEBHOOK_RETRY_SCHEDULE`). Standard Webhooks' recommendation is
@@ -61,6 +63,63 @@ impl fmt::Display for RetrySchedule {
             .map(|d| format!("{}ms", d.as_millis()))
             .collect();
         f.write_str(&parts.join(","))
+    }
+}
+
+/// Outgoing webhook settings (`FERROBASE_WEBHOOK_*`).
+#[derive(Debug, Clone, Args)]
+pub struct WebhooksConfig {
+    /// Let webhook deliveries reach private addresses (as
+    /// `FERROBASE_OUTBOUND_ALLOW_PRIVATE`, for webhooks only).
+    #[arg(long, env = "FERROBASE_WEBHOOK_ALLOW_PRIVATE", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_private: bool,
+
+    /// Timeout of one webhook delivery attempt, in milliseconds.
+    #[arg(long, env = "FERROBASE_WEBHOOK_TIMEOUT_MS", default_value_t = 15_000)]
+    pub webhook_timeout_ms: u64,
+
+    /// Delays between webhook attempts after the first (immediate) one:
+    /// comma-separated durations with a unit (`ms`, `s`, `m`, `h`).
+    #[arg(
+        long,
+        env = "FERROBASE_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,10h"
+    )]
+    pub webhook_retry_schedule: RetrySchedule,
+
+    /// Disable an endpoint after this many deliveries in a row failed for
+    /// good (every retry used up).
+    #[arg(long, env = "FERROBASE_WEBHOOK_DISABLE_AFTER", default_value_t = 5)]
+    pub webhook_disable_after: u32,
+
+    /// How often each node looks in the control plane for projects with due
+    /// deliveries, in milliseconds.
+    #[arg(long, env = "FERROBASE_WEBHOOK_POLL_MS", default_value_t = 250)]
+    pub webhook_poll_ms: u64,
+
+    /// How often a project with enabled endpoints but nothing due is looked
+    /// at when no wake-up arrives (the bound on a new event's delay), in ms.
+    #[arg(long, env = "FERROBASE_WEBHOOK_IDLE_POLL_MS", default_value_t = 1000)]
+    pub webhook_idle_poll_ms: u64,
+
+    /// Deliveries in flight at once on one node.
+    #[arg(long, env = "FERROBASE_WEBHOOK_CONCURRENCY", default_value_t = 64)]
+    pub webhook_concurrency: usize,
+}
+
+impl WebhooksConfig {
+    /// Settings for tests: short intervals, nothing external.
+    pub fn for_tests() -> Self {
+        Self {
+            webhook_allow_private: true,
+            webhook_timeout_ms: 2_000,
+            webhook_retry_schedule: RetrySchedule::parse("200ms,400ms,800ms").unwrap_or_default(),
+            webhook_disable_after: 5,
+            webhook_poll_ms: 50,
+            webhook_idle_poll_ms: 100,
+            webhook_concurrency: 32,
+        }
     }
 }
 

@@ -81,12 +81,16 @@ impl DenoDeploy {
     pub fn new(config: &Config) -> Self {
         Self {
             http: reqwest::Client::new(),
-            api: config.deno_deploy_api_url.trim_end_matches('/').to_owned(),
-            token: crate::config::exposed(&config.deno_deploy_token)
+            api: config
+                .functions
+                .deno_deploy_api_url
+                .trim_end_matches('/')
+                .to_owned(),
+            token: crate::config::exposed(&config.functions.deno_deploy_token)
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned),
-            app_url: config.deno_deploy_app_url.clone(),
-            poll: Duration::from_millis(config.deno_deploy_poll_ms.max(10)),
+            app_url: config.functions.deno_deploy_app_url.clone(),
+            poll: Duration::from_millis(config.functions.deno_deploy_poll_ms.max(10)),
             deploy_timeout: Duration::from_secs(300),
             limits: Mutex::new(HashMap::new()),
         }

@@ -109,7 +109,7 @@ impl LocalRuntime {
     pub fn new(platform: Platform, logs: LogSink) -> Self {
         let config = platform.config();
         let root = config.data_dir.join("functions");
-        let mut deno = find_deno(config.deno_bin.as_deref());
+        let mut deno = find_deno(config.functions.deno_bin.as_deref());
         let host = root.join(format!(
             "host-{}.ts",
             &super::bundle::sha256_hex(HOST_SCRIPT.as_bytes())[..12]
@@ -125,10 +125,13 @@ impl LocalRuntime {
         {
             deno = Err(format!("could not prepare {}: {e}", root.display()));
         }
-        let allow_net = allow_net(&config.public_url(), config.functions_allow_net.as_deref());
+        let allow_net = allow_net(
+            &config.public_url(),
+            config.functions.functions_allow_net.as_deref(),
+        );
         let slots: Arc<Mutex<SlotMap>> = Arc::default();
-        let idle = Duration::from_secs(config.functions_idle_secs.max(1));
-        let cold_start = Duration::from_millis(config.functions_cold_start_timeout_ms);
+        let idle = Duration::from_secs(config.functions.functions_idle_secs.max(1));
+        let cold_start = Duration::from_millis(config.functions.functions_cold_start_timeout_ms);
         tokio::spawn(reap_idle(Arc::downgrade(&slots), idle));
         Self {
             platform,

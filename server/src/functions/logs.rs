@@ -207,8 +207,8 @@ impl Retention {
     /// The server's settings.
     pub fn from_config(config: &crate::config::Config) -> Self {
         Retention {
-            days: config.functions_log_retention_days,
-            max_rows: config.functions_log_max_rows,
+            days: config.functions.functions_log_retention_days,
+            max_rows: config.functions.functions_log_max_rows,
         }
     }
 }
@@ -304,7 +304,7 @@ pub async fn run_pruner(platform: Platform) {
     if keep.days == 0 && keep.max_rows == 0 {
         return;
     }
-    let every = Duration::from_millis(config.functions_log_prune_interval_ms.max(50));
+    let every = Duration::from_millis(config.functions.functions_log_prune_interval_ms.max(50));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -128,7 +128,7 @@ impl Functions {
     pub fn new(platform: &Platform) -> Arc<Self> {
         let config = platform.config();
         let logs = logs::LogSink::start(platform.clone());
-        let runtime: Arc<dyn Runtime> = match config.functions_provider {
+        let runtime: Arc<dyn Runtime> = match config.functions.functions_provider {
             crate::config::FunctionsProvider::Local => {
                 Arc::new(local::LocalRuntime::new(platform.clone(), logs.clone()))
             }
@@ -141,7 +141,7 @@ impl Functions {
             runtime,
             logs,
             cache: Mutex::new(HashMap::new()),
-            cache_ttl: Duration::from_millis(config.functions_cache_ttl_ms),
+            cache_ttl: Duration::from_millis(config.functions.functions_cache_ttl_ms),
         })
     }
 

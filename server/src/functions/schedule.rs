@@ -458,8 +458,13 @@ async fn invoke_tick(
 
 /// The scheduler loop of one node (spawned by [`crate::app::serve`]).
 pub async fn run_scheduler(app: AppState) {
-    let interval =
-        Duration::from_millis(app.platform.config().functions_schedule_interval_ms.max(50));
+    let interval = Duration::from_millis(
+        app.platform
+            .config()
+            .functions
+            .functions_schedule_interval_ms
+            .max(50),
+    );
     let node: Arc<str> = format!("{}-{}", std::process::id(), crate::crypto::random_hex(4)).into();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -395,7 +395,7 @@ pub fn optional_parts(
     ));
     parts.push((
         "storage",
-        match &config.storage_url {
+        match &config.storage.storage_url {
             Some(url) if url.starts_with("s3://") => format!("S3 ({url})"),
             _ => format!(
                 "local disk under {}; set FERROBASE_STORAGE_URL=s3://bucket for S3",

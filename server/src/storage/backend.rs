@@ -85,6 +85,7 @@ impl Storage {
     /// (local disk under `{data_dir}/storage`), `file:///dir`, or `s3://bucket?…`.
     pub fn from_config(config: &Config) -> Result<Self, String> {
         let (store, describe): (Box<dyn ObjectStore>, String) = match config
+            .storage
             .storage_url
             .as_deref()
             .filter(|u| !u.is_empty())
@@ -112,8 +113,8 @@ impl Storage {
         Ok(Self {
             store,
             describe,
-            max_file_bytes: config.storage_max_file_bytes,
-            resumable_expiry: Duration::from_secs(config.storage_resumable_expiry_secs),
+            max_file_bytes: config.storage.storage_max_file_bytes,
+            resumable_expiry: Duration::from_secs(config.storage.storage_resumable_expiry_secs),
             last_reaped: Mutex::default(),
         })
     }
@@ -467,9 +468,10 @@ fn s3(config: &Config, url: &url::Url) -> Result<(Box<dyn ObjectStore>, String),
         .filter(|b| !b.is_empty())
         .ok_or("FERROBASE_STORAGE_URL: s3:// needs a bucket name, e.g. s3://my-bucket")?;
     let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
-    let endpoint = setting(&query, &config.s3_endpoint, "endpoint");
-    let region = setting(&query, &config.s3_region, "region").unwrap_or_else(|| "us-east-1".into());
-    let path_style = config.s3_force_path_style
+    let endpoint = setting(&query, &config.storage.s3_endpoint, "endpoint");
+    let region =
+        setting(&query, &config.storage.s3_region, "region").unwrap_or_else(|| "us-east-1".into());
+    let path_style = config.storage.s3_force_path_style
         || query
             .get("force_path_style")
             .is_some_and(|v| matches!(v.as_str(), "true" | "1" | "yes"));
@@ -492,10 +494,10 @@ fn s3(config: &Config, url: &url::Url) -> Result<(Box<dyn ObjectStore>, String),
             .with_endpoint(endpoint)
             .with_allow_http(endpoint.starts_with("http://"));
     }
-    if let Some(id) = &config.s3_access_key_id {
+    if let Some(id) = &config.storage.s3_access_key_id {
         builder = builder.with_access_key_id(id);
     }
-    if let Some(secret) = crate::config::exposed(&config.s3_secret_access_key) {
+    if let Some(secret) = crate::config::exposed(&config.storage.s3_secret_access_key) {
         builder = builder.with_secret_access_key(secret);
     }
     let store = builder

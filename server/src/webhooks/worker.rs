@@ -73,12 +73,13 @@ impl Settings {
     /// From the platform config.
     pub fn from_config(c: &crate::Config) -> Self {
         Self {
-            timeout: Duration::from_millis(c.webhook_timeout_ms.max(1)),
-            schedule: c.webhook_retry_schedule.clone(),
-            disable_after: i32::try_from(c.webhook_disable_after.max(1)).unwrap_or(i32::MAX),
-            poll: Duration::from_millis(c.webhook_poll_ms.max(10)),
-            idle_poll: Duration::from_millis(c.webhook_idle_poll_ms.max(10)),
-            concurrency: c.webhook_concurrency.max(1),
+            timeout: Duration::from_millis(c.webhooks.webhook_timeout_ms.max(1)),
+            schedule: c.webhooks.webhook_retry_schedule.clone(),
+            disable_after: i32::try_from(c.webhooks.webhook_disable_after.max(1))
+                .unwrap_or(i32::MAX),
+            poll: Duration::from_millis(c.webhooks.webhook_poll_ms.max(10)),
+            idle_poll: Duration::from_millis(c.webhooks.webhook_idle_poll_ms.max(10)),
+            concurrency: c.webhooks.webhook_concurrency.max(1),
             policy: OutboundPolicy::for_webhooks(c),
         }
     }

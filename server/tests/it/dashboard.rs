@@ -320,7 +320,7 @@ async fn end_to_end_in_chromium() {
     let has_deno = deno.is_some();
     let app = TestApp::spawn_with(|c| {
         if let Some(d) = deno {
-            c.deno_bin = Some(d);
+            c.functions.deno_bin = Some(d);
         }
     })
     .await;

@@ -276,7 +276,7 @@ async fn functions_example_deploys_invokes_and_rolls_back() {
     let Some(deno) = crate::functions::deno() else {
         return;
     };
-    let t = TestApp::spawn_with(|c| c.deno_bin = Some(deno)).await;
+    let t = TestApp::spawn_with(|c| c.functions.deno_bin = Some(deno)).await;
     let p = project(&t, "ex-fn").await;
     let out = run_example("functions", &p.url, Some(&p.anon), Some(&p.service)).await;
     expect_lines(

@@ -411,10 +411,10 @@ async fn signed_deliveries_of_messages_changes_and_emitted_events() {
 #[tokio::test]
 async fn failures_retries_gone_timeouts_and_redirects() {
     let app = TestApp::spawn_with(|c| {
-        c.webhook_retry_schedule =
+        c.webhooks.webhook_retry_schedule =
             ferrobase_server::webhooks::RetrySchedule::parse("100ms,100ms").expect("schedule");
-        c.webhook_timeout_ms = 500;
-        c.webhook_disable_after = 2;
+        c.webhooks.webhook_timeout_ms = 500;
+        c.webhooks.webhook_disable_after = 2;
     })
     .await;
     let p = app.create_project("hooks-fail").await;
@@ -607,9 +607,9 @@ async fn failures_retries_gone_timeouts_and_redirects() {
 #[tokio::test]
 async fn replay_one_and_all_failed_since() {
     let app = TestApp::spawn_with(|c| {
-        c.webhook_retry_schedule =
+        c.webhooks.webhook_retry_schedule =
             ferrobase_server::webhooks::RetrySchedule::parse("").expect("no retries");
-        c.webhook_disable_after = 100;
+        c.webhooks.webhook_disable_after = 100;
     })
     .await;
     let p = app.create_project("hooks-replay").await;
@@ -711,7 +711,7 @@ async fn replay_one_and_all_failed_since() {
 #[tokio::test]
 async fn ssrf_targets_are_refused() {
     let app = TestApp::spawn_with(|c| {
-        c.webhook_allow_private = false;
+        c.webhooks.webhook_allow_private = false;
         c.outbound_allow_private = false;
     })
     .await;
@@ -1106,7 +1106,7 @@ async fn kill_9_of_a_node_loses_no_delivery() {
         .env("FERROBASE_WEBHOOK_ALLOW_PRIVATE", "true")
         .env(
             "FERROBASE_WEBHOOK_TIMEOUT_MS",
-            config.webhook_timeout_ms.to_string(),
+            config.webhooks.webhook_timeout_ms.to_string(),
         )
         .env("FERROBASE_WEBHOOK_POLL_MS", "50")
         .env("FERROBASE_WEBHOOK_IDLE_POLL_MS", "100")

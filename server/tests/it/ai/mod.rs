@@ -42,11 +42,11 @@ impl Ai {
         let t = TestApp::spawn_with(|c| {
             c.outbound_allow_private = allow_private;
             if let Some(url) = url {
-                c.ai_base_url = url;
-                c.ai_api_key = Some(PLATFORM_KEY.into());
+                c.ai.ai_base_url = url;
+                c.ai.ai_api_key = Some(PLATFORM_KEY.into());
             }
-            c.ai_timeout_ms = 1_500;
-            c.ai_stream_idle_timeout_ms = 1_000;
+            c.ai.ai_timeout_ms = 1_500;
+            c.ai.ai_stream_idle_timeout_ms = 1_000;
             c.auth_autoconfirm = true;
         })
         .await;

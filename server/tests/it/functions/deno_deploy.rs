@@ -272,11 +272,11 @@ async fn deno_deploy_provider_follows_the_v2_contract() {
     let app_url = format!("{fake}/app/{{app}}");
     // No Deno needed: the code runs "in the cloud".
     let t = crate::support::TestApp::spawn_with(|c| {
-        c.functions_provider = ferrobase_server::config::FunctionsProvider::DenoDeploy;
-        c.deno_deploy_api_url = api;
-        c.deno_deploy_token = Some(TOKEN.into());
-        c.deno_deploy_app_url = app_url;
-        c.deno_deploy_poll_ms = 10;
+        c.functions.functions_provider = ferrobase_server::config::FunctionsProvider::DenoDeploy;
+        c.functions.deno_deploy_api_url = api;
+        c.functions.deno_deploy_token = Some(TOKEN.into());
+        c.functions.deno_deploy_app_url = app_url;
+        c.functions.deno_deploy_poll_ms = 10;
     })
     .await;
     let p = t.create_project("fn-cloud").await;
@@ -387,10 +387,10 @@ async fn deno_deploy_provider_follows_the_v2_contract() {
 async fn deno_deploy_refusals_are_clear_errors() {
     let (fake, _state) = start_fake().await;
     let t = crate::support::TestApp::spawn_with(|c| {
-        c.functions_provider = ferrobase_server::config::FunctionsProvider::DenoDeploy;
-        c.deno_deploy_api_url = format!("{fake}/v2");
-        c.deno_deploy_token = Some("ddo_wrong".into());
-        c.deno_deploy_app_url = format!("{fake}/app/{{app}}");
+        c.functions.functions_provider = ferrobase_server::config::FunctionsProvider::DenoDeploy;
+        c.functions.deno_deploy_api_url = format!("{fake}/v2");
+        c.functions.deno_deploy_token = Some("ddo_wrong".into());
+        c.functions.deno_deploy_app_url = format!("{fake}/app/{{app}}");
     })
     .await;
     let p = t.create_project("fn-cloud-bad").await;

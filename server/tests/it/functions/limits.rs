@@ -185,7 +185,7 @@ async fn the_concurrency_cap_answers_429() {
 async fn without_deno_the_server_runs_and_says_how_to_enable_functions() {
     let Some(_) = super::deno() else { return };
     let t = crate::support::TestApp::spawn_with(|c| {
-        c.deno_bin = Some("/nonexistent/deno".into());
+        c.functions.deno_bin = Some("/nonexistent/deno".into());
     })
     .await;
     let p = t.create_project("fn-nodeno").await;

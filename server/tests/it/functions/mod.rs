@@ -62,8 +62,8 @@ impl Fx {
     ) -> Option<Fx> {
         let deno = deno()?;
         let t = TestApp::spawn_with(|c| {
-            c.deno_bin = Some(deno);
-            c.functions_schedule_interval_ms = 100;
+            c.functions.deno_bin = Some(deno);
+            c.functions.functions_schedule_interval_ms = 100;
             adjust(c);
         })
         .await;

@@ -66,7 +66,7 @@ async fn counts(t: &TestApp, project: Uuid) -> (i64, i64, i64) {
 #[tokio::test]
 async fn old_and_excess_function_logs_are_pruned_by_one_node_at_a_time() {
     // The background pass runs once at start (nothing to do yet), then not for an hour.
-    let t = TestApp::spawn_with(|c| c.functions_log_prune_interval_ms = 3_600_000).await;
+    let t = TestApp::spawn_with(|c| c.functions.functions_log_prune_interval_ms = 3_600_000).await;
     let project = fixtures(&t, "fn-retention").await;
     assert_eq!(counts(&t, project).await, (8, 6, 6));
     let keep = Retention {
@@ -133,9 +133,9 @@ async fn old_and_excess_function_logs_are_pruned_by_one_node_at_a_time() {
 #[tokio::test]
 async fn the_background_pass_prunes_with_the_configured_limits() {
     let t = TestApp::spawn_with(|c| {
-        c.functions_log_prune_interval_ms = 100;
-        c.functions_log_retention_days = 2;
-        c.functions_log_max_rows = 4;
+        c.functions.functions_log_prune_interval_ms = 100;
+        c.functions.functions_log_retention_days = 2;
+        c.functions.functions_log_max_rows = 4;
     })
     .await;
     let project = fixtures(&t, "fn-retention-bg").await;

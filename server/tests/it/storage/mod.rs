@@ -138,12 +138,12 @@ impl Env {
     pub async fn with(backend: Backend, adjust: impl FnOnce(&mut ferrobase_server::Config)) -> Env {
         let t = TestApp::spawn_with(|c| {
             if let Backend::S3(m) = &backend {
-                c.storage_url = Some(format!("s3://{}", m.bucket));
-                c.s3_endpoint = Some(m.endpoint.clone());
-                c.s3_region = Some("us-east-1".into());
-                c.s3_access_key_id = Some("testing".into());
-                c.s3_secret_access_key = Some("testing".into());
-                c.s3_force_path_style = true;
+                c.storage.storage_url = Some(format!("s3://{}", m.bucket));
+                c.storage.s3_endpoint = Some(m.endpoint.clone());
+                c.storage.s3_region = Some("us-east-1".into());
+                c.storage.s3_access_key_id = Some("testing".into());
+                c.storage.s3_secret_access_key = Some("testing".into());
+                c.storage.s3_force_path_style = true;
             }
             adjust(c);
         })

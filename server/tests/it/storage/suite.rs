@@ -895,7 +895,10 @@ async fn large_objects_stream_with_flat_memory() {
         eprintln!("skipped: set FERROBASE_STORAGE_BIG_TEST=1 to stream 1 GiB through storage");
         return;
     }
-    let env = Env::with(Backend::Local, |c| c.storage_max_file_bytes = 2 << 30).await;
+    let env = Env::with(Backend::Local, |c| {
+        c.storage.storage_max_file_bytes = 2 << 30
+    })
+    .await;
     env.bucket(json!({"name": "big"})).await;
     let before = peak_rss_kib();
     let chunk = vec![5u8; 1024 * 1024];

@@ -210,7 +210,10 @@ async fn resumable(env: &Env) {
 
 #[tokio::test]
 async fn resumable_access_limits_and_expiry() {
-    let env = Env::with(Backend::Local, |c| c.storage_resumable_expiry_secs = 1).await;
+    let env = Env::with(Backend::Local, |c| {
+        c.storage.storage_resumable_expiry_secs = 1
+    })
+    .await;
     env.bucket(json!({"name": "b", "file_size_limit": 1000, "allowed_mime_types": ["image/*"]}))
         .await;
     // RLS: anon has no insert policy.

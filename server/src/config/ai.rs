@@ -1,0 +1,45 @@
+//! AI gateway settings (a group flattened into [`super::Config`]).
+
+use clap::Args;
+use secrecy::SecretString;
+
+/// AI gateway settings (`FERROBASE_AI_*`).
+#[derive(Debug, Clone, Args)]
+pub struct AiConfig {
+    /// Platform default AI upstream (OpenAI-compatible API base URL) for `/ai/v1`.
+    #[arg(
+        long,
+        env = "FERROBASE_AI_BASE_URL",
+        default_value = "https://openrouter.ai/api/v1"
+    )]
+    pub ai_base_url: String,
+
+    /// API key of the platform default AI upstream (unset: only per-project providers).
+    #[arg(long, env = "FERROBASE_AI_API_KEY", hide_env_values = true)]
+    pub ai_api_key: Option<SecretString>,
+
+    /// How long the AI gateway waits for an upstream's first byte (headers, or the
+    /// first event of a stream) before trying the next provider, in milliseconds.
+    #[arg(long, env = "FERROBASE_AI_TIMEOUT_MS", default_value_t = 60_000)]
+    pub ai_timeout_ms: u64,
+
+    /// A stream whose upstream sends nothing for this long ends with an error event, in milliseconds.
+    #[arg(
+        long,
+        env = "FERROBASE_AI_STREAM_IDLE_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    pub ai_stream_idle_timeout_ms: u64,
+}
+
+impl AiConfig {
+    /// Settings for tests: short intervals, nothing external.
+    pub fn for_tests() -> Self {
+        Self {
+            ai_base_url: "http://127.0.0.1:9/v1".into(),
+            ai_api_key: None,
+            ai_timeout_ms: 5_000,
+            ai_stream_idle_timeout_ms: 5_000,
+        }
+    }
+}
