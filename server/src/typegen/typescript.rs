@@ -23,64 +23,51 @@ pub fn render(model: &Model) -> String {
         let objects = model.schema(schema);
         let _ = writeln!(out, "  {}: {{", key(schema));
 
-        out.push_str("    Tables: ");
-        if objects.tables.is_empty() {
-            out.push_str(EMPTY);
-            out.push('\n');
-        } else {
-            out.push_str("{\n");
-            for t in &objects.tables {
-                table(&mut out, model, schema, t, true);
-            }
-            out.push_str("    }\n");
-        }
-
-        out.push_str("    Views: ");
-        if objects.views.is_empty() {
-            out.push_str(EMPTY);
-            out.push('\n');
-        } else {
-            out.push_str("{\n");
-            for v in &objects.views {
-                table(&mut out, model, schema, v, false);
-            }
-            out.push_str("    }\n");
-        }
-
-        out.push_str("    Functions: ");
-        if objects.functions.is_empty() {
-            out.push_str(EMPTY);
-            out.push('\n');
-        } else {
-            out.push_str("{\n");
-            for f in &objects.functions {
-                function(&mut out, model, schema, f);
-            }
-            out.push_str("    }\n");
-        }
-
-        out.push_str("    Enums: ");
-        if objects.enums.is_empty() {
-            out.push_str(EMPTY);
-            out.push('\n');
-        } else {
-            out.push_str("{\n");
-            for (name, labels) in &objects.enums {
-                let union: Vec<String> = labels.iter().map(|l| string(l)).collect();
-                let union = if union.is_empty() {
-                    "never".to_owned()
-                } else {
-                    union.join(" | ")
-                };
-                let _ = writeln!(out, "      {}: {union}", key(name));
-            }
-            out.push_str("    }\n");
-        }
+        section(&mut out, "Tables", &objects.tables, |out, t| {
+            table(out, model, schema, t, true);
+        });
+        section(&mut out, "Views", &objects.views, |out, v| {
+            table(out, model, schema, v, false);
+        });
+        section(&mut out, "Functions", &objects.functions, |out, f| {
+            function(out, model, schema, f);
+        });
+        section(&mut out, "Enums", &objects.enums, |out, (name, labels)| {
+            let union: Vec<String> = labels.iter().map(|l| string(l)).collect();
+            let union = if union.is_empty() {
+                "never".to_owned()
+            } else {
+                union.join(" | ")
+            };
+            let _ = writeln!(out, "      {}: {union}", key(name));
+        });
         let _ = writeln!(out, "    CompositeTypes: {EMPTY}");
         out.push_str("  }\n");
     }
     out.push_str("}\n");
     out
+}
+
+/// One member of a schema (`Tables`, `Views`…): the empty object type when
+/// there are no `items`, else a block with `entry` written for each.
+fn section<T>(
+    out: &mut String,
+    name: &str,
+    items: impl IntoIterator<Item = T>,
+    mut entry: impl FnMut(&mut String, T),
+) {
+    let _ = write!(out, "    {name}: ");
+    let mut items = items.into_iter().peekable();
+    if items.peek().is_none() {
+        out.push_str(EMPTY);
+        out.push('\n');
+        return;
+    }
+    out.push_str("{\n");
+    for item in items {
+        entry(out, item);
+    }
+    out.push_str("    }\n");
 }
 
 /// One table (`with_writes`: with `Insert` and `Update`) or view.
