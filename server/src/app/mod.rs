@@ -46,6 +46,7 @@ pub async fn serve(
     };
     let scheduler = tokio::spawn(crate::functions::schedule::run_scheduler(app.clone()));
     let log_pruner = tokio::spawn(crate::functions::logs::run_pruner(app.platform.clone()));
+    let backups = tokio::spawn(crate::backup::schedule::run_scheduler(app.platform.clone()));
     // Histogram samples are only drained when `/metrics` renders or the
     // exporter's upkeep runs: without a scraper they would pile up for ever.
     let upkeep = {
@@ -95,6 +96,7 @@ pub async fn serve(
     reaper.abort();
     scheduler.abort();
     log_pruner.abort();
+    backups.abort();
     webhooks.abort();
     upkeep.abort();
     app.pools.close_all();

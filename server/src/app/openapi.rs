@@ -29,6 +29,8 @@ use crate::{auth, tenant};
         handlers::login, handlers::list_projects, handlers::create_project,
         handlers::get_project, handlers::update_project, handlers::delete_project,
         crate::logs::handlers::requests, crate::logs::handlers::audit_log,
+        crate::backup::handlers::list_schedules, crate::backup::handlers::create_schedule,
+        crate::backup::handlers::delete_schedule, crate::backup::handlers::list_runs,
         tenant::jwks,
         auth::signup::signup, auth::token::token, auth::account::get_user,
         auth::account::update_user, auth::account::logout, auth::account::settings,
@@ -85,7 +87,8 @@ use crate::{auth, tenant};
         fh::schedule_runs, crate::functions::invoke::invoke_root,
     ),
     components(schemas(
-        ApiError, crate::logs::RequestEntry, crate::logs::audit::AuditEntry, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,
+        ApiError, crate::backup::schedule::ScheduleRequest, crate::backup::schedule::ScheduleInfo,
+        crate::backup::schedule::RunInfo, crate::logs::RequestEntry, crate::logs::audit::AuditEntry, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,
         handlers::CreateProject, projects::ProjectChanges, projects::Project, auth::settings::AuthSettings, projects::ProjectDetails, health::Health,
         st::buckets::Bucket, st::buckets::CreateBucket, st::buckets::UpdateBucket,
         st::buckets::SizeLimit, st::buckets::Created, st::Message, st::objects::Uploaded,

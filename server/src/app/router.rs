@@ -10,6 +10,7 @@ use tower_http::trace::TraceLayer;
 
 use super::middleware::{REQUEST_ID, buffer_body, cors, log_response, span_for};
 use super::{health, metrics, openapi};
+use crate::backup::handlers as backups;
 use crate::error::ApiError;
 use crate::platform::handlers as platform;
 use crate::state::AppState;
@@ -63,6 +64,15 @@ pub fn build(app: AppState) -> Router {
             "/platform/v1/logs/audit",
             get(crate::logs::handlers::audit_log),
         )
+        .route(
+            "/platform/v1/backups/schedules",
+            get(backups::list_schedules).post(backups::create_schedule),
+        )
+        .route(
+            "/platform/v1/backups/schedules/{name}",
+            axum::routing::delete(backups::delete_schedule),
+        )
+        .route("/platform/v1/backups", get(backups::list_runs))
         .route_layer(from_fn_with_state(app.clone(), buffer_body))
         .nest("/p/{ref}", project_routes(&app))
         .merge(crate::dashboard::routes())

@@ -15,7 +15,7 @@ use super::{
     BackupError, CONTROL, DATABASE, FORMAT, FileEntry, MANIFEST, Manifest, Progress, STORAGE,
     file_digest, io, libpq_args, pg_tool, run_tool, size,
 };
-use crate::platform::projects::{self, conn_context};
+use crate::platform::projects::conn_context;
 use crate::platform::{Platform, ProjectRef};
 use crate::storage::StorageHandle;
 
@@ -27,23 +27,6 @@ from information_schema.columns c
 join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name
 where c.table_schema = current_schema() and c.column_name = 'project_id' and t.table_type = 'BASE TABLE'
 order by 1";
-
-/// Backs up every ready project into `{to}/{ref}/`; the directories written.
-pub async fn backup_all(
-    platform: &Platform,
-    to: &Path,
-    progress: &dyn Progress,
-) -> Result<Vec<PathBuf>, BackupError> {
-    let mut done = Vec::new();
-    for p in projects::list(platform).await? {
-        if p.status != "ready" {
-            continue;
-        }
-        let r = ProjectRef::parse(&p.project_ref)?;
-        done.push(backup_project(platform, &r, to, progress).await?);
-    }
-    Ok(done)
-}
 
 /// Backs up project `r` into `{to}/{ref}/` (which must not hold a backup
 /// already); returns that directory.

@@ -18,7 +18,10 @@
 //! the data dir's key): the backup's secrets are sealed with it.
 
 pub mod create;
+pub mod handlers;
 pub mod restore;
+pub mod schedule;
+pub mod target;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -83,9 +86,21 @@ pub enum BackupError {
     NotFound(String),
     /// Restoring under a ref that is taken.
     #[error(
-        "A project with ref {0:?} exists; delete it first or restore under another ref (--ref NEW)."
+        "A project with ref {0:?} exists; pass --force to replace it (its data is deleted first), or restore under another ref (--ref NEW)."
     )]
     Exists(String),
+    /// A backup target (directory or `s3://` URL) that is not acceptable.
+    #[error("{0}")]
+    Target(String),
+    /// Bad input to the backup API (name, cron, retention, filter).
+    #[error("{0}")]
+    Input(String),
+    /// A backup schedule with that name exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// No such backup schedule.
+    #[error("{0}")]
+    Missing(String),
     /// `pg_dump` / `pg_restore` failed or is missing.
     #[error("{tool}: {message}")]
     Tool {
@@ -270,6 +285,28 @@ pub(crate) fn size(bytes: u64) -> String {
 /// format, lists only safe relative paths, and every file is there with
 /// its size and checksum (so nothing is restored from a damaged backup).
 pub fn verify(dir: &Path) -> Result<Manifest, BackupError> {
+    let manifest = read_manifest(dir)?;
+    for f in &manifest.files {
+        let (bytes, sha) = file_digest(&dir.join(&f.path)).map_err(|e| match e {
+            BackupError::Io { source, .. } => {
+                BackupError::Invalid(format!("{} is missing or unreadable: {source}", f.path))
+            }
+            other => other,
+        })?;
+        if bytes != f.bytes || sha != f.sha256 {
+            return Err(BackupError::Invalid(format!(
+                "{} does not match its checksum in {MANIFEST} (damaged backup)",
+                f.path
+            )));
+        }
+    }
+    Ok(manifest)
+}
+
+/// Reads the manifest of the backup in `dir` and checks its format and that
+/// it lists the required files under safe relative paths only (not the
+/// files themselves: see [`verify`]).
+pub fn read_manifest(dir: &Path) -> Result<Manifest, BackupError> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         BackupError::Invalid(format!(
@@ -304,18 +341,94 @@ pub fn verify(dir: &Path) -> Result<Manifest, BackupError> {
                 f.path
             )));
         }
-        let (bytes, sha) = file_digest(&dir.join(&f.path)).map_err(|e| match e {
-            BackupError::Io { source, .. } => {
-                BackupError::Invalid(format!("{} is missing or unreadable: {source}", f.path))
-            }
-            other => other,
-        })?;
-        if bytes != f.bytes || sha != f.sha256 {
-            return Err(BackupError::Invalid(format!(
-                "{} does not match its checksum in {MANIFEST} (damaged backup)",
-                f.path
-            )));
-        }
     }
     Ok(manifest)
+}
+
+/// One project's backup written by [`backup_to`].
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The project.
+    pub project_ref: String,
+    /// Where its backup is (`{target}/{ref}`).
+    pub location: target::Target,
+    /// Bytes of its files.
+    pub bytes: u64,
+}
+
+/// Backs up project `r` (every ready project when `None`) to `to`, a
+/// directory or an S3 prefix, as `{to}/{ref}/`.
+pub async fn backup_to(
+    platform: &crate::platform::Platform,
+    r: Option<&crate::platform::ProjectRef>,
+    to: &target::Target,
+    progress: &dyn Progress,
+) -> Result<Vec<Written>, BackupError> {
+    let refs = match r {
+        Some(r) => vec![r.clone()],
+        None => {
+            let mut refs = Vec::new();
+            for p in crate::platform::projects::list(platform).await? {
+                if p.status == "ready" {
+                    refs.push(crate::platform::ProjectRef::parse(&p.project_ref)?);
+                }
+            }
+            refs
+        }
+    };
+    let mut done = Vec::new();
+    for r in refs {
+        let location = to.join(r.as_str());
+        let bytes = match to {
+            target::Target::Dir(dir) => {
+                let written = create::backup_project(platform, &r, dir, progress).await?;
+                read_manifest(&written)?.files.iter().map(|f| f.bytes).sum()
+            }
+            target::Target::S3 { bucket, .. } => {
+                let target::Target::S3 { prefix, .. } = &location else {
+                    continue;
+                };
+                let store = target::s3_store(platform.config(), bucket)?;
+                if target::s3_has_manifest(&store, prefix).await? {
+                    return Err(BackupError::Invalid(format!(
+                        "{location} already holds a backup; choose another --to"
+                    )));
+                }
+                let staging = target::Staging::new("backup")?;
+                let written = create::backup_project(platform, &r, &staging.0, progress).await?;
+                let manifest = read_manifest(&written)?;
+                progress.step(&format!("backup {r}: uploading to {location}"));
+                target::upload(&store, &written, &manifest, prefix).await?;
+                manifest.files.iter().map(|f| f.bytes).sum()
+            }
+        };
+        done.push(Written {
+            project_ref: r.to_string(),
+            location,
+            bytes,
+        });
+    }
+    Ok(done)
+}
+
+/// Restores the project backup at `from` (a backup directory or the S3
+/// prefix of one, `s3://bucket/prefix/{ref}`).
+pub async fn restore_from(
+    platform: &crate::platform::Platform,
+    from: &target::Target,
+    options: &restore::RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<crate::platform::projects::ProjectDetails, BackupError> {
+    match from {
+        target::Target::Dir(dir) => {
+            restore::restore_project(platform, dir, options, progress).await
+        }
+        target::Target::S3 { bucket, prefix } => {
+            let store = target::s3_store(platform.config(), bucket)?;
+            let staging = target::Staging::new("restore")?;
+            progress.step(&format!("restore: downloading {from}"));
+            target::fetch(&store, prefix, &staging.0).await?;
+            restore::restore_project(platform, &staging.0, options, progress).await
+        }
+    }
 }

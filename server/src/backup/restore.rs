@@ -14,6 +14,14 @@
 //! settings, webhook worker state) is not copied, and secrets sealed inside
 //! the database with the original id (MFA factors, webhook endpoint
 //! secrets, SMTP/OAuth settings) must be set again.
+//!
+//! With [`RestoreOptions::force`] an existing project with the target ref is
+//! deleted first (after the whole backup is checked, and after the target
+//! cluster answers); without it the restore is refused. A project that lived
+//! on another cluster (`--database-url` at creation) is restored onto the
+//! cluster given by [`RestoreOptions::database_url`], else onto the control
+//! plane's cluster: its own cluster may be the thing that was lost, and its
+//! sealed admin connection string is never reused blindly.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -31,8 +39,8 @@ use super::{
 use crate::crypto::{SigningKey, random_hex};
 use crate::db::{quote_ident, quote_literal};
 use crate::platform::projects::{
-    self, API_ROLES_SQL, ProjectDetails, api_key, conn_context, connection_url,
-    install_ddl_trigger, secret_context,
+    self, API_ROLES_SQL, ProjectDetails, api_key, cluster_context, conn_context, connect_cluster,
+    connection_url, install_ddl_trigger_on, secret_context,
 };
 use crate::platform::{Platform, ProjectRef};
 use crate::storage::StorageHandle;
@@ -45,6 +53,35 @@ join pg_class cl on cl.oid = c.conrelid
 join pg_class fl on fl.oid = c.confrelid
 where c.contype = 'f' and cl.relnamespace = current_schema()::regnamespace";
 
+/// How to restore.
+#[derive(Clone, Default)]
+pub struct RestoreOptions {
+    /// Restore under this ref (default: the ref the backup was taken from).
+    pub new_ref: Option<ProjectRef>,
+    /// Replace a project that has the target ref (deleted first).
+    pub force: bool,
+    /// Superuser connection string of the cluster to restore the database
+    /// onto (default: the control plane's cluster). Stored sealed.
+    pub database_url: Option<String>,
+}
+
+impl std::fmt::Debug for RestoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreOptions")
+            .field("new_ref", &self.new_ref)
+            .field("force", &self.force)
+            .field("database_url", &self.database_url.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+/// Another cluster to restore onto: its URL, settings and admin connection.
+struct Cluster {
+    url: String,
+    config: tokio_postgres::Config,
+    client: tokio_postgres::Client,
+}
+
 /// What a restore created, for the clean-up after a failure.
 #[derive(Default)]
 struct Created {
@@ -54,12 +91,12 @@ struct Created {
     temporary_role: Option<String>,
 }
 
-/// Restores the backup in `dir` as project `new_ref` (default: the ref it
-/// was taken from). Returns the restored project with its keys.
+/// Restores the backup in `dir` as [`RestoreOptions::new_ref`] (default:
+/// the ref it was taken from). Returns the restored project with its keys.
 pub async fn restore_project(
     platform: &Platform,
     dir: &Path,
-    new_ref: Option<&ProjectRef>,
+    options: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<ProjectDetails, BackupError> {
     let manifest = verify(dir)?;
@@ -69,7 +106,7 @@ pub async fn restore_project(
         manifest.created_at.to_rfc3339(),
         manifest.files.len()
     ));
-    let target = match new_ref {
+    let target = match &options.new_ref {
         Some(r) => r.clone(),
         None => ProjectRef::parse(&manifest.project_ref)?,
     };
@@ -77,6 +114,36 @@ pub async fn restore_project(
         &std::fs::read(dir.join(CONTROL)).map_err(io(format!("reading {CONTROL}")))?,
     )
     .map_err(|e| BackupError::Invalid(format!("{CONTROL} is damaged: {e}")))?;
+    let cluster = match options
+        .database_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
+        Some(url) => {
+            let (config, client) = connect_cluster(url).await?;
+            Some(Cluster {
+                url: url.to_owned(),
+                config,
+                client,
+            })
+        }
+        None => None,
+    };
+    if options.force {
+        match projects::delete(platform, &target, "cli").await {
+            Ok(old) => {
+                StorageHandle::from_config(platform.config())
+                    .purge_project(old)
+                    .await;
+                progress.step(&format!(
+                    "restore {target}: --force: the existing project {target} was deleted"
+                ));
+            }
+            Err(projects::ProjectError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let mut created = Created::default();
     match restore_into(
         platform,
@@ -84,6 +151,7 @@ pub async fn restore_project(
         &manifest,
         &state,
         &target,
+        cluster.as_ref(),
         progress,
         &mut created,
     )
@@ -95,24 +163,26 @@ pub async fn restore_project(
                     "cli",
                     "project.restore",
                     target.as_str(),
-                    json!({"from": manifest.project_ref, "taken": manifest.created_at}),
+                    json!({"from": manifest.project_ref, "taken": manifest.created_at, "force": options.force}),
                 )
                 .await;
             Ok(projects::get_details(platform, &target).await?)
         }
         Err(e) => {
-            clean_up(platform, &created).await;
+            clean_up(platform, cluster.as_ref(), &created).await;
             Err(e)
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn restore_into(
     platform: &Platform,
     dir: &Path,
     manifest: &Manifest,
     state: &Value,
     target: &ProjectRef,
+    cluster: Option<&Cluster>,
     progress: &dyn Progress,
     created: &mut Created,
 ) -> Result<(), BackupError> {
@@ -133,16 +203,19 @@ async fn restore_into(
             "{CONTROL} has no projects row"
         )));
     };
-    // A project placed on another cluster (`--database-url`) would need that
-    // cluster's admin connection to be recreated there: refuse before
-    // creating anything rather than restore it half on the wrong cluster.
-    if fields.get("cluster_conn_enc").is_some_and(|v| !v.is_null()) {
-        return Err(BackupError::Invalid(
-            "this project lived on another database cluster (created with --database-url); \
-             restoring such a project is not supported yet"
-                .into(),
+    // Where the database goes: the given cluster, else the control plane's
+    // (a project that lived elsewhere included: see the module docs).
+    let lived_elsewhere = fields.get("cluster_conn_enc").is_some_and(|v| !v.is_null());
+    if lived_elsewhere && cluster.is_none() {
+        progress.step(&format!(
+            "restore {target}: the project lived on another cluster; restoring onto the control plane's (give --database-url to choose)"
         ));
     }
+    let cluster_cfg = cluster.map_or_else(|| platform.cluster().clone(), |c| c.config.clone());
+    let admin: &tokio_postgres::Client = match cluster {
+        Some(c) => &c.client,
+        None => &control,
+    };
 
     // The identity of the restored project.
     let (id, db_name, db_url, db_conn_enc) = if same {
@@ -154,14 +227,37 @@ async fn restore_into(
         let url = platform
             .secrets()
             .decrypt_str(&conn_context(manifest.project_id), &sealed)?;
-        (manifest.project_id, manifest.db_name.clone(), url, sealed)
+        if lived_elsewhere || cluster.is_some() {
+            // The same owner and password, on the cluster it goes to now.
+            let old: tokio_postgres::Config = url.parse().map_err(|_| {
+                BackupError::Invalid("the project's connection string does not parse".into())
+            })?;
+            let password = old
+                .get_password()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default();
+            let url = connection_url(
+                &cluster_cfg,
+                &manifest.db_name,
+                &password,
+                &manifest.db_name,
+            );
+            let sealed = platform
+                .secrets()
+                .encrypt_str(&conn_context(manifest.project_id), &url);
+            (manifest.project_id, manifest.db_name.clone(), url, sealed)
+        } else {
+            (manifest.project_id, manifest.db_name.clone(), url, sealed)
+        }
     } else {
         let id = Uuid::new_v4();
         let db_name = format!("fb_{}_{}", target.as_str().replace('-', "_"), random_hex(4));
-        let url = connection_url(platform.cluster(), &db_name, &random_hex(24), &db_name);
+        let url = connection_url(&cluster_cfg, &db_name, &random_hex(24), &db_name);
         let sealed = platform.secrets().encrypt_str(&conn_context(id), &url);
         (id, db_name, url, sealed)
     };
+    let cluster_conn_enc =
+        cluster.map(|c| platform.secrets().encrypt_str(&cluster_context(id), &c.url));
     let db_config: tokio_postgres::Config = db_url.parse().map_err(|_| {
         BackupError::Invalid("the project's connection string does not parse".into())
     })?;
@@ -174,6 +270,7 @@ async fn restore_into(
     fields.insert("db_name".into(), json!(db_name));
     fields.insert("db_role".into(), json!(db_name));
     fields.insert("db_conn_enc".into(), json!(db_conn_enc));
+    fields.insert("cluster_conn_enc".into(), json!(cluster_conn_enc));
     fields.insert("status".into(), json!("creating"));
     control
         .execute(
@@ -186,24 +283,24 @@ async fn restore_into(
     // 2. The owner role and the database, as project creation makes them.
     progress.step(&format!("restore {target}: [2/5] database {db_name}"));
     let role = quote_ident(&db_name);
-    control.batch_execute(API_ROLES_SQL).await?;
-    control
+    admin.batch_execute(API_ROLES_SQL).await?;
+    admin
         .batch_execute(&format!(
             "create role {role} login password {} nosuperuser nocreatedb nocreaterole inherit",
             quote_literal(&password)
         ))
         .await?;
     created.role = Some(db_name.clone());
-    control
+    admin
         .batch_execute(&format!(
             "grant anon, authenticated, service_role to {role}"
         ))
         .await?;
-    control
+    admin
         .batch_execute(&format!("create database {role} owner {role}"))
         .await?;
     created.database = Some(db_name.clone());
-    control
+    admin
         .batch_execute(&format!(
             "revoke connect, temporary on database {role} from public"
         ))
@@ -211,12 +308,12 @@ async fn restore_into(
     // The dump grants to its old owner role: it must exist while restoring.
     let old_role = manifest.db_name.clone();
     if old_role != db_name {
-        let exists = control
+        let exists = admin
             .query_opt("select 1 from pg_roles where rolname = $1", &[&old_role])
             .await?
             .is_some();
         if !exists {
-            control
+            admin
                 .batch_execute(&format!("create role {} nologin", quote_ident(&old_role)))
                 .await?;
             created.temporary_role = Some(old_role.clone());
@@ -299,20 +396,20 @@ async fn restore_into(
     }
     if renamed {
         // Privileges the dump granted to the old owner go (in this database only).
-        let mut admin = platform.cluster().clone();
-        admin.dbname(&db_name);
-        let client = crate::db::connect(&admin).await?;
+        let mut in_db = cluster_cfg.clone();
+        in_db.dbname(&db_name);
+        let client = crate::db::connect(&in_db).await?;
         client
             .batch_execute(&format!("drop owned by {}", quote_ident(&old_role)))
             .await?;
         drop(client);
         if let Some(temp) = created.temporary_role.take() {
-            control
+            admin
                 .batch_execute(&format!("drop role if exists {}", quote_ident(&temp)))
                 .await?;
         }
     }
-    install_ddl_trigger(platform, &db_name).await?;
+    install_ddl_trigger_on(&cluster_cfg, &db_name).await?;
 
     // 3. The control-plane rows.
     if same {
@@ -481,10 +578,14 @@ async fn new_keys(
 }
 
 /// Removes what a failed restore created.
-async fn clean_up(platform: &Platform, created: &Created) {
+async fn clean_up(platform: &Platform, cluster: Option<&Cluster>, created: &Created) {
     let Ok(control) = platform.control().get().await else {
         tracing::error!("restore failed and the control plane is unreachable: clean up by hand");
         return;
+    };
+    let admin: &tokio_postgres::Client = match cluster {
+        Some(c) => &c.client,
+        None => &control,
     };
     let mut statements = Vec::new();
     if let Some(db) = &created.database {
@@ -500,7 +601,7 @@ async fn clean_up(platform: &Platform, created: &Created) {
         statements.push(format!("drop role if exists {}", quote_ident(role)));
     }
     for sql in statements {
-        if let Err(error) = control.batch_execute(&sql).await {
+        if let Err(error) = admin.batch_execute(&sql).await {
             tracing::error!(%error, sql, "restore clean-up statement failed");
         }
     }

@@ -69,19 +69,28 @@ pub enum Command {
         /// Every ready project.
         #[arg(long)]
         all: bool,
-        /// Directory to write into.
+        /// Directory to write into, or `s3://bucket/prefix` (credentials:
+        /// `FERROBASE_BACKUP_S3_*`, else `FERROBASE_S3_*`).
         #[arg(long)]
-        to: std::path::PathBuf,
+        to: String,
     },
-    /// Restore a project from its backup directory (`{to}/{ref}` of
-    /// `ferrobase backup`): under its own ref (refused while a project has
-    /// it) or a new one.
+    /// Restore a project from its backup (`{to}/{ref}` of `ferrobase
+    /// backup`, a directory or `s3://bucket/prefix/{ref}`): under its own ref
+    /// (refused while a project has it, unless --force) or a new one.
     Restore {
-        /// The project's backup directory (holds manifest.json).
-        dir: std::path::PathBuf,
+        /// The project's backup: a directory holding manifest.json, or `s3://bucket/prefix/{ref}`.
+        source: String,
         /// Restore under this ref instead (side by side with the original).
         #[arg(long = "ref")]
         new_ref: Option<String>,
+        /// Replace the project that has the ref (it is deleted first, after
+        /// the backup is checked).
+        #[arg(long)]
+        force: bool,
+        /// Superuser connection string of the Postgres cluster to restore the
+        /// database onto (default: the control plane's cluster).
+        #[arg(long, env = "FERROBASE_RESTORE_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
         /// Print one JSON object (the project with its keys) instead of text.
         #[arg(long)]
         json: bool,
@@ -383,26 +392,31 @@ async fn one_shot(platform: &Platform, command: Command) -> anyhow::Result<()> {
             to,
         } => {
             let progress = crate::backup::Stderr;
-            let dirs = match project_ref {
-                Some(r) if !all => {
-                    let r = ProjectRef::parse(&r)?;
-                    vec![crate::backup::create::backup_project(platform, &r, &to, &progress).await?]
-                }
-                _ => crate::backup::create::backup_all(platform, &to, &progress).await?,
+            let to = crate::backup::target::Target::parse(&to, false)?;
+            let r = match project_ref {
+                Some(r) if !all => Some(ProjectRef::parse(&r)?),
+                _ => None,
             };
-            for d in dirs {
-                println!("{}", d.display());
+            let written = crate::backup::backup_to(platform, r.as_ref(), &to, &progress).await?;
+            for w in written {
+                println!("{}", w.location);
             }
         }
-        Command::Restore { dir, new_ref, json } => {
-            let new_ref = new_ref.as_deref().map(ProjectRef::parse).transpose()?;
-            let d = crate::backup::restore::restore_project(
-                platform,
-                &dir,
-                new_ref.as_ref(),
-                &crate::backup::Stderr,
-            )
-            .await?;
+        Command::Restore {
+            source,
+            new_ref,
+            force,
+            database_url,
+            json,
+        } => {
+            let from = crate::backup::target::Target::parse(&source, false)?;
+            let options = crate::backup::restore::RestoreOptions {
+                new_ref: new_ref.as_deref().map(ProjectRef::parse).transpose()?,
+                force,
+                database_url,
+            };
+            let d = crate::backup::restore_from(platform, &from, &options, &crate::backup::Stderr)
+                .await?;
             if json {
                 println!("{}", serde_json::to_string(&d)?);
             } else {

@@ -5,12 +5,14 @@
 //! touching the process environment.
 
 mod ai;
+mod backup;
 mod functions;
 mod realtime;
 mod storage;
 mod webhooks;
 
 pub use ai::AiConfig;
+pub use backup::BackupConfig;
 pub use functions::FunctionsConfig;
 pub use realtime::RealtimeConfig;
 pub use storage::StorageConfig;
@@ -297,6 +299,10 @@ pub struct Config {
     /// Outgoing webhook settings (`FERROBASE_WEBHOOK_*`).
     #[command(flatten)]
     pub webhooks: WebhooksConfig,
+
+    /// Backup settings (`FERROBASE_BACKUP_*`).
+    #[command(flatten)]
+    pub backup: BackupConfig,
 }
 
 impl Config {
@@ -361,6 +367,7 @@ impl Config {
             functions: FunctionsConfig::for_tests(),
             ai: AiConfig::for_tests(),
             webhooks: WebhooksConfig::for_tests(),
+            backup: BackupConfig::for_tests(),
         }
     }
 }

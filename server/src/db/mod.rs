@@ -2,6 +2,7 @@
 //! connection pools ([`pools`]) and role-switched transactions ([`begin_as`], and
 //! [`PooledTx`], the data API's pipelined one).
 
+pub mod cron;
 pub mod embedded;
 pub mod pools;
 mod tx;

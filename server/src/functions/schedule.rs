@@ -9,9 +9,9 @@
 //! the next occurrence after now (missed ticks are not replayed). After
 //! commit, the claimed ticks are invoked (`POST` with the schedule's JSON
 //! body, as the project's service role) and the run row gets the status or
-//! the error.
+//! the error. Cron parsing and the claim transaction are shared with backup
+//! schedules ([`crate::db::cron`]).
 
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,18 +88,11 @@ pub struct RunInfo {
 }
 
 fn parse_cron(expr: &str) -> Result<Cron, FunctionsError> {
-    if expr.len() > 200 {
-        return Err(FunctionsError::Invalid(
-            "The cron expression is too long.".into(),
-        ));
-    }
-    Cron::from_str(expr.trim())
-        .map_err(|e| FunctionsError::Invalid(format!("Invalid cron expression {expr:?}: {e}.")))
+    crate::db::cron::parse(expr).map_err(FunctionsError::Invalid)
 }
 
 fn next_after(cron: &Cron, t: DateTime<Utc>) -> Result<DateTime<Utc>, FunctionsError> {
-    cron.find_next_occurrence(&t, false)
-        .map_err(|e| FunctionsError::Invalid(format!("The cron expression never fires: {e}.")))
+    crate::db::cron::next_after(cron, t).map_err(FunctionsError::Invalid)
 }
 
 fn check_name(name: &str) -> Result<(), FunctionsError> {
@@ -299,61 +292,35 @@ struct Claimed {
     body: Option<Value>,
 }
 
-/// Claims the due ticks (see the module docs).
+/// Claims the due ticks (see the module docs and [`crate::db::cron`]).
 async fn claim(platform: &Platform, node: &str) -> Result<Vec<Claimed>, FunctionsError> {
     let mut client = platform.control().get().await?;
-    let tx = client.transaction().await?;
-    let due = tx
-        .query(
-            "select s.id, s.cron, s.next_run_at, s.body, s.project_id, p.ref, f.slug \
-             from function_schedules s join functions f on f.id = s.function_id \
-             join projects p on p.id = s.project_id \
-             where s.enabled and s.next_run_at <= now() and p.status = 'ready' \
-             order by s.next_run_at limit $1 for update of s skip locked",
-            &[&CLAIM_BATCH],
-        )
-        .await?;
-    let now = Utc::now();
-    let mut claimed = Vec::new();
-    for row in &due {
-        let id: Uuid = row.get(0);
-        let cron_text: String = row.get(1);
-        let tick_at: DateTime<Utc> = row.get(2);
-        let next = parse_cron(&cron_text).and_then(|c| next_after(&c, now.max(tick_at)));
-        let Ok(next) = next else {
-            // A schedule that can no longer fire is paused rather than retried forever.
-            tx.execute(
-                "update function_schedules set enabled = false where id = $1",
-                &[&id],
-            )
-            .await?;
-            continue;
-        };
-        tx.execute(
-            "update function_schedules set next_run_at = $2 where id = $1",
-            &[&id, &next],
-        )
-        .await?;
-        let won = tx
-            .query_opt(
-                "insert into function_schedule_runs (schedule_id, tick_at, node) values ($1, $2, $3) \
-                 on conflict do nothing returning 1",
-                &[&id, &tick_at, &node],
-            )
-            .await?;
-        if won.is_some() {
-            claimed.push(Claimed {
-                schedule_id: id,
-                tick_at,
-                project_id: row.get(4),
-                project_ref: row.get(5),
-                slug: row.get(6),
-                body: row.get(3),
-            });
-        }
-    }
-    tx.commit().await?;
-    Ok(claimed)
+    let won = crate::db::cron::claim_due(
+        &mut client,
+        crate::db::cron::Tables {
+            schedules: "function_schedules",
+            runs: "function_schedule_runs",
+        },
+        "select s.id, s.cron, s.next_run_at, s.body, s.project_id, p.ref, f.slug \
+         from function_schedules s join functions f on f.id = s.function_id \
+         join projects p on p.id = s.project_id \
+         where s.enabled and s.next_run_at <= now() and p.status = 'ready' \
+         order by s.next_run_at limit $1 for update of s skip locked",
+        CLAIM_BATCH,
+        node,
+    )
+    .await?;
+    Ok(won
+        .iter()
+        .map(|row| Claimed {
+            schedule_id: row.get(0),
+            tick_at: row.get(2),
+            project_id: row.get(4),
+            project_ref: row.get(5),
+            slug: row.get(6),
+            body: row.get(3),
+        })
+        .collect())
 }
 
 /// Invokes one claimed tick and records the outcome.
@@ -477,29 +444,6 @@ pub async fn run_scheduler(app: AppState) {
                 }
             }
             Err(error) => tracing::debug!(%error, "schedule pass failed"),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cron_expressions() {
-        let every_second = parse_cron("* * * * * *").expect("6 fields");
-        let t = DateTime::parse_from_rfc3339("2026-01-01T00:00:00.500Z")
-            .expect("time")
-            .with_timezone(&Utc);
-        let next = next_after(&every_second, t).expect("next");
-        assert_eq!(next.to_rfc3339(), "2026-01-01T00:00:01+00:00");
-        let hourly = parse_cron("0 * * * *").expect("5 fields");
-        assert_eq!(
-            next_after(&hourly, t).expect("next").to_rfc3339(),
-            "2026-01-01T01:00:00+00:00"
-        );
-        for bad in ["", "nope", "61 * * * *", "* * *"] {
-            assert!(parse_cron(bad).is_err(), "{bad}");
         }
     }
 }

@@ -189,7 +189,7 @@ pub(crate) fn conn_context(id: Uuid) -> String {
     format!("project:{id}:db_conn")
 }
 
-fn cluster_context(id: Uuid) -> String {
+pub(crate) fn cluster_context(id: Uuid) -> String {
     format!("project:{id}:cluster_conn")
 }
 
@@ -197,7 +197,7 @@ fn cluster_context(id: Uuid) -> String {
 const CLUSTER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Parses and checks the admin connection string of another cluster.
-async fn connect_cluster(
+pub(crate) async fn connect_cluster(
     url: &str,
 ) -> Result<(tokio_postgres::Config, tokio_postgres::Client), ProjectError> {
     let cfg: tokio_postgres::Config = url.parse().map_err(|_| ProjectError::InvalidClusterUrl)?;

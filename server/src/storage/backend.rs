@@ -475,10 +475,56 @@ fn s3(config: &Config, url: &url::Url) -> Result<(Box<dyn ObjectStore>, String),
         || query
             .get("force_path_style")
             .is_some_and(|v| matches!(v.as_str(), "true" | "1" | "yes"));
+    let store = s3_client(S3Settings {
+        bucket: bucket.to_owned(),
+        endpoint: endpoint.clone(),
+        region,
+        path_style,
+        access_key_id: config.storage.s3_access_key_id.clone(),
+        secret_access_key: crate::config::exposed(&config.storage.s3_secret_access_key)
+            .map(str::to_owned),
+    })
+    .map_err(|e| format!("FERROBASE_STORAGE_URL: cannot configure S3: {e}"))?;
+    Ok((
+        Box::new(store),
+        format!("s3:{bucket}@{}", endpoint.as_deref().unwrap_or("aws")),
+    ))
+}
+
+/// How to reach one S3 (or S3-compatible) bucket.
+#[derive(Clone)]
+pub struct S3Settings {
+    /// Bucket name.
+    pub bucket: String,
+    /// Endpoint of an S3-compatible server; `None` = AWS.
+    pub endpoint: Option<String>,
+    /// Region.
+    pub region: String,
+    /// Path-style URLs (`endpoint/bucket/key`).
+    pub path_style: bool,
+    /// Access key id (`None`: the usual AWS environment and instance credentials).
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The S3 client used by the storage backend (and by backups to `s3://`):
+/// bounded retries and timeouts, plain HTTP only for an `http://` endpoint.
+pub fn s3_client(s: S3Settings) -> Result<object_store::aws::AmazonS3, String> {
     let mut builder = AmazonS3Builder::from_env()
-        .with_bucket_name(bucket)
-        .with_region(&region)
-        .with_virtual_hosted_style_request(!path_style)
+        .with_bucket_name(&s.bucket)
+        .with_region(&s.region)
+        .with_virtual_hosted_style_request(!s.path_style)
         .with_retry(RetryConfig {
             backoff: BackoffConfig::default(),
             max_retries: 3,
@@ -489,22 +535,16 @@ fn s3(config: &Config, url: &url::Url) -> Result<(Box<dyn ObjectStore>, String),
                 .with_connect_timeout(Duration::from_secs(5))
                 .with_timeout(Duration::from_secs(120)),
         );
-    if let Some(endpoint) = &endpoint {
+    if let Some(endpoint) = &s.endpoint {
         builder = builder
             .with_endpoint(endpoint)
             .with_allow_http(endpoint.starts_with("http://"));
     }
-    if let Some(id) = &config.storage.s3_access_key_id {
+    if let Some(id) = &s.access_key_id {
         builder = builder.with_access_key_id(id);
     }
-    if let Some(secret) = crate::config::exposed(&config.storage.s3_secret_access_key) {
+    if let Some(secret) = &s.secret_access_key {
         builder = builder.with_secret_access_key(secret);
     }
-    let store = builder
-        .build()
-        .map_err(|e| format!("FERROBASE_STORAGE_URL: cannot configure S3: {e}"))?;
-    Ok((
-        Box::new(store),
-        format!("s3:{bucket}@{}", endpoint.as_deref().unwrap_or("aws")),
-    ))
+    builder.build().map_err(|e| e.to_string())
 }

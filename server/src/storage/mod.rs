@@ -39,7 +39,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-pub use backend::Storage;
+pub use backend::{PART_BYTES, S3Settings, Storage, s3_client};
 pub use error::{StorageError, StorageResult};
 
 use crate::state::AppState;

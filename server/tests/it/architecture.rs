@@ -31,6 +31,7 @@ const CAPABILITIES: &[&str] = &[
     "ai",
     "dashboard",
     "logs",
+    "backup",
 ];
 
 fn src_dir() -> PathBuf {

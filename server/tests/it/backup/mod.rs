@@ -4,11 +4,17 @@
 //! file is backed up, deleted, restored under its ref (the same keys, the
 //! same user, the same rows and bytes), and restored again under a new ref
 //! side by side (new keys; data, users and files equal); damaged and
-//! incomplete backups are refused before anything is created.
+//! incomplete backups are refused before anything is created. Submodules:
+//! S3 destinations, scheduled backups, `--force` and other clusters.
+
+mod clusters;
+mod s3;
+mod schedules;
 
 use std::sync::Mutex;
 
 use ferrobase::{BucketOptions, Client, FileOptions};
+use ferrobase_server::backup::restore::RestoreOptions;
 use ferrobase_server::backup::{self, BackupError, Progress};
 use ferrobase_server::platform::ProjectRef;
 use reqwest::Method;
@@ -39,10 +45,10 @@ create policy own on public.notes for all to authenticated
 grant select, insert, update, delete on public.notes to authenticated;
 ";
 
-const FILE: &[u8] = b"the quarterly report \x00\x01\x02 with binary bytes";
+pub(crate) const FILE: &[u8] = b"the quarterly report \x00\x01\x02 with binary bytes";
 
 /// A user's client after signing in (signing up first when `new`).
-async fn user(p_url: &str, anon: &str, service: &str, new: bool) -> Client {
+pub(crate) async fn user(p_url: &str, anon: &str, service: &str, new: bool) -> Client {
     let anon_client = Client::new(p_url, anon).expect("client");
     let auth = anon_client.auth();
     if new {
@@ -72,7 +78,7 @@ async fn user(p_url: &str, anon: &str, service: &str, new: bool) -> Client {
     auth.client().await.expect("user client")
 }
 
-async fn notes(c: &Client) -> Vec<Value> {
+pub(crate) async fn notes(c: &Client) -> Vec<Value> {
     c.from("notes")
         .select("body, tags")
         .order("id", ferrobase::Order::asc())
@@ -81,7 +87,7 @@ async fn notes(c: &Client) -> Vec<Value> {
         .expect("notes")
 }
 
-async fn seed(t: &TestApp, p: &TestProject) {
+pub(crate) async fn seed(t: &TestApp, p: &TestProject) {
     t.owner_sql(p, SCHEMA).await;
     let ada = user(&p.url, &p.anon, &p.service, true).await;
     let _: Vec<Value> = ada
@@ -165,9 +171,21 @@ async fn backup_delete_restore_and_restore_under_a_new_ref() {
     let again = backup::create::backup_project(&t.app.platform, &r, &to, &backup::Quiet).await;
     assert!(matches!(again, Err(BackupError::Invalid(_))), "{again:?}");
 
-    // Restoring over a live project is refused.
-    let over = backup::restore::restore_project(&t.app.platform, &dir, None, &backup::Quiet).await;
+    // Restoring over a live project is refused, saying how to replace it.
+    let over = backup::restore::restore_project(
+        &t.app.platform,
+        &dir,
+        &RestoreOptions::default(),
+        &backup::Quiet,
+    )
+    .await;
     assert!(matches!(over, Err(BackupError::Exists(_))), "{over:?}");
+    assert!(
+        over.as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("--force")),
+        "{over:?}"
+    );
 
     // Delete it (database, files, control plane), then restore it.
     let resp = t
@@ -176,9 +194,14 @@ async fn backup_delete_restore_and_restore_under_a_new_ref() {
         .await
         .expect("delete");
     assert!(resp.status().is_success(), "{}", resp.status());
-    let d = backup::restore::restore_project(&t.app.platform, &dir, None, &backup::Quiet)
-        .await
-        .expect("restore");
+    let d = backup::restore::restore_project(
+        &t.app.platform,
+        &dir,
+        &RestoreOptions::default(),
+        &backup::Quiet,
+    )
+    .await
+    .expect("restore");
     assert_eq!(d.anon_key, p.anon, "same ref: the same keys");
     let ada = user(&p.url, &p.anon, &p.service, false).await;
     let rows = notes(&ada).await;
@@ -210,9 +233,17 @@ async fn backup_delete_restore_and_restore_under_a_new_ref() {
 
     // The same backup under a new ref, side by side.
     let copy = ProjectRef::parse("bk-copy").expect("ref");
-    let c = backup::restore::restore_project(&t.app.platform, &dir, Some(&copy), &backup::Quiet)
-        .await
-        .expect("restore as a copy");
+    let c = backup::restore::restore_project(
+        &t.app.platform,
+        &dir,
+        &RestoreOptions {
+            new_ref: Some(copy),
+            ..Default::default()
+        },
+        &backup::Quiet,
+    )
+    .await
+    .expect("restore as a copy");
     assert_ne!(c.anon_key, p.anon, "a new ref gets its own keys");
     assert_ne!(c.db_url, d.db_url);
     let copy_url = c.project.url.clone();
@@ -260,7 +291,11 @@ async fn damaged_or_incomplete_backups_are_refused() {
         let platform = t.app.platform.clone();
         let target = target.clone();
         async move {
-            backup::restore::restore_project(&platform, &d, Some(&target), &backup::Quiet).await
+            let options = RestoreOptions {
+                new_ref: Some(target),
+                ..Default::default()
+            };
+            backup::restore::restore_project(&platform, &d, &options, &backup::Quiet).await
         }
     };
 
@@ -328,7 +363,7 @@ async fn damaged_or_incomplete_backups_are_refused() {
     assert!(matches!(e, BackupError::NotFound(_)), "{e}");
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+pub(crate) fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     for entry in std::fs::read_dir(from).expect("read dir") {
         let entry = entry.expect("entry");
         let target = to.join(entry.file_name());
