@@ -375,3 +375,47 @@ pub(crate) fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// The commands themselves: `backup --to`, `restore` refused without
+/// `--force` (exit status and message), replaced with it, and bad targets.
+#[tokio::test]
+async fn the_cli_backs_up_and_restores_with_force() {
+    use crate::cli::ferrobase;
+    let db = crate::support::fresh_database().await;
+    let data = temp_dir("fbt-cli-backup");
+    let data = data.to_string_lossy().into_owned();
+    let key = ferrobase_server::crypto::SecretBox::generate_key_text();
+    let env = [
+        ("DATABASE_URL", db.as_str()),
+        ("FERROBASE_DATA_DIR", data.as_str()),
+        ("FERROBASE_ENCRYPTION_KEY", key.as_str()),
+    ];
+    let (ok, _, err) = ferrobase(&env, &["project", "create", "bk-cli"]).await;
+    assert!(ok, "{err}");
+    let to = temp_dir("backup-cli");
+    let to = to.to_string_lossy().into_owned();
+    let (ok, out, err) = ferrobase(&env, &["backup", "bk-cli", "--to", &to]).await;
+    assert!(ok, "{err}");
+    let location = out.trim().to_owned();
+    assert_eq!(location, format!("{to}/bk-cli"));
+    assert!(err.contains("[4/4] done"), "progress on stderr: {err}");
+
+    let (ok, _, err) = ferrobase(&env, &["restore", &location]).await;
+    assert!(!ok && err.contains("--force"), "{err}");
+    let (ok, out, err) = ferrobase(&env, &["restore", &location, "--force", "--json"]).await;
+    assert!(ok, "{err}");
+    let restored: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(restored["ref"], "bk-cli");
+    assert!(err.contains("was deleted"), "{err}");
+
+    for (bad, why) in [
+        ("../elsewhere", "contains '..'"),
+        ("ftp://host/x", "only directories and s3://"),
+        ("s3://No_Such/x", "not an S3 bucket name"),
+    ] {
+        let (ok, _, err) = ferrobase(&env, &["backup", "bk-cli", "--to", bad]).await;
+        assert!(!ok && err.contains(why), "{bad}: {err}");
+    }
+    let (ok, _, err) = ferrobase(&env, &["restore", "/nonexistent/backup"]).await;
+    assert!(!ok && err.contains("is not a project backup"), "{err}");
+}
