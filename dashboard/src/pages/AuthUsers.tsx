@@ -2,12 +2,12 @@
 // list and search (email, phone or id prefix), both paged on the server;
 // create, invite, ban, sign out everywhere, delete.
 import { useCallback, useEffect, useState } from "react";
-import { Alert, Badge, Button, Checkbox, Group, Menu, Modal, Pagination, PasswordInput, Select, Stack, Text, TextInput, Title } from "@mantine/core";
+import { Badge, Button, Checkbox, Group, Menu, Modal, Pagination, PasswordInput, Select, Stack, Text, TextInput, Title } from "@mantine/core";
 import { useDebouncedValue } from "@mantine/hooks";
 import { errorText } from "../api/client";
 import { useProject } from "../project";
 import { ConfirmDelete, notifyError, notifyOk } from "../components/common";
-import { DataTable, type Column } from "../components/data";
+import { DataTable, FormModal, type Column } from "../components/data";
 
 interface User {
   id: string;
@@ -32,46 +32,29 @@ function NewUser({ mode, onClose, onDone }: { mode: "create" | "invite"; onClose
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const [confirm, setConfirm] = useState(true);
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  async function submit(e: React.FormEvent) {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      if (mode === "create") {
-        await api.service("/auth/v1/admin/users", { method: "POST", body: { email, password: password || undefined, email_confirm: confirm } });
-      } else {
-        await api.service("/auth/v1/invite", { method: "POST", body: { email } });
-      }
-      notifyOk(mode === "create" ? `User ${email} created` : `Invitation sent to ${email}`);
-      onDone();
-      onClose();
-    } catch (err) {
-      setError(errorText(err));
-    } finally {
-      setBusy(false);
-    }
-  }
   return (
-    <Modal opened onClose={onClose} title={mode === "create" ? "Create user" : "Invite user"}>
-      <form onSubmit={submit}>
-        <Stack>
-          {error && <Alert color="red">{error}</Alert>}
-          <TextInput label="Email" type="email" required value={email} onChange={(e) => setEmail(e.currentTarget.value)} data-autofocus />
-          {mode === "create" && (
-            <>
-              <PasswordInput label="Password" autoComplete="new-password" value={password} onChange={(e) => setPassword(e.currentTarget.value)} />
-              <Checkbox label="Email already confirmed" checked={confirm} onChange={(e) => setConfirm(e.currentTarget.checked)} />
-            </>
-          )}
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>Cancel</Button>
-            <Button type="submit" loading={busy}>{mode === "create" ? "Create user" : "Send invitation"}</Button>
-          </Group>
-        </Stack>
-      </form>
-    </Modal>
+    <FormModal
+      title={mode === "create" ? "Create user" : "Invite user"}
+      submitLabel={mode === "create" ? "Create user" : "Send invitation"}
+      onClose={onClose}
+      onSubmit={async () => {
+        if (mode === "create") {
+          await api.service("/auth/v1/admin/users", { method: "POST", body: { email, password: password || undefined, email_confirm: confirm } });
+        } else {
+          await api.service("/auth/v1/invite", { method: "POST", body: { email } });
+        }
+        notifyOk(mode === "create" ? `User ${email} created` : `Invitation sent to ${email}`);
+        onDone();
+      }}
+    >
+      <TextInput label="Email" type="email" required value={email} onChange={(e) => setEmail(e.currentTarget.value)} data-autofocus />
+      {mode === "create" && (
+        <>
+          <PasswordInput label="Password" autoComplete="new-password" value={password} onChange={(e) => setPassword(e.currentTarget.value)} />
+          <Checkbox label="Email already confirmed" checked={confirm} onChange={(e) => setConfirm(e.currentTarget.checked)} />
+        </>
+      )}
+    </FormModal>
   );
 }
 

@@ -11,7 +11,6 @@ import {
   Code,
   Flex,
   Group,
-  Modal,
   NavLink,
   NumberInput,
   Stack,
@@ -521,23 +520,14 @@ function NewFunction({ onClose }: { onClose: () => void }) {
   const navigate = useNavigate();
   const [slug, setSlug] = useState("");
   return (
-    <Modal opened onClose={onClose} title="New function">
-      <form
-        onSubmit={(e) => {
-          e.preventDefault();
-          navigate(`/projects/${api.ref}/functions/new/${encodeURIComponent(slug)}`);
-          onClose();
-        }}
-      >
-        <Stack>
-          <TextInput label="Slug" description="Letters, digits, - and _ (the URL is /functions/v1/<slug>)" required value={slug} onChange={(e) => setSlug(e.currentTarget.value)} data-autofocus />
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>Cancel</Button>
-            <Button type="submit">Open editor</Button>
-          </Group>
-        </Stack>
-      </form>
-    </Modal>
+    <FormModal
+      title="New function"
+      submitLabel="Open editor"
+      onClose={onClose}
+      onSubmit={async () => navigate(`/projects/${api.ref}/functions/new/${encodeURIComponent(slug)}`)}
+    >
+      <TextInput label="Slug" description="Letters, digits, - and _ (the URL is /functions/v1/<slug>)" required value={slug} onChange={(e) => setSlug(e.currentTarget.value)} data-autofocus />
+    </FormModal>
   );
 }
 

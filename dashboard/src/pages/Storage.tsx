@@ -29,7 +29,7 @@ import { useProject } from "../project";
 /** Files above this go over TUS, in chunks of this size (Supabase's 6 MiB). */
 const RESUMABLE_CHUNK = 6 * 1024 * 1024;
 import { ConfirmDelete, Copyable, notifyError, notifyOk } from "../components/common";
-import { DataTable } from "../components/data";
+import { DataTable, FormModal } from "../components/data";
 
 interface Bucket {
   id: string;
@@ -57,43 +57,31 @@ function NewBucket({ onClose, onDone }: { onClose: () => void; onDone: (id: stri
   const [isPublic, setPublic] = useState(false);
   const [limit, setLimit] = useState<number | string>("");
   const [mimes, setMimes] = useState("");
-  const [error, setError] = useState<string | null>(null);
-  async function submit(e: React.FormEvent) {
-    e.preventDefault();
-    try {
-      await api.service("/storage/v1/bucket", {
-        method: "POST",
-        body: {
-          id: name,
-          name,
-          public: isPublic,
-          file_size_limit: limit === "" ? null : Number(limit),
-          allowed_mime_types: mimes ? mimes.split(",").map((m) => m.trim()).filter(Boolean) : null,
-        },
-      });
-      notifyOk(`Bucket ${name} created`);
-      onDone(name);
-      onClose();
-    } catch (err) {
-      setError(errorText(err));
-    }
-  }
   return (
-    <Modal opened onClose={onClose} title="New bucket">
-      <form onSubmit={submit}>
-        <Stack>
-          {error && <Alert color="red">{error}</Alert>}
-          <TextInput label="Name" required value={name} onChange={(e) => setName(e.currentTarget.value)} data-autofocus />
-          <Checkbox label="Public (objects readable without a key)" checked={isPublic} onChange={(e) => setPublic(e.currentTarget.checked)} />
-          <NumberInput label="File size limit (bytes)" min={0} value={limit} onChange={setLimit} />
-          <TextInput label="Allowed MIME types" description="Comma separated, e.g. image/*, application/pdf; empty: any" value={mimes} onChange={(e) => setMimes(e.currentTarget.value)} />
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>Cancel</Button>
-            <Button type="submit">Create bucket</Button>
-          </Group>
-        </Stack>
-      </form>
-    </Modal>
+    <FormModal
+      title="New bucket"
+      submitLabel="Create bucket"
+      onClose={onClose}
+      onSubmit={async () => {
+        await api.service("/storage/v1/bucket", {
+          method: "POST",
+          body: {
+            id: name,
+            name,
+            public: isPublic,
+            file_size_limit: limit === "" ? null : Number(limit),
+            allowed_mime_types: mimes ? mimes.split(",").map((m) => m.trim()).filter(Boolean) : null,
+          },
+        });
+        notifyOk(`Bucket ${name} created`);
+        onDone(name);
+      }}
+    >
+      <TextInput label="Name" required value={name} onChange={(e) => setName(e.currentTarget.value)} data-autofocus />
+      <Checkbox label="Public (objects readable without a key)" checked={isPublic} onChange={(e) => setPublic(e.currentTarget.checked)} />
+      <NumberInput label="File size limit (bytes)" min={0} value={limit} onChange={setLimit} />
+      <TextInput label="Allowed MIME types" description="Comma separated, e.g. image/*, application/pdf; empty: any" value={mimes} onChange={(e) => setMimes(e.currentTarget.value)} />
+    </FormModal>
   );
 }
 
