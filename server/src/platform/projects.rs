@@ -443,9 +443,9 @@ async fn provision(
 
 /// Makes project `id` a new ES256 signing key and the anon and service-role
 /// API keys signed with it, stores them through `tx` (replacing stored API
-/// keys) and returns `(anon, service_role)`. Project creation and key
-/// rotation both mint keys here.
-async fn mint_keys(
+/// keys) and returns `(anon, service_role)`. Project creation, key rotation
+/// and restore under a new ref all mint keys here.
+pub(crate) async fn mint_keys(
     platform: &Platform,
     tx: &impl deadpool_postgres::GenericClient,
     id: Uuid,
@@ -568,9 +568,9 @@ pub async fn rotate_keys(
 }
 
 /// A project API key for `role` (`anon` or `service_role`): a long-lived JWT
-/// `{iss, ref, role, iat, exp}` signed with the project's `key` (shared by
-/// project creation and restore under a new ref).
-pub(crate) fn api_key(
+/// `{iss, ref, role, iat, exp}` signed with the project's `key` (see
+/// [`mint_keys`]).
+fn api_key(
     key: &SigningKey,
     r: &ProjectRef,
     role: &str,
