@@ -12,6 +12,8 @@ export interface ProjectApi {
   admin<T>(path: string, opts?: RequestOptions): Promise<T>;
   /** Calls `/p/{ref}{path}` with the service-role key (data, auth and storage APIs). */
   service<T>(path: string, opts?: RequestOptions): Promise<T>;
+  /** Replaces the details (after a settings change or a key rotation). */
+  setDetails(d: ProjectDetails): void;
 }
 
 const Ctx = createContext<ProjectApi | null>(null);
@@ -51,6 +53,7 @@ export function ProjectProvider({ projectRef, children }: { projectRef: string; 
     admin: (path, opts) => request(base + path, opts),
     service: (path, opts) =>
       request(base + path, { ...opts, token: details.service_role_key, apikey: details.service_role_key }),
+    setDetails,
   };
   return <Ctx.Provider value={api}>{children}</Ctx.Provider>;
 }

@@ -132,9 +132,10 @@ try {
   await page.getByRole("button", { name: "New project" }).click();
   await page.getByLabel("Ref").fill("e2e-app");
   await page.getByRole("button", { name: "Create project" }).click();
-  const serviceKey = (await page.getByTestId("secret-service_role key").textContent({ timeout: 60_000 }))?.trim() ?? "";
+  // `let`: the settings step rotates the keys.
+  let serviceKey = (await page.getByTestId("secret-service_role key").textContent({ timeout: 60_000 }))?.trim() ?? "";
   check(serviceKey.split(".").length === 3, "the new project's service_role key is shown once");
-  const anonKey = (await page.getByTestId("secret-anon key").textContent())?.trim() ?? "";
+  let anonKey = (await page.getByTestId("secret-anon key").textContent())?.trim() ?? "";
   await shot(page, "project-created");
   await page.getByRole("button", { name: "Done" }).click();
   await page.getByRole("link", { name: "e2e-app" }).click();
@@ -228,7 +229,26 @@ try {
   await dialog.getByRole("textbox", { name: "Email" }).fill("ada@example.com");
   await dialog.getByRole("textbox", { name: "Password" }).fill("correct-horse-battery-staple");
   await dialog.getByRole("button", { name: "Create user" }).click();
-  await page.getByRole("table", { name: "Users" }).getByText("ada@example.com").waitFor();
+  const usersTable = page.getByRole("table", { name: "Users" });
+  await usersTable.getByText("ada@example.com").waitFor();
+  // Server-side search: more users than the page shows, matched by prefix in any case.
+  for (const e of ["adam@example.com", "bob@example.com", "madison@example.com"]) {
+    const r = await fetch(`${url}/p/e2e-app/auth/v1/admin/users`, {
+      method: "POST",
+      headers: { apikey: serviceKey, authorization: `Bearer ${serviceKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ email: e }),
+    });
+    check(r.ok, `user ${e} created (${r.status})`);
+  }
+  await page.getByRole("textbox", { name: "Search users" }).fill("AD");
+  await page.getByTestId("user-count").getByText("2 user(s) matching").waitFor();
+  const listed = (await usersTable.locator("tbody tr td:first-child p:first-child").allTextContents()).sort();
+  check(JSON.stringify(listed) === JSON.stringify(["ada@example.com", "adam@example.com"]), `the search keeps ada and adam, not madison (got ${listed})`);
+  check(urls.some((u) => u.includes("/auth/v1/admin/users?") && u.includes("search=AD")), "the search runs on the server");
+  await page.getByRole("textbox", { name: "Search users" }).fill("nobody-here");
+  await page.getByText('No user matches "nobody-here".').waitFor();
+  await page.getByRole("textbox", { name: "Search users" }).fill("ad");
+  await usersTable.getByText("adam@example.com").waitFor();
   await axe(page, "auth-users");
   await shot(page, "auth-users");
 
@@ -279,7 +299,8 @@ try {
   await axe(page, "storage");
   await shot(page, "storage");
 
-  const asService = { apikey: serviceKey, authorization: `Bearer ${serviceKey}` };
+  // Reassigned when the settings step rotates the keys.
+  let asService = { apikey: serviceKey, authorization: `Bearer ${serviceKey}` };
   const adminGet = (path) => fetch(`${url}/p/e2e-app${path}`, { headers: asService }).then((r) => r.text());
 
   // --- realtime ---------------------------------------------------------------------
@@ -439,7 +460,51 @@ try {
   await page.getByRole("link", { name: "Settings", exact: true }).click();
   await page.getByText("Settings of e2e-app").waitFor();
   await axe(page, "settings");
+  // CORS: the project's own list, enforced by the server.
+  const corsOf = async (origin) => {
+    const r = await fetch(`${url}/p/e2e-app/rest/v1/todos`, {
+      method: "OPTIONS",
+      headers: { origin, "access-control-request-method": "GET", "access-control-request-headers": "apikey" },
+    });
+    return r.headers.get("access-control-allow-origin");
+  };
+  check((await corsOf("https://elsewhere.example")) !== null, "before: the server-wide CORS list (*) applies");
+  // The switch's input sits under its drawn track: click the input itself.
+  await page.getByRole("switch", { name: "Use this project's own allowed origins" }).dispatchEvent("click");
+  const originsInput = page.getByRole("combobox", { name: "Allowed origins" });
+  await originsInput.fill("https://app.example.com");
+  await originsInput.press("Enter");
+  await page.getByRole("button", { name: "Save CORS origins" }).click();
+  await page.getByText("CORS origins saved").waitFor();
+  check((await corsOf("https://app.example.com")) === "https://app.example.com", "an allowed origin gets the CORS header");
+  check((await corsOf("https://elsewhere.example")) === null, "another origin is refused");
   await shot(page, "settings");
+  // Key rotation: typed confirmation, new keys shown once, old keys refused.
+  const oldService = serviceKey;
+  await page.getByRole("button", { name: "Rotate keys" }).click();
+  const confirmRotate = page.getByRole("dialog", { name: "Rotate the keys of e2e-app" });
+  check(await confirmRotate.getByRole("button", { name: "Rotate keys" }).isDisabled(), "rotation waits for the typed confirmation");
+  await confirmRotate.getByRole("textbox").fill("e2e-app");
+  await confirmRotate.getByRole("button", { name: "Rotate keys" }).click();
+  const newService = (await page.getByTestId("secret-New service_role key").textContent())?.trim() ?? "";
+  const newAnon = (await page.getByTestId("secret-New anon key").textContent())?.trim() ?? "";
+  check(newService.split(".").length === 3 && newService !== oldService, "a new service_role key is shown");
+  await page.getByRole("button", { name: "Copy New anon key" }).waitFor();
+  await axe(page, "settings-rotated");
+  await shot(page, "settings-rotated");
+  await page.getByRole("button", { name: "Done" }).click();
+  check(!(await page.content()).includes(newService), "the new keys leave the page once dismissed");
+  const withOld = await fetch(`${url}/p/e2e-app/rest/v1/todos?select=id&limit=1`, { headers: { apikey: oldService, authorization: `Bearer ${oldService}` } });
+  check(withOld.status === 401, `the old service_role key is refused (got ${withOld.status})`);
+  serviceKey = newService;
+  anonKey = newAnon;
+  asService = { apikey: serviceKey, authorization: `Bearer ${serviceKey}` };
+  const withNew = await fetch(`${url}/p/e2e-app/rest/v1/todos?select=id&limit=1`, { headers: asService });
+  check(withNew.status === 200, `the new service_role key works (got ${withNew.status})`);
+  // The dashboard itself moved to the new key: the table editor still loads.
+  await page.getByRole("link", { name: "Table editor" }).click();
+  await page.getByRole("navigation", { name: "Tables" }).getByText("todos", { exact: true }).click();
+  await page.getByRole("table", { name: "Rows of todos" }).locator("tbody tr").first().waitFor();
 
   // --- logs -------------------------------------------------------------------------
   log("logs");

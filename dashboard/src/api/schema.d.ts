@@ -615,6 +615,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/p/{ref}/admin/v1/types": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Generated types of the project's exposed schemas, as text
+         *     (`application/typescript` or `text/x-rust`).
+         */
+        get: operations["get_types"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/p/{ref}/admin/v1/views": {
         parameters: {
             query?: never;
@@ -987,7 +1007,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** `GET /auth/v1/admin/users?page=&per_page=`. */
+        /**
+         * `GET /auth/v1/admin/users?page=&per_page=&search=`.
+         * @description `search` (a Ferrobase extension) keeps the users whose email, phone or id
+         *     starts with the text, case-insensitively; the page and `X-Total-Count`
+         *     are of the matching users.
+         */
         get: operations["list_users"];
         put?: never;
         /** `POST /auth/v1/admin/users`: creates a user. */
@@ -1881,8 +1906,29 @@ export interface paths {
         delete: operations["delete_project"];
         options?: never;
         head?: never;
-        /** Update a project's name, exposed schemas or legacy JWT secret. */
+        /** Update a project's name, exposed schemas, CORS origins or legacy JWT secret. */
         patch: operations["update_project"];
+        trace?: never;
+    };
+    "/platform/v1/projects/{ref}/keys/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate a project's keys: new anon and service-role keys (and a new legacy
+         *     JWT secret if it has one), shown once; the old ones stop working at once,
+         *     on every node.
+         */
+        post: operations["rotate_keys"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
 }
@@ -2363,6 +2409,12 @@ export interface components {
         };
         /** @description Project creation body. */
         CreateProject: {
+            /**
+             * @description Superuser connection string of another Postgres cluster to place the
+             *     project's database on (default: the control plane's cluster). Stored
+             *     encrypted, never returned.
+             */
+            database_url?: string | null;
             /** @description Display name (defaults to the ref). */
             name?: string | null;
             /** @description 3–40 lowercase letters, digits and `-`. */
@@ -2604,6 +2656,11 @@ export interface components {
              */
             version?: number | null;
         };
+        /**
+         * @description Output language.
+         * @enum {string}
+         */
+        Lang: "typescript" | "rust";
         /** @description Body of `POST /object/list/{bucket}`. */
         ListBody: {
             /**
@@ -2689,6 +2746,12 @@ export interface components {
         /** @description A project as listed to admins. */
         Project: {
             /**
+             * @description Origins browsers may call the project's APIs from (`*`, exact origins
+             *     or `https://*.example.com`); `null`: the server-wide
+             *     `FERROBASE_CORS_ORIGINS` applies.
+             */
+            cors_origins?: string[] | null;
+            /**
              * Format: date-time
              * @description Creation time.
              */
@@ -2706,6 +2769,12 @@ export interface components {
         };
         /** @description Changes to a project's settings; `None` leaves a setting as it is. */
         ProjectChanges: {
+            /**
+             * @description Origins browsers may call the project's APIs from: `["*"]`, exact origins
+             *     (`https://app.example.com`) or one-label wildcards (`https://*.example.com`);
+             *     `[]` allows none; `null` goes back to the server-wide `FERROBASE_CORS_ORIGINS`.
+             */
+            cors_origins?: string[] | null;
             /** @description Schemas served by the data API, the first being the default (e.g. `["public", "api"]`). */
             exposed_schemas?: string[] | null;
             /**
@@ -2836,6 +2905,18 @@ export interface components {
              * @description How long the previous secret keeps signing too (default 86400, at most 604800; 0 = not at all).
              */
             overlap_secs?: number | null;
+        };
+        /**
+         * @description A project's new keys after [`rotate_keys`]: shown once in the answer
+         *     (the API keys can be read again with the project; the legacy secret cannot).
+         */
+        RotatedKeys: {
+            /** @description The new anon key. */
+            anon_key: string;
+            /** @description The new legacy HS256 secret, when the project had one (write-only: never shown again). */
+            legacy_jwt_secret?: string | null;
+            /** @description The new service-role key. */
+            service_role_key: string;
         };
         /** @description Answer of a rotation. */
         RotatedSecret: {
@@ -5001,6 +5082,39 @@ export interface operations {
             };
         };
     };
+    get_types: {
+        parameters: {
+            query?: {
+                /** @description `typescript` (default) or `rust`. */
+                lang?: components["schemas"]["Lang"];
+            };
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Source code of the types */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": unknown;
+                };
+            };
+            /** @description Unknown language */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     list_views: {
         parameters: {
             query?: {
@@ -6028,7 +6142,14 @@ export interface operations {
     };
     list_users: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Page number, from 1 */
+                page?: number;
+                /** @description Users per page (default 50, at most 1000) */
+                per_page?: number;
+                /** @description Email, phone or id prefix, case-insensitive (at most 256 characters) */
+                search?: string;
+            };
             header?: never;
             path: {
                 /** @description Project ref */
@@ -6040,6 +6161,13 @@ export interface operations {
         responses: {
             /** @description Users, with X-Total-Count and Link headers */
             200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description validation_failed: search too long or with a NUL character */
+            400: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8580,6 +8708,44 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    rotate_keys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RotatedKeys"];
                 };
             };
             401: {

@@ -7,6 +7,7 @@ import type { components } from "./schema";
 type S = components["schemas"];
 export type Project = S["Project"];
 export type ProjectDetails = S["ProjectDetails"];
+export type RotatedKeys = S["RotatedKeys"];
 export type LoginResponse = S["LoginResponse"];
 export type SqlResult = S["SqlResult"];
 export type SqlRequest = S["SqlRequest"];

@@ -1,5 +1,5 @@
 // Small pieces shared by the pages: a copyable secret, a typed-confirmation
-// delete dialog, and error notifications.
+// dialog (deletes, key rotation), and error notifications.
 import { useState } from "react";
 import { Button, Code, CopyButton, Group, Modal, Stack, Text, TextInput } from "@mantine/core";
 import { notifications } from "@mantine/notifications";
@@ -32,13 +32,14 @@ export function Copyable({ label, value }: { label: string; value: string }) {
   );
 }
 
-/** Asks the user to type `word` before `onConfirm` runs. */
+/** Asks the user to type `word` before `onConfirm` runs (its button says `action`, default "Delete"). */
 export function ConfirmDelete(props: {
   opened: boolean;
   onClose: () => void;
   title: string;
   word: string;
   what: string;
+  action?: string;
   onConfirm: () => Promise<void>;
 }) {
   const [typed, setTyped] = useState("");
@@ -75,7 +76,7 @@ export function ConfirmDelete(props: {
               }
             }}
           >
-            Delete
+            {props.action ?? "Delete"}
           </Button>
         </Group>
       </Stack>

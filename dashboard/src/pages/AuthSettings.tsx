@@ -2,7 +2,7 @@
 // password rules, rate limits and lockout; OAuth/OIDC providers (client
 // secret write-only); mail templates with a preview; the project's SMTP
 // server (the URL holds credentials: write-only); captured and sent mail.
-import { useCallback, useEffect, useState } from "react";
+import { useEffect, useState } from "react";
 import {
   Alert,
   Badge,
@@ -12,12 +12,10 @@ import {
   Loader,
   Modal,
   NumberInput,
-  ScrollArea,
   Select,
   SimpleGrid,
   Stack,
   Switch,
-  Table,
   Tabs,
   Text,
   TextInput,
@@ -27,6 +25,7 @@ import {
 import { errorText } from "../api/client";
 import { useProject } from "../project";
 import { ConfirmDelete, notifyError, notifyOk } from "../components/common";
+import { DataTable, FormModal, useLoad } from "../components/data";
 
 type Config = Record<string, unknown>;
 
@@ -128,103 +127,77 @@ function ProviderForm({ initial, onClose, onDone }: { initial?: OAuthProvider; o
   const [issuer, setIssuer] = useState(initial?.issuer ?? "");
   const [scopes, setScopes] = useState(initial?.scopes ?? "");
   const [enabled, setEnabled] = useState(initial?.enabled ?? true);
-  const [error, setError] = useState<string | null>(null);
   return (
-    <Modal opened onClose={onClose} title={initial ? `Edit ${initial.name}` : "New sign-in provider"}>
-      <form
-        onSubmit={async (e) => {
-          e.preventDefault();
-          const body: Record<string, unknown> = { kind, client_id: clientId, issuer: issuer || null, scopes, enabled };
-          if (secret) body.client_secret = secret;
-          try {
-            await api.service(`/auth/v1/admin/providers/${encodeURIComponent(name)}`, { method: "PUT", body });
-            notifyOk(`Provider ${name} saved`);
-            onDone();
-            onClose();
-          } catch (err) {
-            setError(errorText(err));
-          }
-        }}
-      >
-        <Stack>
-          {error && <Alert color="red">{error}</Alert>}
-          {!initial && <TextInput label="Name" required value={name} onChange={(e) => setName(e.currentTarget.value)} data-autofocus />}
-          <Select label="Kind" data={KINDS} value={kind} onChange={setKind} allowDeselect={false} />
-          <TextInput label="Client ID" required value={clientId} onChange={(e) => setClientId(e.currentTarget.value)} />
-          <TextInput
-            label="Client secret"
-            type="password"
-            autoComplete="off"
-            description={initial?.has_secret ? "Stored; type a new one to replace it (never shown)." : "Write-only."}
-            value={secret}
-            onChange={(e) => setSecret(e.currentTarget.value)}
-          />
-          <TextInput label="Issuer" description="Required for oidc; the tenant for azure" value={issuer} onChange={(e) => setIssuer(e.currentTarget.value)} />
-          <TextInput label="Scopes" description="Space separated; empty for the kind's defaults" value={scopes} onChange={(e) => setScopes(e.currentTarget.value)} />
-          <Switch label="Enabled" checked={enabled} onChange={(e) => setEnabled(e.currentTarget.checked)} />
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>Cancel</Button>
-            <Button type="submit">Save provider</Button>
-          </Group>
-        </Stack>
-      </form>
-    </Modal>
+    <FormModal
+      title={initial ? `Edit ${initial.name}` : "New sign-in provider"}
+      submitLabel="Save provider"
+      onClose={onClose}
+      onSubmit={async () => {
+        const body: Record<string, unknown> = { kind, client_id: clientId, issuer: issuer || null, scopes, enabled };
+        if (secret) body.client_secret = secret;
+        await api.service(`/auth/v1/admin/providers/${encodeURIComponent(name)}`, { method: "PUT", body });
+        notifyOk(`Provider ${name} saved`);
+        onDone();
+      }}
+    >
+      {!initial && <TextInput label="Name" required value={name} onChange={(e) => setName(e.currentTarget.value)} data-autofocus />}
+      <Select label="Kind" data={KINDS} value={kind} onChange={setKind} allowDeselect={false} />
+      <TextInput label="Client ID" required value={clientId} onChange={(e) => setClientId(e.currentTarget.value)} />
+      <TextInput
+        label="Client secret"
+        type="password"
+        autoComplete="off"
+        description={initial?.has_secret ? "Stored; type a new one to replace it (never shown)." : "Write-only."}
+        value={secret}
+        onChange={(e) => setSecret(e.currentTarget.value)}
+      />
+      <TextInput label="Issuer" description="Required for oidc; the tenant for azure" value={issuer} onChange={(e) => setIssuer(e.currentTarget.value)} />
+      <TextInput label="Scopes" description="Space separated; empty for the kind's defaults" value={scopes} onChange={(e) => setScopes(e.currentTarget.value)} />
+      <Switch label="Enabled" checked={enabled} onChange={(e) => setEnabled(e.currentTarget.checked)} />
+    </FormModal>
   );
 }
 
 function Providers() {
   const api = useProject();
-  const [list, setList] = useState<OAuthProvider[]>([]);
-  const [error, setError] = useState<string | null>(null);
+  const { data: list, error, reload } = useLoad(
+    () => api.service<{ providers: OAuthProvider[] }>("/auth/v1/admin/providers").then((r) => r.providers),
+    [] as OAuthProvider[],
+    [api.ref],
+  );
   const [editing, setEditing] = useState<OAuthProvider | "new" | null>(null);
   const [deleting, setDeleting] = useState<string | null>(null);
-  const load = useCallback(() => {
-    api
-      .service<{ providers: OAuthProvider[] }>("/auth/v1/admin/providers")
-      .then((r) => setList(r.providers))
-      .catch((e) => setError(errorText(e)));
-  }, [api.ref]);
-  useEffect(load, [load]);
   return (
     <Stack>
       <Group justify="space-between">
         <Text size="sm" c="dimmed">Callback URL: <Code>{`${window.location.origin}/p/${api.ref}/auth/v1/callback`}</Code></Text>
         <Button size="xs" onClick={() => setEditing("new")}>New sign-in provider</Button>
       </Group>
-      {error && <Alert color="red">{error}</Alert>}
-      <ScrollArea type="auto">
-        <Table striped aria-label="Sign-in providers">
-          <Table.Thead>
-            <Table.Tr>
-              <Table.Th>Name</Table.Th>
-              <Table.Th>Kind</Table.Th>
-              <Table.Th>Client ID</Table.Th>
-              <Table.Th>Secret</Table.Th>
-              <Table.Th>State</Table.Th>
-              <Table.Th><span className="visually-hidden">Actions</span></Table.Th>
-            </Table.Tr>
-          </Table.Thead>
-          <Table.Tbody>
-            {list.map((p) => (
-              <Table.Tr key={p.name}>
-                <Table.Td>{p.name}</Table.Td>
-                <Table.Td>{p.kind}</Table.Td>
-                <Table.Td><Code>{p.client_id}</Code></Table.Td>
-                <Table.Td>{p.has_secret ? "stored" : "none"}</Table.Td>
-                <Table.Td><Badge variant="light" color={p.enabled ? "teal" : "gray"}>{p.enabled ? "enabled" : "disabled"}</Badge></Table.Td>
-                <Table.Td>
-                  <Group gap={4} wrap="nowrap">
-                    <Button size="xs" variant="subtle" aria-label={`Edit ${p.name}`} onClick={() => setEditing(p)}>Edit</Button>
-                    <Button size="xs" variant="subtle" color="red" aria-label={`Delete ${p.name}`} onClick={() => setDeleting(p.name)}>Delete</Button>
-                  </Group>
-                </Table.Td>
-              </Table.Tr>
-            ))}
-          </Table.Tbody>
-        </Table>
-      </ScrollArea>
-      {list.length === 0 && !error && <Text c="dimmed" size="sm">No OAuth or OIDC providers.</Text>}
-      {editing && <ProviderForm initial={editing === "new" ? undefined : editing} onClose={() => setEditing(null)} onDone={load} />}
+      <DataTable
+        label="Sign-in providers"
+        columns={[
+          { header: "Name", cell: (p) => p.name },
+          { header: "Kind", cell: (p) => p.kind },
+          { header: "Client ID", cell: (p) => <Code>{p.client_id}</Code> },
+          { header: "Secret", cell: (p) => (p.has_secret ? "stored" : "none") },
+          { header: "State", cell: (p) => <Badge variant="light" color={p.enabled ? "teal" : "gray"}>{p.enabled ? "enabled" : "disabled"}</Badge> },
+          {
+            header: "Actions",
+            hidden: true,
+            cell: (p) => (
+              <Group gap={4} wrap="nowrap">
+                <Button size="xs" variant="subtle" aria-label={`Edit ${p.name}`} onClick={() => setEditing(p)}>Edit</Button>
+                <Button size="xs" variant="subtle" color="red" aria-label={`Delete ${p.name}`} onClick={() => setDeleting(p.name)}>Delete</Button>
+              </Group>
+            ),
+          },
+        ]}
+        rows={list}
+        rowKey={(p) => p.name}
+        error={error}
+        empty="No OAuth or OIDC providers."
+      />
+      {editing && <ProviderForm initial={editing === "new" ? undefined : editing} onClose={() => setEditing(null)} onDone={reload} />}
       {deleting && (
         <ConfirmDelete
           opened
@@ -234,7 +207,7 @@ function Providers() {
           what={`Users can no longer sign in with ${deleting}.`}
           onConfirm={async () => {
             await api.service(`/auth/v1/admin/providers/${encodeURIComponent(deleting)}`, { method: "DELETE" });
-            load();
+            reload();
           }}
         />
       )}
@@ -349,45 +322,28 @@ interface Mail {
 
 function MailLog() {
   const api = useProject();
-  const [mail, setMail] = useState<Mail[]>([]);
+  const { data: mail, error } = useLoad(
+    () => api.service<{ mail: Mail[] }>("/auth/v1/admin/mail?limit=100").then((r) => r.mail),
+    [] as Mail[],
+    [api.ref],
+  );
   const [open, setOpen] = useState<Mail | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  useEffect(() => {
-    api
-      .service<{ mail: Mail[] }>("/auth/v1/admin/mail?limit=100")
-      .then((r) => setMail(r.mail))
-      .catch((e) => setError(errorText(e)));
-  }, [api.ref]);
   return (
     <Stack>
-      {error && <Alert color="red">{error}</Alert>}
-      <ScrollArea type="auto">
-        <Table striped aria-label="Mail">
-          <Table.Thead>
-            <Table.Tr>
-              <Table.Th>Sent</Table.Th>
-              <Table.Th>To</Table.Th>
-              <Table.Th>Kind</Table.Th>
-              <Table.Th>Subject</Table.Th>
-              <Table.Th>Status</Table.Th>
-            </Table.Tr>
-          </Table.Thead>
-          <Table.Tbody>
-            {mail.map((m) => (
-              <Table.Tr key={m.id}>
-                <Table.Td>{new Date(m.created_at).toLocaleString()}</Table.Td>
-                <Table.Td>{m.to}</Table.Td>
-                <Table.Td>{m.kind}</Table.Td>
-                <Table.Td>
-                  <Button size="xs" variant="subtle" onClick={() => setOpen(m)}>{m.subject}</Button>
-                </Table.Td>
-                <Table.Td>{m.status}{m.error ? `: ${m.error}` : ""}</Table.Td>
-              </Table.Tr>
-            ))}
-          </Table.Tbody>
-        </Table>
-      </ScrollArea>
-      {mail.length === 0 && !error && <Text c="dimmed" size="sm">No mail yet.</Text>}
+      <DataTable
+        label="Mail"
+        columns={[
+          { header: "Sent", cell: (m) => new Date(m.created_at).toLocaleString() },
+          { header: "To", cell: (m) => m.to },
+          { header: "Kind", cell: (m) => m.kind },
+          { header: "Subject", cell: (m) => <Button size="xs" variant="subtle" onClick={() => setOpen(m)}>{m.subject}</Button> },
+          { header: "Status", cell: (m) => `${m.status}${m.error ? `: ${m.error}` : ""}` },
+        ]}
+        rows={mail}
+        rowKey={(m) => m.id}
+        error={error}
+        empty="No mail yet."
+      />
       {open && (
         <Modal opened onClose={() => setOpen(null)} title={open.subject} size="lg">
           <iframe title="Mail body" sandbox="" srcDoc={open.html} style={{ width: "100%", minHeight: 320, border: 0, background: "white" }} />

@@ -11,13 +11,10 @@ import {
   Code,
   Flex,
   Group,
-  Modal,
   NavLink,
   NumberInput,
-  ScrollArea,
   Stack,
   Switch,
-  Table,
   Tabs,
   Text,
   TextInput,
@@ -96,55 +93,33 @@ function Editor({ fn, slug, onDeployed }: { fn: FunctionInfo | null; slug: strin
 
 function Versions({ fn, reload }: { fn: FunctionInfo; reload: () => void }) {
   const api = useProject();
-  return (
-    <ScrollArea type="auto">
-      <Table aria-label="Versions">
-        <Table.Thead>
-          <Table.Tr>
-            <Table.Th>Version</Table.Th>
-            <Table.Th>Deployed</Table.Th>
-            <Table.Th>By</Table.Th>
-            <Table.Th>Size</Table.Th>
-            <Table.Th>Checksum</Table.Th>
-            <Table.Th><span className="visually-hidden">Actions</span></Table.Th>
-          </Table.Tr>
-        </Table.Thead>
-        <Table.Tbody>
-          {(fn.versions ?? []).map((v) => (
-            <Table.Tr key={v.version}>
-              <Table.Td>
-                {v.version} {v.active && <Badge variant="light" color="teal" size="sm">active</Badge>}
-              </Table.Td>
-              <Table.Td>{when(v.created_at)}</Table.Td>
-              <Table.Td>{v.created_by}</Table.Td>
-              <Table.Td>{v.size_bytes} B</Table.Td>
-              <Table.Td><Code>{v.checksum.slice(0, 12)}</Code></Table.Td>
-              <Table.Td>
-                {!v.active && (
-                  <Button
-                    size="xs"
-                    variant="light"
-                    aria-label={`Activate version ${v.version}`}
-                    onClick={async () => {
-                      try {
-                        await api.admin(`/admin/v1/functions/${fn.slug}/versions/${v.version}/activate`, { method: "POST" });
-                        notifyOk(`Version ${v.version} is active`);
-                        reload();
-                      } catch (e) {
-                        notifyError(e);
-                      }
-                    }}
-                  >
-                    {fn.active_version !== null && fn.active_version !== undefined && v.version < fn.active_version ? "Roll back" : "Activate"}
-                  </Button>
-                )}
-              </Table.Td>
-            </Table.Tr>
-          ))}
-        </Table.Tbody>
-      </Table>
-    </ScrollArea>
-  );
+  const activate = async (v: VersionInfo) => {
+    try {
+      await api.admin(`/admin/v1/functions/${fn.slug}/versions/${v.version}/activate`, { method: "POST" });
+      notifyOk(`Version ${v.version} is active`);
+      reload();
+    } catch (e) {
+      notifyError(e);
+    }
+  };
+  const columns: Column<VersionInfo>[] = [
+    { header: "Version", cell: (v) => <>{v.version} {v.active && <Badge variant="light" color="teal" size="sm">active</Badge>}</> },
+    { header: "Deployed", cell: (v) => when(v.created_at) },
+    { header: "By", cell: (v) => v.created_by },
+    { header: "Size", cell: (v) => `${v.size_bytes} B` },
+    { header: "Checksum", cell: (v) => <Code>{v.checksum.slice(0, 12)}</Code> },
+    {
+      header: "Actions",
+      hidden: true,
+      cell: (v) =>
+        !v.active && (
+          <Button size="xs" variant="light" aria-label={`Activate version ${v.version}`} onClick={() => activate(v)}>
+            {fn.active_version !== null && fn.active_version !== undefined && v.version < fn.active_version ? "Roll back" : "Activate"}
+          </Button>
+        ),
+    },
+  ];
+  return <DataTable label="Versions" columns={columns} rows={fn.versions ?? []} rowKey={(v) => v.version} />;
 }
 
 function SettingsForm({ fn, reload }: { fn: FunctionInfo; reload: () => void }) {
@@ -205,36 +180,28 @@ function Logs({ slug }: { slug: string }) {
         <Title order={3} size="h5">Invocations</Title>
         <Button size="xs" variant="default" onClick={load}>Refresh</Button>
       </Group>
-      {error && <Alert color="red">{error}</Alert>}
-      <ScrollArea type="auto">
-        <Table striped aria-label="Invocations">
-          <Table.Thead>
-            <Table.Tr>
-              <Table.Th>Started</Table.Th>
-              <Table.Th>Trigger</Table.Th>
-              <Table.Th>Request</Table.Th>
-              <Table.Th>Status</Table.Th>
-              <Table.Th>Duration</Table.Th>
-              <Table.Th>Version</Table.Th>
-            </Table.Tr>
-          </Table.Thead>
-          <Table.Tbody>
-            {invocations.map((i) => (
-              <Table.Tr key={i.id}>
-                <Table.Td>{when(i.started_at)}</Table.Td>
-                <Table.Td>{i.trigger}</Table.Td>
-                <Table.Td><Code>{i.method} {i.path}</Code></Table.Td>
-                <Table.Td>
-                  <Badge variant="light" color={i.status >= 400 ? "red" : "teal"}>{i.status}</Badge> {i.error && <Text span size="xs">{i.error}</Text>}
-                </Table.Td>
-                <Table.Td>{i.duration_ms} ms</Table.Td>
-                <Table.Td>{i.version ?? ""}</Table.Td>
-              </Table.Tr>
-            ))}
-          </Table.Tbody>
-        </Table>
-      </ScrollArea>
-      {invocations.length === 0 && <Text c="dimmed" size="sm">No invocations yet.</Text>}
+      <DataTable
+        label="Invocations"
+        columns={[
+          { header: "Started", cell: (i) => when(i.started_at) },
+          { header: "Trigger", cell: (i) => i.trigger },
+          { header: "Request", cell: (i) => <Code>{i.method} {i.path}</Code> },
+          {
+            header: "Status",
+            cell: (i) => (
+              <>
+                <Badge variant="light" color={i.status >= 400 ? "red" : "teal"}>{i.status}</Badge> {i.error && <Text span size="xs">{i.error}</Text>}
+              </>
+            ),
+          },
+          { header: "Duration", cell: (i) => `${i.duration_ms} ms` },
+          { header: "Version", cell: (i) => i.version ?? "" },
+        ]}
+        rows={invocations}
+        rowKey={(i) => i.id}
+        error={error}
+        empty="No invocations yet."
+      />
       <Title order={3} size="h5">Logs</Title>
       <Code block style={{ maxHeight: 320, overflow: "auto" }} aria-label="Function logs">
         {logs.length === 0 ? "No log lines yet." : logs.map((l) => `${l.at} ${l.level.padEnd(5)} ${l.message}`).join("\n")}
@@ -479,23 +446,18 @@ function FunctionView({ slug, fresh, reloadList }: { slug: string; fresh: boolea
 
 function Secrets() {
   const api = useProject();
-  const [secrets, setSecrets] = useState<SecretInfo[]>([]);
+  const { data: secrets, error, reload, setData: setSecrets } = useLoad(
+    () => api.admin<SecretInfo[]>("/admin/v1/functions/secrets"),
+    [] as SecretInfo[],
+    [api.ref],
+  );
   const [name, setName] = useState("");
   const [value, setValue] = useState("");
-  const [error, setError] = useState<string | null>(null);
   const [deleting, setDeleting] = useState<string | null>(null);
-  const load = useCallback(() => {
-    api
-      .admin<SecretInfo[]>("/admin/v1/functions/secrets")
-      .then(setSecrets)
-      .catch((e) => setError(errorText(e)));
-  }, [api.ref]);
-  useEffect(load, [load]);
   return (
     <Stack>
       <Title order={2} size="h3">Secrets</Title>
       <Text size="sm" c="dimmed">Environment variables of every function of the project. Values are write-only: set a name again to change it.</Text>
-      {error && <Alert color="red">{error}</Alert>}
       <form
         onSubmit={async (e) => {
           e.preventDefault();
@@ -504,7 +466,7 @@ function Secrets() {
             setName("");
             setValue("");
             notifyOk(`Secret ${name} set`);
-            load();
+            reload();
           } catch (err) {
             notifyError(err);
           }
@@ -516,29 +478,25 @@ function Secrets() {
           <Button type="submit">Set secret</Button>
         </Group>
       </form>
-      <Table aria-label="Secrets">
-        <Table.Thead>
-          <Table.Tr>
-            <Table.Th>Name</Table.Th>
-            <Table.Th>Digest</Table.Th>
-            <Table.Th>Updated</Table.Th>
-            <Table.Th><span className="visually-hidden">Actions</span></Table.Th>
-          </Table.Tr>
-        </Table.Thead>
-        <Table.Tbody>
-          {secrets.map((s) => (
-            <Table.Tr key={s.name}>
-              <Table.Td><Code>{s.name}</Code></Table.Td>
-              <Table.Td><Code>{s.digest}</Code></Table.Td>
-              <Table.Td>{when(s.updated_at)}</Table.Td>
-              <Table.Td>
-                <Button size="xs" variant="light" color="red" aria-label={`Delete secret ${s.name}`} onClick={() => setDeleting(s.name)}>Delete</Button>
-              </Table.Td>
-            </Table.Tr>
-          ))}
-        </Table.Tbody>
-      </Table>
-      {secrets.length === 0 && !error && <Text c="dimmed" size="sm">No secrets.</Text>}
+      <DataTable
+        label="Secrets"
+        columns={[
+          { header: "Name", cell: (s) => <Code>{s.name}</Code> },
+          { header: "Digest", cell: (s) => <Code>{s.digest}</Code> },
+          { header: "Updated", cell: (s) => when(s.updated_at) },
+          {
+            header: "Actions",
+            hidden: true,
+            cell: (s) => (
+              <Button size="xs" variant="light" color="red" aria-label={`Delete secret ${s.name}`} onClick={() => setDeleting(s.name)}>Delete</Button>
+            ),
+          },
+        ]}
+        rows={secrets}
+        rowKey={(s) => s.name}
+        error={error}
+        empty="No secrets."
+      />
       {deleting && (
         <ConfirmDelete
           opened
@@ -549,7 +507,7 @@ function Secrets() {
           onConfirm={async () => {
             await api.admin(`/admin/v1/functions/secrets/${encodeURIComponent(deleting)}`, { method: "DELETE" });
             notifyOk("Secret deleted");
-            load();
+            reload();
           }}
         />
       )}
@@ -562,23 +520,14 @@ function NewFunction({ onClose }: { onClose: () => void }) {
   const navigate = useNavigate();
   const [slug, setSlug] = useState("");
   return (
-    <Modal opened onClose={onClose} title="New function">
-      <form
-        onSubmit={(e) => {
-          e.preventDefault();
-          navigate(`/projects/${api.ref}/functions/new/${encodeURIComponent(slug)}`);
-          onClose();
-        }}
-      >
-        <Stack>
-          <TextInput label="Slug" description="Letters, digits, - and _ (the URL is /functions/v1/<slug>)" required value={slug} onChange={(e) => setSlug(e.currentTarget.value)} data-autofocus />
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>Cancel</Button>
-            <Button type="submit">Open editor</Button>
-          </Group>
-        </Stack>
-      </form>
-    </Modal>
+    <FormModal
+      title="New function"
+      submitLabel="Open editor"
+      onClose={onClose}
+      onSubmit={async () => navigate(`/projects/${api.ref}/functions/new/${encodeURIComponent(slug)}`)}
+    >
+      <TextInput label="Slug" description="Letters, digits, - and _ (the URL is /functions/v1/<slug>)" required value={slug} onChange={(e) => setSlug(e.currentTarget.value)} data-autofocus />
+    </FormModal>
   );
 }
 

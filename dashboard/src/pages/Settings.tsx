@@ -1,29 +1,55 @@
-// Project settings: name, exposed schemas, keys (revealed on demand),
-// legacy HS256 secret (write-only) and deletion with a typed confirmation.
+// Project settings: name, exposed schemas, CORS origins, keys (revealed on
+// demand, rotated with a typed confirmation and shown once), legacy HS256
+// secret (write-only) and deletion with a typed confirmation.
 import { useState } from "react";
-import { Alert, Button, Divider, Group, PasswordInput, Stack, TagsInput, TextInput, Title } from "@mantine/core";
+import { Alert, Button, Divider, Group, Modal, PasswordInput, Stack, Switch, TagsInput, Text, TextInput, Title } from "@mantine/core";
 import { useNavigate } from "react-router";
 import { errorText, request } from "../api/client";
-import type { ProjectDetails } from "../api/types";
+import type { ProjectDetails, RotatedKeys } from "../api/types";
 import { useProject } from "../project";
 import { ConfirmDelete, Copyable, notifyOk } from "../components/common";
+
+/** The new keys after a rotation, shown once. */
+function RotatedKeysDialog({ keys, onClose }: { keys: RotatedKeys; onClose: () => void }) {
+  return (
+    <Modal opened onClose={onClose} title="New keys" size="lg" closeButtonProps={{ "aria-label": "Close" }}>
+      <Stack>
+        <Alert color="yellow">
+          The old keys no longer work. Update your apps now{keys.legacy_jwt_secret ? "; the legacy secret is shown only this once" : ""}.
+        </Alert>
+        <Copyable label="New anon key" value={keys.anon_key} />
+        <Copyable label="New service_role key" value={keys.service_role_key} />
+        {keys.legacy_jwt_secret && <Copyable label="New legacy JWT secret" value={keys.legacy_jwt_secret} />}
+        <Group justify="flex-end">
+          <Button onClick={onClose}>Done</Button>
+        </Group>
+      </Stack>
+    </Modal>
+  );
+}
 
 export default function Settings() {
   const api = useProject();
   const navigate = useNavigate();
   const [name, setName] = useState(api.details.name);
   const [schemas, setSchemas] = useState<string[]>(api.details.exposed_schemas);
+  const [ownCors, setOwnCors] = useState(api.details.cors_origins != null);
+  const [origins, setOrigins] = useState<string[]>(api.details.cors_origins ?? []);
   const [legacy, setLegacy] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const [reveal, setReveal] = useState(false);
   const [deleting, setDeleting] = useState(false);
+  const [rotating, setRotating] = useState(false);
+  const [rotated, setRotated] = useState<RotatedKeys | null>(null);
   const path = `/platform/v1/projects/${encodeURIComponent(api.ref)}`;
   async function save(changes: Record<string, unknown>, message: string) {
     setBusy(true);
     setError(null);
     try {
-      await request<ProjectDetails>(path, { method: "PATCH", body: changes });
+      const d = await request<ProjectDetails>(path, { method: "PATCH", body: changes });
+      setOrigins(d.cors_origins ?? []);
+      api.setDetails(d);
       notifyOk(message);
     } catch (e) {
       setError(errorText(e));
@@ -45,6 +71,30 @@ export default function Settings() {
       <Group>
         <Button loading={busy} onClick={() => save({ name, exposed_schemas: schemas }, "Settings saved")}>Save</Button>
       </Group>
+      <Divider label="CORS" labelPosition="left" />
+      <Switch
+        label="Use this project's own allowed origins"
+        description="Off: the server-wide list (FERROBASE_CORS_ORIGINS) applies."
+        checked={ownCors}
+        onChange={(e) => setOwnCors(e.currentTarget.checked)}
+      />
+      <TagsInput
+        label="Allowed origins"
+        description="Browser origins that may call this project's APIs: * (any), https://app.example.com, or https://*.example.com. Empty: none. Press Enter after each."
+        value={origins}
+        onChange={setOrigins}
+        disabled={!ownCors}
+        splitChars={[",", " "]}
+      />
+      <Group>
+        <Button
+          variant="default"
+          loading={busy}
+          onClick={() => save({ cors_origins: ownCors ? origins : null }, ownCors ? "CORS origins saved" : "CORS back to the server-wide origins")}
+        >
+          Save CORS origins
+        </Button>
+      </Group>
       <Divider label="API" labelPosition="left" />
       <Copyable label="Project URL" value={api.details.url} />
       <Copyable label="anon key" value={api.details.anon_key} />
@@ -58,6 +108,9 @@ export default function Settings() {
           <Button variant="default" onClick={() => setReveal(true)}>Reveal service_role key and database URL</Button>
         </Group>
       )}
+      <Group>
+        <Button color="orange" variant="light" onClick={() => setRotating(true)}>Rotate keys</Button>
+      </Group>
       <Divider label="Legacy JWT secret" labelPosition="left" />
       <PasswordInput
         label="Legacy HS256 secret"
@@ -76,6 +129,20 @@ export default function Settings() {
         <Button color="red" variant="light" onClick={() => setDeleting(true)}>Delete project</Button>
       </Group>
       <ConfirmDelete
+        opened={rotating}
+        onClose={() => setRotating(false)}
+        title={`Rotate the keys of ${api.ref}`}
+        word={api.ref}
+        action="Rotate keys"
+        what="New anon and service_role keys (and a new legacy secret, if one is set) replace the current ones, which stop working at once, as do users' access tokens (their sessions refresh)."
+        onConfirm={async () => {
+          const keys = await request<RotatedKeys>(`${path}/keys/rotate`, { method: "POST" });
+          api.setDetails({ ...api.details, anon_key: keys.anon_key, service_role_key: keys.service_role_key });
+          setRotated(keys);
+        }}
+      />
+      {rotated && <RotatedKeysDialog keys={rotated} onClose={() => setRotated(null)} />}
+      <ConfirmDelete
         opened={deleting}
         onClose={() => setDeleting(false)}
         title={`Delete project ${api.ref}`}
@@ -87,6 +154,7 @@ export default function Settings() {
           navigate("/");
         }}
       />
+      <Text size="xs" c="dimmed">Key rotation and CORS changes apply on every server node at once.</Text>
     </Stack>
   );
 }

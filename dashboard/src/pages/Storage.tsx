@@ -17,9 +17,7 @@ import {
   NavLink,
   NumberInput,
   Progress,
-  ScrollArea,
   Stack,
-  Table,
   Text,
   TextInput,
   Title,
@@ -31,6 +29,7 @@ import { useProject } from "../project";
 /** Files above this go over TUS, in chunks of this size (Supabase's 6 MiB). */
 const RESUMABLE_CHUNK = 6 * 1024 * 1024;
 import { ConfirmDelete, Copyable, notifyError, notifyOk } from "../components/common";
+import { DataTable, FormModal } from "../components/data";
 
 interface Bucket {
   id: string;
@@ -58,43 +57,31 @@ function NewBucket({ onClose, onDone }: { onClose: () => void; onDone: (id: stri
   const [isPublic, setPublic] = useState(false);
   const [limit, setLimit] = useState<number | string>("");
   const [mimes, setMimes] = useState("");
-  const [error, setError] = useState<string | null>(null);
-  async function submit(e: React.FormEvent) {
-    e.preventDefault();
-    try {
-      await api.service("/storage/v1/bucket", {
-        method: "POST",
-        body: {
-          id: name,
-          name,
-          public: isPublic,
-          file_size_limit: limit === "" ? null : Number(limit),
-          allowed_mime_types: mimes ? mimes.split(",").map((m) => m.trim()).filter(Boolean) : null,
-        },
-      });
-      notifyOk(`Bucket ${name} created`);
-      onDone(name);
-      onClose();
-    } catch (err) {
-      setError(errorText(err));
-    }
-  }
   return (
-    <Modal opened onClose={onClose} title="New bucket">
-      <form onSubmit={submit}>
-        <Stack>
-          {error && <Alert color="red">{error}</Alert>}
-          <TextInput label="Name" required value={name} onChange={(e) => setName(e.currentTarget.value)} data-autofocus />
-          <Checkbox label="Public (objects readable without a key)" checked={isPublic} onChange={(e) => setPublic(e.currentTarget.checked)} />
-          <NumberInput label="File size limit (bytes)" min={0} value={limit} onChange={setLimit} />
-          <TextInput label="Allowed MIME types" description="Comma separated, e.g. image/*, application/pdf; empty: any" value={mimes} onChange={(e) => setMimes(e.currentTarget.value)} />
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>Cancel</Button>
-            <Button type="submit">Create bucket</Button>
-          </Group>
-        </Stack>
-      </form>
-    </Modal>
+    <FormModal
+      title="New bucket"
+      submitLabel="Create bucket"
+      onClose={onClose}
+      onSubmit={async () => {
+        await api.service("/storage/v1/bucket", {
+          method: "POST",
+          body: {
+            id: name,
+            name,
+            public: isPublic,
+            file_size_limit: limit === "" ? null : Number(limit),
+            allowed_mime_types: mimes ? mimes.split(",").map((m) => m.trim()).filter(Boolean) : null,
+          },
+        });
+        notifyOk(`Bucket ${name} created`);
+        onDone(name);
+      }}
+    >
+      <TextInput label="Name" required value={name} onChange={(e) => setName(e.currentTarget.value)} data-autofocus />
+      <Checkbox label="Public (objects readable without a key)" checked={isPublic} onChange={(e) => setPublic(e.currentTarget.checked)} />
+      <NumberInput label="File size limit (bytes)" min={0} value={limit} onChange={setLimit} />
+      <TextInput label="Allowed MIME types" description="Comma separated, e.g. image/*, application/pdf; empty: any" value={mimes} onChange={(e) => setMimes(e.currentTarget.value)} />
+    </FormModal>
   );
 }
 
@@ -264,48 +251,37 @@ function Browser({ bucket }: { bucket: Bucket }) {
           <Anchor key={i} onClick={() => setPrefix(parts.slice(0, i + 1).join("/") + "/")}>{p}</Anchor>
         ))}
       </Breadcrumbs>
-      {error && <Alert color="red">{error}</Alert>}
-      <ScrollArea type="auto">
-        <Table striped highlightOnHover aria-label={`Objects in ${bucket.name}`}>
-          <Table.Thead>
-            <Table.Tr>
-              <Table.Th>Name</Table.Th>
-              <Table.Th>Type</Table.Th>
-              <Table.Th>Size</Table.Th>
-              <Table.Th>Updated</Table.Th>
-              <Table.Th><span className="visually-hidden">Actions</span></Table.Th>
-            </Table.Tr>
-          </Table.Thead>
-          <Table.Tbody>
-            {entries.map((e) => {
-              const folder = e.id === null;
-              const path = `${prefix}${e.name}`;
-              return (
-                <Table.Tr key={e.name}>
-                  <Table.Td>
-                    {folder ? (
-                      <Anchor onClick={() => setPrefix(`${path}/`)}>📁 {e.name}</Anchor>
-                    ) : (
-                      <Anchor onClick={() => setPreview(path)}>{e.name}</Anchor>
-                    )}
-                  </Table.Td>
-                  <Table.Td>{e.metadata?.mimetype ?? (folder ? "folder" : "")}</Table.Td>
-                  <Table.Td>{e.metadata?.size !== undefined ? `${e.metadata.size.toLocaleString()} B` : ""}</Table.Td>
-                  <Table.Td>{e.updated_at ? new Date(e.updated_at).toLocaleString() : ""}</Table.Td>
-                  <Table.Td>
-                    {!folder && (
-                      <Button size="xs" variant="light" color="red" onClick={() => setDeleting(path)} aria-label={`Delete ${e.name}`}>
-                        Delete
-                      </Button>
-                    )}
-                  </Table.Td>
-                </Table.Tr>
-              );
-            })}
-          </Table.Tbody>
-        </Table>
-      </ScrollArea>
-      {entries.length === 0 && !error && <Text c="dimmed">Empty. Upload a file or create a folder.</Text>}
+      <DataTable
+        label={`Objects in ${bucket.name}`}
+        columns={[
+          {
+            header: "Name",
+            cell: (e) =>
+              e.id === null ? (
+                <Anchor onClick={() => setPrefix(`${prefix}${e.name}/`)}>📁 {e.name}</Anchor>
+              ) : (
+                <Anchor onClick={() => setPreview(`${prefix}${e.name}`)}>{e.name}</Anchor>
+              ),
+          },
+          { header: "Type", cell: (e) => e.metadata?.mimetype ?? (e.id === null ? "folder" : "") },
+          { header: "Size", cell: (e) => (e.metadata?.size !== undefined ? `${e.metadata.size.toLocaleString()} B` : "") },
+          { header: "Updated", cell: (e) => (e.updated_at ? new Date(e.updated_at).toLocaleString() : "") },
+          {
+            header: "Actions",
+            hidden: true,
+            cell: (e) =>
+              e.id !== null && (
+                <Button size="xs" variant="light" color="red" onClick={() => setDeleting(`${prefix}${e.name}`)} aria-label={`Delete ${e.name}`}>
+                  Delete
+                </Button>
+              ),
+          },
+        ]}
+        rows={entries}
+        rowKey={(e) => e.name}
+        error={error}
+        empty="Empty. Upload a file or create a folder."
+      />
       {preview && <Preview bucket={bucket.id} path={preview} onClose={() => setPreview(null)} />}
       {deleting && (
         <ConfirmDelete

@@ -14,11 +14,9 @@ import {
   Modal,
   NavLink,
   NumberInput,
-  ScrollArea,
   SegmentedControl,
   Stack,
   Switch,
-  Table,
   Text,
   TextInput,
   Textarea,
@@ -29,6 +27,7 @@ import { errorText } from "../api/client";
 import type { CreatedEndpoint, Delivery, RotatedSecret, WebhookEndpoint } from "../api/types";
 import { useProject } from "../project";
 import { ConfirmDelete, Copyable, notifyError, notifyOk } from "../components/common";
+import { DataTable, type Column } from "../components/data";
 
 function splitEvents(text: string): string[] {
   return text
@@ -120,6 +119,19 @@ function EndpointForm({
   );
 }
 
+type Attempt = NonNullable<Delivery["attempt_log"]>[number];
+
+const attemptColumns: Column<Attempt>[] = [
+  { header: "#", cell: (a) => a.attempt },
+  { header: "Started", cell: (a) => when(a.started_at) },
+  { header: "Status", cell: (a) => a.status_code ?? "—" },
+  { header: "Latency", cell: (a) => `${a.latency_ms} ms` },
+  {
+    header: "Response / error",
+    cell: (a) => <Text size="xs" ff="monospace" style={{ wordBreak: "break-all" }}>{a.error ?? a.response_excerpt ?? ""}</Text>,
+  },
+];
+
 function DeliveryDetail({ endpoint, id, onClose, onReplayed }: { endpoint: string; id: string; onClose: () => void; onReplayed: () => void }) {
   const api = useProject();
   const [d, setD] = useState<Delivery | null>(null);
@@ -144,33 +156,13 @@ function DeliveryDetail({ endpoint, id, onClose, onReplayed }: { endpoint: strin
             </Group>
             <Text size="sm" fw={500}>Body</Text>
             <Code block style={{ maxHeight: 200, overflow: "auto" }}>{JSON.stringify(d.body ?? null, null, 2)}</Code>
-            <ScrollArea type="auto">
-              <Table aria-label="Attempts">
-                <Table.Thead>
-                  <Table.Tr>
-                    <Table.Th>#</Table.Th>
-                    <Table.Th>Started</Table.Th>
-                    <Table.Th>Status</Table.Th>
-                    <Table.Th>Latency</Table.Th>
-                    <Table.Th>Response / error</Table.Th>
-                  </Table.Tr>
-                </Table.Thead>
-                <Table.Tbody>
-                  {(d.attempt_log ?? []).map((a) => (
-                    <Table.Tr key={a.attempt}>
-                      <Table.Td>{a.attempt}</Table.Td>
-                      <Table.Td>{when(a.started_at)}</Table.Td>
-                      <Table.Td>{a.status_code ?? "—"}</Table.Td>
-                      <Table.Td>{a.latency_ms} ms</Table.Td>
-                      <Table.Td>
-                        <Text size="xs" ff="monospace" style={{ wordBreak: "break-all" }}>{a.error ?? a.response_excerpt ?? ""}</Text>
-                      </Table.Td>
-                    </Table.Tr>
-                  ))}
-                </Table.Tbody>
-              </Table>
-            </ScrollArea>
-            {(d.attempt_log ?? []).length === 0 && <Text c="dimmed" size="sm">No attempt yet.</Text>}
+            <DataTable
+              label="Attempts"
+              columns={attemptColumns}
+              rows={d.attempt_log ?? []}
+              rowKey={(a) => a.attempt}
+              empty="No attempt yet."
+            />
             <Group justify="flex-end">
               <Button
                 variant="light"
@@ -309,38 +301,27 @@ function EndpointView({ ep, reload }: { ep: WebhookEndpoint; reload: () => void 
           <Button size="xs" variant="light" onClick={() => setReplaying(true)}>Replay failed…</Button>
         </Group>
       </Group>
-      {error && <Alert color="red">{error}</Alert>}
-      <ScrollArea type="auto">
-        <Table striped highlightOnHover aria-label="Deliveries">
-          <Table.Thead>
-            <Table.Tr>
-              <Table.Th>Created</Table.Th>
-              <Table.Th>Event</Table.Th>
-              <Table.Th>Status</Table.Th>
-              <Table.Th>Attempts</Table.Th>
-              <Table.Th>Last answer</Table.Th>
-              <Table.Th><span className="visually-hidden">Actions</span></Table.Th>
-            </Table.Tr>
-          </Table.Thead>
-          <Table.Tbody>
-            {deliveries.map((d) => (
-              <Table.Tr key={d.id}>
-                <Table.Td>{when(d.created_at)}</Table.Td>
-                <Table.Td><Code>{d.event_type}</Code></Table.Td>
-                <Table.Td><Badge variant="light" color={statusColor[d.status] ?? "gray"}>{d.status}</Badge></Table.Td>
-                <Table.Td>{d.attempts}</Table.Td>
-                <Table.Td>
-                  <Text size="xs" lineClamp={1}>{d.last_status ?? ""} {d.last_error ?? ""}</Text>
-                </Table.Td>
-                <Table.Td>
-                  <Button size="xs" variant="subtle" onClick={() => setDetail(d.id)} aria-label={`Details of delivery ${d.id}`}>Details</Button>
-                </Table.Td>
-              </Table.Tr>
-            ))}
-          </Table.Tbody>
-        </Table>
-      </ScrollArea>
-      {deliveries.length === 0 && !error && <Text c="dimmed">No deliveries{status === "all" ? " yet" : ` ${status}`}.</Text>}
+      <DataTable
+        label="Deliveries"
+        columns={[
+          { header: "Created", cell: (d) => when(d.created_at) },
+          { header: "Event", cell: (d) => <Code>{d.event_type}</Code> },
+          { header: "Status", cell: (d) => <Badge variant="light" color={statusColor[d.status] ?? "gray"}>{d.status}</Badge> },
+          { header: "Attempts", cell: (d) => d.attempts },
+          { header: "Last answer", cell: (d) => <Text size="xs" lineClamp={1}>{d.last_status ?? ""} {d.last_error ?? ""}</Text> },
+          {
+            header: "Actions",
+            hidden: true,
+            cell: (d) => (
+              <Button size="xs" variant="subtle" onClick={() => setDetail(d.id)} aria-label={`Details of delivery ${d.id}`}>Details</Button>
+            ),
+          },
+        ]}
+        rows={deliveries}
+        rowKey={(d) => d.id}
+        error={error}
+        empty={`No deliveries${status === "all" ? " yet" : ` ${status}`}.`}
+      />
       {editing && <EndpointForm initial={ep} onClose={() => setEditing(false)} onDone={reload} />}
       {replaying && <ReplayFailed endpoint={ep.id} onClose={() => setReplaying(false)} onDone={load} />}
       {detail && <DeliveryDetail endpoint={ep.id} id={detail} onClose={() => setDetail(null)} onReplayed={load} />}

@@ -56,19 +56,48 @@ pub fn rewrite_host(mut req: Request<Body>, base_domain: Option<&str>) -> Reques
     req
 }
 
-/// The CORS policy from `FERROBASE_CORS_ORIGINS` (`*` or a comma-separated list).
-pub fn cors(origins: &str) -> CorsLayer {
-    let allow_origin = if origins.trim() == "*" {
-        AllowOrigin::from(Any)
-    } else {
-        AllowOrigin::list(
-            origins
-                .split(',')
-                .map(str::trim)
-                .filter(|o| !o.is_empty())
-                .filter_map(|o| HeaderValue::from_str(o).ok()),
-        )
-    };
+/// The CORS policy. A request routed to a project (`/p/{ref}/…`, host
+/// routing included: the host is rewritten before this layer) is judged by
+/// that project's `cors_origins`, read through the project registry (cached,
+/// and dropped on every node when the project changes); without a project
+/// list, and for platform routes, `FERROBASE_CORS_ORIGINS` applies. Allowed
+/// origins are echoed (with `Vary: origin`), refused ones get no
+/// `Access-Control-Allow-Origin`, so the browser keeps the answer from the page.
+pub fn cors(app: crate::AppState) -> CorsLayer {
+    let global = std::sync::Arc::new(crate::platform::cors::CorsOrigins::from_env(
+        &app.platform.config().cors_origins,
+    ));
+    let allow_origin = AllowOrigin::async_predicate(
+        move |origin: HeaderValue, parts: &axum::http::request::Parts| {
+            let project = parts
+                .uri
+                .path()
+                .strip_prefix("/p/")
+                .and_then(|rest| rest.split('/').next())
+                .filter(|r| crate::platform::ProjectRef::parse(r).is_ok())
+                .map(str::to_owned);
+            let (app, global) = (app.clone(), global.clone());
+            async move {
+                let Some(r) = project else {
+                    return global.allows(origin.as_bytes());
+                };
+                match app.projects.get(&app, &r).await {
+                    Ok(Some(tenant)) => tenant
+                        .cors
+                        .as_ref()
+                        .unwrap_or(&global)
+                        .allows(origin.as_bytes()),
+                    // No such project: the route answers 404 (readable by allowed origins).
+                    Ok(None) => global.allows(origin.as_bytes()),
+                    // The project's list cannot be read: refuse rather than guess.
+                    Err(error) => {
+                        tracing::debug!(?error, "CORS: project lookup failed");
+                        false
+                    }
+                }
+            }
+        },
+    );
     CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([

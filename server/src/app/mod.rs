@@ -44,6 +44,8 @@ pub async fn serve(
             }
         })
     };
+    // Project changes made on any node drop this node's cached copy at once.
+    let project_changes = tokio::spawn(crate::tenant::watch_changes(app.clone()));
     let scheduler = tokio::spawn(crate::functions::schedule::run_scheduler(app.clone()));
     let log_pruner = tokio::spawn(crate::functions::logs::run_pruner(app.platform.clone()));
     let backups = tokio::spawn(crate::backup::schedule::run_scheduler(app.platform.clone()));
@@ -94,6 +96,7 @@ pub async fn serve(
     };
     let result = server::run(listener, service, shutdown, header_timeout, grace).await;
     reaper.abort();
+    project_changes.abort();
     scheduler.abort();
     log_pruner.abort();
     backups.abort();

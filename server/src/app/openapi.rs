@@ -27,7 +27,7 @@ use crate::{auth, tenant};
     paths(
         health::root, health::live, health::ready, metrics::render,
         handlers::login, handlers::list_projects, handlers::create_project,
-        handlers::get_project, handlers::update_project, handlers::delete_project,
+        handlers::get_project, handlers::update_project, handlers::delete_project, handlers::rotate_keys,
         crate::logs::handlers::requests, crate::logs::handlers::audit_log,
         crate::backup::handlers::list_schedules, crate::backup::handlers::create_schedule,
         crate::backup::handlers::delete_schedule, crate::backup::handlers::list_runs,
@@ -89,7 +89,7 @@ use crate::{auth, tenant};
     components(schemas(
         ApiError, crate::backup::schedule::ScheduleRequest, crate::backup::schedule::ScheduleInfo,
         crate::backup::schedule::RunInfo, crate::logs::RequestEntry, crate::logs::audit::AuditEntry, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,
-        handlers::CreateProject, projects::ProjectChanges, projects::Project, auth::settings::AuthSettings, projects::ProjectDetails, health::Health,
+        handlers::CreateProject, projects::ProjectChanges, projects::Project, auth::settings::AuthSettings, projects::ProjectDetails, projects::RotatedKeys, health::Health, crate::typegen::Lang,
         st::buckets::Bucket, st::buckets::CreateBucket, st::buckets::UpdateBucket,
         st::buckets::SizeLimit, st::buckets::Created, st::Message, st::objects::Uploaded,
         st::objects::ListBody, st::objects::SortBy, st::objects::MoveBody, st::objects::DeleteMany,

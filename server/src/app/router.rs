@@ -57,6 +57,10 @@ pub fn build(app: AppState) -> Router {
                 .delete(platform::delete_project),
         )
         .route(
+            "/platform/v1/projects/{ref}/keys/rotate",
+            post(platform::rotate_keys),
+        )
+        .route(
             "/platform/v1/logs/requests",
             get(crate::logs::handlers::requests),
         )
@@ -85,7 +89,7 @@ pub fn build(app: AppState) -> Router {
             app.clone(),
             crate::logs::requests::record,
         ))
-        .layer(cors(&config.cors_origins))
+        .layer(cors(app.clone()))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()

@@ -24,10 +24,35 @@ fn parse_id(id: &str) -> AuthResult<Uuid> {
     Uuid::parse_str(id).map_err(|_| user_not_found())
 }
 
-/// `GET /auth/v1/admin/users?page=&per_page=`.
+/// Longest accepted `search` text of the users listing.
+const MAX_SEARCH_LEN: usize = 256;
+
+/// The `LIKE` pattern matching values that start with `search`
+/// (case-insensitive): `%`, `_` and `\` in the text match themselves.
+fn prefix_pattern(search: &str) -> String {
+    let mut p = String::with_capacity(search.len() + 1);
+    for c in search.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// `GET /auth/v1/admin/users?page=&per_page=&search=`.
+///
+/// `search` (a Ferrobase extension) keeps the users whose email, phone or id
+/// starts with the text, case-insensitively; the page and `X-Total-Count`
+/// are of the matching users.
 #[utoipa::path(get, path = "/p/{ref}/auth/v1/admin/users", tag = "auth-admin",
-    params(("ref" = String, Path, description = "Project ref")),
-    responses((status = 200, description = "Users, with X-Total-Count and Link headers"), (status = 403, description = "not_admin")))]
+    params(("ref" = String, Path, description = "Project ref"),
+           ("page" = Option<i64>, Query, description = "Page number, from 1"),
+           ("per_page" = Option<i64>, Query, description = "Users per page (default 50, at most 1000)"),
+           ("search" = Option<String>, Query, description = "Email, phone or id prefix, case-insensitive (at most 256 characters)")),
+    responses((status = 200, description = "Users, with X-Total-Count and Link headers"),
+              (status = 403, description = "not_admin"), (status = 400, description = "validation_failed: search too long or with a NUL character")))]
 pub async fn list_users(
     KeyedCtx(ctx): KeyedCtx,
     RawQuery(query): RawQuery,
@@ -42,18 +67,40 @@ pub async fn list_users(
         .filter(|p| *p >= 1)
         .unwrap_or(50)
         .min(1000);
+    let search = query_param(&query, "search")
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    if let Some(s) = &search {
+        if s.chars().count() > MAX_SEARCH_LEN {
+            return Err(AuthError::validation(format!(
+                "search must be at most {MAX_SEARCH_LEN} characters"
+            )));
+        }
+        if s.contains('\0') {
+            return Err(AuthError::validation(
+                "search must not contain NUL characters",
+            ));
+        }
+    }
+    // One bound pattern; the text never becomes SQL.
+    let pattern = search.as_deref().map(prefix_pattern);
+    const FILTER: &str = "($1::text is null or lower(email) like $1 escape '\\' \
+        or lower(phone) like $1 escape '\\' or id::text like $1 escape '\\')";
     let c = &**ctx.client;
     let total: i64 = c
-        .query_one("select count(*) from auth.users", &[])
+        .query_one(
+            &format!("select count(*) from auth.users where {FILTER}"),
+            &[&pattern],
+        )
         .await?
         .get(0);
     let rows = c
         .query(
             &format!(
-                "select {} from auth.users order by created_at, id limit $1 offset $2",
+                "select {} from auth.users where {FILTER} order by created_at, id limit $2 offset $3",
                 users::USER_COLUMNS
             ),
-            &[&per_page, &((page - 1).saturating_mul(per_page))],
+            &[&pattern, &per_page, &((page - 1).saturating_mul(per_page))],
         )
         .await?;
     let mut list = Vec::with_capacity(rows.len());
@@ -65,15 +112,21 @@ pub async fn list_users(
     }
     let last_page = ((total + per_page - 1) / per_page).max(1);
     let base = format!("{}/auth/v1/admin/users", ctx.project_url());
+    let search_param = search.as_deref().map_or_else(String::new, |s| {
+        format!(
+            "&search={}",
+            url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+        )
+    });
     let mut links = Vec::new();
     if page < last_page {
         links.push(format!(
-            "<{base}?page={}&per_page={per_page}>; rel=\"next\"",
+            "<{base}?page={}&per_page={per_page}{search_param}>; rel=\"next\"",
             page + 1
         ));
     }
     links.push(format!(
-        "<{base}?page={last_page}&per_page={per_page}>; rel=\"last\""
+        "<{base}?page={last_page}&per_page={per_page}{search_param}>; rel=\"last\""
     ));
     let mut headers = HeaderMap::new();
     headers.insert("x-total-count", HeaderValue::from(total));

@@ -36,10 +36,10 @@ use super::{
     BackupError, CONTROL, DATABASE, Manifest, Progress, STORAGE, io, libpq_args, pg_tool, run_tool,
     verify,
 };
-use crate::crypto::{SigningKey, random_hex};
+use crate::crypto::random_hex;
 use crate::db::{quote_ident, quote_literal};
 use crate::platform::projects::{
-    self, API_ROLES_SQL, ProjectDetails, api_key, cluster_context, conn_context, connect_cluster,
+    self, API_ROLES_SQL, ProjectDetails, cluster_context, conn_context, connect_cluster,
     connection_url, install_ddl_trigger_on, secret_context,
 };
 use crate::platform::{Platform, ProjectRef};
@@ -521,8 +521,9 @@ async fn insert_order(
     Ok(order)
 }
 
-/// Under a new ref: a new signing key, new API keys for the new ref, and
-/// the other project secrets sealed again for the new id.
+/// Under a new ref: a new signing key, new API keys for the new ref (minted
+/// as at project creation), and the other project secrets sealed again for
+/// the new id.
 async fn new_keys(
     platform: &Platform,
     state: &Value,
@@ -530,15 +531,8 @@ async fn new_keys(
     id: Uuid,
     r: &ProjectRef,
 ) -> Result<(), BackupError> {
-    let key = SigningKey::generate()?;
     let secrets = platform.secrets();
-    let mut values = vec![
-        ("anon_key".to_owned(), api_key(&key, r, "anon")?),
-        (
-            "service_role_key".to_owned(),
-            api_key(&key, r, "service_role")?,
-        ),
-    ];
+    let mut values = Vec::new();
     for s in state["tables"]["project_secrets"]
         .as_array()
         .into_iter()
@@ -553,15 +547,9 @@ async fn new_keys(
         let value = secrets.decrypt_str(&secret_context(old_id, name), sealed)?;
         values.push((name.to_owned(), value));
     }
-    let key_enc = secrets.encrypt(&secret_context(id, key.kid()), key.pkcs8());
-    let jwk = serde_json::to_value(key.public_jwk()).unwrap_or_default();
     let mut conn = platform.control().get().await?;
     let tx = conn.transaction().await?;
-    tx.execute(
-        "insert into project_signing_keys (kid, project_id, private_key_enc, public_jwk) values ($1, $2, $3, $4)",
-        &[&key.kid(), &id, &key_enc, &jwk],
-    )
-    .await?;
+    projects::mint_keys(platform, &tx, id, r).await?;
     for (name, value) in &values {
         tx.execute(
             "insert into project_secrets (project_id, name, value_enc) values ($1, $2, $3)",

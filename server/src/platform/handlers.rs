@@ -126,7 +126,7 @@ pub async fn get_project(
     Ok(Json(projects::get_details(&app.platform, &r).await?))
 }
 
-/// Update a project's name, exposed schemas or legacy JWT secret.
+/// Update a project's name, exposed schemas, CORS origins or legacy JWT secret.
 #[utoipa::path(patch, path = "/platform/v1/projects/{ref}", tag = "platform", security(("admin_token" = [])),
     params(("ref" = String, Path, description = "Project ref")), request_body = projects::ProjectChanges,
     responses((status = 200, body = ProjectDetails), (status = 400, body = ApiError),
@@ -155,4 +155,30 @@ pub async fn delete_project(
     let r = ProjectRef::parse(&r).map_err(|_| projects::ProjectError::NotFound(r.clone()))?;
     app.delete_project(&r, &admin.email).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rotate a project's keys: new anon and service-role keys (and a new legacy
+/// JWT secret if it has one), shown once; the old ones stop working at once,
+/// on every node.
+#[utoipa::path(post, path = "/platform/v1/projects/{ref}/keys/rotate", tag = "platform",
+    security(("admin_token" = [])), params(("ref" = String, Path, description = "Project ref")),
+    responses((status = 200, body = projects::RotatedKeys), (status = 401, body = ApiError),
+              (status = 404, body = ApiError)))]
+pub async fn rotate_keys(
+    State(app): State<AppState>,
+    PlatformAdmin(admin): PlatformAdmin,
+    Path(r): Path<String>,
+) -> ApiResult<(
+    [(axum::http::HeaderName, &'static str); 1],
+    Json<projects::RotatedKeys>,
+)> {
+    let r = ProjectRef::parse(&r).map_err(|_| projects::ProjectError::NotFound(r.clone()))?;
+    let (id, keys) = projects::rotate_keys(&app.platform, &r, &admin.email).await?;
+    app.projects.invalidate(r.as_str());
+    // Deployed functions get the project keys in their environment.
+    app.functions.invalidate(id, None);
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Json(keys),
+    ))
 }

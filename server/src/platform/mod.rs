@@ -11,9 +11,11 @@
 //! - [`admins`]: platform admin accounts and their bearer tokens.
 //! - [`handlers`]: the `/platform/v1` HTTP API.
 //! - [`limits`]: rate limit and lockout of admin login.
+//! - [`cors`]: the per-project list of allowed browser origins.
 
 pub mod admins;
 pub mod bootstrap;
+pub mod cors;
 pub mod handlers;
 pub mod limits;
 pub mod projects;
@@ -55,6 +57,14 @@ impl Platform {
     /// The control-plane connection pool.
     pub fn control(&self) -> &Pool {
         &self.inner.control
+    }
+
+    /// Connection settings of the control-plane database, for dedicated
+    /// connections outside the pool (the project change listener).
+    pub fn control_config(&self) -> tokio_postgres::Config {
+        let mut cfg = self.inner.cluster.clone();
+        cfg.connect_timeout(std::time::Duration::from_secs(5));
+        cfg
     }
 
     /// Encrypts and decrypts stored secrets.

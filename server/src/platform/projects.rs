@@ -140,6 +140,10 @@ pub struct Project {
     pub url: String,
     /// Schemas served by the data API (the first is the default).
     pub exposed_schemas: Vec<String>,
+    /// Origins browsers may call the project's APIs from (`*`, exact origins
+    /// or `https://*.example.com`); `null`: the server-wide
+    /// `FERROBASE_CORS_ORIGINS` applies.
+    pub cors_origins: Option<Vec<String>>,
 }
 
 /// A project with its keys and database connection string (admins only).
@@ -175,6 +179,9 @@ pub struct LoadedProject {
     /// token without a `ref` claim accepted (it cannot say which project it
     /// was made for, so the secret must).
     pub legacy_jwt_exclusive: bool,
+    /// The project's allowed CORS origins (normalised), or `None` for the
+    /// server-wide list.
+    pub cors_origins: Option<Vec<String>>,
 }
 
 /// Context of legacy secret fingerprints.
@@ -425,15 +432,31 @@ async fn provision(
     migrate_project(&db_config).await?;
     install_ddl_trigger_on(cluster, db_name).await?;
 
+    let mut conn = platform.control().get().await?;
+    let tx = conn.transaction().await?;
+    mint_keys(platform, &tx, id, r).await?;
+    tx.execute("update projects set status = 'ready' where id = $1", &[&id])
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Makes project `id` a new ES256 signing key and the anon and service-role
+/// API keys signed with it, stores them through `tx` (replacing stored API
+/// keys) and returns `(anon, service_role)`. Project creation, key rotation
+/// and restore under a new ref all mint keys here.
+pub(crate) async fn mint_keys(
+    platform: &Platform,
+    tx: &impl deadpool_postgres::GenericClient,
+    id: Uuid,
+    r: &ProjectRef,
+) -> Result<(String, String), ProjectError> {
     let key = SigningKey::generate()?;
     let anon = api_key(&key, r, "anon")?;
     let service = api_key(&key, r, "service_role")?;
     let secrets = platform.secrets();
     let key_enc = secrets.encrypt(&secret_context(id, key.kid()), key.pkcs8());
     let jwk = serde_json::to_value(key.public_jwk()).unwrap_or_default();
-
-    let mut conn = platform.control().get().await?;
-    let tx = conn.transaction().await?;
     tx.execute(
         "insert into project_signing_keys (kid, project_id, private_key_enc, public_jwk) values ($1, $2, $3, $4)",
         &[&key.kid(), &id, &key_enc, &jwk],
@@ -441,7 +464,9 @@ async fn provision(
     .await?;
     for (name, value) in [("anon_key", &anon), ("service_role_key", &service)] {
         tx.execute(
-            "insert into project_secrets (project_id, name, value_enc) values ($1, $2, $3)",
+            "insert into project_secrets (project_id, name, value_enc) values ($1, $2, $3) \
+             on conflict (project_id, name) do update set value_enc = excluded.value_enc, \
+             created_at = now()",
             &[
                 &id,
                 &name,
@@ -450,16 +475,102 @@ async fn provision(
         )
         .await?;
     }
-    tx.execute("update projects set status = 'ready' where id = $1", &[&id])
+    Ok((anon, service))
+}
+
+/// A project's new keys after [`rotate_keys`]: shown once in the answer
+/// (the API keys can be read again with the project; the legacy secret cannot).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RotatedKeys {
+    /// The new anon key.
+    pub anon_key: String,
+    /// The new service-role key.
+    pub service_role_key: String,
+    /// The new legacy HS256 secret, when the project had one (write-only: never shown again).
+    pub legacy_jwt_secret: Option<String>,
+}
+
+/// Rotates project `r`'s keys: a new signing key with new anon and
+/// service-role keys, and a new legacy HS256 secret if it has one. The old
+/// signing keys are deleted, so every token they signed (the old API keys,
+/// users' access tokens) stops being accepted; users keep their sessions
+/// through their refresh tokens. Returns the project id and the new keys.
+pub async fn rotate_keys(
+    platform: &Platform,
+    r: &ProjectRef,
+    actor: &str,
+) -> Result<(Uuid, RotatedKeys), ProjectError> {
+    let mut conn = platform.control().get().await?;
+    let tx = conn.transaction().await?;
+    let id: Uuid = tx
+        .query_opt(
+            "select id from projects where ref = $1 and status = 'ready' for update",
+            &[&r.as_str()],
+        )
+        .await?
+        .ok_or_else(|| ProjectError::NotFound(r.to_string()))?
+        .get(0);
+    tx.execute(
+        "delete from project_signing_keys where project_id = $1",
+        &[&id],
+    )
+    .await?;
+    let (anon_key, service_role_key) = mint_keys(platform, &tx, id, r).await?;
+    let has_legacy = tx
+        .query_opt(
+            "select 1 from project_secrets where project_id = $1 and name = $2",
+            &[&id, &LEGACY_SECRET],
+        )
+        .await?
+        .is_some();
+    let legacy_jwt_secret = if has_legacy {
+        // 256 random bits, as 64 hex characters.
+        let secret = random_hex(32);
+        let secrets = platform.secrets();
+        let fp = secrets.fingerprint(LEGACY_FINGERPRINT, secret.as_bytes());
+        tx.execute(
+            "update project_secrets set value_enc = $3, created_at = now() \
+             where project_id = $1 and name = $2",
+            &[
+                &id,
+                &LEGACY_SECRET,
+                &secrets.encrypt_str(&secret_context(id, LEGACY_SECRET), &secret),
+            ],
+        )
         .await?;
+        tx.execute(
+            "update projects set legacy_jwt_fingerprint = $2 where id = $1",
+            &[&id, &fp],
+        )
+        .await?;
+        Some(secret)
+    } else {
+        None
+    };
+    notify_changed(&tx, r).await?;
     tx.commit().await?;
-    Ok(())
+    platform
+        .audit(
+            actor,
+            "project.rotate_keys",
+            r.as_str(),
+            json!({ "legacy_jwt_secret": has_legacy }),
+        )
+        .await;
+    Ok((
+        id,
+        RotatedKeys {
+            anon_key,
+            service_role_key,
+            legacy_jwt_secret,
+        },
+    ))
 }
 
 /// A project API key for `role` (`anon` or `service_role`): a long-lived JWT
-/// `{iss, ref, role, iat, exp}` signed with the project's `key` (shared by
-/// project creation and restore under a new ref).
-pub(crate) fn api_key(
+/// `{iss, ref, role, iat, exp}` signed with the project's `key` (see
+/// [`mint_keys`]).
+fn api_key(
     key: &SigningKey,
     r: &ProjectRef,
     role: &str,
@@ -553,6 +664,7 @@ fn project_from_row(platform: &Platform, row: &tokio_postgres::Row) -> Project {
         status: row.get("status"),
         created_at: row.get("created_at"),
         exposed_schemas: row.get("exposed_schemas"),
+        cors_origins: row.get("cors_origins"),
     }
 }
 
@@ -561,7 +673,8 @@ pub async fn list(platform: &Platform) -> Result<Vec<Project>, ProjectError> {
     let client = platform.control().get().await?;
     let rows = client
         .query(
-            "select ref, name, status, created_at, exposed_schemas from projects order by created_at, ref",
+            "select ref, name, status, created_at, exposed_schemas, cors_origins from projects \
+             order by created_at, ref",
             &[],
         )
         .await?;
@@ -576,7 +689,8 @@ pub async fn get_details(
     let client = platform.control().get().await?;
     let row = client
         .query_opt(
-            "select id, ref, name, status, created_at, exposed_schemas, db_conn_enc from projects \
+            "select id, ref, name, status, created_at, exposed_schemas, cors_origins, db_conn_enc \
+             from projects \
              where ref = $1 and status = 'ready'",
             &[&r.as_str()],
         )
@@ -615,7 +729,8 @@ pub async fn load(platform: &Platform, r: &str) -> Result<Option<LoadedProject>,
     let client = platform.control().get().await?;
     let Some(row) = client
         .query_opt(
-            "select id, ref, db_conn_enc, exposed_schemas from projects where ref = $1 and status = 'ready'",
+            "select id, ref, db_conn_enc, exposed_schemas, cors_origins from projects \
+             where ref = $1 and status = 'ready'",
             &[&r],
         )
         .await?
@@ -706,6 +821,7 @@ pub async fn load(platform: &Platform, r: &str) -> Result<Option<LoadedProject>,
         exposed_schemas: row.get("exposed_schemas"),
         legacy_jwt_secret,
         legacy_jwt_exclusive,
+        cors_origins: row.get("cors_origins"),
     }))
 }
 
@@ -761,9 +877,39 @@ pub struct ProjectChanges {
     /// A legacy HS256 secret (at least 32 characters) whose tokens the project also
     /// accepts, e.g. when migrating from another platform; `""` removes it. Write-only.
     pub legacy_jwt_secret: Option<String>,
+    /// Origins browsers may call the project's APIs from: `["*"]`, exact origins
+    /// (`https://app.example.com`) or one-label wildcards (`https://*.example.com`);
+    /// `[]` allows none; `null` goes back to the server-wide `FERROBASE_CORS_ORIGINS`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>, nullable)]
+    pub cors_origins: Option<Option<Vec<String>>>,
 }
 
-/// Changes a project's name, exposed schemas or legacy JWT secret.
+/// Tells a field given as `null` (`Some(None)`) from a missing one (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// The control-plane channel on which a change to a project is announced
+/// (payload: its ref), so every node drops its cached copy at once
+/// (`tenant::watch_changes`).
+pub const CHANGES_CHANNEL: &str = "ferrobase_projects";
+
+/// Announces that project `r` changed (when `tx` commits, for a transaction).
+async fn notify_changed(
+    tx: &impl deadpool_postgres::GenericClient,
+    r: &ProjectRef,
+) -> Result<(), ProjectError> {
+    tx.execute("select pg_notify($1, $2)", &[&CHANGES_CHANNEL, &r.as_str()])
+        .await?;
+    Ok(())
+}
+
+/// Changes a project's name, exposed schemas, CORS origins or legacy JWT secret.
 pub async fn update(
     platform: &Platform,
     r: &ProjectRef,
@@ -788,14 +934,27 @@ pub async fn update(
         .as_deref()
         .map(str::trim)
         .filter(|n| !n.is_empty());
+    let cors = match &changes.cors_origins {
+        Some(Some(list)) => Some(Some(
+            super::cors::validate(list).map_err(ProjectError::InvalidSettings)?,
+        )),
+        other => other.clone(),
+    };
     let mut conn = platform.control().get().await?;
     let tx = conn.transaction().await?;
     let row = tx
         .query_opt(
             "update projects set name = coalesce($2, name), \
-             exposed_schemas = coalesce($3, exposed_schemas) \
+             exposed_schemas = coalesce($3, exposed_schemas), \
+             cors_origins = case when $4 then $5 else cors_origins end \
              where ref = $1 and status = 'ready' returning id",
-            &[&r.as_str(), &name, &schemas],
+            &[
+                &r.as_str(),
+                &name,
+                &schemas,
+                &cors.is_some(),
+                &cors.clone().flatten(),
+            ],
         )
         .await?
         .ok_or_else(|| ProjectError::NotFound(r.to_string()))?;
@@ -848,6 +1007,7 @@ pub async fn update(
             .await?;
         }
     }
+    notify_changed(&tx, r).await?;
     tx.commit().await?;
     // Never the secret itself: only whether it was set or removed.
     let legacy = changes
@@ -859,7 +1019,8 @@ pub async fn update(
             actor,
             "project.update",
             r.as_str(),
-            json!({ "name": name, "exposed_schemas": schemas, "legacy_jwt_secret": legacy }),
+            json!({ "name": name, "exposed_schemas": schemas, "legacy_jwt_secret": legacy,
+                    "cors_origins": cors }),
         )
         .await;
     get_details(platform, r).await
@@ -903,6 +1064,7 @@ pub async fn delete(
     client
         .execute("delete from projects where id = $1", &[&id])
         .await?;
+    notify_changed(&client, r).await?;
     platform
         .audit(
             actor,

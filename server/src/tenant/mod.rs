@@ -33,6 +33,8 @@ pub struct Tenant {
     pub project: LoadedProject,
     /// The public keys, as served at `/auth/v1/.well-known/jwks.json`.
     pub jwks: Value,
+    /// The project's own allowed CORS origins; `None`: the server-wide list.
+    pub cors: Option<crate::platform::cors::CorsOrigins>,
     /// Tokens already verified, with their claims: apps send the same anon key
     /// or session token on every request, and an ES256 check is the most
     /// expensive step of a small request. Entries are used only until `exp`.
@@ -50,9 +52,14 @@ impl Tenant {
             .iter()
             .filter_map(|k| serde_json::to_value(k.public_jwk()).ok())
             .collect();
+        let cors = project
+            .cors_origins
+            .as_deref()
+            .map(crate::platform::cors::CorsOrigins::from_normalized);
         Self {
             project,
             jwks: json!({ "keys": keys }),
+            cors,
             verified: Mutex::new(HashMap::new()),
         }
     }
@@ -78,14 +85,19 @@ impl Tenant {
     }
 }
 
-/// How long a loaded project is trusted before it is re-read (picks up key
-/// rotation and deletion done by other nodes or the CLI).
+/// How long a loaded project is trusted before it is re-read. Changes made
+/// through the platform API reach every node at once (see [`watch_changes`]);
+/// the TTL bounds staleness while a node's change listener is reconnecting,
+/// and for changes made straight in the control-plane database.
 const TTL: Duration = Duration::from_secs(10);
 
 /// Cache of loaded projects by ref.
 #[derive(Default)]
 pub struct ProjectRegistry {
     cache: Mutex<HashMap<String, (Arc<Tenant>, Instant)>>,
+    /// Bumped by every invalidation: a load that started before one is not
+    /// cached (it may have read the row as it was before the change).
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl ProjectRegistry {
@@ -96,24 +108,93 @@ impl ProjectRegistry {
         {
             return Ok(Some(t.clone()));
         }
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
         let Some(project) = projects::load(&app.platform, r).await? else {
             self.invalidate(r);
             return Ok(None);
         };
         let tenant = Arc::new(Tenant::new(project));
-        self.lock()
-            .insert(r.to_owned(), (tenant.clone(), Instant::now()));
+        let mut cache = self.lock();
+        if self.epoch.load(std::sync::atomic::Ordering::SeqCst) == epoch {
+            cache.insert(r.to_owned(), (tenant.clone(), Instant::now()));
+        }
         Ok(Some(tenant))
     }
 
-    /// Forgets project `r` (after delete).
+    /// Forgets project `r` (after a change or delete).
     pub fn invalidate(&self, r: &str) {
-        self.lock().remove(r);
+        let mut cache = self.lock();
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        cache.remove(r);
+    }
+
+    /// Forgets every project (when changes may have been missed).
+    pub fn invalidate_all(&self) {
+        let mut cache = self.lock();
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        cache.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<Tenant>, Instant)>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Keeps this node's [`ProjectRegistry`] in step with the control plane: a
+/// dedicated connection `LISTEN`s on [`projects::CHANGES_CHANNEL`], where
+/// every project change (settings, CORS, key rotation, deletion) is announced
+/// in the changing transaction, and drops the named project from the cache.
+/// While the connection is down (and right after it is back) the whole cache
+/// is dropped, since announcements may have been missed. Runs until aborted.
+pub async fn watch_changes(app: AppState) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match listen_changes(&app).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(error) => tracing::warn!(%error, "project change listener failed; reconnecting"),
+        }
+        app.projects.invalidate_all();
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One life of the change listener: returns when its connection ends.
+async fn listen_changes(app: &App) -> Result<(), tokio_postgres::Error> {
+    use futures_util::StreamExt as _;
+    let (client, mut connection) = app
+        .platform
+        .control_config()
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let reader = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_owned()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "project change listener connection closed");
+                    break;
+                }
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {}", projects::CHANGES_CHANNEL))
+        .await?;
+    // Anything changed before LISTEN took effect is re-read.
+    app.projects.invalidate_all();
+    while let Some(r) = rx.recv().await {
+        app.projects.invalidate(&r);
+    }
+    reader.abort();
+    Ok(())
 }
 
 /// Middleware for `/p/{ref}/…`: resolves the project or answers 404.

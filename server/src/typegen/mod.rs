@@ -84,6 +84,7 @@ pub async fn for_project(
 
 /// `?lang=` of `GET /admin/v1/types`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TypesQuery {
     /// `typescript` (default) or `rust`.
     pub lang: Option<Lang>,

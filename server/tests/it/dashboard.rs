@@ -298,11 +298,12 @@ async fn served_beside_host_routing() {
 /// The main flows in headless Chromium: sign in (wrong password first),
 /// projects (create, keys shown once), SQL editor (run, error position),
 /// table editor (paging, sort, filter, inline edit, FK lookup), schema, auth
-/// users, storage (upload, resumable upload over TUS), realtime (channel,
+/// users (server-side search), storage (upload, resumable upload over TUS), realtime (channel,
 /// change capture, live inspector over Socket.IO), webhooks (secret shown
 /// once, delivery log, rotation), edge functions (secret names only; deploy,
 /// invoke and schedules when Deno is there), AI (write-only provider key),
-/// logs (recent requests, audit log), no key in any URL, session expiry,
+/// settings (per-project CORS enforced by the server; key rotation with a
+/// typed confirmation, new keys shown once, old ones refused), logs (recent requests, audit log), no key in any URL, session expiry,
 /// sign out, a narrow window; axe-core on each page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_to_end_in_chromium() {
@@ -366,8 +367,11 @@ async fn end_to_end_in_chromium() {
         "table-editor",
         "realtime",
         "webhooks",
+        "auth-users",
         "functions",
         "ai",
+        "settings",
+        "settings-rotated",
         "logs",
         "audit-log",
     ] {

@@ -24,6 +24,7 @@ mod logs;
 mod nodes;
 mod outbound;
 mod platform;
+mod project_settings;
 mod realtime;
 mod resilience;
 mod rest;

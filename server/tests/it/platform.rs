@@ -307,7 +307,19 @@ async fn health_metrics_openapi_request_ids_and_cors() {
         .await
         .unwrap();
     assert!(resp.status().is_success());
-    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    // `*` (the default) allows every origin; the origin is echoed, with `Vary: origin`.
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert!(
+        resp.headers()
+            .get_all("vary")
+            .iter()
+            .any(|v| v.to_str().unwrap_or("").contains("origin")),
+        "{:?}",
+        resp.headers()
+    );
 }
 
 #[tokio::test]

@@ -838,3 +838,127 @@ async fn sessions_are_listed_and_revoked_and_identities_unlinked() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn admin_users_search_by_prefix_on_the_server() {
+    let a = Auth::new("auth-search", json!({})).await;
+    let mut ids = Vec::new();
+    for email in [
+        "ada@example.com",
+        "Adam@Example.com",
+        "grace@example.com",
+        "a_b@example.com",
+        "a%c@example.com",
+        "back\\slash@example.com",
+    ] {
+        let resp = a
+            .admin(Method::POST, "/admin/users")
+            .json(&json!({"email": email}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{email}");
+        let u: Value = resp.json().await.unwrap();
+        ids.push(u["id"].as_str().unwrap().to_owned());
+    }
+    let search = |q: &str, extra: &str| {
+        let q = url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>();
+        a.admin(Method::GET, &format!("/admin/users?search={q}{extra}"))
+            .send()
+    };
+    let emails = |v: &Value| -> Vec<String> {
+        let mut e: Vec<String> = v["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["email"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        e.sort();
+        e
+    };
+    // Case-insensitive prefix, counted and paged on the server.
+    let resp = search("AD", "&per_page=1").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-total-count"], "2");
+    let link = resp.headers()["link"].to_str().unwrap().to_owned();
+    assert!(
+        link.contains("search=AD") && link.contains("rel=\"next\""),
+        "{link}"
+    );
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["users"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let page2: Value = search("ad", "&per_page=1&page=2")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page2["users"].as_array().unwrap().len(), 1);
+    let both: Value = search("ad", "").await.unwrap().json().await.unwrap();
+    assert_eq!(emails(&both), ["ada@example.com", "adam@example.com"]);
+    // A prefix, not a substring.
+    let none: Value = search("example", "").await.unwrap().json().await.unwrap();
+    assert!(emails(&none).is_empty());
+    // By id prefix.
+    let by_id: Value = search(&ids[2][..8], "")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(emails(&by_id), ["grace@example.com"]);
+    // LIKE wildcards and quotes are plain text: `_` and `%` match only themselves.
+    let underscore: Value = search("a_", "").await.unwrap().json().await.unwrap();
+    assert_eq!(emails(&underscore), ["a_b@example.com"]);
+    let percent: Value = search("a%", "").await.unwrap().json().await.unwrap();
+    assert_eq!(emails(&percent), ["a%c@example.com"]);
+    let everything: Value = search("%", "").await.unwrap().json().await.unwrap();
+    assert!(emails(&everything).is_empty(), "{everything}");
+    let backslash: Value = search("back\\", "").await.unwrap().json().await.unwrap();
+    assert_eq!(emails(&backslash), ["back\\slash@example.com"]);
+    for hostile in [
+        "' or 1=1 --",
+        "'; drop table auth.users; --",
+        "\\",
+        "$1",
+        "ada' union select * from auth.users --",
+        "😀",
+    ] {
+        let resp = search(hostile, "").await.unwrap();
+        assert_eq!(resp.status(), 200, "{hostile}");
+        assert_eq!(resp.headers()["x-total-count"], "0", "{hostile}");
+    }
+    // Blank searches list everyone.
+    let all = search("  ", "").await.unwrap();
+    assert_eq!(all.headers()["x-total-count"], "6");
+    // Too long, or a NUL: refused in GoTrue's error shape, never a 500.
+    gotrue_error(
+        search(&"a".repeat(257), "").await.unwrap(),
+        400,
+        "validation_failed",
+    )
+    .await;
+    gotrue_error(search("ad\0", "").await.unwrap(), 400, "validation_failed").await;
+    // The table is intact, and only the service role may search.
+    let all: Value = a
+        .admin(Method::GET, "/admin/users")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["users"].as_array().unwrap().len(), 6);
+    let resp = a
+        .req(Method::GET, "/admin/users?search=ad")
+        .bearer_auth(&a.p.anon)
+        .send()
+        .await
+        .unwrap();
+    gotrue_error(resp, 403, "not_admin").await;
+}
