@@ -2,8 +2,8 @@
 //!
 //! Writes never sit on the request path: [`LogSink`] queues events on a
 //! bounded channel and one background task inserts them in batches (each
-//! batch is whatever queued while the previous insert ran, so a quiet node
-//! writes at once and a busy one writes few, large statements). When the
+//! batch is what queued while the previous insert ran plus `LINGER` more,
+//! so a busy node writes few, large prepared statements). When the
 //! queue is full, events are dropped and counted rather than slowing
 //! invocations (`ferrobase_function_log_dropped_total`).
 //!
@@ -114,9 +114,23 @@ impl LogSink {
     }
 }
 
+/// How long the writer waits for more events after the first of a batch:
+/// under load, one insert (and one commit) per this interval instead of one
+/// per handful of invocations.
+const LINGER: Duration = Duration::from_millis(25);
+
 async fn write_loop(platform: Platform, mut rx: mpsc::Receiver<Event>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        if batch.len() < BATCH {
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
+        }
         if let Err(error) = write_batch(&platform, &batch).await {
             tracing::warn!(%error, events = batch.len(), "could not store function logs");
         }
@@ -154,8 +168,8 @@ async fn write_batch(platform: &Platform, batch: &[Event]) -> Result<(), Functio
         let durations: Vec<i32> = inv.iter().map(|r| r.duration_ms).collect();
         let starts: Vec<DateTime<Utc>> = inv.iter().map(|r| r.started_at).collect();
         // Only rows of projects that still exist (a deleted project's late records are dropped).
-        client
-            .execute(
+        let insert = client
+            .prepare_cached(
                 "insert into function_invocations \
                    (id, project_id, slug, version, request_id, trigger, method, path, status, error, duration_ms, started_at) \
                  select u.* from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], \
@@ -163,6 +177,11 @@ async fn write_batch(platform: &Platform, batch: &[Event]) -> Result<(), Functio
                    as u(id, project_id, slug, version, request_id, trigger, method, path, status, error, duration_ms, started_at) \
                  where exists (select 1 from projects p where p.id = u.project_id) \
                  on conflict (id) do nothing",
+            )
+            .await?;
+        client
+            .execute(
+                &insert,
                 &[
                     &ids, &projects, &slugs, &versions, &requests, &triggers, &methods, &paths,
                     &statuses, &errors, &durations, &starts,
@@ -178,13 +197,26 @@ async fn write_batch(platform: &Platform, batch: &[Event]) -> Result<(), Functio
         let levels: Vec<&str> = lines.iter().map(|l| l.level.as_str()).collect();
         let messages: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
         let ats: Vec<DateTime<Utc>> = lines.iter().map(|l| l.at).collect();
-        client
-            .execute(
+        let insert = client
+            .prepare_cached(
                 "insert into function_logs (project_id, slug, version, invocation_id, level, message, at) \
                  select u.* from unnest($1::uuid[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[]) \
                    as u(project_id, slug, version, invocation_id, level, message, at) \
                  where exists (select 1 from projects p where p.id = u.project_id)",
-                &[&projects, &slugs, &versions, &invocations, &levels, &messages, &ats],
+            )
+            .await?;
+        client
+            .execute(
+                &insert,
+                &[
+                    &projects,
+                    &slugs,
+                    &versions,
+                    &invocations,
+                    &levels,
+                    &messages,
+                    &ats,
+                ],
             )
             .await?;
     }

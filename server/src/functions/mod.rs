@@ -45,7 +45,8 @@ use crate::state::AppState;
 pub use runtime::{Deployment, Runtime};
 
 /// Cached deployments by (project, slug), with when they were loaded.
-type DeploymentCache = HashMap<(Uuid, String), (Arc<Deployment>, Instant)>;
+type DeploymentKey = (Uuid, String);
+type DeploymentCache = HashMap<DeploymentKey, (Arc<Deployment>, Instant)>;
 
 /// What can go wrong in the functions core.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +119,10 @@ pub struct Functions {
     /// Where invocation records and log lines go.
     pub logs: logs::LogSink,
     cache: Mutex<DeploymentCache>,
+    /// One loader per function at a time: when the cache entry expires under
+    /// load, one request reloads it and the others wait for that load
+    /// instead of each querying the control plane.
+    loading: Mutex<HashMap<DeploymentKey, Arc<tokio::sync::Mutex<()>>>>,
     cache_ttl: Duration,
 }
 
@@ -141,6 +146,7 @@ impl Functions {
             runtime,
             logs,
             cache: Mutex::new(HashMap::new()),
+            loading: Mutex::new(HashMap::new()),
             cache_ttl: Duration::from_millis(config.functions.functions_cache_ttl_ms),
         })
     }
@@ -155,15 +161,39 @@ impl Functions {
         slug: &bundle::Slug,
     ) -> Result<Arc<Deployment>, FunctionsError> {
         let key = (project_id, slug.as_str().to_owned());
-        if let Some((d, at)) = self.lock().get(&key)
-            && at.elapsed() < self.cache_ttl
-        {
-            return Ok(d.clone());
+        if let Some(d) = self.cached(&key) {
+            return Ok(d);
         }
-        let d =
-            Arc::new(store::load_deployment(&self.platform, project_id, project_ref, slug).await?);
-        self.lock().insert(key, (d.clone(), Instant::now()));
-        Ok(d)
+        let loader = self
+            .loading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _loading = loader.lock().await;
+        // Loaded by the request this one waited for.
+        if let Some(d) = self.cached(&key) {
+            return Ok(d);
+        }
+        let loaded = store::load_deployment(&self.platform, project_id, project_ref, slug)
+            .await
+            .map(Arc::new);
+        if let Ok(d) = &loaded {
+            self.lock().insert(key.clone(), (d.clone(), Instant::now()));
+        }
+        self.loading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        loaded
+    }
+
+    fn cached(&self, key: &DeploymentKey) -> Option<Arc<Deployment>> {
+        self.lock()
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < self.cache_ttl)
+            .map(|(d, _)| d.clone())
     }
 
     /// Forgets the cached deployment of one function, or of every function

@@ -508,8 +508,13 @@ pub async fn load_deployment(
         )
         .await?
         .ok_or_else(|| not_found(slug))?;
+    // `get_details` takes its own control-plane connection: holding this one
+    // meanwhile would let concurrent loads exhaust the pool and wait on each
+    // other until the acquire timeout.
+    drop(client);
     let r = ProjectRef::parse(project_ref)?;
     let details = crate::platform::projects::get_details(platform, &r).await?;
+    let client = platform.control().get().await?;
     let url = platform.config().project_url(project_ref);
     let mut env = vec![
         ("FERROBASE_URL".to_owned(), url.clone()),

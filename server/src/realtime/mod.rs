@@ -263,9 +263,27 @@ impl Inner {
         Ok(hub)
     }
 
-    /// Registers a connected socket.
-    pub fn add_session(&self, hub: &Arc<ProjectHub>, session: Arc<Session>) {
-        lock(&hub.sessions).insert(session.socket.id, session);
+    /// Registers a connected socket in its project's current hub and returns
+    /// that hub. The hub found when the socket authenticated may have been
+    /// retired since (the project's last other socket left in between, which
+    /// stops the hub's delivery task): the socket then joins the live hub,
+    /// started if need be, so it never sits in a hub nobody delivers to.
+    pub async fn add_session(
+        self: &Arc<Self>,
+        mut hub: Arc<ProjectHub>,
+        session: Arc<Session>,
+    ) -> crate::error::ApiResult<Arc<ProjectHub>> {
+        loop {
+            {
+                // Under the same lock `remove_session` retires hubs with.
+                let projects = lock(&self.projects);
+                if projects.get(&hub.id).is_some_and(|p| Arc::ptr_eq(p, &hub)) {
+                    lock(&hub.sessions).insert(session.socket.id, session);
+                    return Ok(hub);
+                }
+            }
+            hub = self.project(&session.tenant).await?;
+        }
     }
 
     /// Forgets a socket; the project's delivery stops with its last socket.

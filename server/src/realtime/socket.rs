@@ -83,6 +83,12 @@ pub async fn authenticate(
         channels: Default::default(),
         presence: Default::default(),
     });
+    // Registered here, before the client is told it is connected, so no
+    // event can arrive before the socket is in a live hub.
+    let project = inner
+        .add_session(project, session.clone())
+        .await
+        .map_err(|e| ConnectError(format!("{}: {}", e.code, e.message)))?;
     s.extensions.insert(session);
     s.extensions.insert(project);
     Ok(())
@@ -90,15 +96,13 @@ pub async fn authenticate(
 
 /// Connect handler: registers the socket and its event handlers.
 pub async fn on_connect(s: SocketRef, State(hub): State<HubRef>) {
-    let (Some(inner), Some(session), Some(project)) = (
-        hub.get(),
-        s.extensions.get::<Arc<Session>>(),
-        s.extensions.get::<Arc<ProjectHub>>(),
-    ) else {
+    if hub.get().is_none()
+        || s.extensions.get::<Arc<Session>>().is_none()
+        || s.extensions.get::<Arc<ProjectHub>>().is_none()
+    {
         let _ = s.disconnect();
         return;
-    };
-    inner.add_session(&project, session);
+    }
     s.on("realtime:subscribe", subscribe);
     s.on("realtime:unsubscribe", unsubscribe);
     s.on("realtime:publish", publish);

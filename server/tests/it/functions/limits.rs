@@ -215,3 +215,33 @@ async fn without_deno_the_server_runs_and_says_how_to_enable_functions() {
         "{v}"
     );
 }
+
+/// When a function's cached deployment expires under load, every waiting
+/// invocation used to reload it and each load held one control-plane
+/// connection while asking for a second: 50 at once emptied the pool (16)
+/// and waited on each other until the acquire timeout, then failed. Now one
+/// request reloads and the others wait for it.
+#[tokio::test]
+async fn many_invocations_when_the_cache_expires_do_not_starve_the_control_plane() {
+    let Some(fx) = Fx::new_with("fn-herd", |c| c.functions.functions_cache_ttl_ms = 300).await
+    else {
+        return;
+    };
+    fx.deploy_with("herd", json!({ "code": TROUBLE, "concurrency": 1000 }))
+        .await;
+    fine(&fx, "herd").await; // warm process
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await; // cache expired
+    let calls = (0..60).map(|_| async {
+        let resp = fx.call(Method::GET, "herd").send().await.expect("invoke");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let failed: Vec<_> = results.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 60 concurrent invocations failed, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
+}
