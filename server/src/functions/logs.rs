@@ -199,10 +199,14 @@ async fn write_batch(platform: &Platform, batch: &[Event]) -> Result<(), Functio
         let ats: Vec<DateTime<Utc>> = lines.iter().map(|l| l.at).collect();
         let insert = client
             .prepare_cached(
+                // Ids follow the order lines were written in (listings sort by
+                // id): the join may reorder rows, `order by n` restores it.
                 "insert into function_logs (project_id, slug, version, invocation_id, level, message, at) \
-                 select u.* from unnest($1::uuid[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[]) \
-                   as u(project_id, slug, version, invocation_id, level, message, at) \
-                 where exists (select 1 from projects p where p.id = u.project_id)",
+                 select u.project_id, u.slug, u.version, u.invocation_id, u.level, u.message, u.at \
+                 from unnest($1::uuid[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[]) \
+                   with ordinality as u(project_id, slug, version, invocation_id, level, message, at, n) \
+                 where exists (select 1 from projects p where p.id = u.project_id) \
+                 order by u.n",
             )
             .await?;
         client
