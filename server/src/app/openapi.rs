@@ -28,6 +28,8 @@ use crate::{auth, tenant};
         health::root, health::live, health::ready, metrics::render,
         handlers::login, handlers::list_projects, handlers::create_project,
         handlers::get_project, handlers::update_project, handlers::delete_project,
+        handlers::list_clusters, handlers::add_cluster, handlers::remove_cluster,
+        handlers::update_cluster,
         crate::logs::handlers::requests, crate::logs::handlers::audit_log,
         tenant::jwks,
         auth::signup::signup, auth::token::token, auth::account::get_user,
@@ -87,6 +89,8 @@ use crate::{auth, tenant};
     components(schemas(
         ApiError, crate::logs::RequestEntry, crate::logs::audit::AuditEntry, admins::LoginResponse, admins::AdminInfo, handlers::LoginRequest,
         handlers::CreateProject, projects::ProjectChanges, projects::Project, auth::settings::AuthSettings, projects::ProjectDetails, health::Health,
+        crate::platform::clusters::Cluster, crate::platform::clusters::NewCluster,
+        crate::platform::clusters::ClusterChanges,
         st::buckets::Bucket, st::buckets::CreateBucket, st::buckets::UpdateBucket,
         st::buckets::SizeLimit, st::buckets::Created, st::Message, st::objects::Uploaded,
         st::objects::ListBody, st::objects::SortBy, st::objects::MoveBody, st::objects::DeleteMany,

@@ -9,11 +9,13 @@
 //! - [`bootstrap`]: open the control plane, run migrations, first admin, default project.
 //! - [`projects`]: create, list, get and delete projects (their databases, roles and keys).
 //! - [`admins`]: platform admin accounts and their bearer tokens.
+//! - [`clusters`]: registered Postgres clusters and where new projects go.
 //! - [`handlers`]: the `/platform/v1` HTTP API.
 //! - [`limits`]: rate limit and lockout of admin login.
 
 pub mod admins;
 pub mod bootstrap;
+pub mod clusters;
 pub mod handlers;
 pub mod limits;
 pub mod projects;
