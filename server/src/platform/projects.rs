@@ -179,8 +179,15 @@ pub(crate) fn conn_context(id: Uuid) -> String {
     format!("project:{id}:db_conn")
 }
 
-fn cluster_context(id: Uuid) -> String {
+pub(crate) fn cluster_context(id: Uuid) -> String {
     format!("project:{id}:cluster_conn")
+}
+
+/// Parses and checks the admin connection string of another cluster.
+pub(crate) async fn connect_cluster(
+    url: &str,
+) -> Result<(tokio_postgres::Config, tokio_postgres::Client), ProjectError> {
+    Ok(clusters::connect_admin(url).await?)
 }
 
 /// The admin connection settings of the cluster project `id` lives on, when
@@ -280,7 +287,7 @@ pub async fn create_on(
     };
     let remote = match url {
         Some(url) => {
-            let connected = clusters::connect_admin(&url).await?;
+            let connected = connect_cluster(&url).await?;
             Some((url, connected))
         }
         None => None,

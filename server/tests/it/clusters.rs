@@ -423,7 +423,8 @@ async fn registered_clusters_place_projects_by_headroom() {
 }
 
 #[tokio::test]
-async fn cluster_registration_refuses_bad_input_and_never_echoes_urls() {
+async fn cluster_registration_refuses_bad_input_and_never_echoes_urls_and_limits_hold_under_races()
+{
     let root = temp_dir("fbt-cl-bad");
     let b = private_cluster(&root).await;
     ferrobase_server::db::connect(&b.superuser_config("postgres"))
@@ -517,6 +518,35 @@ async fn cluster_registration_refuses_bad_input_and_never_echoes_urls() {
         .await
         .expect("remove");
     expect_error(resp, 404, "cluster_not_found").await;
+
+    // Five creations at once on a cluster with room for two: the limit is
+    // checked again under the cluster's row lock, so exactly two land.
+    let resp = t
+        .admin(reqwest::Method::PATCH, "/platform/v1/clusters/twice")
+        .json(&json!({"max_projects": 2}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(resp.status(), 200);
+    let refs: Vec<String> = (0..5).map(|i| format!("race-{i}")).collect();
+    let attempts = refs.iter().map(|r| create(&t, r, json!({})));
+    let results = futures_util::future::join_all(attempts).await;
+    let mut created = 0;
+    for r in results {
+        match r {
+            Ok(_) => created += 1,
+            Err(resp) => {
+                assert_eq!(resp.status(), 409);
+                let v: Value = resp.json().await.expect("json");
+                assert!(
+                    v["code"] == "no_cluster_capacity" || v["code"] == "cluster_full",
+                    "{v}"
+                );
+            }
+        }
+    }
+    assert_eq!(created, 2, "the cluster's limit holds under concurrency");
+    assert_eq!(count_of(&listed(&t).await, "twice"), 2);
     b.stop().await.expect("stop B");
 }
 

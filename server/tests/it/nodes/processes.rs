@@ -112,6 +112,26 @@ impl Cluster {
         )
     }
 
+    /// SIGTERM to every process, then waits for each to exit (so they stop
+    /// their Deno processes; a SIGKILL on drop would orphan them).
+    async fn stop(mut self) {
+        for n in &self.nodes {
+            if let Some(pid) = n.child.id() {
+                let _ = tokio::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .await;
+            }
+        }
+        for n in &mut self.nodes {
+            let exited = tokio::time::timeout(Duration::from_secs(30), n.child.wait()).await;
+            assert!(
+                exited.is_ok_and(|s| s.is_ok_and(|s| s.success())),
+                "a process did not stop cleanly on SIGTERM"
+            );
+        }
+    }
+
     /// Fails with the tail of every process's log when `ok` is false.
     fn check(&self, ok: bool, what: &str) {
         if !ok {
@@ -291,6 +311,7 @@ async fn three_processes_share_limits_oauth_schema_realtime_schedules_and_webhoo
             .expect("get project");
         assert_eq!(resp.status(), 200);
     }
+    c.stop().await;
 }
 
 async fn auth_limits(c: &Cluster) {
