@@ -609,6 +609,19 @@ async fn cli_cluster_add_list_and_placement() {
     assert_eq!(list[0]["max_projects"], 5);
     let (ok, out, err) = crate::cli::ferrobase(&env, &["cluster", "list"]).await;
     assert!(ok && out.contains("db-two"), "{err}");
+    // Full at 1: the next project has nowhere to go; lifting the limit helps.
+    let (ok, _, err) =
+        crate::cli::ferrobase(&env, &["cluster", "set", "db-two", "--max-projects", "1"]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = crate::cli::ferrobase(&env, &["project", "create", "cli-full"]).await;
+    assert!(!ok && err.contains("holds its max_projects"), "{err}");
+    let (ok, _, err) =
+        crate::cli::ferrobase(&env, &["cluster", "set", "db-two", "--no-limit"]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = crate::cli::ferrobase(&env, &["project", "create", "cli-full"]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = crate::cli::ferrobase(&env, &["project", "delete", "cli-full"]).await;
+    assert!(ok, "{err}");
     let (ok, _, err) = crate::cli::ferrobase(&env, &["cluster", "remove", "db-two"]).await;
     assert!(!ok && err.contains("still holds 1"), "{err}");
     let (ok, _, err) = crate::cli::ferrobase(&env, &["project", "delete", "cli-placed"]).await;
