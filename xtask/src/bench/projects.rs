@@ -162,7 +162,12 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
         "ferrobase_db_budget_reclaimed_total",
         "ferrobase_project_pools_open",
     ] {
-        if let Some(line) = metrics.lines().find(|l| l.starts_with(name)) {
+        // The exact metric, not one whose name it prefixes (`…_opened_total`).
+        let exact = |l: &&str| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        };
+        if let Some(line) = metrics.lines().find(exact) {
             table.row(name, line.trim_start_matches(name).trim().to_owned());
         }
     }
