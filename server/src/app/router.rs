@@ -4,7 +4,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -59,6 +59,14 @@ pub fn build(app: AppState) -> Router {
         .route(
             "/platform/v1/projects/{ref}/keys/rotate",
             post(platform::rotate_keys),
+        )
+        .route(
+            "/platform/v1/clusters",
+            get(platform::list_clusters).post(platform::add_cluster),
+        )
+        .route(
+            "/platform/v1/clusters/{name}",
+            delete(platform::remove_cluster).patch(platform::update_cluster),
         )
         .route(
             "/platform/v1/logs/requests",

@@ -1,5 +1,6 @@
 //! The `ferrobase` command line: `serve` (default), `migrate`,
-//! `project create|list|show|delete`, `admin create|reset-password`, `doctor`.
+//! `project create|list|show|delete`, `cluster add|list|set|remove`,
+//! `admin create|reset-password`, `doctor`.
 //!
 //! Every command works against the same data dir (or `DATABASE_URL`), also
 //! while a server is running: a command that finds the embedded cluster
@@ -16,7 +17,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, LogFormat};
-use crate::platform::{Platform, ProjectRef, admins, projects};
+use crate::platform::{Platform, ProjectRef, admins, clusters, projects};
 
 /// Ferrobase: the open, self-hostable backend-as-a-service.
 ///
@@ -53,6 +54,9 @@ pub enum Command {
     /// needs no database. `cargo xtask dashboard` generates the dashboard's
     /// API types from it.
     Openapi,
+    /// Manage the Postgres clusters projects are placed on.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Manage platform admins.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -118,6 +122,10 @@ pub enum ProjectCommand {
         /// the project's database on (default: the control plane's).
         #[arg(long, env = "FERROBASE_PROJECT_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
+        /// A registered cluster to put it on (default: the registered cluster
+        /// with the most headroom, or the control plane's when none is).
+        #[arg(long, conflicts_with = "database_url")]
+        cluster: Option<String>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -140,6 +148,49 @@ pub enum ProjectCommand {
     Delete {
         /// Project ref.
         project_ref: String,
+    },
+}
+
+/// `ferrobase cluster …`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Register a Postgres cluster new projects may be placed on (its
+    /// connection string is stored encrypted and never printed).
+    Add {
+        /// Cluster name: 3-40 lowercase letters, digits and '-'.
+        name: String,
+        /// Superuser connection string of the cluster.
+        #[arg(long, env = "FERROBASE_CLUSTER_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Most projects to place on it (default: no limit).
+        #[arg(long)]
+        max_projects: Option<i64>,
+    },
+    /// List registered clusters with their project counts.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a cluster's limit.
+    Set {
+        /// Cluster name.
+        name: String,
+        /// Most projects to place on it.
+        #[arg(
+            long,
+            conflicts_with = "no_limit",
+            required_unless_present = "no_limit"
+        )]
+        max_projects: Option<i64>,
+        /// Remove the limit.
+        #[arg(long)]
+        no_limit: bool,
+    },
+    /// Unregister a cluster that holds no project.
+    Remove {
+        /// Cluster name.
+        name: String,
     },
 }
 
@@ -342,17 +393,13 @@ async fn one_shot(platform: &Platform, command: Command) -> anyhow::Result<()> {
             project_ref,
             name,
             database_url,
+            cluster,
             json,
         }) => {
             let r = ProjectRef::parse(&project_ref)?;
-            let d = projects::create_on(
-                platform,
-                &r,
-                name.as_deref(),
-                "cli",
-                database_url.as_deref(),
-            )
-            .await?;
+            let placement =
+                clusters::Placement::from_options(database_url.as_deref(), cluster.as_deref())?;
+            let d = projects::create_on(platform, &r, name.as_deref(), "cli", placement).await?;
             if json {
                 println!("{}", serde_json::to_string(&d)?);
             } else {
@@ -386,6 +433,7 @@ async fn one_shot(platform: &Platform, command: Command) -> anyhow::Result<()> {
                 .await;
             println!("deleted project {r}");
         }
+        Command::Cluster(command) => cluster_command(platform, command).await?,
         Command::Backup {
             project_ref,
             all,
@@ -442,6 +490,56 @@ async fn one_shot(platform: &Platform, command: Command) -> anyhow::Result<()> {
             if generated {
                 println!("password: {pw}");
             }
+        }
+    }
+    Ok(())
+}
+
+async fn cluster_command(platform: &Platform, command: ClusterCommand) -> anyhow::Result<()> {
+    match command {
+        ClusterCommand::Add {
+            name,
+            database_url,
+            max_projects,
+        } => {
+            let new = clusters::NewCluster {
+                name,
+                database_url,
+                max_projects,
+            };
+            let c = clusters::add(platform, &new, "cli").await?;
+            println!("registered cluster {} ({})", c.name, c.address);
+        }
+        ClusterCommand::List { json } => {
+            let list = clusters::list(platform).await?;
+            if json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                println!(
+                    "{:<40} {:<30} {:>8} {:>8}",
+                    "name", "address", "projects", "max"
+                );
+                for c in list {
+                    let max = c.max_projects.map_or("-".to_owned(), |m| m.to_string());
+                    println!(
+                        "{:<40} {:<30} {:>8} {:>8}",
+                        c.name, c.address, c.projects, max
+                    );
+                }
+            }
+        }
+        ClusterCommand::Set {
+            name,
+            max_projects,
+            no_limit,
+        } => {
+            let max = if no_limit { None } else { max_projects };
+            clusters::set_max_projects(platform, &name, max, "cli").await?;
+            println!("cluster {name} updated");
+        }
+        ClusterCommand::Remove { name } => {
+            clusters::remove(platform, &name, "cli").await?;
+            println!("removed cluster {name}");
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use serde::Deserialize;
 
 use super::admins::{self, AdminClaims, LoginResponse};
+use super::clusters::{self, Cluster, ClusterChanges, NewCluster};
 use super::projects::{self, Project, ProjectDetails, ProjectRef};
 use crate::crypto::JwtError;
 use crate::error::{ApiError, ApiResult, AppJson};
@@ -33,6 +34,10 @@ pub struct CreateProject {
     /// project's database on (default: the control plane's cluster). Stored
     /// encrypted, never returned.
     pub database_url: Option<String>,
+    /// Name of a registered cluster to place the project on (default: the
+    /// registered cluster with the most headroom, or the control plane's
+    /// cluster when none is registered). Not together with `database_url`.
+    pub cluster: Option<String>,
 }
 
 /// A verified platform admin (from `Authorization: Bearer <token>`).
@@ -95,19 +100,21 @@ pub async fn list_projects(
 #[utoipa::path(post, path = "/platform/v1/projects", tag = "platform", security(("admin_token" = [])),
     request_body = CreateProject,
     responses((status = 201, body = ProjectDetails), (status = 400, body = ApiError),
-              (status = 401, body = ApiError), (status = 409, body = ApiError)))]
+              (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
 pub async fn create_project(
     State(app): State<AppState>,
     PlatformAdmin(admin): PlatformAdmin,
     AppJson(body): AppJson<CreateProject>,
 ) -> ApiResult<(StatusCode, Json<ProjectDetails>)> {
     let r = ProjectRef::parse(&body.project_ref)?;
+    let placement =
+        clusters::Placement::from_options(body.database_url.as_deref(), body.cluster.as_deref())?;
     let details = projects::create_on(
         &app.platform,
         &r,
         body.name.as_deref(),
         &admin.email,
-        body.database_url.as_deref(),
+        placement,
     )
     .await?;
     Ok((StatusCode::CREATED, Json(details)))
@@ -181,4 +188,66 @@ pub async fn rotate_keys(
         [(axum::http::header::CACHE_CONTROL, "no-store")],
         Json(keys),
     ))
+}
+
+/// List the registered database clusters with their project counts
+/// (connection strings are never returned).
+#[utoipa::path(get, path = "/platform/v1/clusters", tag = "platform", security(("admin_token" = [])),
+    responses((status = 200, body = [Cluster]), (status = 401, body = ApiError)))]
+pub async fn list_clusters(
+    State(app): State<AppState>,
+    _admin: PlatformAdmin,
+) -> ApiResult<Json<Vec<Cluster>>> {
+    Ok(Json(clusters::list(&app.platform).await?))
+}
+
+/// Register a Postgres cluster new projects may be placed on.
+#[utoipa::path(post, path = "/platform/v1/clusters", tag = "platform", security(("admin_token" = [])),
+    request_body = NewCluster,
+    responses((status = 201, body = Cluster), (status = 400, body = ApiError),
+              (status = 401, body = ApiError), (status = 409, body = ApiError)))]
+pub async fn add_cluster(
+    State(app): State<AppState>,
+    PlatformAdmin(admin): PlatformAdmin,
+    AppJson(body): AppJson<NewCluster>,
+) -> ApiResult<(StatusCode, Json<Cluster>)> {
+    let cluster = clusters::add(&app.platform, &body, &admin.email).await?;
+    Ok((StatusCode::CREATED, Json(cluster)))
+}
+
+/// Unregister a cluster that holds no project.
+#[utoipa::path(delete, path = "/platform/v1/clusters/{name}", tag = "platform", security(("admin_token" = [])),
+    params(("name" = String, Path, description = "Cluster name")),
+    responses((status = 204), (status = 401, body = ApiError), (status = 404, body = ApiError),
+              (status = 409, body = ApiError)))]
+pub async fn remove_cluster(
+    State(app): State<AppState>,
+    PlatformAdmin(admin): PlatformAdmin,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    clusters::remove(&app.platform, &name, &admin.email).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change a cluster's `max_projects` (`null`: no limit).
+#[utoipa::path(patch, path = "/platform/v1/clusters/{name}", tag = "platform", security(("admin_token" = [])),
+    params(("name" = String, Path, description = "Cluster name")), request_body = ClusterChanges,
+    responses((status = 200, body = Cluster), (status = 400, body = ApiError),
+              (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+pub async fn update_cluster(
+    State(app): State<AppState>,
+    PlatformAdmin(admin): PlatformAdmin,
+    Path(name): Path<String>,
+    AppJson(body): AppJson<ClusterChanges>,
+) -> ApiResult<Json<Cluster>> {
+    let max_projects = body
+        .max_projects
+        .ok_or(clusters::ClusterError::InvalidMaxProjects)?;
+    clusters::set_max_projects(&app.platform, &name, max_projects, &admin.email).await?;
+    let updated = clusters::list(&app.platform)
+        .await?
+        .into_iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| clusters::ClusterError::NotFound(name.clone()))?;
+    Ok(Json(updated))
 }

@@ -9,12 +9,14 @@
 //! - [`bootstrap`]: open the control plane, run migrations, first admin, default project.
 //! - [`projects`]: create, list, get and delete projects (their databases, roles and keys).
 //! - [`admins`]: platform admin accounts and their bearer tokens.
+//! - [`clusters`]: registered Postgres clusters and where new projects go.
 //! - [`handlers`]: the `/platform/v1` HTTP API.
 //! - [`limits`]: rate limit and lockout of admin login.
 //! - [`cors`]: the per-project list of allowed browser origins.
 
 pub mod admins;
 pub mod bootstrap;
+pub mod clusters;
 pub mod cors;
 pub mod handlers;
 pub mod limits;

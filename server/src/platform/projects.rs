@@ -13,6 +13,7 @@ use tokio_postgres::config::Host;
 use uuid::Uuid;
 
 use super::Platform;
+use super::clusters::{self, ClusterError, Placement};
 use crate::crypto::{CryptoError, JwtError, SigningKey, random_hex};
 use crate::db::{quote_ident, quote_literal};
 use crate::error::ApiError;
@@ -91,13 +92,10 @@ pub enum ProjectError {
     /// The project migrations failed.
     #[error("project migration failed: {0}")]
     Migration(#[from] refinery::Error),
-    /// The `database_url` of another cluster is not a connection string.
-    #[error("The database URL is not a valid Postgres connection string.")]
-    InvalidClusterUrl,
-    /// The other cluster refused or did not answer (the reason never
-    /// repeats the URL).
-    #[error("The database cluster could not be used: {0}")]
-    ClusterUnreachable(String),
+    /// Placement on a cluster failed (bad or unreachable URL, unknown or
+    /// full cluster); messages never repeat a connection string.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 impl From<ProjectError> for ApiError {
@@ -108,15 +106,7 @@ impl From<ProjectError> for ApiError {
             ProjectError::Exists(_) => ApiError::conflict("project_exists", e.to_string()),
             ProjectError::InvalidSettings(m) => ApiError::bad_request("invalid_settings", m),
             ProjectError::NotFound(_) => ApiError::not_found("project_not_found", e.to_string()),
-            ProjectError::InvalidClusterUrl => {
-                ApiError::bad_request("invalid_database_url", e.to_string()).with_hint(
-                    "Give a superuser connection string of the other cluster, e.g. \
-                     postgres://postgres:…@db2.internal:5432/postgres.",
-                )
-            }
-            ProjectError::ClusterUnreachable(_) => {
-                ApiError::bad_request("database_unreachable", e.to_string())
-            }
+            ProjectError::Cluster(c) => c.into(),
             ProjectError::Db(db) => db.into(),
             ProjectError::Pool(p) => p.into(),
             other => ApiError::internal(&other),
@@ -200,30 +190,11 @@ pub(crate) fn cluster_context(id: Uuid) -> String {
     format!("project:{id}:cluster_conn")
 }
 
-/// How long connecting to another cluster may take at project creation.
-const CLUSTER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Parses and checks the admin connection string of another cluster.
 pub(crate) async fn connect_cluster(
     url: &str,
 ) -> Result<(tokio_postgres::Config, tokio_postgres::Client), ProjectError> {
-    let cfg: tokio_postgres::Config = url.parse().map_err(|_| ProjectError::InvalidClusterUrl)?;
-    if cfg.get_hosts().is_empty() {
-        return Err(ProjectError::InvalidClusterUrl);
-    }
-    let mut admin = cfg.clone();
-    if admin.get_dbname().is_none() {
-        admin.dbname("postgres");
-    }
-    admin.connect_timeout(CLUSTER_CONNECT_TIMEOUT);
-    // The error text of a failed connection names no password or URL.
-    let client = crate::db::connect(&admin).await.map_err(|e| {
-        ProjectError::ClusterUnreachable(e.as_db_error().map_or_else(
-            || "connection failed".to_owned(),
-            |d| d.message().to_owned(),
-        ))
-    })?;
-    Ok((cfg, client))
+    Ok(clusters::connect_admin(url).await?)
 }
 
 /// The admin connection settings of the cluster project `id` lives on, when
@@ -302,24 +273,33 @@ pub async fn create(
     name: Option<&str>,
     actor: &str,
 ) -> Result<ProjectDetails, ProjectError> {
-    create_on(platform, r, name, actor, None).await
+    create_on(platform, r, name, actor, Placement::Auto).await
 }
 
-/// Like [`create`], placing the database on the cluster reached with
-/// `database_url` (a superuser connection string) instead of the control
-/// plane's. That string is stored encrypted and never shown again.
+/// Like [`create`], placing the database as `placement` says: on the
+/// cluster reached with a superuser connection string (`--database-url`), on
+/// a registered cluster by name, or automatically (see [`clusters`]). The
+/// cluster's connection string is stored encrypted and never shown.
 pub async fn create_on(
     platform: &Platform,
     r: &ProjectRef,
     name: Option<&str>,
     actor: &str,
-    database_url: Option<&str>,
+    placement: Placement<'_>,
 ) -> Result<ProjectDetails, ProjectError> {
-    let remote = match database_url.map(str::trim).filter(|u| !u.is_empty()) {
-        Some(url) => Some((url.to_owned(), connect_cluster(url).await?)),
+    let chosen = clusters::choose(platform, placement).await?;
+    let url = match placement {
+        Placement::Url(url) => Some(url.to_owned()),
+        _ => chosen.as_ref().map(|c| c.url.clone()),
+    };
+    let remote = match url {
+        Some(url) => {
+            let connected = connect_cluster(&url).await?;
+            Some((url, connected))
+        }
         None => None,
     };
-    let client = platform.control().get().await?;
+    let mut client = platform.control().get().await?;
     let id = Uuid::new_v4();
     let db_name = format!("fb_{}_{}", r.as_str().replace('-', "_"), random_hex(4));
     let password = random_hex(24);
@@ -335,10 +315,15 @@ pub async fn create_on(
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .unwrap_or(r.as_str());
-    let claimed = client
+    let cluster_id = chosen.as_ref().map(|c| c.id);
+    let tx = client.transaction().await?;
+    if let Some(chosen) = &chosen {
+        clusters::claim_slot(&tx, chosen).await?;
+    }
+    let claimed = tx
         .execute(
-            "insert into projects (id, ref, name, db_name, db_role, db_conn_enc, cluster_conn_enc) \
-             values ($1, $2, $3, $4, $4, $5, $6) on conflict (ref) do nothing",
+            "insert into projects (id, ref, name, db_name, db_role, db_conn_enc, cluster_conn_enc, cluster_id) \
+             values ($1, $2, $3, $4, $4, $5, $6, $7) on conflict (ref) do nothing",
             &[
                 &id,
                 &r.as_str(),
@@ -346,13 +331,16 @@ pub async fn create_on(
                 &db_name,
                 &db_conn_enc,
                 &cluster_conn_enc,
+                &cluster_id,
             ],
         )
         .await?;
     if claimed == 0 {
         return Err(ProjectError::Exists(r.to_string()));
     }
-    tracing::info!(project = %r, db = %db_name, remote = remote.is_some(), "creating project");
+    tx.commit().await?;
+    let cluster_name = chosen.as_ref().map(|c| c.name.as_str());
+    tracing::info!(project = %r, db = %db_name, remote = remote.is_some(), cluster = cluster_name, "creating project");
     let cluster_client: &tokio_postgres::Client = match &remote {
         Some((_, (_, c))) => c,
         None => &client,
@@ -375,7 +363,7 @@ pub async fn create_on(
                     actor,
                     "project.create",
                     r.as_str(),
-                    json!({ "db": db_name }),
+                    json!({ "db": db_name, "cluster": cluster_name }),
                 )
                 .await;
             get_details(platform, r).await

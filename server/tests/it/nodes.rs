@@ -4,7 +4,10 @@
 //! across nodes. (Realtime, webhooks and schedules across nodes have their own
 //! tests: `realtime::peers::two_nodes_share_messages_presence_and_changes`,
 //! `webhooks::two_nodes_never_make_the_same_attempt`,
-//! `functions::schedules::schedules_run_once_per_tick_across_two_nodes`.)
+//! `functions::schedules::schedules_run_once_per_tick_across_two_nodes`; all
+//! of it across three OS processes of the real binary: [`processes`].)
+
+mod processes;
 
 use std::time::{Duration, Instant};
 

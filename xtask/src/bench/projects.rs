@@ -6,7 +6,10 @@
 //! × 3 concurrent requests that once exhausted Postgres) walk over every
 //! project, `FERROBASE_BENCH_PER_PROJECT` (3) requests to a project at the same
 //! time, for `FERROBASE_BENCH_ROUNDS` (2) rounds. Reports failures by status
-//! (the point: no 503), throughput, latency and the node's connection budget.
+//! (the point: no 503), throughput, latency, the node's connection budget,
+//! and memory: the server's RSS and the Postgres processes (one per open
+//! connection, plus the cluster's own) idle, after creation and at their peak
+//! under load (sampled every 250 ms).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -38,8 +41,10 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     let mut server = Server::new(&ctx.bin)?;
     server.start()?;
     let base = server.base_url();
+    let idle = server.memory()?;
     let token = super::platform::login(&server)?;
     let urls = super::platform::create_projects(&base, &token, projects, &mut table)?;
+    let created = server.memory()?;
 
     // Slot s is request s % per_project to project s / per_project: threads
     // t, t+1, … hit the same project at about the same time.
@@ -83,9 +88,26 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
             })
         })
         .collect();
-    for th in threads {
-        let _ = th.join();
-    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let peak = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut peak = (0u64, 0usize, 0u64);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(m) = server.memory() {
+                    peak.0 = peak.0.max(m.server_rss);
+                    peak.1 = peak.1.max(m.pg_processes);
+                    peak.2 = peak.2.max(m.pg_pss);
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            peak
+        });
+        for th in threads {
+            let _ = th.join();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        sampler.join().unwrap_or_default()
+    });
     let took = started.elapsed();
     let statuses = statuses.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut latencies = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -113,6 +135,26 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     for (status, n) in statuses.iter().filter(|(s, _)| s.as_str() != "200") {
         table.row(format!("answered {status}"), n.to_string());
     }
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+    table.row("idle: ferrobase RSS", mib(idle.server_rss));
+    table.row(
+        format!("after creating {projects}: ferrobase RSS"),
+        format!(
+            "{} (+{:.1} KiB per project)",
+            mib(created.server_rss),
+            created.server_rss.saturating_sub(idle.server_rss) as f64 / 1024.0 / projects as f64
+        ),
+    );
+    table.row("under load (peak): ferrobase RSS", mib(peak.0));
+    table.row(
+        "under load (peak): postgres processes",
+        format!(
+            "{} (idle cluster: {}; PSS peak {})",
+            peak.1,
+            idle.pg_processes,
+            mib(peak.2)
+        ),
+    );
     // The node's budget, from its metrics.
     let metrics = http::get(&format!("{base}/metrics"), None)?.text();
     for name in [
@@ -120,10 +162,19 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
         "ferrobase_db_budget_reclaimed_total",
         "ferrobase_project_pools_open",
     ] {
-        if let Some(line) = metrics.lines().find(|l| l.starts_with(name)) {
+        // The exact metric, not one whose name it prefixes (`…_opened_total`).
+        let exact = |l: &&str| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        };
+        if let Some(line) = metrics.lines().find(exact) {
             table.row(name, line.trim_start_matches(name).trim().to_owned());
         }
     }
-    server.stop()?;
+    // The figures matter more than a slow stop (closing 1,000 pools and a
+    // cluster holding 1,000 databases can outlast the stop grace).
+    if let Err(e) = server.stop() {
+        println!("    (stopping the server: {e:#})");
+    }
     Ok(table)
 }

@@ -4,7 +4,7 @@ mod flows;
 mod hardening;
 mod mail;
 mod mfa;
-mod oauth;
+pub(crate) mod oauth;
 mod peers;
 mod sdk;
 mod security;

@@ -15,7 +15,8 @@ use super::flows::claims;
 use super::{Auth, gotrue_error, params};
 use crate::support::TestApp;
 
-fn pkce_pair() -> (String, String) {
+/// A PKCE `(verifier, S256 challenge)` pair.
+pub(crate) fn pkce_pair() -> (String, String) {
     use base64::Engine as _;
     let verifier = ferrobase_server::crypto::random_token(48);
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
@@ -26,13 +27,13 @@ fn pkce_pair() -> (String, String) {
 }
 
 /// A browser: no automatic redirects, a cookie jar for the provider.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     cookies: BTreeMap<String, String>,
 }
 
 impl Browser {
-    fn new() -> Browser {
+    pub(crate) fn new() -> Browser {
         Browser {
             http: reqwest::Client::builder()
                 .redirect(Policy::none())
@@ -42,7 +43,12 @@ impl Browser {
         }
     }
 
-    async fn send(&mut self, method: Method, url: &str, form: Option<String>) -> reqwest::Response {
+    pub(crate) async fn send(
+        &mut self,
+        method: Method,
+        url: &str,
+        form: Option<String>,
+    ) -> reqwest::Response {
         let mut req = self.http.request(method, url);
         if !self.cookies.is_empty() {
             let jar: Vec<String> = self
@@ -72,7 +78,7 @@ impl Browser {
 
     /// From a provider URL, logs in as `login` and consents, until the
     /// provider redirects to `stop_at`; returns that URL.
-    async fn login(&mut self, start: &str, login: &str, stop_at: &str) -> String {
+    pub(crate) async fn login(&mut self, start: &str, login: &str, stop_at: &str) -> String {
         let mut url = start.to_owned();
         let mut form: Option<String> = None;
         for _ in 0..20 {
@@ -111,12 +117,15 @@ impl Browser {
     }
 }
 
-struct Provider {
+/// A running oidc-provider.
+pub(crate) struct Provider {
     _child: tokio::process::Child,
-    issuer: String,
+    /// Its issuer URL.
+    pub(crate) issuer: String,
 }
 
-async fn start_provider(modules: &Path, redirect_uri: &str) -> Provider {
+/// Starts oidc-provider with one client redirecting to `redirect_uri`.
+pub(crate) async fn start_provider(modules: &Path, redirect_uri: &str) -> Provider {
     start_provider_with(modules, redirect_uri, false).await
 }
 
