@@ -349,7 +349,7 @@ pub async fn execute(
         }
         None => req,
     };
-    if let Some(p) = &plan {
+    if plan.is_some() {
         if !req.plan_allowed {
             return Err(RestError::new(
                 StatusCode::NOT_ACCEPTABLE,
