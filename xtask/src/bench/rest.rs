@@ -10,7 +10,10 @@
 //! one costs nothing), with the machine's cores. Each workload gets one
 //! second of warm-up per side, then `ROUNDS` alternating runs (Ferrobase,
 //! PocketBase, Ferrobase, ...); the table shows the median run of each side,
-//! the ratio and whether issue 11's goal is met.
+//! the ratio and whether issue 11's goal is met. After the workloads,
+//! `pgbench` runs PATCH's own statement on its row (`update items set n = 1
+//! where id = 7`): updates of one row queue on its lock until each commit is
+//! flushed, so that is PATCH's ceiling whatever the server does.
 //!
 //! Environment: `FERROBASE_BENCH_REST_DURATION` (seconds, default 20, 5
 //! when `CI=true`), `FERROBASE_BENCH_REST_CONNS` (default 50),
