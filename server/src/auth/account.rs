@@ -14,7 +14,7 @@ use super::links::{LinkMail, send_link};
 use super::mail::Kind;
 use super::pkce;
 use super::users::{self, parse_email};
-use super::{Body, KeyedCtx, parse_body, redirect};
+use super::{Body, KeyedConn, KeyedCtx, parse_body, redirect};
 use super::{hash_password, query_param, verify_password};
 
 /// `GET /auth/v1/user`: the signed-in user.
@@ -22,8 +22,10 @@ use super::{hash_password, query_param, verify_password};
     params(("ref" = String, Path, description = "Project ref")),
     responses((status = 200, description = "User"), (status = 401, description = "No bearer token"),
               (status = 403, description = "Invalid token or session gone")))]
-pub async fn get_user(KeyedCtx(ctx): KeyedCtx) -> AuthResult<Json<Value>> {
-    let me = ctx.require_user().await?;
+pub async fn get_user(conn: KeyedConn) -> AuthResult<Json<Value>> {
+    // Reads no auth settings: one round trip (the user, identities, factors
+    // and session statements, pipelined).
+    let me = super::require_user(&conn.tenant, &conn.client, &conn.headers).await?;
     Ok(Json(me.user.to_json()))
 }
 

@@ -210,6 +210,87 @@ fn check_api_key(tenant: &Tenant, headers: &HeaderMap) -> AuthResult<Value> {
         .map_err(|_| AuthError::unauthorized("invalid_api_key", "Invalid API key"))
 }
 
+/// Verifies the bearer access token of `headers` and loads its user and
+/// session from `client` in one round trip (403 `bad_jwt` /
+/// `user_not_found` / `session_not_found` as GoTrue).
+pub async fn require_user(
+    tenant: &Tenant,
+    client: &deadpool_postgres::Object,
+    headers: &HeaderMap,
+) -> AuthResult<Authenticated> {
+    let token = bearer(headers).ok_or_else(|| {
+        AuthError::unauthorized("no_authorization", "This endpoint requires a Bearer token")
+    })?;
+    let claims = verify_token(tenant, token, "access token").map_err(|e| {
+        AuthError::forbidden(
+            "bad_jwt",
+            format!(
+                "invalid JWT: unable to parse or verify signature, {}",
+                e.message
+            ),
+        )
+    })?;
+    let Some(sub) = claims["sub"].as_str().and_then(|s| Uuid::parse_str(s).ok()) else {
+        return Err(AuthError::forbidden(
+            "bad_jwt",
+            "invalid claim: missing sub claim",
+        ));
+    };
+    let session_id = claims["session_id"]
+        .as_str()
+        .and_then(|s| Uuid::parse_str(s).ok());
+    let (user, session) = users::with_session(client, sub, session_id).await?;
+    let user = user.ok_or_else(|| {
+        AuthError::forbidden(
+            "user_not_found",
+            "User from sub claim in JWT does not exist",
+        )
+    })?;
+    let session = session.ok_or_else(|| {
+        AuthError::forbidden(
+            "session_not_found",
+            "Session from session_id claim in JWT does not exist",
+        )
+    })?;
+    Ok(Authenticated {
+        user,
+        session,
+        claims,
+    })
+}
+
+/// The project, a pooled connection and the headers, with a valid project
+/// API key checked as for [`KeyedCtx`], but without the auth settings: for
+/// handlers that never read them (`GET /auth/v1/user`), which then cost one
+/// round trip to the database instead of two, and no settings merge.
+pub struct KeyedConn {
+    /// The project.
+    pub tenant: Arc<Tenant>,
+    /// A pooled connection to the project database (as the owner).
+    pub client: deadpool_postgres::Object,
+    /// Request headers.
+    pub headers: HeaderMap,
+}
+
+impl FromRequestParts<AppState> for KeyedConn {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> AuthResult<Self> {
+        let tenant = parts
+            .extensions
+            .get::<Arc<Tenant>>()
+            .cloned()
+            .ok_or_else(|| AuthError::internal(&"auth route without resolve_project"))?;
+        check_api_key(&tenant, &parts.headers)?;
+        let client = app.project_pool(&tenant).get().await?;
+        Ok(KeyedConn {
+            tenant,
+            client,
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
 /// The bearer token of a request, if any.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     crate::crypto::bearer_token(headers).ok().flatten()
@@ -278,45 +359,7 @@ impl AuthCtx {
     /// Verifies the bearer access token and loads its user and session
     /// (403 `bad_jwt` / `user_not_found` / `session_not_found` as GoTrue).
     pub async fn require_user(&self) -> AuthResult<Authenticated> {
-        let token = bearer(&self.headers).ok_or_else(|| {
-            AuthError::unauthorized("no_authorization", "This endpoint requires a Bearer token")
-        })?;
-        let claims = verify_token(&self.tenant, token, "access token").map_err(|e| {
-            AuthError::forbidden(
-                "bad_jwt",
-                format!(
-                    "invalid JWT: unable to parse or verify signature, {}",
-                    e.message
-                ),
-            )
-        })?;
-        let Some(sub) = claims["sub"].as_str().and_then(|s| Uuid::parse_str(s).ok()) else {
-            return Err(AuthError::forbidden(
-                "bad_jwt",
-                "invalid claim: missing sub claim",
-            ));
-        };
-        let session_id = claims["session_id"]
-            .as_str()
-            .and_then(|s| Uuid::parse_str(s).ok());
-        let (user, session) = users::with_session(&self.client, sub, session_id).await?;
-        let user = user.ok_or_else(|| {
-            AuthError::forbidden(
-                "user_not_found",
-                "User from sub claim in JWT does not exist",
-            )
-        })?;
-        let session = session.ok_or_else(|| {
-            AuthError::forbidden(
-                "session_not_found",
-                "Session from session_id claim in JWT does not exist",
-            )
-        })?;
-        Ok(Authenticated {
-            user,
-            session,
-            claims,
-        })
+        require_user(&self.tenant, &self.client, &self.headers).await
     }
 
     /// Requires the service-role key as bearer token (admin endpoints).

@@ -281,9 +281,10 @@ pub async fn with_session(
     session_id: Option<Uuid>,
 ) -> AuthResult<(Option<User>, Option<super::session::SessionInfo>)> {
     use futures_util::future::{join4, try_join4};
-    let user_sql = format!("select {USER_COLUMNS} from auth.users where id = $1");
+    static USER_SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("select {USER_COLUMNS} from auth.users where id = $1"));
     let (user_stmt, ident_stmt, factor_stmt, session_stmt) = try_join4(
-        c.prepare_cached(&user_sql),
+        c.prepare_cached(&USER_SQL),
         c.prepare_cached(IDENTITIES_SQL),
         c.prepare_cached(FACTORS_SQL),
         c.prepare_cached(SESSION_SQL),

@@ -31,7 +31,7 @@
 //! connection instead of returning it to the pool, so neither an open
 //! transaction nor its role can reach another request.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::{OptionFuture, join4};
 use tokio_postgres::types::{ToSql, Type};
@@ -39,9 +39,18 @@ use tokio_postgres::{Row, Statement};
 
 /// The statement run after `BEGIN`: role, claims and statement timeout for
 /// this transaction only (`is_local`), and the project's schema version.
+///
+/// The version is read from its sequence directly rather than through
+/// `_ferrobase.schema_version()`: that function is `security definer` with
+/// a `search_path` setting, so it cannot be inlined and each call switched
+/// user, saved and restored `search_path` and planned its body again. Read
+/// here, the subquery is planned once with the prepared statement, and its
+/// privilege is checked when the statement starts, before the role switch,
+/// as the connection's login role (the project owner, which created the
+/// sequence); anon, authenticated and service_role may read it too (V10).
 const PROLOGUE_SQL: &str = "select set_config('role', $1, true), \
      set_config('request.jwt.claims', $2, true), set_config('statement_timeout', $3, true), \
-     _ferrobase.schema_version()";
+     (select last_value from _ferrobase.schema_version)";
 const PROLOGUE_TYPES: [Type; 3] = [Type::TEXT, Type::TEXT, Type::TEXT];
 
 /// Prepared statements kept per connection; when full, the cache is emptied
@@ -77,27 +86,29 @@ enum State {
 pub struct PooledTx {
     conn: Option<deadpool_postgres::Object>,
     role: String,
-    claims: String,
+    claims: Arc<str>,
     timeout: String,
     state: Mutex<State>,
     expected: Option<i64>,
 }
 
 impl PooledTx {
-    /// A transaction that will run as `role` with `claims`, to be opened with
-    /// its first statement. `expected` is the schema version the caller's
-    /// statements are built for (`None`: unknown, never stale).
+    /// A transaction that will run as `role` with `claims_json` (the
+    /// claims as JSON text, shared with the verified-token cache so it is not
+    /// serialised per request), to be opened with its first statement.
+    /// `expected` is the schema version the caller's statements are built for
+    /// (`None`: unknown, never stale).
     pub fn new(
         conn: deadpool_postgres::Object,
         role: &str,
-        claims: &serde_json::Value,
+        claims_json: Arc<str>,
         statement_timeout_ms: u64,
         expected: Option<i64>,
     ) -> PooledTx {
         PooledTx {
             conn: Some(conn),
             role: role.to_owned(),
-            claims: claims.to_string(),
+            claims: claims_json,
             timeout: format!("{statement_timeout_ms}ms"),
             state: Mutex::new(State::Pending),
             expected,
@@ -187,7 +198,8 @@ impl PooledTx {
             None => Some(self.prepare(PROLOGUE_SQL, &PROLOGUE_TYPES).await?),
         };
         let client: &tokio_postgres::Client = self.conn();
-        let values: [&(dyn ToSql + Sync); 3] = [&self.role, &self.claims, &self.timeout];
+        let claims: &str = &self.claims;
+        let values: [&(dyn ToSql + Sync); 3] = [&self.role, &claims, &self.timeout];
         // From here on the connection may be inside a transaction: a
         // cancellation drops the connection (see Drop).
         self.set_state(State::Open(open_version.flatten()));

@@ -30,7 +30,7 @@ use crate::db::PooledTx;
 use crate::error::{ApiError, body_rejection};
 use crate::rest::{RestError, RestRequest, SchemaCache, execute};
 use crate::state::AppState;
-use crate::tenant::{Caller, ProjectCtx};
+use crate::tenant::{ProjectCtx, SharedCaller, Verified};
 
 /// Minimum age of a cache before a miss may reload it (bounds reload storms
 /// caused by requests for tables that really do not exist).
@@ -92,7 +92,7 @@ fn is_cache_miss(e: &RestError) -> bool {
     )
 }
 
-fn rest_error(e: RestError, caller: &Caller) -> Response {
+fn rest_error(e: RestError, caller: &Verified) -> Response {
     let e = e.for_role(caller.role == "anon");
     if e.status.is_server_error() && e.status != axum::http::StatusCode::SERVICE_UNAVAILABLE {
         tracing::error!(code = %e.code, message = %e.message, "data API error");
@@ -110,7 +110,7 @@ fn rest_error(e: RestError, caller: &Caller) -> Response {
 async fn handle(
     State(app): State<AppState>,
     ProjectCtx(tenant): ProjectCtx,
-    caller: Caller,
+    SharedCaller(caller): SharedCaller,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -205,7 +205,7 @@ async fn schema_version(conn: &deadpool_postgres::Object) -> Result<i64, Failure
 async fn run(
     app: &AppState,
     tenant: &crate::tenant::Tenant,
-    caller: &Caller,
+    caller: &Verified,
     request: RestRequest,
 ) -> Result<Response, Failure> {
     let id = tenant.project.id;
@@ -232,11 +232,11 @@ async fn run(
         let tx = PooledTx::new(
             conn,
             &caller.role,
-            &caller.claims,
+            caller.claims_json.clone(),
             timeout,
             Some(current.version),
         );
-        let result = execute(&tx, &current.cache, schemas, request.clone()).await;
+        let result = execute(&tx, &current.cache, schemas, &request).await;
         // A request that ran no statement (OpenAPI, OPTIONS, a bad request)
         // still checks that its cache is current.
         tx.open().await?;

@@ -304,7 +304,7 @@ pub async fn execute(
     tx: &PooledTx,
     cache: &SchemaCache,
     exposed_schemas: &[String],
-    req: RestRequest,
+    req: &RestRequest,
 ) -> Result<RestOutcome, RestError> {
     let Some(default_schema) = exposed_schemas.first() else {
         return Err(RestError::internal("No schema is exposed"));
@@ -338,8 +338,18 @@ pub async fn execute(
     // negotiate that one; the statement is explained instead of run, and rolled back
     // (EXPLAIN ANALYZE of a write does write).
     let plan = explain::PlanRequest::from_headers(&req.headers)?;
-    let mut req = req;
-    if let Some(p) = &plan {
+    // Only a plan request changes the request (its `Accept`): others are not copied.
+    let planned: RestRequest;
+    let req = match &plan {
+        Some(p) => {
+            let mut copy = req.clone();
+            set_header(&mut copy.headers, "accept", &p.for_media);
+            planned = copy;
+            &planned
+        }
+        None => req,
+    };
+    if plan.is_some() {
         if !req.plan_allowed {
             return Err(RestError::new(
                 StatusCode::NOT_ACCEPTABLE,
@@ -348,7 +358,6 @@ pub async fn execute(
             )
             .with_hint("Query plans are available to the roles in FERROBASE_REST_PLAN_ROLES (service_role by default)."));
         }
-        set_header(&mut req.headers, "accept", &p.for_media);
         rollback = true;
     }
     let table_path = !path.is_empty() && !path.starts_with("rpc/") && !rollback;
@@ -358,7 +367,7 @@ pub async fn execute(
         tx,
         cache,
         schema,
-        req: &req,
+        req,
         prefs,
         query,
         profile_header,

@@ -38,7 +38,40 @@ pub struct Tenant {
     /// Tokens already verified, with their claims: apps send the same anon key
     /// or session token on every request, and an ES256 check is the most
     /// expensive step of a small request. Entries are used only until `exp`.
-    verified: Mutex<HashMap<String, (Value, u64)>>,
+    verified: Mutex<HashMap<String, Arc<Verified>>>,
+}
+
+/// A verified token's claims, shared by every request that sends the token.
+#[derive(Debug)]
+pub struct Verified {
+    /// The verified claims.
+    pub claims: Value,
+    /// `claims` as JSON text (what `request.jwt.claims` is set to), serialised
+    /// once per token rather than once per request.
+    pub claims_json: Arc<str>,
+    /// The claims' `role` (`anon` when absent).
+    pub role: String,
+    /// `exp` (seconds since the epoch), when the token has one.
+    exp: Option<u64>,
+}
+
+impl Verified {
+    fn new(claims: Value) -> Verified {
+        Verified {
+            claims_json: claims.to_string().into(),
+            role: claims["role"].as_str().unwrap_or("anon").to_owned(),
+            exp: claims["exp"].as_u64(),
+            claims,
+        }
+    }
+
+    /// The caller these claims make.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            role: self.role.clone(),
+            claims: self.claims.clone(),
+        }
+    }
 }
 
 /// Bound on [`Tenant::verified`]; the cache is simply cleared when full.
@@ -64,24 +97,24 @@ impl Tenant {
         }
     }
 
-    fn cached_claims(&self, token: &str) -> Option<Value> {
+    fn cached_claims(&self, token: &str) -> Option<Arc<Verified>> {
         let now = crate::crypto::unix_now();
         let cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .get(token)
-            .filter(|(_, exp)| *exp > now)
-            .map(|(claims, _)| claims.clone())
+            .filter(|v| v.exp.is_some_and(|exp| exp > now))
+            .cloned()
     }
 
-    fn remember(&self, token: &str, claims: &Value) {
-        let Some(exp) = claims["exp"].as_u64() else {
+    fn remember(&self, token: &str, verified: &Arc<Verified>) {
+        if verified.exp.is_none() {
             return;
-        };
+        }
         let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= VERIFIED_CACHE_MAX {
             cache.clear();
         }
-        cache.insert(token.to_owned(), (claims.clone(), exp));
+        cache.insert(token.to_owned(), verified.clone());
     }
 }
 
@@ -281,8 +314,14 @@ fn jwt_error(e: JwtError, what: &str) -> ApiError {
 
 /// Verifies one token of project `tenant` and returns its claims.
 pub fn verify_token(tenant: &Tenant, token: &str, what: &str) -> ApiResult<Value> {
-    if let Some(claims) = tenant.cached_claims(token) {
-        return Ok(claims);
+    verify_shared(tenant, token, what).map(|v| v.claims.clone())
+}
+
+/// Like [`verify_token`], returning the cached entry itself (no copy of
+/// the claims, and their JSON text serialised once per token).
+pub fn verify_shared(tenant: &Tenant, token: &str, what: &str) -> ApiResult<Arc<Verified>> {
+    if let Some(verified) = tenant.cached_claims(token) {
+        return Ok(verified);
     }
     let legacy =
         tenant.project.legacy_jwt_secret.as_deref().filter(|_| {
@@ -317,13 +356,20 @@ pub fn verify_token(tenant: &Tenant, token: &str, what: &str) -> ApiResult<Value
             format!("The {what} asks for a role that is not allowed."),
         ));
     }
-    tenant.remember(token, &claims);
-    Ok(claims)
+    let verified = Arc::new(Verified::new(claims));
+    tenant.remember(token, &verified);
+    Ok(verified)
 }
 
 /// Resolves the caller from `apikey` and `Authorization` (both verified when
 /// both are sent; the bearer token decides the role).
 pub fn authenticate(tenant: &Tenant, headers: &HeaderMap) -> ApiResult<Caller> {
+    authenticate_shared(tenant, headers).map(|v| v.caller())
+}
+
+/// Like [`authenticate`], returning the shared verified entry (see
+/// [`verify_shared`]): the data API's hot path copies no claims.
+pub fn authenticate_shared(tenant: &Tenant, headers: &HeaderMap) -> ApiResult<Arc<Verified>> {
     let apikey = match headers.get("apikey") {
         Some(v) => Some(v.to_str().map_err(|_| {
             ApiError::unauthorized("invalid_api_key", "The apikey header is not valid text.")
@@ -331,19 +377,17 @@ pub fn authenticate(tenant: &Tenant, headers: &HeaderMap) -> ApiResult<Caller> {
         None => None,
     };
     let apikey_claims = apikey
-        .map(|k| verify_token(tenant, k.trim(), "API key"))
+        .map(|k| verify_shared(tenant, k.trim(), "API key"))
         .transpose()?;
     let claims = match bearer(headers)? {
         Some(token) if Some(token) == apikey => apikey_claims,
-        Some(token) => Some(verify_token(tenant, token, "access token")?),
+        Some(token) => Some(verify_shared(tenant, token, "access token")?),
         None => apikey_claims,
     };
-    let claims = claims.ok_or_else(|| {
+    claims.ok_or_else(|| {
         ApiError::unauthorized("missing_api_key", "No API key found in the request.")
             .with_hint("Send the project's anon key in the `apikey` header or as `Authorization: Bearer <key>`.")
-    })?;
-    let role = claims["role"].as_str().unwrap_or("anon").to_owned();
-    Ok(Caller { role, claims })
+    })
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -352,6 +396,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let ProjectCtx(tenant) = ProjectCtx::from_request_parts(parts, state).await?;
         authenticate(&tenant, &parts.headers)
+    }
+}
+
+/// Extractor of the verified caller as the shared cache entry (see
+/// [`authenticate_shared`]).
+#[derive(Debug, Clone)]
+pub struct SharedCaller(pub Arc<Verified>);
+
+impl<S: Send + Sync> FromRequestParts<S> for SharedCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let ProjectCtx(tenant) = ProjectCtx::from_request_parts(parts, state).await?;
+        authenticate_shared(&tenant, &parts.headers).map(SharedCaller)
     }
 }
 

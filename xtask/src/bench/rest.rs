@@ -10,7 +10,10 @@
 //! one costs nothing), with the machine's cores. Each workload gets one
 //! second of warm-up per side, then `ROUNDS` alternating runs (Ferrobase,
 //! PocketBase, Ferrobase, ...); the table shows the median run of each side,
-//! the ratio and whether issue 11's goal is met.
+//! the ratio and whether issue 11's goal is met. After the workloads,
+//! `pgbench` runs PATCH's own statement on its row (`update items set n = 1
+//! where id = 7`): updates of one row queue on its lock until each commit is
+//! flushed, so that is PATCH's ceiling whatever the server does.
 //!
 //! Environment: `FERROBASE_BENCH_REST_DURATION` (seconds, default 20, 5
 //! when `CI=true`), `FERROBASE_BENCH_REST_CONNS` (default 50),
@@ -173,9 +176,11 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
         }
     }
 
-    // pgbench on the same database (its own tables), select-only, prepared.
+    // pgbench on the same database (its own tables), select-only, prepared;
+    // and PATCH's statement on its hot row, the ceiling of a same-row update.
     drop(pocketbase);
     let pgbench = pgbench(&db_url, conns, duration);
+    let pg_update = pgbench_update(&db_url, conns, duration);
     server.stop()?;
 
     // Issue 11's goals: minimum ratio against PocketBase per workload.
@@ -221,6 +226,17 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
             );
         }
         Err(e) => table.row("pgbench", format!("failed: {e:#}")),
+    }
+    match pg_update {
+        Ok((tps, avg_ms)) => {
+            table.row(
+                "pgbench same-row UPDATE (PATCH ceiling)",
+                format!("{tps:.0} tps, avg {avg_ms:.2} ms"),
+            );
+            let share = 100.0 * ferro[3].rps / tps.max(f64::MIN_POSITIVE);
+            table.row("PATCH by filter / pgbench UPDATE", format!("{share:.0}%"));
+        }
+        Err(e) => table.row("pgbench UPDATE", format!("failed: {e:#}")),
     }
     table.row("reference", POSTGREST_PUBLISHED);
     Ok(table)
@@ -285,8 +301,28 @@ fn psql(db_url: &str, sql: &str) -> Result<()> {
 fn pgbench(db_url: &str, conns: u64, duration: u64) -> Result<(f64, f64)> {
     let bin = pg::find_bin()?.join("pgbench");
     proc::run_quiet(Command::new(&bin).args(["-i", "-q", "-s", "1", db_url]))?;
-    let out = proc::run_quiet(Command::new(&bin).args([
-        "-S",
+    pgbench_run(db_url, &["-S"], conns, duration)
+}
+
+/// PATCH's workload in bare SQL: every client updates the row the PATCH
+/// workload updates (`items` id 7), prepared, each commit durable. Updates
+/// of one row queue on its lock, which each transaction holds until its
+/// commit is flushed, so this is the ceiling of "PATCH by filter" whatever
+/// the server does.
+fn pgbench_update(db_url: &str, conns: u64, duration: u64) -> Result<(f64, f64)> {
+    let dir = proc::unique_temp_dir("fbbench-pgbench")?;
+    let script = dir.join("update.sql");
+    std::fs::write(&script, "update items set n = 1 where id = 7;\n")?;
+    let path = script.display().to_string();
+    let result = pgbench_run(db_url, &["-n", "-f", path.as_str()], conns, duration);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// One `pgbench -M prepared` run with `args`: tps and average latency.
+fn pgbench_run(db_url: &str, args: &[&str], conns: u64, duration: u64) -> Result<(f64, f64)> {
+    let bin = pg::find_bin()?.join("pgbench");
+    let out = proc::run_quiet(Command::new(&bin).args(args).args([
         "-M",
         "prepared",
         "-c",

@@ -384,6 +384,17 @@ async fn bad_input_is_4xx_in_gotrue_shape() {
             .await
             .unwrap();
     gotrue_error(resp, 401, "invalid_api_key").await;
+    // `GET /user` skips the auth settings (one round trip) but not the API
+    // key check: a bad `apikey` is refused before any token is looked at.
+    let resp =
+        a.t.http
+            .get(format!("{}/auth/v1/user", a.p.url))
+            .header("apikey", "nope")
+            .bearer_auth("garbage")
+            .send()
+            .await
+            .unwrap();
+    gotrue_error(resp, 401, "invalid_api_key").await;
     // Admin endpoints refuse the anon key and users.
     let resp = a
         .req(Method::GET, "/admin/users")

@@ -26,6 +26,8 @@ create function slow() returns int language sql volatile as
 create function shape() returns int language sql stable as 'select 1';
 create function dealloc() returns int language plpgsql volatile as $$
   begin execute 'deallocate all'; return 1; end $$;
+create function stick() returns int language plpgsql volatile as $$
+  begin perform set_config('role', current_user, false); return 1; end $$;
 create table notes (id int primary key, body text);
 insert into notes values (1, 'one');
 ";
@@ -136,6 +138,40 @@ async fn no_request_sees_another_requests_role_or_claims() {
     assert!(errors.is_empty(), "{}", errors.join("\n"));
     // RLS-relevant state after all that: a fresh anonymous request is anon.
     whoami(fx, &Who::Anon).await.expect("anon after the storm");
+}
+
+/// A request's SQL may leave session-level state behind on its connection,
+/// here the session's role (`set_config('role', current_user, false)` as
+/// anon). The next requests on that connection still run as their own role
+/// with their own claims, and the prologue (whose privileges are checked as
+/// whatever role the session is left in when it starts) still reads the
+/// schema version.
+#[tokio::test]
+async fn session_state_left_by_a_request_does_not_leak() {
+    let fx = fixture("pipeline-stick").await;
+    for _ in 0..4 {
+        let resp = fx
+            .request(Method::POST, "rpc/stick", &Who::Anon)
+            .await
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status().as_u16(), 200, "stick");
+    }
+    for who in [
+        Who::Service,
+        Who::User("00000000-0000-4000-8000-00000000000d"),
+        Who::Anon,
+        Who::Service,
+    ] {
+        whoami(&fx, &who).await.expect("own role after stick");
+    }
+    assert_eq!(
+        fx.service_get("notes?select=id,body").await,
+        json!([{"id": 1, "body": "one"}])
+    );
 }
 
 #[tokio::test]
