@@ -271,6 +271,9 @@ async fn restore_into(
     fields.insert("db_role".into(), json!(db_name));
     fields.insert("db_conn_enc".into(), json!(db_conn_enc));
     fields.insert("cluster_conn_enc".into(), json!(cluster_conn_enc));
+    // The restored project lives where `cluster` says (the control plane's
+    // cluster or the one given), not on the registered cluster it came from.
+    fields.insert("cluster_id".into(), Value::Null);
     fields.insert("status".into(), json!("creating"));
     control
         .execute(
