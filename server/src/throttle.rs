@@ -59,3 +59,62 @@ impl Throttles {
         sem.try_acquire_owned().ok()
     }
 }
+
+/// One load at a time per key. When a cached value expires under load,
+/// every request that finds it missing would otherwise load it at once (and
+/// hold a control-plane connection each); with this, the first loads and the
+/// others wait for it, then find its result in their cache.
+///
+/// ```ignore
+/// if let Some(v) = cached(&key) { return Ok(v) }
+/// let _flight = loads.begin(&key).await;
+/// if let Some(v) = cached(&key) { return Ok(v) } // loaded while we waited
+/// let v = load(&key).await?; // then cache it
+/// ```
+pub struct SingleFlight<K> {
+    inflight: Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl<K> Default for SingleFlight<K> {
+    fn default() -> Self {
+        Self {
+            inflight: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> SingleFlight<K> {
+    /// Waits for any load of `key` in flight, then makes this caller the one
+    /// loading it until the returned guard drops.
+    pub async fn begin(&self, key: &K) -> Flight<'_, K> {
+        let lock = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        Flight {
+            _guard: lock.lock_owned().await,
+            owner: self,
+            key: key.clone(),
+        }
+    }
+}
+
+/// The right to load one key; see [`SingleFlight`].
+pub struct Flight<'a, K: std::hash::Hash + Eq> {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    owner: &'a SingleFlight<K>,
+    key: K,
+}
+
+impl<K: std::hash::Hash + Eq> Drop for Flight<'_, K> {
+    fn drop(&mut self) {
+        self.owner
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
+}

@@ -122,7 +122,7 @@ pub struct Functions {
     /// One loader per function at a time: when the cache entry expires under
     /// load, one request reloads it and the others wait for that load
     /// instead of each querying the control plane.
-    loading: Mutex<HashMap<DeploymentKey, Arc<tokio::sync::Mutex<()>>>>,
+    loading: crate::throttle::SingleFlight<DeploymentKey>,
     cache_ttl: Duration,
 }
 
@@ -146,7 +146,7 @@ impl Functions {
             runtime,
             logs,
             cache: Mutex::new(HashMap::new()),
-            loading: Mutex::new(HashMap::new()),
+            loading: Default::default(),
             cache_ttl: Duration::from_millis(config.functions.functions_cache_ttl_ms),
         })
     }
@@ -164,29 +164,15 @@ impl Functions {
         if let Some(d) = self.cached(&key) {
             return Ok(d);
         }
-        let loader = self
-            .loading
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key.clone())
-            .or_default()
-            .clone();
-        let _loading = loader.lock().await;
+        let _flight = self.loading.begin(&key).await;
         // Loaded by the request this one waited for.
         if let Some(d) = self.cached(&key) {
             return Ok(d);
         }
-        let loaded = store::load_deployment(&self.platform, project_id, project_ref, slug)
-            .await
-            .map(Arc::new);
-        if let Ok(d) = &loaded {
-            self.lock().insert(key.clone(), (d.clone(), Instant::now()));
-        }
-        self.loading
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
-        loaded
+        let d =
+            Arc::new(store::load_deployment(&self.platform, project_id, project_ref, slug).await?);
+        self.lock().insert(key, (d.clone(), Instant::now()));
+        Ok(d)
     }
 
     fn cached(&self, key: &DeploymentKey) -> Option<Arc<Deployment>> {

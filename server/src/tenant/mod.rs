@@ -131,15 +131,23 @@ pub struct ProjectRegistry {
     /// Bumped by every invalidation: a load that started before one is not
     /// cached (it may have read the row as it was before the change).
     epoch: std::sync::atomic::AtomicU64,
+    loading: crate::throttle::SingleFlight<String>,
 }
 
 impl ProjectRegistry {
     /// The project `r`, loaded on a cache miss; `None` if there is no such ready project.
     pub async fn get(&self, app: &App, r: &str) -> ApiResult<Option<Arc<Tenant>>> {
-        if let Some((t, at)) = self.lock().get(r)
-            && at.elapsed() < TTL
-        {
-            return Ok(Some(t.clone()));
+        if let Some(t) = self.cached(r) {
+            return Ok(Some(t));
+        }
+        // One load per project at a time: when a busy project's entry
+        // expires, its concurrent requests wait for one load instead of each
+        // taking a control-plane connection (1,000 busy projects emptied
+        // that pool and got 503s).
+        let key = r.to_owned();
+        let _flight = self.loading.begin(&key).await;
+        if let Some(t) = self.cached(r) {
+            return Ok(Some(t));
         }
         let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
         let Some(project) = projects::load(&app.platform, r).await? else {
@@ -166,6 +174,13 @@ impl ProjectRegistry {
         let mut cache = self.lock();
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         cache.clear();
+    }
+
+    fn cached(&self, r: &str) -> Option<Arc<Tenant>> {
+        self.lock()
+            .get(r)
+            .filter(|(_, at)| at.elapsed() < TTL)
+            .map(|(t, _)| t.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<Tenant>, Instant)>> {
