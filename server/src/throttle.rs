@@ -7,6 +7,8 @@
 //! These hold per node (N nodes allow N × the limit): they protect the
 //! node's CPU and memory, while Postgres' own `max_connections` and the
 //! per-project pool bound the database side.
+//!
+//! [`SingleFlight`] bounds cache reloads: one load per key at a time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
