@@ -155,11 +155,7 @@ impl FromRequestParts<AppState> for AuthCtx {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> AuthResult<Self> {
-        let tenant = parts
-            .extensions
-            .get::<Arc<Tenant>>()
-            .cloned()
-            .ok_or_else(|| AuthError::internal(&"auth route without resolve_project"))?;
+        let tenant = routed_tenant(parts)?;
         let client = app.project_pool(&tenant).get().await?;
         let config = app.platform.config();
         let settings =
@@ -185,14 +181,19 @@ impl FromRequestParts<AppState> for KeyedCtx {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> AuthResult<Self> {
-        let tenant = parts
-            .extensions
-            .get::<Arc<Tenant>>()
-            .cloned()
-            .ok_or_else(|| AuthError::internal(&"auth route without resolve_project"))?;
+        let tenant = routed_tenant(parts)?;
         check_api_key(&tenant, &parts.headers)?;
         AuthCtx::from_request_parts(parts, app).await.map(KeyedCtx)
     }
+}
+
+/// The project `resolve_project` put on the request.
+fn routed_tenant(parts: &Parts) -> AuthResult<Arc<Tenant>> {
+    parts
+        .extensions
+        .get::<Arc<Tenant>>()
+        .cloned()
+        .ok_or_else(|| AuthError::internal(&"auth route without resolve_project"))
 }
 
 fn check_api_key(tenant: &Tenant, headers: &HeaderMap) -> AuthResult<Value> {
@@ -276,11 +277,7 @@ impl FromRequestParts<AppState> for KeyedConn {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> AuthResult<Self> {
-        let tenant = parts
-            .extensions
-            .get::<Arc<Tenant>>()
-            .cloned()
-            .ok_or_else(|| AuthError::internal(&"auth route without resolve_project"))?;
+        let tenant = routed_tenant(parts)?;
         check_api_key(&tenant, &parts.headers)?;
         let client = app.project_pool(&tenant).get().await?;
         Ok(KeyedConn {
