@@ -224,46 +224,28 @@ pub async fn load_identities(c: &impl GenericClient, user_id: Uuid) -> AuthResul
 fn identities_json(rows: &[Row]) -> Vec<Value> {
     rows.iter()
         .map(|r| {
-            identity_json(IdentityRow {
-                id: r.get(0),
-                provider_id: r.get(1),
-                user_id: r.get(2),
-                data: r.get(3),
-                provider: r.get(4),
-                last_sign_in_at: r.get(5),
-                created_at: r.get(6),
-                updated_at: r.get(7),
-                email: r.get(8),
+            let id: Uuid = r.get(0);
+            let provider_id: String = r.get(1);
+            let user_id: Uuid = r.get(2);
+            let data: Value = r.get(3);
+            let provider: String = r.get(4);
+            let last: Option<DateTime<Utc>> = r.get(5);
+            let created: DateTime<Utc> = r.get(6);
+            let updated: DateTime<Utc> = r.get(7);
+            let email: Option<String> = r.get(8);
+            json!({
+                "identity_id": id,
+                "id": provider_id,
+                "user_id": user_id,
+                "identity_data": data,
+                "provider": provider,
+                "last_sign_in_at": last,
+                "created_at": created,
+                "updated_at": updated,
+                "email": email,
             })
         })
         .collect()
-}
-
-/// One row of `auth.identities`, as [`IDENTITIES_SQL`] selects it.
-struct IdentityRow {
-    id: Uuid,
-    provider_id: String,
-    user_id: Uuid,
-    data: Value,
-    provider: String,
-    last_sign_in_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    email: Option<String>,
-}
-
-fn identity_json(i: IdentityRow) -> Value {
-    json!({
-        "identity_id": i.id,
-        "id": i.provider_id,
-        "user_id": i.user_id,
-        "identity_data": i.data,
-        "provider": i.provider,
-        "last_sign_in_at": i.last_sign_in_at,
-        "created_at": i.created_at,
-        "updated_at": i.updated_at,
-        "email": i.email,
-    })
 }
 
 /// The MFA factors of a user, in GoTrue's JSON shape.
@@ -274,146 +256,62 @@ pub async fn load_factors(c: &impl GenericClient, user_id: Uuid) -> AuthResult<V
 
 fn factors_json(rows: &[Row]) -> Vec<Value> {
     rows.iter()
-        .map(|r| factor_json(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .map(|r| {
+            json!({
+                "id": r.get::<_, Uuid>(0),
+                "friendly_name": r.get::<_, Option<String>>(1).unwrap_or_default(),
+                "factor_type": r.get::<_, String>(2),
+                "status": r.get::<_, String>(3),
+                "created_at": r.get::<_, DateTime<Utc>>(4),
+                "updated_at": r.get::<_, DateTime<Utc>>(5),
+            })
+        })
         .collect()
 }
 
-fn factor_json(
-    id: Uuid,
-    friendly_name: Option<String>,
-    factor_type: String,
-    status: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-) -> Value {
-    json!({
-        "id": id,
-        "friendly_name": friendly_name.unwrap_or_default(),
-        "factor_type": factor_type,
-        "status": status,
-        "created_at": created_at,
-        "updated_at": updated_at,
-    })
-}
-
-/// `GET /auth/v1/user`'s one statement: the user's columns ([`USER_COLUMNS`],
-/// read by [`User::from_row`]), then its identities and factors as one array
-/// per column (in [`IDENTITIES_SQL`]'s and [`FACTORS_SQL`]'s order), then the
-/// live session ([`SESSION_SQL`]) or nulls.
-static WITH_SESSION_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "select {USER_COLUMNS}, i.*, f.*, s.* from auth.users u \
-         cross join lateral (select array_agg(id order by created_at) i_id, \
-           array_agg(provider_id order by created_at) i_provider_id, \
-           array_agg(user_id order by created_at) i_user_id, \
-           array_agg(identity_data order by created_at) i_data, \
-           array_agg(provider order by created_at) i_provider, \
-           array_agg(last_sign_in_at order by created_at) i_last, \
-           array_agg(created_at order by created_at) i_created, \
-           array_agg(updated_at order by created_at) i_updated, \
-           array_agg(email order by created_at) i_email \
-           from auth.identities where user_id = u.id) i \
-         cross join lateral (select array_agg(id order by created_at) f_id, \
-           array_agg(friendly_name order by created_at) f_name, \
-           array_agg(factor_type order by created_at) f_type, \
-           array_agg(status order by created_at) f_status, \
-           array_agg(created_at order by created_at) f_created, \
-           array_agg(updated_at order by created_at) f_updated \
-           from auth.mfa_factors where user_id = u.id) f \
-         left join lateral (select id s_id, aal s_aal, amr s_amr from auth.sessions \
-           where id = $2 and user_id = u.id and (not_after is null or not_after > now())) s on true \
-         where u.id = $1"
-    )
-});
-
-/// Column `i` of `row` as a list (an aggregate over no rows is null).
-fn column_list<'a, T: tokio_postgres::types::FromSql<'a>>(
-    row: &'a Row,
-    i: usize,
-) -> Result<Vec<T>, tokio_postgres::Error> {
-    Ok(row.try_get::<_, Option<Vec<T>>>(i)?.unwrap_or_default())
-}
-
 /// The signed-in user (with identities and factors) and their live session,
-/// the hot path behind `GET /auth/v1/user`: one statement (prepared once per
-/// connection), so Postgres answers with one reply, where four statements
-/// cost four. It reads the user, identities, factors and session in one
-/// snapshot.
+/// the hot path behind `GET /auth/v1/user`: four statements prepared once per
+/// connection and sent together, so the lookup costs one round trip instead
+/// of a prepare and an execute for each. As before, the four reads are not
+/// one snapshot (a user's row and identities may straddle a concurrent
+/// write), which the separate statements never were either.
 pub async fn with_session(
     c: &deadpool_postgres::ClientWrapper,
     id: Uuid,
     session_id: Option<Uuid>,
 ) -> AuthResult<(Option<User>, Option<super::session::SessionInfo>)> {
-    let stmt = c.prepare_cached(&WITH_SESSION_SQL).await?;
-    // A nil id matches no session.
-    let sid = session_id.unwrap_or(Uuid::nil());
-    let Some(row) = c.query_opt(&stmt, &[&id, &sid]).await? else {
+    use futures_util::future::{join4, try_join4};
+    static USER_SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("select {USER_COLUMNS} from auth.users where id = $1"));
+    let (user_stmt, ident_stmt, factor_stmt, session_stmt) = try_join4(
+        c.prepare_cached(&USER_SQL),
+        c.prepare_cached(IDENTITIES_SQL),
+        c.prepare_cached(FACTORS_SQL),
+        c.prepare_cached(SESSION_SQL),
+    )
+    .await?;
+    let no_session = Uuid::nil();
+    let sid = session_id.unwrap_or(no_session);
+    let (user, identities, factors, session) = join4(
+        c.query_opt(&user_stmt, &[&id]),
+        c.query(&ident_stmt, &[&id]),
+        c.query(&factor_stmt, &[&id]),
+        c.query_opt(&session_stmt, &[&sid, &id]),
+    )
+    .await;
+    let Some(row) = user? else {
         return Ok((None, None));
     };
     let mut user = User::from_row(&row);
-    // The identity, factor and session columns follow the user's.
-    let base = USER_COLUMNS.split(',').count();
-    let (ids, provider_ids, user_ids, data, providers, lasts, created, updated, emails) = (
-        column_list::<Uuid>(&row, base)?,
-        column_list::<String>(&row, base + 1)?,
-        column_list::<Uuid>(&row, base + 2)?,
-        column_list::<Value>(&row, base + 3)?,
-        column_list::<String>(&row, base + 4)?,
-        column_list::<Option<DateTime<Utc>>>(&row, base + 5)?,
-        column_list::<DateTime<Utc>>(&row, base + 6)?,
-        column_list::<DateTime<Utc>>(&row, base + 7)?,
-        column_list::<Option<String>>(&row, base + 8)?,
-    );
-    user.identities = ids
-        .into_iter()
-        .zip(provider_ids)
-        .zip(user_ids)
-        .zip(data)
-        .zip(providers)
-        .zip(lasts)
-        .zip(created)
-        .zip(updated)
-        .zip(emails)
-        .map(
-            |(
-                (((((((id, provider_id), user_id), data), provider), last), created), updated),
-                email,
-            )| {
-                identity_json(IdentityRow {
-                    id,
-                    provider_id,
-                    user_id,
-                    data,
-                    provider,
-                    last_sign_in_at: last,
-                    created_at: created,
-                    updated_at: updated,
-                    email,
-                })
-            },
-        )
-        .collect();
-    let f = base + 9;
-    user.factors = column_list::<Uuid>(&row, f)?
-        .into_iter()
-        .zip(column_list::<Option<String>>(&row, f + 1)?)
-        .zip(column_list::<String>(&row, f + 2)?)
-        .zip(column_list::<String>(&row, f + 3)?)
-        .zip(column_list::<DateTime<Utc>>(&row, f + 4)?)
-        .zip(column_list::<DateTime<Utc>>(&row, f + 5)?)
-        .map(|(((((id, name), kind), status), created), updated)| {
-            factor_json(id, name, kind, status, created, updated)
-        })
-        .collect();
-    let s = base + 15;
-    let session = match (session_id, row.try_get::<_, Option<Uuid>>(s)?) {
-        (Some(_), Some(sid)) => Some(super::session::SessionInfo {
-            id: sid,
-            aal: row.try_get(s + 1)?,
-            amr: row.try_get(s + 2)?,
-        }),
-        _ => None,
-    };
+    user.identities = identities_json(&identities?);
+    user.factors = factors_json(&factors?);
+    let session = session?
+        .filter(|_| session_id.is_some())
+        .map(|r| super::session::SessionInfo {
+            id: r.get(0),
+            aal: r.get(1),
+            amr: r.get(2),
+        });
     Ok((Some(user), session))
 }
 

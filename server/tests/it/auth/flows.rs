@@ -974,13 +974,13 @@ async fn admin_users_search_by_prefix_on_the_server() {
     gotrue_error(resp, 403, "not_admin").await;
 }
 
-/// `GET /auth/v1/user` reads the user, identities, factors and session in one
-/// statement (arrays per column); the admin view reads them row by row. Both
-/// must give the same JSON, identities and factors in creation order, and a
-/// user with none of either gets empty lists.
+/// `GET /auth/v1/user` reads the user, identities, factors and session with
+/// its own pipelined statements (`users::with_session`); the admin view reads
+/// them with the shared loaders. Both must give the same JSON, identities and
+/// factors in creation order; a user without factors gets no `factors`.
 #[tokio::test]
-async fn user_in_one_statement_matches_the_admin_view() {
-    let a = Auth::new("auth-one-stmt", json!({"mailer_autoconfirm": true})).await;
+async fn user_endpoint_matches_the_admin_view() {
+    let a = Auth::new("auth-user-view", json!({"mailer_autoconfirm": true})).await;
     let s = a.session("dora@example.com", "secret-pw-1").await;
     let access = s["access_token"].as_str().unwrap();
     let id = s["user"]["id"].as_str().unwrap().to_owned();
