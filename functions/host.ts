@@ -161,9 +161,13 @@ function withPublicUrl(raw: Request): Request {
   // deno-lint-ignore no-explicit-any
   const inner = innerKey ? (raw as any)[innerKey] : undefined;
   if (inner && typeof inner.url === "function") {
-    const url = publicUrl(raw, inner.url());
-    inner.url = () => url;
-    if (raw.url === url) return raw;
+    try {
+      const url = publicUrl(raw, inner.url());
+      inner.url = () => url;
+      if (raw.url === url) return raw;
+    } catch {
+      // A record that cannot be changed: take the copy from now on.
+    }
   }
   innerKey = null;
   return new Request(publicUrl(raw, raw.url), raw);
