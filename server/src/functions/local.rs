@@ -376,6 +376,9 @@ impl LocalRuntime {
             exited: exit_rx,
             last_used: Mutex::new(Instant::now()),
             pool: Mutex::new(Vec::new()),
+            max_idle: usize::try_from(d.settings.concurrency)
+                .unwrap_or(1)
+                .clamp(1, MAX_IDLE_CONNECTIONS),
         };
         let mut exited = worker.exited.clone();
         tokio::select! {
@@ -427,6 +430,9 @@ impl Source {
         });
     }
 }
+
+/// Most idle connections kept per process.
+const MAX_IDLE_CONNECTIONS: usize = 512;
 
 /// Longest line read from a process (a longer line is cut).
 const MAX_LINE: usize = 64 * 1024;
@@ -499,6 +505,9 @@ struct Worker {
     last_used: Mutex<Instant>,
     /// Idle HTTP/1.1 connections to the socket.
     pool: Mutex<Vec<SendRequest<Body>>>,
+    /// Idle connections kept: as many as invocations may run at once (so a
+    /// steady load reuses them all), within [`MAX_IDLE_CONNECTIONS`].
+    max_idle: usize,
 }
 
 impl Worker {
@@ -575,7 +584,7 @@ impl Worker {
 
     fn give_back(&self, sender: SendRequest<Body>) {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < 64 && !sender.is_closed() {
+        if pool.len() < self.max_idle && !sender.is_closed() {
             pool.push(sender);
         }
     }
