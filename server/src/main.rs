@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-/// mimalloc instead of glibc's malloc: the request path makes many small,
-/// short-lived allocations across threads, where glibc spent about a quarter
-/// of the server's CPU under the functions benchmark's load (docs/BENCHMARKS.md).
+/// mimalloc instead of glibc's malloc: under load, glibc's `malloc`/`free`
+/// (arena locks, consolidation) took about a fifth of the server's CPU on
+/// the data API's hot path (`perf`, docs/BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -37,7 +37,7 @@ use crate::tenant::{ProjectCtx, SharedCaller, Verified};
 const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A loaded cache, the schema version it reflects, and when it was loaded.
-#[derive(Clone)]
+/// Shared: every request takes an `Arc` of it, never a copy.
 struct Entry {
     cache: Arc<SchemaCache>,
     version: i64,
@@ -48,11 +48,11 @@ struct Entry {
 /// Schema caches by project id.
 #[derive(Default)]
 pub struct SchemaCaches {
-    caches: Mutex<HashMap<Uuid, Entry>>,
+    caches: Mutex<HashMap<Uuid, Arc<Entry>>>,
 }
 
 impl SchemaCaches {
-    fn get(&self, id: Uuid) -> Option<Entry> {
+    fn get(&self, id: Uuid) -> Option<Arc<Entry>> {
         self.caches
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -60,7 +60,7 @@ impl SchemaCaches {
             .cloned()
     }
 
-    fn put(&self, id: Uuid, entry: Entry) {
+    fn put(&self, id: Uuid, entry: Arc<Entry>) {
         self.caches
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -177,13 +177,13 @@ async fn load(
     id: Uuid,
     schemas: &[String],
     version: i64,
-) -> Result<Entry, Failure> {
-    let entry = Entry {
+) -> Result<Arc<Entry>, Failure> {
+    let entry = Arc::new(Entry {
         cache: Arc::new(SchemaCache::load(client, schemas).await?),
         version,
         schemas: schemas.to_vec(),
         loaded_at: Instant::now(),
-    };
+    });
     app.schema_caches.put(id, entry.clone());
     Ok(entry)
 }

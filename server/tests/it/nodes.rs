@@ -67,6 +67,36 @@ async fn three_nodes(r: &str) -> Cluster {
     }
 }
 
+/// Lockout and the per-IP sign-in limit, counted across nodes (or
+/// processes): `sign_in(email, password, ip)` signs in on the next node.
+/// `email` exists with `password`; the project allows 3 failures before a
+/// lockout and 10 sign-ins per address and window.
+async fn sign_ins_share_lockout_and_rate_limit<F, Fut>(sign_in: F, email: &str, password: &str)
+where
+    F: Fn(String, String, String) -> Fut,
+    Fut: std::future::Future<Output = reqwest::Response>,
+{
+    let attempt = |e: &str, p: &str, ip: &str| sign_in(e.to_owned(), p.to_owned(), ip.to_owned());
+    // Three failures spread over three nodes lock the account on all.
+    for _ in 0..3 {
+        assert_eq!(attempt(email, "wrong", "198.51.100.2").await.status(), 400);
+    }
+    for _ in 0..3 {
+        let resp = attempt(email, password, "198.51.100.3").await;
+        assert_eq!(resp.status(), 429, "locked on every node");
+    }
+    // Ten sign-ins per window from one address, whichever node answers.
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let resp = attempt(&format!("nobody{i}@example.com"), "x", "203.0.113.9").await;
+        statuses.push(resp.status().as_u16());
+    }
+    assert!(
+        statuses[..10].iter().all(|s| *s == 400) && statuses[10..].iter().all(|s| *s == 429),
+        "the 11th attempt is limited across nodes: {statuses:?}"
+    );
+}
+
 #[tokio::test]
 async fn three_nodes_share_lockout_rate_limits_sessions_and_schema() {
     let c = three_nodes("three-nodes").await;
@@ -116,32 +146,13 @@ async fn three_nodes_share_lockout_rate_limits_sessions_and_schema() {
         .expect("refresh");
     assert_eq!(refreshed.status(), 200);
 
-    // Lockout: three failures spread over three nodes lock the account on all.
-    for _ in 0..3 {
-        let resp = c
-            .password("multi@example.com", "wrong", "198.51.100.2")
-            .await;
-        assert_eq!(resp.status(), 400);
-    }
-    for _ in 0..3 {
-        let resp = c
-            .password("multi@example.com", "right-password", "198.51.100.3")
-            .await;
-        assert_eq!(resp.status(), 429, "locked on every node");
-    }
-
-    // Per-IP rate limit: 10 sign-ins per window from one address, whichever node.
-    let mut statuses = Vec::new();
-    for i in 0..12 {
-        let resp = c
-            .password(&format!("nobody{i}@example.com"), "x", "203.0.113.9")
-            .await;
-        statuses.push(resp.status().as_u16());
-    }
-    assert!(
-        statuses[..10].iter().all(|s| *s == 400) && statuses[10..].iter().all(|s| *s == 429),
-        "the 11th attempt is limited across nodes: {statuses:?}"
-    );
+    let nodes = &c;
+    sign_ins_share_lockout_and_rate_limit(
+        |email, password, ip| async move { nodes.password(&email, &password, &ip).await },
+        "multi@example.com",
+        "right-password",
+    )
+    .await;
 
     // Schema cache: every node has served the project, then a table appears;
     // every node serves it (DDL bumps the version each node checks).

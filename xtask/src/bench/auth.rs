@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use super::load::{Load, Workload, ensure_hey, env_num, fmt_load, login, run_hey, str_field};
+use super::load::{Load, LoadGen, Workload, env_num, fmt_load, login, str_field};
 use super::server::Server;
 use super::{Ctx, Table};
 use crate::http;
@@ -36,9 +36,10 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let duration = env_num("FERROBASE_BENCH_AUTH_DURATION", if ci { 3 } else { 10 })?;
     let conns = env_num("FERROBASE_BENCH_AUTH_CONNS", 20)?.max(1);
-    let hey = ensure_hey()?;
+    let loadgen = LoadGen::from_env()?;
     let mut table = Table::new(format!(
-        "auth ({conns} clients x {duration} s per workload)"
+        "auth ({conns} clients x {duration} s per workload, {})",
+        loadgen.name()
     ));
 
     let mut server = Server::new(&ctx.bin)?;
@@ -111,7 +112,7 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     ];
     let mut loads = Vec::new();
     for w in &workloads {
-        let load = run_hey(&hey, w, conns, duration)?;
+        let load = loadgen.run(w, conns, duration)?;
         println!("    {:<28} {}", w.name, fmt_load(&load));
         loads.push((w.name, load));
     }

@@ -24,9 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use super::load::{
-    Load, Workload, ensure_hey, env_num, fmt_load, login, on_path, run_hey, str_field,
-};
+use super::load::{Load, LoadGen, Workload, env_num, fmt_load, login, on_path, str_field};
 use super::server::Server;
 use super::{Ctx, Table};
 use crate::{http, proc, workspace_root};
@@ -52,10 +50,11 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     )?;
     let conns = env_num("FERROBASE_BENCH_FUNCTIONS_CONNS", 50)?.max(1);
     let cold_runs = env_num("FERROBASE_BENCH_FUNCTIONS_COLD", 5)?.max(1);
-    let hey = ensure_hey()?;
+    let loadgen = LoadGen::from_env()?;
     let deno = deno()?;
     let mut table = Table::new(format!(
-        "functions (JSON hello, 1 and {conns} clients x {duration} s)"
+        "functions (JSON hello, 1 and {conns} clients x {duration} s, {})",
+        loadgen.name()
     ));
 
     // Ferrobase.
@@ -104,8 +103,8 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
         headers: vec![("Content-Type".into(), "application/json".into())],
         body: Some("{}".into()),
     };
-    let f1 = run_hey(&hey, &through_ferrobase, 1, duration)?;
-    let fc = run_hey(&hey, &through_ferrobase, conns, duration)?;
+    let f1 = loadgen.run(&through_ferrobase, 1, duration)?;
+    let fc = loadgen.run(&through_ferrobase, conns, duration)?;
     println!("    ferrobase  1 client    {}", fmt_load(&f1));
     println!("    ferrobase  {conns} clients  {}", fmt_load(&fc));
     server.stop()?;
@@ -149,8 +148,8 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
         headers: vec![("Content-Type".into(), "application/json".into())],
         body: Some("{}".into()),
     };
-    let d1 = run_hey(&hey, &w, 1, duration);
-    let dc = run_hey(&hey, &w, conns, duration);
+    let d1 = loadgen.run(&w, 1, duration);
+    let dc = loadgen.run(&w, conns, duration);
     let _ = direct.kill();
     let _ = direct.wait();
     let _ = std::fs::remove_dir_all(&work);
@@ -173,7 +172,7 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
         // `hey` reports latency in 0.1 ms steps: a direct p50 of 0.0 ms
         // has no meaningful ratio.
         if d1.p50_ms < 0.05 {
-            "n/a (deno serve p50 is below hey's 0.1 ms resolution)".to_owned()
+            "n/a (deno serve p50 is below the load generator's resolution)".to_owned()
         } else {
             format!("{:.1}x", f1.p50_ms / d1.p50_ms)
         },

@@ -27,7 +27,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use super::load::{Load, Workload, ensure_hey, env_num, fmt_load, login, run_hey, str_field};
+use super::load::{Load, LoadGen, Workload, env_num, fmt_load, login, str_field};
 use super::pocketbase::PocketBase;
 use super::server::Server;
 use super::{Ctx, Table};
@@ -42,9 +42,10 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let duration: u64 = env_num("FERROBASE_BENCH_REST_DURATION", if ci { 5 } else { 20 })?;
     let conns: u64 = env_num("FERROBASE_BENCH_REST_CONNS", 50)?;
-    let hey = ensure_hey()?;
+    let loadgen = LoadGen::from_env()?;
     let mut table = Table::new(format!(
-        "rest ({conns} connections x {duration} s per workload)"
+        "rest ({conns} connections x {duration} s per workload, {})",
+        loadgen.name()
     ));
 
     // Ferrobase.
@@ -142,16 +143,16 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     for (i, w) in ours.iter().enumerate() {
         let theirs = pocketbase.as_ref().map(|(_, ws)| &ws[i]);
         // Warm-up (not measured): pools, schema caches, prepared statements.
-        run_hey(&hey, w, conns, 1)?;
+        loadgen.run(w, conns, 1)?;
         if let Some(t) = theirs {
-            run_hey(&hey, t, conns, 1)?;
+            loadgen.run(t, conns, 1)?;
         }
         let (mut f_runs, mut p_runs) = (Vec::new(), Vec::new());
         // CPU ticks (server, Postgres, PocketBase) and requests, over all rounds.
         let mut cpu = Cpu::default();
         for _ in 0..rounds {
             let before = server.cpu_ticks()?;
-            let load = run_hey(&hey, w, conns, duration)?;
+            let load = loadgen.run(w, conns, duration)?;
             let after = server.cpu_ticks()?;
             cpu.server += after.0.saturating_sub(before.0);
             cpu.postgres += after.1.saturating_sub(before.1);
@@ -160,7 +161,7 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
             f_runs.push(load);
             if let (Some(t), Some((pb, _))) = (theirs, &pocketbase) {
                 let before = proc::cpu_ticks(pb.pid()).unwrap_or(0);
-                let load = run_hey(&hey, t, conns, duration)?;
+                let load = loadgen.run(t, conns, duration)?;
                 cpu.pocketbase += proc::cpu_ticks(pb.pid())
                     .unwrap_or(0)
                     .saturating_sub(before);

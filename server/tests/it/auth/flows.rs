@@ -973,3 +973,78 @@ async fn admin_users_search_by_prefix_on_the_server() {
         .unwrap();
     gotrue_error(resp, 403, "not_admin").await;
 }
+
+/// `GET /auth/v1/user` reads the user, identities, factors and session with
+/// its own pipelined statements (`users::with_session`); the admin view reads
+/// them with the shared loaders. Both must give the same JSON, identities and
+/// factors in creation order; a user without factors gets no `factors`.
+#[tokio::test]
+async fn user_endpoint_matches_the_admin_view() {
+    let a = Auth::new("auth-user-view", json!({"mailer_autoconfirm": true})).await;
+    let s = a.session("dora@example.com", "secret-pw-1").await;
+    let access = s["access_token"].as_str().unwrap();
+    let id = s["user"]["id"].as_str().unwrap().to_owned();
+    let me = |access: String| {
+        let a = &a;
+        async move {
+            let resp = a.user(Method::GET, "/user", &access).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let alone = me(access.to_owned()).await;
+    assert_eq!(alone["identities"].as_array().unwrap().len(), 1);
+    assert!(
+        alone.get("factors").is_none(),
+        "no factors, no list: {alone}"
+    );
+
+    a.t.owner_sql(
+        &a.p,
+        &format!(
+            "insert into auth.identities (provider_id, user_id, identity_data, provider, created_at, last_sign_in_at)
+               values ('gh-7', '{id}', '{{\"email\": \"Dora@GH.example\", \"name\": \"Dora\"}}', 'github', now() + interval '1 second', null);
+             insert into auth.mfa_factors (user_id, friendly_name, factor_type, status, secret_enc, created_at)
+               values ('{id}', 'phone app', 'totp', 'verified', 'x', now()),
+                      ('{id}', null, 'totp', 'unverified', 'y', now() + interval '1 second');"
+        ),
+    )
+    .await;
+    let mine = me(access.to_owned()).await;
+    let admin: Value = a
+        .admin(Method::GET, &format!("/admin/users/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["identities"], admin["identities"]);
+    assert_eq!(mine["factors"], admin["factors"]);
+    let providers: Vec<&str> = mine["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers, ["email", "github"]);
+    assert_eq!(mine["identities"][1]["email"], "dora@gh.example");
+    assert_eq!(mine["identities"][1]["last_sign_in_at"], Value::Null);
+    assert_eq!(mine["factors"][0]["friendly_name"], "phone app");
+    assert_eq!(mine["factors"][1]["friendly_name"], "");
+    assert_eq!(mine["factors"][1]["status"], "unverified");
+
+    // Signed out: the session is gone, so the same token is refused.
+    let resp = a
+        .user(Method::POST, "/logout", access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    gotrue_error(
+        a.user(Method::GET, "/user", access).send().await.unwrap(),
+        403,
+        "session_not_found",
+    )
+    .await;
+}

@@ -328,31 +328,12 @@ async fn auth_limits(c: &Cluster) {
         .expect("config");
     assert_eq!(resp.status(), 200, "auth config");
     c.user("locked@example.com", "198.51.100.1").await;
-    // Three failures spread over three processes lock the account on all.
-    for _ in 0..3 {
-        let resp = c
-            .password("locked@example.com", "wrong", "198.51.100.2")
-            .await;
-        assert_eq!(resp.status(), 400);
-    }
-    for _ in 0..3 {
-        let resp = c
-            .password("locked@example.com", "user-password", "198.51.100.3")
-            .await;
-        assert_eq!(resp.status(), 429, "locked on every process");
-    }
-    // Ten sign-ins per window from one address, whichever process answers.
-    let mut statuses = Vec::new();
-    for i in 0..12 {
-        let resp = c
-            .password(&format!("nobody{i}@example.com"), "x", "203.0.113.9")
-            .await;
-        statuses.push(resp.status().as_u16());
-    }
-    assert!(
-        statuses[..10].iter().all(|s| *s == 400) && statuses[10..].iter().all(|s| *s == 429),
-        "the 11th attempt is limited across processes: {statuses:?}"
-    );
+    super::sign_ins_share_lockout_and_rate_limit(
+        |email, password, ip| async move { c.password(&email, &password, &ip).await },
+        "locked@example.com",
+        "user-password",
+    )
+    .await;
 }
 
 async fn oauth_across_processes(c: &Cluster) {
