@@ -106,6 +106,41 @@ Deno.test("a default-export function answers with the client's URL and tagged lo
   }
 });
 
+Deno.test("clones and copies of the request keep the client's URL, bodies still arrive", async () => {
+  const r = await start(`export default { async fetch(req) {
+    const clone = req.clone();
+    return Response.json({
+      url: req.url,
+      clone: clone.url,
+      copy: new Request(clone).url,
+      init: new Request(req.clone(), { headers: { a: "b" } }).url,
+      body: await req.text(),
+    });
+  } };`);
+  try {
+    const conn = await Deno.connect({ transport: "unix", path: r.socket });
+    const head = "POST /fn/sub?q=1 HTTP/1.1\r\nhost: inner.test\r\nconnection: close\r\n" +
+      "x-forwarded-proto: https\r\nx-forwarded-host: api.example.com:8443\r\n" +
+      "content-length: 5\r\n\r\nhello";
+    await conn.write(new TextEncoder().encode(head));
+    const raw = new TextDecoder().decode(
+      new Uint8Array(await new Response(conn.readable).arrayBuffer()),
+    );
+    const [top, ...rest] = raw.split("\r\n\r\n");
+    assert(top.includes(" 200 "), top);
+    let body = rest.join("\r\n\r\n");
+    if (/transfer-encoding: chunked/i.test(top)) body = body.split("\r\n")[1] ?? "";
+    const v = JSON.parse(body);
+    const want = "https://api.example.com:8443/fn/sub?q=1";
+    for (const k of ["url", "clone", "copy", "init"]) {
+      assert(v[k] === want, `${k}: ${v[k]}`);
+    }
+    assert(v.body === "hello", `body ${v.body}`);
+  } finally {
+    await stop(r);
+  }
+});
+
 Deno.test("Deno.serve(handler) is captured instead of opening a port", async () => {
   const r = await start(`Deno.serve({ port: 9 }, () => new Response("captured"));`);
   try {

@@ -71,6 +71,17 @@ pub struct FunctionsConfig {
     )]
     pub functions_log_max_rows: u32,
 
+    /// Successful invocations of one function recorded one by one per second and node;
+    /// beyond that, those that printed nothing are counted per second instead
+    /// (`/admin/v1/functions/{slug}/invocation-counts`). Errors, invocations with log
+    /// lines and schedule runs are always recorded one by one. 0: record every one.
+    #[arg(
+        long,
+        env = "FERROBASE_FUNCTIONS_RECORD_EACH_PER_SEC",
+        default_value_t = 100
+    )]
+    pub functions_record_each_per_sec: u32,
+
     /// How often function logs are pruned, in ms (one node at a time does it).
     #[arg(
         long,
@@ -118,6 +129,7 @@ impl FunctionsConfig {
             functions_log_retention_days: 7,
             functions_log_max_rows: 10_000,
             functions_log_prune_interval_ms: 600_000,
+            functions_record_each_per_sec: 100,
             deno_deploy_api_url: "https://api.deno.com/v2".into(),
             deno_deploy_token: None,
             deno_deploy_app_url: "https://{app}.deno.net".into(),

@@ -379,6 +379,26 @@ pub async fn function_invocations(
     ))
 }
 
+/// Successful invocations counted per second instead of recorded one by one
+/// (beyond `FERROBASE_FUNCTIONS_RECORD_EACH_PER_SEC` per second, those that
+/// printed nothing), newest first.
+#[utoipa::path(get, path = "/p/{ref}/admin/v1/functions/{slug}/invocation-counts", tag = "functions",
+    params(("ref" = String, Path, description = "Project ref"), ("slug" = String, Path, description = "Function slug"), logs::CountQuery),
+    responses((status = 200, body = [logs::InvocationCount]), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+pub async fn function_invocation_counts(
+    State(app): State<AppState>,
+    admin: ProjectAdmin,
+    Path(params): Path<(String, String)>,
+    q: Result<Query<logs::CountQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Vec<logs::InvocationCount>>> {
+    let (_, slug) = params;
+    let slug = path_slug(&slug)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    Ok(Json(
+        logs::query_counts(&app.platform, admin.tenant.project.id, slug.as_str(), &q).await?,
+    ))
+}
+
 /// The project's function secrets: names and digests, never values.
 #[utoipa::path(get, path = "/p/{ref}/admin/v1/functions/secrets", tag = "functions",
     params(("ref" = String, Path, description = "Project ref")),

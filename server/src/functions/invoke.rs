@@ -13,7 +13,9 @@
 //! 4. The response streams back; the invocation record (status, duration,
 //!    version, request id) is queued when its body ends.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -21,7 +23,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 use base64::Engine as _;
-use futures_util::StreamExt as _;
+use bytes::Bytes;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -103,8 +105,10 @@ async fn invoke(
             Ok(c) => Some(c.claims),
             Err(e) => return e.with_hint("This function has verify_jwt on: send the project's anon key or a user's access token.").into_response(),
         }
-    } else {
+    } else if headers.contains_key("apikey") || headers.contains_key(header::AUTHORIZATION) {
         authenticate(&tenant, headers).ok().map(|c| c.claims)
+    } else {
+        None
     };
     let max = app.platform.config().max_body_bytes;
     let declared = headers
@@ -129,11 +133,7 @@ async fn invoke(
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
     let target = format!("/{}{rest}{query}", slug.as_str());
-    let proto = if app.platform.config().public_url().starts_with("https:") {
-        "https"
-    } else {
-        "http"
-    };
+    let proto = functions.proto;
     let (parts, body) = req.into_parts();
     let body = Body::new(http_body_util::Limited::new(body, max));
     dispatch(
@@ -179,6 +179,11 @@ pub async fn dispatch(
 ) -> Response {
     let started = Instant::now();
     let id = Uuid::new_v4();
+    let id_header = {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        HeaderValue::from_bytes(id.hyphenated().encode_lower(&mut buf).as_bytes())
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
+    };
     let mut fwd = HeaderMap::with_capacity(headers.len() + 6);
     for (name, value) in &headers {
         let n = name.as_str();
@@ -195,7 +200,10 @@ pub async fn dispatch(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(inv.proto),
     );
-    set(&mut fwd, "x-ferrobase-invocation-id", &id.to_string());
+    fwd.insert(
+        HeaderName::from_static("x-ferrobase-invocation-id"),
+        id_header.clone(),
+    );
     set(&mut fwd, "x-ferrobase-trigger", inv.trigger);
     if let Some(claims) = &inv.claims {
         let json = claims.to_string();
@@ -249,27 +257,25 @@ pub async fn dispatch(
             if parts.headers.remove("x-ferrobase-error").is_some() {
                 record.error = Some("uncaught".to_owned());
             }
-            set(
-                &mut parts.headers,
-                "x-ferrobase-invocation-id",
-                &id.to_string(),
+            parts.headers.insert(
+                HeaderName::from_static("x-ferrobase-invocation-id"),
+                id_header,
             );
-            set(
-                &mut parts.headers,
-                "x-ferrobase-function-version",
-                &version.to_string(),
+            parts.headers.insert(
+                HeaderName::from_static("x-ferrobase-function-version"),
+                HeaderValue::from(version),
             );
             record.status = i32::from(parts.status.as_u16());
-            let body = recorded(
-                body,
-                Recorder {
+            let body = Recorded {
+                inner: body,
+                recorder: Recorder {
                     sink: functions.logs.clone(),
                     record: Some(record),
                     started,
                     failed: false,
                 },
-            );
-            Response::from_parts(parts, body)
+            };
+            Response::from_parts(parts, Body::new(body))
         }
         Err(e) => {
             record.status = i32::from(e.status().as_u16());
@@ -277,10 +283,9 @@ pub async fn dispatch(
             record.duration_ms = elapsed_ms(started);
             functions.logs.invocation(record);
             let mut resp = ApiError::from(e).into_response();
-            set(
-                resp.headers_mut(),
-                "x-ferrobase-invocation-id",
-                &id.to_string(),
+            resp.headers_mut().insert(
+                HeaderName::from_static("x-ferrobase-invocation-id"),
+                id_header,
             );
             resp
         }
@@ -306,8 +311,9 @@ struct Recorder {
     failed: bool,
 }
 
-impl Drop for Recorder {
-    fn drop(&mut self) {
+impl Recorder {
+    /// Queues the record (once).
+    fn finish(&mut self) {
         if let Some(mut r) = self.record.take() {
             r.duration_ms = elapsed_ms(self.started);
             if self.failed && r.error.is_none() {
@@ -318,19 +324,43 @@ impl Drop for Recorder {
     }
 }
 
-fn recorded(body: Body, recorder: Recorder) -> Body {
-    let stream = futures_util::stream::unfold(
-        (body.into_data_stream(), recorder),
-        |(mut data, mut rec)| async move {
-            match data.next().await {
-                Some(Ok(bytes)) => Some((Ok(bytes), (data, rec))),
-                Some(Err(e)) => {
-                    rec.failed = true;
-                    Some((Err(e), (data, rec)))
-                }
-                None => None,
-            }
-        },
-    );
-    Body::from_stream(stream)
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// The response body as the function sends it, recording the invocation
+/// when it ends (polled directly: no stream adapter).
+struct Recorded {
+    inner: Body,
+    recorder: Recorder,
+}
+
+impl hyper::body::Body for Recorded {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Err(_))) => this.recorder.failed = true,
+            // The body ended: record now rather than when the connection lets go of it.
+            Poll::Ready(None) => this.recorder.finish(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }

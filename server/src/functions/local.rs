@@ -27,17 +27,19 @@
 //! fresh one. Other functions and projects never share a process.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future as _;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::Bytes;
-use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
-use http_body_util::BodyExt as _;
+use hyper::body::Body as _;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -67,7 +69,35 @@ const PASS_THROUGH_ENV: &[&str] = &[
     "NPM_CONFIG_REGISTRY",
 ];
 
-type SlotMap = HashMap<(Uuid, String), Arc<tokio::sync::Mutex<Option<Arc<Worker>>>>>;
+/// Slots by project, then function slug (looked up without allocating).
+type SlotMap = HashMap<Uuid, HashMap<String, Arc<Slot>>>;
+
+/// The process of one function on this node.
+#[derive(Default)]
+struct Slot {
+    /// The warm process, read by every invocation (never held across an await).
+    current: Mutex<Option<Arc<Worker>>>,
+    /// Held while a process starts, so one invocation starts it and the
+    /// others wait for it.
+    starting: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    /// The warm process if it is alive and runs `fingerprint`.
+    fn warm(&self, fingerprint: &str) -> Option<Arc<Worker>> {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        current
+            .as_ref()
+            .filter(|w| w.alive.load(Ordering::Acquire) && w.fingerprint == fingerprint)
+            .cloned()
+    }
+
+    /// Replaces the process (the old one is dropped outside the lock).
+    fn set(&self, worker: Option<Arc<Worker>>) -> Option<Arc<Worker>> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *current, worker)
+    }
+}
 
 /// Deno processes of this node, by (project, function).
 pub struct LocalRuntime {
@@ -192,41 +222,47 @@ impl LocalRuntime {
         Ok(dir)
     }
 
-    fn slot(&self, d: &Deployment) -> Arc<tokio::sync::Mutex<Option<Arc<Worker>>>> {
+    fn slot(&self, d: &Deployment) -> Arc<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots
-            .entry((d.project_id, d.slug.clone()))
-            .or_default()
-            .clone()
+        let per_project = slots.entry(d.project_id).or_default();
+        if let Some(slot) = per_project.get(d.slug.as_str()) {
+            return slot.clone();
+        }
+        per_project.entry(d.slug.clone()).or_default().clone()
     }
 
     /// The warm process for `d`, started (and waited for) when there is none
     /// or it serves another fingerprint or has died.
     async fn worker(&self, d: &Deployment) -> Result<Arc<Worker>, InvokeError> {
         let slot = self.slot(d);
-        let mut current = slot.lock().await;
-        if let Some(w) = current.as_ref()
-            && w.alive.load(Ordering::Acquire)
-            && w.fingerprint == d.fingerprint
-        {
-            w.touch();
-            return Ok(w.clone());
+        if let Some(w) = slot.warm(&d.fingerprint) {
+            return Ok(w);
+        }
+        let _starting = slot.starting.lock().await;
+        // Started by the invocation this one waited for.
+        if let Some(w) = slot.warm(&d.fingerprint) {
+            return Ok(w);
         }
         // A replaced process finishes its in-flight invocations, then its
         // last `Arc` drops and kills it.
-        *current = None;
+        drop(slot.set(None));
         let w = Arc::new(self.spawn(d).await?);
-        *current = Some(w.clone());
+        drop(slot.set(Some(w.clone())));
         Ok(w)
     }
 
     /// Forgets `w` if it is still the process of `d` (after a timeout or crash).
-    async fn forget(&self, d: &Deployment, w: &Arc<Worker>) {
+    fn forget(&self, d: &Deployment, w: &Arc<Worker>) {
         let slot = self.slot(d);
-        let mut current = slot.lock().await;
-        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, w)) {
-            *current = None;
-        }
+        let old = {
+            let mut current = slot.current.lock().unwrap_or_else(|e| e.into_inner());
+            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, w)) {
+                current.take()
+            } else {
+                None
+            }
+        };
+        drop(old);
     }
 
     async fn spawn(&self, d: &Deployment) -> Result<Worker, InvokeError> {
@@ -340,6 +376,9 @@ impl LocalRuntime {
             exited: exit_rx,
             last_used: Mutex::new(Instant::now()),
             pool: Mutex::new(Vec::new()),
+            max_idle: usize::try_from(d.settings.concurrency)
+                .unwrap_or(1)
+                .clamp(1, MAX_IDLE_CONNECTIONS),
         };
         let mut exited = worker.exited.clone();
         tokio::select! {
@@ -391,6 +430,9 @@ impl Source {
         });
     }
 }
+
+/// Most idle connections kept per process.
+const MAX_IDLE_CONNECTIONS: usize = 512;
 
 /// Longest line read from a process (a longer line is cut).
 const MAX_LINE: usize = 64 * 1024;
@@ -463,6 +505,9 @@ struct Worker {
     last_used: Mutex<Instant>,
     /// Idle HTTP/1.1 connections to the socket.
     pool: Mutex<Vec<SendRequest<Body>>>,
+    /// Idle connections kept: as many as invocations may run at once (so a
+    /// steady load reuses them all), within [`MAX_IDLE_CONNECTIONS`].
+    max_idle: usize,
 }
 
 impl Worker {
@@ -509,11 +554,19 @@ impl Worker {
     }
 
     /// A pooled connection that is ready, or a new one.
+    ///
+    /// A connection goes back to the pool as soon as the response body
+    /// ended; its task may not have noticed yet, so it is waited for (it
+    /// is ready within microseconds) rather than dropped: dropping it made
+    /// most invocations under load open and close a socket of their own.
     async fn connection(&self) -> Result<SendRequest<Body>, String> {
         loop {
             let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let Some(mut sender) = pooled else { break };
-            if !sender.is_closed() && matches!(sender.ready().now_or_never(), Some(Ok(()))) {
+            if sender.is_closed() {
+                continue;
+            }
+            if sender.ready().await.is_ok() {
                 return Ok(sender);
             }
         }
@@ -531,7 +584,7 @@ impl Worker {
 
     fn give_back(&self, sender: SendRequest<Body>) {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < 64 && !sender.is_closed() {
+        if pool.len() < self.max_idle && !sender.is_closed() {
             pool.push(sender);
         }
     }
@@ -552,20 +605,27 @@ async fn reap_idle(slots: std::sync::Weak<Mutex<SlotMap>>, idle: Duration) {
     loop {
         tick.tick().await;
         let Some(slots) = slots.upgrade() else { return };
-        let all: Vec<_> = slots
+        let all: Vec<Arc<Slot>> = slots
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .cloned()
+            .flat_map(|per_project| per_project.values().cloned())
             .collect();
         for slot in all {
-            if let Ok(mut current) = slot.try_lock()
-                && current.as_ref().is_some_and(|w| {
+            let Ok(_starting) = slot.starting.try_lock() else {
+                continue;
+            };
+            let idle_worker = {
+                let mut current = slot.current.lock().unwrap_or_else(|e| e.into_inner());
+                if current.as_ref().is_some_and(|w| {
                     w.idle_for() > idle && w.permits.available_permits() > 0 && !in_use(w)
-                })
-            {
-                *current = None;
-            }
+                }) {
+                    current.take()
+                } else {
+                    None
+                }
+            };
+            drop(idle_worker);
         }
     }
 }
@@ -628,12 +688,15 @@ fn allow_net(public_url: &str, extra: Option<&str>) -> Option<String> {
     Some(hosts.join(","))
 }
 
-/// The response body of one invocation: streams the function's body, keeps
-/// the concurrency permit and the connection until it ends, and stops at the
-/// invocation's deadline.
+/// The response body of one invocation: the function's body as it comes,
+/// holding the concurrency permit and the connection until it ends, and
+/// failing at the invocation's deadline. Polled directly (no stream adapter);
+/// the deadline's timer is only armed if the body is not complete when first
+/// asked for (a small response usually is).
 struct Streaming {
     incoming: hyper::body::Incoming,
     deadline: tokio::time::Instant,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     permit: Option<OwnedSemaphorePermit>,
     sender: Option<SendRequest<Body>>,
     worker: Arc<Worker>,
@@ -641,37 +704,87 @@ struct Streaming {
 }
 
 impl Streaming {
-    async fn next(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+    fn finish(&mut self) {
+        self.done = true;
+        if let Some(sender) = self.sender.take() {
+            self.worker.give_back(sender);
+        }
+        self.permit = None;
+        self.sleep = None;
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        // Read to its end but not asked for the end (an empty body): the
+        // connection can still serve the next invocation.
+        if !self.done && self.incoming.is_end_stream() {
+            self.finish();
+        }
+    }
+}
+
+impl hyper::body::Body for Streaming {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
         loop {
-            if self.done {
-                return None;
+            if this.done {
+                return Poll::Ready(None);
             }
-            match tokio::time::timeout_at(self.deadline, self.incoming.frame()).await {
-                Ok(Some(Ok(frame))) => {
+            match Pin::new(&mut this.incoming).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Data only: trailers are not passed on.
                     if let Ok(data) = frame.into_data() {
-                        return Some(Ok(data));
+                        // A body of known length is complete with its last
+                        // byte: the server may drop it without asking for
+                        // the end, so the connection goes back now.
+                        if this.incoming.is_end_stream() {
+                            this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(hyper::body::Frame::data(data))));
                     }
                 }
-                Ok(None) => {
-                    self.done = true;
-                    if let Some(sender) = self.sender.take() {
-                        self.worker.give_back(sender);
+                Poll::Ready(None) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
+                }
+                Poll::Pending => {
+                    let deadline = this.deadline;
+                    let sleep = this
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the function exceeded its timeout while streaming",
+                        ))));
                     }
-                    self.permit = None;
-                    return None;
-                }
-                Ok(Some(Err(e))) => {
-                    self.done = true;
-                    return Some(Err(std::io::Error::other(e)));
-                }
-                Err(_) => {
-                    self.done = true;
-                    return Some(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the function exceeded its timeout while streaming",
-                    )));
+                    return Poll::Pending;
                 }
             }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        if self.done {
+            hyper::body::SizeHint::with_exact(0)
+        } else {
+            self.incoming.size_hint()
         }
     }
 }
@@ -724,14 +837,14 @@ impl Runtime for LocalRuntime {
                     // A function that does not answer in time may be stuck in
                     // a loop that blocks every other invocation: kill it.
                     worker.kill();
-                    self.forget(&d, &worker).await;
+                    self.forget(&d, &worker);
                     Err(InvokeError::Timeout(d.settings.timeout_ms))
                 }
                 Ok(Err(e)) => {
                     let mut exited = worker.exited.clone();
                     let _ =
                         tokio::time::timeout(Duration::from_secs(2), exited.wait_for(|e| *e)).await;
-                    self.forget(&d, &worker).await;
+                    self.forget(&d, &worker);
                     if worker.out_of_memory() {
                         Err(InvokeError::OutOfMemory(d.settings.memory_mb))
                     } else if !worker.alive.load(Ordering::Acquire) {
@@ -743,21 +856,16 @@ impl Runtime for LocalRuntime {
                 }
                 Ok(Ok((sender, resp))) => {
                     let (parts, incoming) = resp.into_parts();
-                    let state = Streaming {
+                    let body = Streaming {
                         incoming,
                         deadline,
+                        sleep: None,
                         permit: Some(permit),
                         sender: Some(sender),
-                        worker: worker.clone(),
+                        worker,
                         done: false,
                     };
-                    let stream = futures_util::stream::unfold(state, |mut s| async move {
-                        s.next().await.map(|item| (item, s))
-                    });
-                    Ok(axum::http::Response::from_parts(
-                        parts,
-                        Body::from_stream(stream),
-                    ))
+                    Ok(axum::http::Response::from_parts(parts, Body::new(body)))
                 }
             }
         })
@@ -770,14 +878,15 @@ impl Runtime for LocalRuntime {
         slug: &'a str,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let slot = self
-                .slots
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&(project_id, slug.to_owned()));
-            if let Some(slot) = slot
-                && let Some(w) = slot.lock().await.take()
-            {
+            let slot = {
+                let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                let slot = slots.get_mut(&project_id).and_then(|m| m.remove(slug));
+                if slots.get(&project_id).is_some_and(HashMap::is_empty) {
+                    slots.remove(&project_id);
+                }
+                slot
+            };
+            if let Some(w) = slot.and_then(|slot| slot.set(None)) {
                 w.kill();
             }
             let dir = self

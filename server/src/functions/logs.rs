@@ -7,15 +7,31 @@
 //! queue is full, events are dropped and counted rather than slowing
 //! invocations (`ferrobase_function_log_dropped_total`).
 //!
+//! **Invocation records under load.** Each function's first
+//! `FERROBASE_FUNCTIONS_RECORD_EACH_PER_SEC` (100) invocations per second and
+//! node are recorded one by one (`function_invocations`), and so is every
+//! error (an error code or a status of 400 or more), every schedule run and
+//! every invocation that printed a log line. Beyond that allowance, a
+//! successful invocation is held for `HOLD` (1 s) waiting for log lines of
+//! its own (lines and records travel separately); one that printed nothing
+//! is then added to its (function, version, second, status) row of
+//! `function_invocation_counts` (count, total and longest duration) instead
+//! of a row of its own. So the per-invocation cost in Postgres stays bounded
+//! under load while nothing a developer looks for disappears: failures,
+//! anything with output (findable by request id through its lines), and
+//! everything at low rates. A caller cannot hide a failure in the counts:
+//! only a status below 400 without an error code is ever counted.
+//!
 //! Growth is bounded by [`prune`], run every
 //! `FERROBASE_FUNCTIONS_LOG_PRUNE_INTERVAL_MS` by [`run_pruner`] on every
 //! node; a transaction-scoped advisory lock makes one node at a time do the
 //! work (the others skip that pass). It deletes log lines, invocation records
-//! and schedule runs older than `FERROBASE_FUNCTIONS_LOG_RETENTION_DAYS`, and
+//! (and counts) and schedule runs older than `FERROBASE_FUNCTIONS_LOG_RETENTION_DAYS`, and
 //! beyond the newest `FERROBASE_FUNCTIONS_LOG_MAX_ROWS` per function (runs:
 //! per schedule).
 
-use std::time::Duration;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -118,11 +134,170 @@ impl LogSink {
 /// under load, one insert (and one commit) per this interval instead of one
 /// per handful of invocations.
 const LINGER: Duration = Duration::from_millis(25);
+/// How long a record that may be summarised waits for log lines of its
+/// invocation (lines and records travel separately: a line printed just
+/// before the response ends may reach the writer after the record).
+const HOLD: Duration = Duration::from_secs(1);
+/// Most records held at once; beyond it the oldest are decided early.
+const MAX_HELD: usize = 100_000;
+
+/// Whether an invocation must be recorded one by one whatever the rate:
+/// errors (an error code, or a 4xx/5xx status) and schedule runs.
+fn always_recorded(r: &InvocationRecord) -> bool {
+    r.error.is_some() || r.status >= 400 || r.trigger != "http"
+}
+
+/// What the per-second counters add up: (project, slug, version, second, status).
+type CountKey = (Uuid, String, i32, i64, i32);
+
+/// Summarised invocations of one [`CountKey`].
+#[derive(Debug, Default, Clone, Copy)]
+struct Count {
+    count: i64,
+    total_ms: i64,
+    max_ms: i32,
+}
+
+/// The writer's memory between batches: per-function rates, records waiting
+/// for their log lines, and which invocations printed something.
+struct Recorder {
+    /// Successful invocations recorded one by one per function, node and second.
+    each_per_sec: u32,
+    /// (second, invocations seen in it) by project and slug.
+    rate: HashMap<Uuid, HashMap<String, (i64, u32)>>,
+    /// Records past the allowance, in arrival order, with when they arrived.
+    held: VecDeque<(Instant, InvocationRecord)>,
+    /// Invocations that printed a line: this `HOLD` and the previous one.
+    logged: [HashSet<Uuid>; 2],
+    rotated: Instant,
+}
+
+/// What one pass of the writer stores.
+#[derive(Default)]
+struct Pass {
+    lines: Vec<LogLine>,
+    records: Vec<InvocationRecord>,
+    counts: HashMap<CountKey, Count>,
+}
+
+impl Recorder {
+    fn new(each_per_sec: u32) -> Self {
+        Self {
+            each_per_sec,
+            rate: HashMap::new(),
+            held: VecDeque::new(),
+            logged: [HashSet::new(), HashSet::new()],
+            rotated: Instant::now(),
+        }
+    }
+
+    fn printed(&self, id: Uuid) -> bool {
+        self.logged.iter().any(|s| s.contains(&id))
+    }
+
+    /// Counts `r` against its function's allowance for its second; `true`
+    /// while within it.
+    fn within_allowance(&mut self, r: &InvocationRecord) -> bool {
+        if self.each_per_sec == 0 {
+            return true;
+        }
+        let second = r.started_at.timestamp();
+        let per_project = self.rate.entry(r.project_id).or_default();
+        let slot = match per_project.get_mut(r.slug.as_str()) {
+            Some(slot) => slot,
+            None => per_project.entry(r.slug.clone()).or_insert((second, 0)),
+        };
+        if second > slot.0 {
+            *slot = (second, 0);
+        }
+        slot.1 = slot.1.saturating_add(1);
+        slot.1 <= self.each_per_sec
+    }
+
+    /// Sorts one batch of events into `pass`; records beyond the allowance
+    /// are held.
+    fn take(&mut self, batch: &mut Vec<Event>, pass: &mut Pass, now: Instant) {
+        for event in batch.drain(..) {
+            match event {
+                Event::Log(line) => {
+                    if let Some(id) = line.invocation_id {
+                        self.logged[0].insert(id);
+                    }
+                    pass.lines.push(line);
+                }
+                Event::Invocation(r) => {
+                    if always_recorded(&r) || self.within_allowance(&r) || self.printed(r.id) {
+                        pass.records.push(r);
+                    } else {
+                        self.held.push_back((now, r));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decides the held records older than `HOLD` (all of them when
+    /// `everything`): one by one if their invocation printed a line,
+    /// otherwise added to the per-second counts.
+    fn release(&mut self, pass: &mut Pass, now: Instant, everything: bool) {
+        while let Some((at, _)) = self.held.front() {
+            let due = everything
+                || now.saturating_duration_since(*at) >= HOLD
+                || self.held.len() > MAX_HELD;
+            if !due {
+                break;
+            }
+            let Some((_, r)) = self.held.pop_front() else {
+                break;
+            };
+            if self.printed(r.id) {
+                pass.records.push(r);
+            } else {
+                let key = (
+                    r.project_id,
+                    r.slug,
+                    r.version.unwrap_or(0),
+                    r.started_at.timestamp(),
+                    r.status,
+                );
+                let c = pass.counts.entry(key).or_default();
+                c.count += 1;
+                c.total_ms += i64::from(r.duration_ms);
+                c.max_ms = c.max_ms.max(r.duration_ms);
+            }
+        }
+        if now.saturating_duration_since(self.rotated) >= HOLD {
+            self.logged.swap(0, 1);
+            self.logged[0].clear();
+            self.rotated = now;
+            let current = chrono::Utc::now().timestamp();
+            for per_project in self.rate.values_mut() {
+                per_project.retain(|_, (second, _)| *second >= current - 2);
+            }
+            self.rate.retain(|_, per_project| !per_project.is_empty());
+        }
+    }
+
+    /// When the next held record is due.
+    fn next_due(&self) -> Option<Instant> {
+        self.held.front().map(|(at, _)| *at + HOLD)
+    }
+}
 
 async fn write_loop(platform: Platform, mut rx: mpsc::Receiver<Event>) {
+    let mut recorder = Recorder::new(platform.config().functions.functions_record_each_per_sec);
     let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        if batch.len() < BATCH {
+    loop {
+        let open = match recorder.next_due() {
+            Some(due) => {
+                tokio::select! {
+                    n = rx.recv_many(&mut batch, BATCH) => n > 0,
+                    () = tokio::time::sleep_until(due.into()) => true,
+                }
+            }
+            None => rx.recv_many(&mut batch, BATCH).await > 0,
+        };
+        if !batch.is_empty() && batch.len() < BATCH {
             tokio::time::sleep(LINGER).await;
             while batch.len() < BATCH {
                 match rx.try_recv() {
@@ -131,29 +306,26 @@ async fn write_loop(platform: Platform, mut rx: mpsc::Receiver<Event>) {
                 }
             }
         }
-        if let Err(error) = write_batch(&platform, &batch).await {
-            tracing::warn!(%error, events = batch.len(), "could not store function logs");
+        let now = Instant::now();
+        let mut pass = Pass::default();
+        recorder.take(&mut batch, &mut pass, now);
+        recorder.release(&mut pass, now, !open);
+        if let Err(error) = write_pass(&platform, &pass).await {
+            let events = pass.lines.len() + pass.records.len() + pass.counts.len();
+            tracing::warn!(%error, events, "could not store function logs");
         }
-        batch.clear();
+        if !open {
+            return;
+        }
     }
 }
 
-async fn write_batch(platform: &Platform, batch: &[Event]) -> Result<(), FunctionsError> {
+async fn write_pass(platform: &Platform, pass: &Pass) -> Result<(), FunctionsError> {
+    if pass.lines.is_empty() && pass.records.is_empty() && pass.counts.is_empty() {
+        return Ok(());
+    }
     let client = platform.control().get().await?;
-    let lines: Vec<&LogLine> = batch
-        .iter()
-        .filter_map(|e| match e {
-            Event::Log(l) => Some(l),
-            Event::Invocation(_) => None,
-        })
-        .collect();
-    let inv: Vec<&InvocationRecord> = batch
-        .iter()
-        .filter_map(|e| match e {
-            Event::Invocation(r) => Some(r),
-            Event::Log(_) => None,
-        })
-        .collect();
+    let inv = &pass.records;
     if !inv.is_empty() {
         let ids: Vec<Uuid> = inv.iter().map(|r| r.id).collect();
         let projects: Vec<Uuid> = inv.iter().map(|r| r.project_id).collect();
@@ -189,6 +361,49 @@ async fn write_batch(platform: &Platform, batch: &[Event]) -> Result<(), Functio
             )
             .await?;
     }
+    if !pass.counts.is_empty() {
+        let mut projects = Vec::with_capacity(pass.counts.len());
+        let mut slugs = Vec::with_capacity(pass.counts.len());
+        let mut versions = Vec::with_capacity(pass.counts.len());
+        let mut seconds = Vec::with_capacity(pass.counts.len());
+        let mut statuses = Vec::with_capacity(pass.counts.len());
+        let mut counts = Vec::with_capacity(pass.counts.len());
+        let mut totals = Vec::with_capacity(pass.counts.len());
+        let mut maxes = Vec::with_capacity(pass.counts.len());
+        for ((project, slug, version, second, status), c) in &pass.counts {
+            projects.push(*project);
+            slugs.push(slug.as_str());
+            versions.push(*version);
+            seconds.push(DateTime::<Utc>::from_timestamp(*second, 0).unwrap_or_default());
+            statuses.push(*status);
+            counts.push(c.count);
+            totals.push(c.total_ms);
+            maxes.push(c.max_ms);
+        }
+        // Several nodes (or passes) may count the same second: they add up.
+        let upsert = client
+            .prepare_cached(
+                "insert into function_invocation_counts as c \
+                   (project_id, slug, version, second, status, count, total_ms, max_ms) \
+                 select u.* from unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::int[], \
+                                        $6::bigint[], $7::bigint[], $8::int[]) \
+                   as u(project_id, slug, version, second, status, count, total_ms, max_ms) \
+                 where exists (select 1 from projects p where p.id = u.project_id) \
+                 on conflict (project_id, slug, second, version, status) do update \
+                   set count = c.count + excluded.count, total_ms = c.total_ms + excluded.total_ms, \
+                       max_ms = greatest(c.max_ms, excluded.max_ms)",
+            )
+            .await?;
+        client
+            .execute(
+                &upsert,
+                &[
+                    &projects, &slugs, &versions, &seconds, &statuses, &counts, &totals, &maxes,
+                ],
+            )
+            .await?;
+    }
+    let lines = &pass.lines;
     if !lines.is_empty() {
         let projects: Vec<Uuid> = lines.iter().map(|l| l.project_id).collect();
         let slugs: Vec<&str> = lines.iter().map(|l| l.slug.as_str()).collect();
@@ -254,7 +469,7 @@ impl Retention {
 pub struct Pruned {
     /// Log lines.
     pub logs: u64,
-    /// Invocation records.
+    /// Invocation records and per-second invocation counts.
     pub invocations: u64,
     /// Schedule runs.
     pub runs: u64,
@@ -294,6 +509,12 @@ pub async fn prune(platform: &Platform, keep: Retention) -> Result<Option<Pruned
                 &[&days],
             )
             .await?;
+        pruned.invocations += tx
+            .execute(
+                &format!("delete from function_invocation_counts where second < {cutoff}"),
+                &[&days],
+            )
+            .await?;
     }
     if keep.max_rows > 0 {
         let cap = i64::from(keep.max_rows);
@@ -315,6 +536,16 @@ pub async fn prune(platform: &Platform, keep: Retention) -> Result<Option<Pruned
                     order by i.started_at desc offset $1 limit 1) as at from functions f) \
                  delete from function_invocations i using cut \
                  where cut.at is not null and i.project_id = cut.project_id and i.slug = cut.slug and i.started_at <= cut.at",
+                &[&cap],
+            )
+            .await?;
+        pruned.invocations += tx
+            .execute(
+                "with cut as (select f.project_id, f.slug, \
+                   (select c.second from function_invocation_counts c where c.project_id = f.project_id and c.slug = f.slug \
+                    order by c.second desc offset $1 limit 1) as at from functions f) \
+                 delete from function_invocation_counts c using cut \
+                 where cut.at is not null and c.project_id = cut.project_id and c.slug = cut.slug and c.second <= cut.at",
                 &[&cap],
             )
             .await?;
@@ -511,4 +742,169 @@ pub async fn query_invocations(
             started_at: r.get(9),
         })
         .collect())
+}
+
+/// Filters of `GET /admin/v1/functions/{slug}/invocation-counts`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct CountQuery {
+    /// Only this HTTP status.
+    pub status: Option<i32>,
+    /// Only seconds at or after this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many rows, newest first (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+/// Successful invocations of one second that were counted rather than
+/// recorded one by one (see the module docs).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InvocationCount {
+    /// The second they started in.
+    pub second: DateTime<Utc>,
+    /// The version that ran.
+    pub version: i32,
+    /// Status answered.
+    pub status: i32,
+    /// How many.
+    pub count: i64,
+    /// Sum of their durations, in ms.
+    pub total_ms: i64,
+    /// The longest, in ms.
+    pub max_ms: i32,
+}
+
+/// Per-second counts of one function, newest first.
+pub async fn query_counts(
+    platform: &Platform,
+    project_id: Uuid,
+    slug: &str,
+    q: &CountQuery,
+) -> Result<Vec<InvocationCount>, FunctionsError> {
+    let client = platform.control().get().await?;
+    let rows = client
+        .query(
+            "select second, version, status, count, total_ms, max_ms from function_invocation_counts \
+             where project_id = $1 and slug = $2 \
+               and ($3::int is null or status = $3) \
+               and ($4::timestamptz is null or second >= $4) \
+             order by second desc, version desc, status limit $5",
+            &[
+                &project_id,
+                &slug,
+                &q.status,
+                &q.since,
+                &q.limit.unwrap_or(100).clamp(1, 1000),
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| InvocationCount {
+            second: r.get(0),
+            version: r.get(1),
+            status: r.get(2),
+            count: r.get(3),
+            total_ms: r.get(4),
+            max_ms: r.get(5),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: i32, error: Option<&str>, trigger: &'static str) -> InvocationRecord {
+        InvocationRecord {
+            id: Uuid::new_v4(),
+            project_id: Uuid::nil(),
+            slug: "f".to_owned(),
+            version: Some(2),
+            request_id: None,
+            trigger,
+            method: "GET".to_owned(),
+            path: "/f".to_owned(),
+            status,
+            error: error.map(str::to_owned),
+            duration_ms: 3,
+            started_at: DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+        }
+    }
+
+    fn line(id: Uuid) -> Event {
+        Event::Log(LogLine {
+            project_id: Uuid::nil(),
+            slug: "f".to_owned(),
+            version: Some(2),
+            invocation_id: Some(id),
+            level: "log".to_owned(),
+            message: "hi".to_owned(),
+            at: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn beyond_the_allowance_only_silent_successes_are_counted() {
+        let mut rec = Recorder::new(2);
+        let now = Instant::now();
+        let ok: Vec<InvocationRecord> = (0..6).map(|_| record(200, None, "http")).collect();
+        let printed_before = ok[3].id;
+        let printed_after = ok[4].id;
+        let mut batch: Vec<Event> = vec![line(printed_before)];
+        batch.extend(ok.iter().cloned().map(Event::Invocation));
+        batch.push(Event::Invocation(record(404, None, "http")));
+        batch.push(Event::Invocation(record(200, Some("stream_error"), "http")));
+        batch.push(Event::Invocation(record(200, None, "schedule")));
+        let mut pass = Pass::default();
+        rec.take(&mut batch, &mut pass, now);
+        // Two within the allowance, the one that printed first, the 404, the
+        // stream error and the schedule run; three held.
+        assert_eq!(pass.records.len(), 6);
+        assert_eq!(rec.held.len(), 3);
+        assert!(pass.counts.is_empty());
+
+        // Not due yet: nothing decided.
+        let mut pass = Pass::default();
+        rec.release(&mut pass, now + HOLD / 2, false);
+        assert!(pass.records.is_empty() && pass.counts.is_empty());
+
+        // A line of a held invocation arrives late: it is recorded, the rest counted.
+        let mut batch = vec![line(printed_after)];
+        let mut pass = Pass::default();
+        rec.take(&mut batch, &mut pass, now + HOLD / 2);
+        rec.release(&mut pass, now + HOLD, false);
+        assert_eq!(pass.records.len(), 1);
+        assert_eq!(pass.records[0].id, printed_after);
+        let counted: Vec<_> = pass.counts.iter().collect();
+        assert_eq!(counted.len(), 1);
+        let ((_, slug, version, second, status), c) = counted[0];
+        assert_eq!(
+            (slug.as_str(), *version, *second, *status),
+            ("f", 2, 1_800_000_000, 200)
+        );
+        assert_eq!((c.count, c.total_ms, c.max_ms), (2, 6, 3));
+        assert!(rec.held.is_empty());
+    }
+
+    #[test]
+    fn zero_records_every_invocation_and_a_closing_writer_decides_everything() {
+        let mut rec = Recorder::new(0);
+        let mut batch: Vec<Event> = (0..50)
+            .map(|_| Event::Invocation(record(200, None, "http")))
+            .collect();
+        let mut pass = Pass::default();
+        rec.take(&mut batch, &mut pass, Instant::now());
+        assert_eq!(pass.records.len(), 50);
+
+        let mut rec = Recorder::new(1);
+        let mut batch: Vec<Event> = (0..5)
+            .map(|_| Event::Invocation(record(201, None, "http")))
+            .collect();
+        let mut pass = Pass::default();
+        let now = Instant::now();
+        rec.take(&mut batch, &mut pass, now);
+        rec.release(&mut pass, now, true);
+        assert_eq!(pass.records.len(), 1);
+        assert_eq!(pass.counts.values().map(|c| c.count).sum::<i64>(), 4);
+    }
 }

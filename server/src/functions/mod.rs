@@ -44,9 +44,10 @@ use crate::state::AppState;
 
 pub use runtime::{Deployment, Runtime};
 
-/// Cached deployments by (project, slug), with when they were loaded.
+/// Cached deployments by project then slug (looked up without allocating),
+/// with when they were loaded.
 type DeploymentKey = (Uuid, String);
-type DeploymentCache = HashMap<DeploymentKey, (Arc<Deployment>, Instant)>;
+type DeploymentCache = HashMap<Uuid, HashMap<String, (Arc<Deployment>, Instant)>>;
 
 /// What can go wrong in the functions core.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +125,8 @@ pub struct Functions {
     /// instead of each querying the control plane.
     loading: crate::throttle::SingleFlight<DeploymentKey>,
     cache_ttl: Duration,
+    /// `http` or `https`: the scheme of the public URL, for the URL functions see.
+    pub(crate) proto: &'static str,
 }
 
 impl Functions {
@@ -148,6 +151,11 @@ impl Functions {
             cache: Mutex::new(HashMap::new()),
             loading: Default::default(),
             cache_ttl: Duration::from_millis(config.functions.functions_cache_ttl_ms),
+            proto: if config.public_url().starts_with("https:") {
+                "https"
+            } else {
+                "http"
+            },
         })
     }
 
@@ -160,24 +168,28 @@ impl Functions {
         project_ref: &str,
         slug: &bundle::Slug,
     ) -> Result<Arc<Deployment>, FunctionsError> {
-        let key = (project_id, slug.as_str().to_owned());
-        if let Some(d) = self.cached(&key) {
+        if let Some(d) = self.cached(project_id, slug.as_str()) {
             return Ok(d);
         }
+        let key = (project_id, slug.as_str().to_owned());
         let _flight = self.loading.begin(&key).await;
         // Loaded by the request this one waited for.
-        if let Some(d) = self.cached(&key) {
+        if let Some(d) = self.cached(project_id, slug.as_str()) {
             return Ok(d);
         }
         let d =
             Arc::new(store::load_deployment(&self.platform, project_id, project_ref, slug).await?);
-        self.lock().insert(key, (d.clone(), Instant::now()));
+        self.lock()
+            .entry(project_id)
+            .or_default()
+            .insert(key.1, (d.clone(), Instant::now()));
         Ok(d)
     }
 
-    fn cached(&self, key: &DeploymentKey) -> Option<Arc<Deployment>> {
+    fn cached(&self, project_id: Uuid, slug: &str) -> Option<Arc<Deployment>> {
         self.lock()
-            .get(key)
+            .get(&project_id)
+            .and_then(|per_project| per_project.get(slug))
             .filter(|(_, at)| at.elapsed() < self.cache_ttl)
             .map(|(d, _)| d.clone())
     }
@@ -185,8 +197,17 @@ impl Functions {
     /// Forgets the cached deployment of one function, or of every function
     /// of the project (`slug` `None`, after a secrets change).
     pub fn invalidate(&self, project_id: Uuid, slug: Option<&str>) {
-        self.lock()
-            .retain(|(p, s), _| !(*p == project_id && slug.is_none_or(|slug| slug == s)));
+        let mut cache = self.lock();
+        match slug {
+            Some(slug) => {
+                if let Some(per_project) = cache.get_mut(&project_id) {
+                    per_project.remove(slug);
+                }
+            }
+            None => {
+                cache.remove(&project_id);
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, DeploymentCache> {
@@ -244,6 +265,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/admin/v1/functions/{slug}/invocations",
             get(h::function_invocations),
+        )
+        .route(
+            "/admin/v1/functions/{slug}/invocation-counts",
+            get(h::function_invocation_counts),
         )
         .route(
             "/admin/v1/functions/{slug}/schedules",

@@ -542,3 +542,63 @@ async fn bodies_stream_both_ways() {
         .expect("too large");
     expect_error(resp, 413, "payload_too_large").await;
 }
+
+/// A body still streaming at the function's timeout is cut (the client sees
+/// the stream fail instead of waiting forever) and the invocation is
+/// recorded with `stream_error`; the next invocations are served as usual
+/// (the deadline's timer is only armed for a body that is not complete at
+/// once).
+#[tokio::test]
+async fn a_stream_that_outlives_its_timeout_is_cut_and_recorded() {
+    let Some(fx) = Fx::new("fn-stream-timeout").await else {
+        return;
+    };
+    fx.deploy_with(
+        "drip",
+        json!({ "timeout_ms": 800, "code": r#"export default { fetch(req: Request) {
+            if (new URL(req.url).pathname.endsWith("/quick")) return new Response("quick");
+            const enc = new TextEncoder();
+            return new Response(new ReadableStream({
+              start(c) { c.enqueue(enc.encode("first\n")); /* never closes */ },
+            }));
+        } };"# }),
+    )
+    .await;
+    let started = Instant::now();
+    let resp = fx
+        .call(Method::GET, "drip")
+        .header("x-request-id", "drip-1")
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.expect("a chunk").expect("bytes");
+    assert_eq!(&first[..], b"first\n");
+    let mut failed = false;
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .expect("the stream was not cut at the timeout")
+    {
+        if chunk.is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "the cut stream ended as if complete");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let inv = fx
+        .poll("drip", "invocations", "request_id=drip-1", |v| {
+            v.as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    assert_eq!(inv[0]["error"], "stream_error", "{inv}");
+    for _ in 0..20 {
+        let (status, text) = text(&fx, "drip/quick").await;
+        assert_eq!((status, text.as_str()), (200, "quick"));
+    }
+}

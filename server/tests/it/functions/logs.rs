@@ -149,3 +149,169 @@ async fn logs_are_kept_per_invocation_and_findable_by_request_id() {
     let v: Value = resp.json().await.expect("json");
     assert_eq!(v, serde_json::json!([]));
 }
+
+/// Under load (here more than 3 invocations of one function per second),
+/// successful invocations that printed nothing are counted per second
+/// instead of recorded one by one; every failure and every invocation with
+/// log lines keeps its own record, findable by request id. A caller cannot
+/// use this to hide failures: forged `x-ferrobase-*` headers change nothing.
+#[tokio::test]
+async fn under_load_silent_successes_are_counted_and_failures_and_logs_kept() {
+    let Some(fx) = Fx::new_with("fn-counts", |c| {
+        c.functions.functions_record_each_per_sec = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    fx.deploy_with(
+        "busy",
+        serde_json::json!({ "concurrency": 1000, "code": r#"export default { fetch(req: Request) {
+            const u = new URL(req.url);
+            const what = u.searchParams.get("what");
+            if (what === "log") console.log("noted", u.searchParams.get("n"));
+            if (what === "fail") return new Response("no", { status: 503 });
+            if (what === "throw") throw new Error("boom " + u.searchParams.get("n"));
+            return new Response("ok");
+        } };"# }),
+    )
+    .await;
+    let kind = |i: usize| match i % 10 {
+        3 => "log",
+        5 => "fail",
+        7 => "throw",
+        _ => "ok",
+    };
+    let calls = (0..60).map(|i| {
+        let req = fx
+            .call(Method::GET, &format!("busy?what={}&n={i}", kind(i)))
+            .header("x-request-id", format!("load-{i}"))
+            // Forged by the caller: stripped, so they neither hide the failure nor its record.
+            .header("x-ferrobase-error", "none")
+            .header(
+                "x-ferrobase-invocation-id",
+                "00000000-0000-0000-0000-000000000000",
+            );
+        async move {
+            let resp = req.send().await.expect("invoke");
+            (i, resp.status().as_u16())
+        }
+    });
+    let answered = futures_util::future::join_all(calls).await;
+    for (i, status) in &answered {
+        let want = match kind(*i) {
+            "fail" => 503,
+            "throw" => 500,
+            _ => 200,
+        };
+        assert_eq!(*status, want, "call {i}");
+    }
+    let successes = answered.iter().filter(|(_, s)| *s == 200).count() as i64;
+
+    // Every failure has its own record.
+    for (status, n) in [(503, 6), (500, 6)] {
+        let inv = fx
+            .poll("busy", "invocations", &format!("status={status}"), |v| {
+                v.as_array().is_some_and(|a| a.len() >= n)
+            })
+            .await;
+        assert_eq!(inv.as_array().map(Vec::len), Some(n), "{status}: {inv}");
+        assert!(
+            inv.as_array().is_some_and(|a| a.iter().all(|r| r["id"]
+                != "00000000-0000-0000-0000-000000000000"
+                && r["request_id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("load-")))),
+            "{inv}"
+        );
+    }
+    // Every invocation that printed a line: its record and its lines, by request id.
+    for i in (0..60).filter(|i| kind(*i) == "log") {
+        let rid = format!("load-{i}");
+        let inv = fx
+            .poll("busy", "invocations", &format!("request_id={rid}"), |v| {
+                v.as_array().is_some_and(|a| !a.is_empty())
+            })
+            .await;
+        assert_eq!(inv[0]["status"], 200, "{rid}: {inv}");
+        let logs = fx
+            .poll("busy", "logs", &format!("request_id={rid}"), |v| {
+                v.as_array().is_some_and(|a| !a.is_empty())
+            })
+            .await;
+        assert_eq!(logs[0]["message"], format!("noted {i}"), "{logs}");
+    }
+    // The silent successes: recorded one by one or counted, none lost, and
+    // most counted (60 calls take well under the 10 s it would need at 3/s).
+    let total = |fx_counts: &Value, records: &Value| {
+        let counted: i64 = fx_counts
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["count"].as_i64()).sum())
+            .unwrap_or_default();
+        let recorded = records.as_array().map_or(0, Vec::len) as i64;
+        (counted, recorded)
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (counted, recorded) = loop {
+        let counts = fx
+            .poll("busy", "invocation-counts", "limit=1000", |_| true)
+            .await;
+        let records = fx
+            .poll("busy", "invocations", "status=200&limit=1000", |_| true)
+            .await;
+        let (counted, recorded) = total(&counts, &records);
+        if counted + recorded >= successes || tokio::time::Instant::now() > deadline {
+            if let Some(c) = counts.as_array().and_then(|a| a.first()) {
+                assert_eq!(c["status"], 200, "{counts}");
+                assert_eq!(c["version"], 1, "{counts}");
+                assert!(c["max_ms"].as_i64().is_some_and(|m| m >= 0), "{counts}");
+            }
+            break (counted, recorded);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        counted + recorded,
+        successes,
+        "counted {counted}, recorded {recorded}"
+    );
+    assert!(counted > 0, "nothing was counted: {recorded} records");
+
+    // Bad filters are 400s; another project's admin sees nothing; the anon key is refused.
+    let resp = fx
+        .admin(Method::GET, "functions/busy/invocation-counts?status=abc")
+        .send()
+        .await
+        .expect("bad filter");
+    assert_eq!(resp.status(), 400);
+    let other = fx.t.create_project("fn-counts-other").await;
+    let v: Value =
+        fx.t.http
+            .get(format!(
+                "{}/admin/v1/functions/busy/invocation-counts",
+                other.url
+            ))
+            .bearer_auth(&other.service)
+            .send()
+            .await
+            .expect("other")
+            .json()
+            .await
+            .expect("json");
+    assert_eq!(v, serde_json::json!([]));
+    let resp =
+        fx.t.http
+            .get(format!(
+                "{}/admin/v1/functions/busy/invocation-counts",
+                fx.p.url
+            ))
+            .bearer_auth(&fx.p.anon)
+            .send()
+            .await
+            .expect("anon");
+    assert!(
+        resp.status() == 401 || resp.status() == 403,
+        "{}",
+        resp.status()
+    );
+}
