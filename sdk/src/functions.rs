@@ -178,6 +178,21 @@ impl FunctionsClient {
         .await
     }
 
+    /// Per-second counts of successful, silent invocations that were not
+    /// recorded one by one (beyond the server's per-second allowance), newest
+    /// first: `second`, `version`, `status`, `count`, `total_ms`, `max_ms`;
+    /// `filters` such as `("status", "200")`, `("since", rfc3339)`,
+    /// `("limit", "100")`.
+    pub async fn invocation_counts(&self, slug: &str, filters: &[(&str, &str)]) -> Result<Value> {
+        self.admin(
+            Method::GET,
+            &format!("admin/v1/functions/{slug}/invocation-counts"),
+            filters,
+            None,
+        )
+        .await
+    }
+
     /// Sets (creates or replaces) secrets; returns the names and digests.
     pub async fn set_secrets(&self, secrets: &BTreeMap<String, String>) -> Result<Value> {
         self.admin(

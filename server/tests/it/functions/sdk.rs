@@ -148,6 +148,15 @@ async fn sdk_deploys_invokes_and_manages_functions() {
         .await
         .expect("invocations");
     assert_eq!(inv.as_array().map(Vec::len), Some(1));
+    // A handful of calls stays within the per-second allowance: each has its
+    // own record, none is only counted.
+    assert_eq!(
+        functions
+            .invocation_counts("greet", &[("limit", "10")])
+            .await
+            .expect("invocation counts"),
+        json!([])
+    );
     let s = functions
         .schedule("greet", "nightly", "0 3 * * *", &json!({"name": "cron"}))
         .await
