@@ -490,65 +490,19 @@ pub async fn prune(platform: &Platform, keep: Retention) -> Result<Option<Pruned
     let mut pruned = Pruned::default();
     if keep.days > 0 {
         let days = i32::try_from(keep.days).unwrap_or(i32::MAX);
-        let cutoff = "now() - make_interval(days => $1)";
-        pruned.logs += tx
-            .execute(
-                &format!("delete from function_logs where at < {cutoff}"),
-                &[&days],
-            )
-            .await?;
-        pruned.invocations += tx
-            .execute(
-                &format!("delete from function_invocations where started_at < {cutoff}"),
-                &[&days],
-            )
-            .await?;
-        pruned.runs += tx
-            .execute(
-                &format!("delete from function_schedule_runs where started_at < {cutoff}"),
-                &[&days],
-            )
-            .await?;
-        pruned.invocations += tx
-            .execute(
-                &format!("delete from function_invocation_counts where second < {cutoff}"),
-                &[&days],
-            )
-            .await?;
+        pruned.logs += delete_older(&tx, "function_logs", "at", days).await?;
+        pruned.invocations += delete_older(&tx, "function_invocations", "started_at", days).await?;
+        pruned.runs += delete_older(&tx, "function_schedule_runs", "started_at", days).await?;
+        pruned.invocations +=
+            delete_older(&tx, "function_invocation_counts", "second", days).await?;
     }
     if keep.max_rows > 0 {
         let cap = i64::from(keep.max_rows);
-        // The newest row beyond the cap, found on the (project_id, slug, …) indexes.
-        pruned.logs += tx
-            .execute(
-                "with cut as (select f.project_id, f.slug, \
-                   (select l.id from function_logs l where l.project_id = f.project_id and l.slug = f.slug \
-                    order by l.id desc offset $1 limit 1) as id from functions f) \
-                 delete from function_logs l using cut \
-                 where cut.id is not null and l.project_id = cut.project_id and l.slug = cut.slug and l.id <= cut.id",
-                &[&cap],
-            )
-            .await?;
-        pruned.invocations += tx
-            .execute(
-                "with cut as (select f.project_id, f.slug, \
-                   (select i.started_at from function_invocations i where i.project_id = f.project_id and i.slug = f.slug \
-                    order by i.started_at desc offset $1 limit 1) as at from functions f) \
-                 delete from function_invocations i using cut \
-                 where cut.at is not null and i.project_id = cut.project_id and i.slug = cut.slug and i.started_at <= cut.at",
-                &[&cap],
-            )
-            .await?;
-        pruned.invocations += tx
-            .execute(
-                "with cut as (select f.project_id, f.slug, \
-                   (select c.second from function_invocation_counts c where c.project_id = f.project_id and c.slug = f.slug \
-                    order by c.second desc offset $1 limit 1) as at from functions f) \
-                 delete from function_invocation_counts c using cut \
-                 where cut.at is not null and c.project_id = cut.project_id and c.slug = cut.slug and c.second <= cut.at",
-                &[&cap],
-            )
-            .await?;
+        pruned.logs += cap_per_function(&tx, "function_logs", "id", cap).await?;
+        pruned.invocations +=
+            cap_per_function(&tx, "function_invocations", "started_at", cap).await?;
+        pruned.invocations +=
+            cap_per_function(&tx, "function_invocation_counts", "second", cap).await?;
         pruned.runs += tx
             .execute(
                 "with cut as (select s.id, \
@@ -562,6 +516,46 @@ pub async fn prune(platform: &Platform, keep: Retention) -> Result<Option<Pruned
     }
     tx.commit().await?;
     Ok(Some(pruned))
+}
+
+/// Deletes the rows of `table` whose `column` is more than `days` old.
+/// `table` and `column` are constants of this module, never input.
+async fn delete_older(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    column: &str,
+    days: i32,
+) -> Result<u64, tokio_postgres::Error> {
+    tx.execute(
+        &format!("delete from {table} where {column} < now() - make_interval(days => $1)"),
+        &[&days],
+    )
+    .await
+}
+
+/// Keeps the newest `cap` rows of each function in `table` (a per-function
+/// table keyed by `project_id` and `slug`, newest by `column`): finds the
+/// newest row beyond the cap on the (project_id, slug, …) indexes and deletes
+/// it and everything older. `table` and `column` are constants of this
+/// module, never input.
+async fn cap_per_function(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    column: &str,
+    cap: i64,
+) -> Result<u64, tokio_postgres::Error> {
+    tx.execute(
+        &format!(
+            "with cut as (select f.project_id, f.slug, \
+               (select t.{column} from {table} t where t.project_id = f.project_id and t.slug = f.slug \
+                order by t.{column} desc offset $1 limit 1) as at from functions f) \
+             delete from {table} t using cut \
+             where cut.at is not null and t.project_id = cut.project_id and t.slug = cut.slug \
+               and t.{column} <= cut.at"
+        ),
+        &[&cap],
+    )
+    .await
 }
 
 /// The pruning loop of one node (spawned by [`crate::app::serve`]).
