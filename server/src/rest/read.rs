@@ -177,6 +177,12 @@ pub(super) struct Page {
 }
 
 /// Runs `WITH _src AS (<page>) SELECT total, count, body` (+ EXPLAIN for planned counts).
+/// `last`: the request's last statement, after which nothing can refuse the response
+/// but a count or a single-object `Accept` (checked here): it may commit in its round trip.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one page, as its three callers hold them"
+)]
 pub(super) async fn run_page(
     ctx: &Ctx<'_>,
     b: &Builder<'_>,
@@ -185,6 +191,7 @@ pub(super) async fn run_page(
     alias: &str,
     media: Media,
     prelude: &str,
+    last: bool,
 ) -> Result<Page, RestError> {
     let page_sql = parts.render(&rel.from_sql, alias, true);
     let exact = matches!(ctx.prefs.count, Some(Count::Exact | Count::Estimated));
@@ -208,9 +215,10 @@ pub(super) async fn run_page(
     );
     tracing::debug!(sql = %sql, "rest: read");
     explain_instead(ctx, &sql, &b.params).await?;
-    // Without a count or a single-object Accept, nothing after this query can fail the
-    // response: commit with it (one round trip for the whole request).
-    let row = if ctx.final_read && ctx.prefs.count.is_none() && media != Media::Object {
+    // For the request's `last` statement, without a count or a single-object Accept,
+    // nothing after this query can fail the response: commit with it (one round trip
+    // for the whole request).
+    let row = if last && ctx.prefs.count.is_none() && media != Media::Object {
         let params: Vec<&(dyn ToSql + Sync)> =
             b.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         ctx.tx
@@ -323,6 +331,6 @@ pub(super) async fn read_table(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse
     b.check_paths()?;
     effective_range(&mut parts, &ctx.req.headers)?;
     let offset = parts.offset.unwrap_or(0);
-    let page = run_page(ctx, &b, &parts, &rel, &alias, media, "").await?;
+    let page = run_page(ctx, &b, &parts, &rel, &alias, media, "", ctx.final_read).await?;
     page_response(ctx, page, offset, media, ctx.req.method == Method::HEAD)
 }

@@ -225,7 +225,7 @@ pub(super) async fn rpc(ctx: &Ctx<'_>, name: &str) -> Result<RestResponse, RestE
             } else {
                 media
             };
-            let mut page = run_page(ctx, &b, &parts, &rel, &alias, page_media, "").await?;
+            let mut page = run_page(ctx, &b, &parts, &rel, &alias, page_media, "", false).await?;
             if single && media == Media::Json {
                 if page.body.is_empty() {
                     page.body = "null".to_owned();

@@ -252,7 +252,10 @@ pub(super) async fn write_table(ctx: &Ctx<'_>, name: &str) -> Result<RestRespons
             let parts = b.build_select(&mut_rel, &ralias, &items, &[])?;
             b.check_paths()?;
             let prelude = format!("_mut AS ({mutation} RETURNING {alias}.*), ");
-            let page = run_page(ctx, &b, &parts, &mut_rel, &ralias, media, &prelude).await?;
+            // As for `return=minimal` below: commit with the statement when the
+            // checks after it cannot refuse the write.
+            let last = ctx.final_write && ctx.prefs.max_affected.is_none() && row_limit.is_none();
+            let page = run_page(ctx, &b, &parts, &mut_rel, &ralias, media, &prelude, last).await?;
             check_limited(row_limit, page.rows)?;
             check_max_affected(ctx, page.rows)?;
             if media == Media::Object && page.rows != 1 {

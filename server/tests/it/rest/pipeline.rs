@@ -302,14 +302,14 @@ async fn writes_commit_and_roll_back_as_before() {
     // A deferred foreign key fails only when the transaction commits, which
     // for a one-statement write is the Sync after its statement: the
     // failure still reaches the caller, and nothing is written.
-    let child = |body: &'static str| {
+    let child = |body: &'static str, prefer: &'static str| {
         let fx = &fx;
         async move {
             let resp = fx
                 .request(Method::POST, "children", &Who::Service)
                 .await
                 .header("content-type", "application/json")
-                .header("prefer", "return=minimal")
+                .header("prefer", prefer)
                 .body(body)
                 .send()
                 .await
@@ -318,14 +318,22 @@ async fn writes_commit_and_roll_back_as_before() {
             (status, resp.text().await.expect("text"))
         }
     };
-    let (status, body) = child(r#"{"id":1,"parent_id":42}"#).await;
+    let (status, body) = child(r#"{"id":1,"parent_id":42}"#, "return=minimal").await;
     assert_eq!(status, 409, "deferred FK violation at commit: {body}");
     assert!(body.contains("23503"), "{body}");
+    // The same with the written row returned, which also commits with its
+    // statement: the body must not be sent as if the write had stood.
+    let (status, body) = child(r#"{"id":1,"parent_id":42}"#, "return=representation").await;
+    assert_eq!(status, 409, "deferred FK violation at commit: {body}");
     assert_eq!(fx.service_get("children").await, json!([]));
     fx.t.owner_sql(&fx.p, "insert into parents values (42)")
         .await;
-    let (status, body) = child(r#"{"id":1,"parent_id":42}"#).await;
+    let (status, body) = child(r#"{"id":1,"parent_id":42}"#, "return=representation").await;
     assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("json"),
+        json!([{"id": 1, "parent_id": 42}])
+    );
     assert_eq!(
         fx.service_get("children").await,
         json!([{"id": 1, "parent_id": 42}])
