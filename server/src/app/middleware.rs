@@ -4,7 +4,13 @@
 //!    *before* routing, so both styles reach the same handlers;
 //! 2. request id — `x-request-id` accepted or generated, echoed on the response;
 //! 3. trace span carrying the request id, so every log line has it;
-//! 4. CORS; 5. metrics; 6. body limit; then the routes.
+//! 4. CORS; 5. the request log ([`RequestLogLayer`]); 6. body limit; then
+//!    the router, whose routes each record their metrics
+//!    ([`crate::telemetry::TrackLayer`]: it needs the route template).
+//!
+//! All but the metrics wrap the router once, as plain `tower` services: no
+//! boxed future or boxed copy of the route per request (see
+//! [`crate::app::router::build`]).
 //!
 //! Around the routes that take a whole body (platform, auth, data API,
 //! admin), [`buffer_body`] reads it first, within the body read timeout, so
