@@ -43,7 +43,9 @@ pub fn run(extra: Vec<String>) -> Result<()> {
     let result = peers.and_then(|peer_env| {
         header("PostgreSQL");
         let cluster = Cluster::start()?;
-        let result = run_steps(&cluster, &peer_env, skip_lint, &extra, &mut steps);
+        let scratch = Scratch::create()?;
+        let result = run_steps(&cluster, &scratch, &peer_env, skip_lint, &extra, &mut steps);
+        drop(scratch);
         header("stopping PostgreSQL");
         drop(cluster);
         result
@@ -112,8 +114,50 @@ fn glob_exists(pattern: &str) -> bool {
     walk(std::path::PathBuf::from("/"), &parts)
 }
 
+/// The directory the tests' temporary files go to (`TMPDIR`), one per run,
+/// removed when the run ends. The tests make data directories for extra
+/// nodes, embedded clusters, backups and function sockets under
+/// `std::env::temp_dir()`, several hundred megabytes per run; before this,
+/// every run left them in `/tmp` (one developer machine had 26 GB of them).
+/// `XTASK_KEEP_TMP=1` keeps it for a post-mortem.
+struct Scratch {
+    dir: std::path::PathBuf,
+    keep: bool,
+}
+
+impl Scratch {
+    fn create() -> Result<Scratch> {
+        // Short on purpose: cluster sockets live a few levels below it, and
+        // a unix socket path must stay under 108 bytes.
+        let dir = proc::unique_temp_dir("fbt-run")?;
+        let keep = std::env::var("XTASK_KEEP_TMP").is_ok_and(|v| !v.is_empty() && v != "0");
+        if !keep {
+            // A Ctrl-C or a CI timeout skips Drop: remove it after we exit.
+            proc::spawn_watchdog(&format!(
+                "[ -d {dir} ] && rm -rf {dir}",
+                dir = dir.display()
+            ));
+        }
+        Ok(Scratch { dir, keep })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.keep {
+            println!("xtask: test temp files kept in {}", self.dir.display());
+        } else if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!(
+                "xtask: warning: could not remove {}: {e}",
+                self.dir.display()
+            );
+        }
+    }
+}
+
 fn run_steps(
     cluster: &Cluster,
+    scratch: &Scratch,
     peer_env: &[(&'static str, String)],
     skip_lint: bool,
     extra: &[String],
@@ -194,6 +238,7 @@ fn run_steps(
         number += 1;
         header(&format!("[{number}/{total}] {title}"));
         cmd.envs(cluster.env());
+        cmd.env("TMPDIR", &scratch.dir);
         cmd.envs(peer_env.iter().map(|(k, v)| (*k, v)));
         let step_started = Instant::now();
         let status = cmd.status();
@@ -229,4 +274,21 @@ fn has_nextest() -> bool {
 
 fn header(title: &str) {
     println!("\n==> {title}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scratch;
+
+    #[test]
+    fn scratch_dir_and_what_tests_leave_in_it_are_removed() {
+        let scratch = Scratch::create().expect("scratch dir");
+        let dir = scratch.dir.clone();
+        let nested = dir.join("fbt-node1-abc/data");
+        std::fs::create_dir_all(&nested).expect("nested dir");
+        std::fs::write(nested.join("file"), b"x").expect("file");
+        assert!(dir.starts_with(std::env::temp_dir()) || dir.starts_with("/tmp"));
+        drop(scratch);
+        assert!(!dir.exists(), "{} should be gone", dir.display());
+    }
 }

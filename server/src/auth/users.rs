@@ -280,7 +280,8 @@ pub async fn with_session(
     id: Uuid,
     session_id: Option<Uuid>,
 ) -> AuthResult<(Option<User>, Option<super::session::SessionInfo>)> {
-    use futures_util::future::{join4, try_join4};
+    use futures_util::future::try_join4;
+    use tokio_postgres::types::ToSql;
     static USER_SQL: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| format!("select {USER_COLUMNS} from auth.users where id = $1"));
     let (user_stmt, ident_stmt, factor_stmt, session_stmt) = try_join4(
@@ -292,26 +293,40 @@ pub async fn with_session(
     .await?;
     let no_session = Uuid::nil();
     let sid = session_id.unwrap_or(no_session);
-    let (user, identities, factors, session) = join4(
-        c.query_opt(&user_stmt, &[&id]),
-        c.query(&ident_stmt, &[&id]),
-        c.query(&factor_stmt, &[&id]),
-        c.query_opt(&session_stmt, &[&sid, &id]),
-    )
-    .await;
-    let Some(row) = user? else {
+    // All four under one Sync: one reply, one snapshot (an implicit read-only
+    // transaction), instead of a reply and a transaction per lookup.
+    let by_user: [&(dyn ToSql + Sync); 1] = [&id];
+    let by_session: [&(dyn ToSql + Sync); 2] = [&sid, &id];
+    let mut out = c
+        .query_pipeline(&[
+            (&user_stmt, &by_user),
+            (&ident_stmt, &by_user),
+            (&factor_stmt, &by_user),
+            (&session_stmt, &by_session),
+        ])
+        .await?
+        .into_iter()
+        .map(|o| o.rows);
+    let (Some(user), Some(identities), Some(factors), Some(session)) =
+        (out.next(), out.next(), out.next(), out.next())
+    else {
+        unreachable!("query_pipeline returns one output per statement")
+    };
+    let Some(row) = user.first() else {
         return Ok((None, None));
     };
-    let mut user = User::from_row(&row);
-    user.identities = identities_json(&identities?);
-    user.factors = factors_json(&factors?);
-    let session = session?
-        .filter(|_| session_id.is_some())
-        .map(|r| super::session::SessionInfo {
-            id: r.get(0),
-            aal: r.get(1),
-            amr: r.get(2),
-        });
+    let mut user = User::from_row(row);
+    user.identities = identities_json(&identities);
+    user.factors = factors_json(&factors);
+    let session =
+        session
+            .first()
+            .filter(|_| session_id.is_some())
+            .map(|r| super::session::SessionInfo {
+                id: r.get(0),
+                aal: r.get(1),
+                amr: r.get(2),
+            });
     Ok((Some(user), session))
 }
 

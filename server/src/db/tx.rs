@@ -10,8 +10,17 @@
 //!   first statement of the request, and sends both together: tokio-postgres
 //!   writes requests issued before their responses arrive back to back, so
 //!   Postgres receives `BEGIN`, the prologue and the statement in one packet;
-//!   for the last statement of a plain read, `COMMIT` joins that packet too
-//!   ([`PooledTx::query_final`]), so such a request is one round trip;
+//!   for the last statement of a plain read or write, `COMMIT` joins that
+//!   packet too ([`PooledTx::query_final`]), so such a request is one round
+//!   trip;
+//! - when that last statement is also the first (a one-statement request,
+//!   the common case), goes further: the prologue and the statement are sent
+//!   under a single `Sync` ([`tokio_postgres::Client::query_pipeline`], our
+//!   one addition to the vendored tokio-postgres), where Postgres runs them in
+//!   one implicit transaction and commits at the `Sync`. No `BEGIN`, no
+//!   `COMMIT`, and one reply instead of four (tokio-postgres otherwise ends
+//!   every statement with its own `Sync`, and each costs Postgres a reply
+//!   and a flush);
 //! - prepares statements once per connection (a bounded per-connection cache
 //!   of query shapes), so Postgres binds and executes instead of parsing and
 //!   planning on every request;
@@ -27,6 +36,8 @@
 //! delayed past a later one), Postgres executes them in that order in one
 //! session, and if the prologue fails the transaction is aborted, so the
 //! statement fails too, and the prologue's error is what the caller sees.
+//! Under a single `Sync` the same holds by the protocol: after an error
+//! Postgres skips every message up to the `Sync` and rolls back.
 //! A transaction dropped while open (a cancelled request) closes its
 //! connection instead of returning it to the pool, so neither an open
 //! transaction nor its role can reach another request.
@@ -75,6 +86,9 @@ enum State {
     /// ([`PooledTx::query_final`]): no transaction is open. The next statement
     /// would open a new one, with the same prologue.
     Committed(i64),
+    /// A single-`Sync` pipeline failed after its prologue ran: rolled back,
+    /// no transaction is open, the schema version is known.
+    RolledBack(i64),
 }
 
 /// A pooled connection inside a transaction that runs as the caller's role.
@@ -135,7 +149,7 @@ impl PooledTx {
     pub fn version(&self) -> Option<i64> {
         match self.state() {
             State::Open(v) => v,
-            State::Committed(v) => Some(v),
+            State::Committed(v) | State::RolledBack(v) => Some(v),
             State::Pending => None,
         }
     }
@@ -189,7 +203,7 @@ impl PooledTx {
     {
         let open_version = match self.state() {
             State::Open(v) => Some(v),
-            State::Pending | State::Committed(_) => None,
+            State::Pending | State::Committed(_) | State::RolledBack(_) => None,
         };
         // Prepared before anything is sent, so that polling the prologue
         // below sends its Bind/Execute at once.
@@ -226,6 +240,51 @@ impl PooledTx {
         result
     }
 
+    /// The whole request in one reply: the prologue and `sql` under a single
+    /// `Sync` ([`tokio_postgres::Client::query_pipeline`]), so they run in one
+    /// implicit transaction that Postgres commits at the `Sync`, without
+    /// `BEGIN` and `COMMIT`. If the prologue fails, the statement is skipped
+    /// and the prologue's error is returned; if either fails, nothing is
+    /// committed and no transaction is left open.
+    async fn one_sync(
+        &self,
+        sql: &str,
+        types: &[Type],
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<tokio_postgres::PipelineOutput, tokio_postgres::Error> {
+        // Both prepared before anything is sent (a cached shape costs nothing).
+        let prologue = self.prepare(PROLOGUE_SQL, &PROLOGUE_TYPES).await?;
+        let stmt = self.prepare(sql, types).await?;
+        let claims: &str = &self.claims;
+        let values: [&(dyn ToSql + Sync); 3] = [&self.role, &claims, &self.timeout];
+        // Until the reply is in, a cancellation drops the connection (Drop).
+        self.set_state(State::Open(None));
+        let (outputs, error) = self
+            .conn()
+            .query_pipeline_partial(&[(&prologue, &values), (&stmt, params)])
+            .await;
+        let mut outputs = outputs.into_iter();
+        // The prologue's row, when it ran (even if the statement then failed:
+        // the caller still needs the version to tell a stale cache).
+        let version = match outputs.next().as_ref().and_then(|o| o.rows.first()) {
+            Some(row) => Some(row.try_get::<_, Option<i64>>(3)?.unwrap_or(-1)),
+            None => None,
+        };
+        match (error, outputs.next(), version) {
+            (None, Some(out), Some(version)) => {
+                self.set_state(State::Committed(version));
+                Ok(out)
+            }
+            (Some(e), _, version) => {
+                // Rolled back at the Sync: nothing is open. Without the
+                // prologue's row, `open` reads the version if asked.
+                self.set_state(version.map_or(State::Pending, State::RolledBack));
+                Err(e)
+            }
+            (None, _, _) => unreachable!("query_pipeline returns one output per statement"),
+        }
+    }
+
     /// Opens the transaction now if no statement did yet; returns the schema
     /// version.
     pub async fn open(&self) -> Result<i64, tokio_postgres::Error> {
@@ -243,6 +302,9 @@ impl PooledTx {
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
         let client: &tokio_postgres::Client = self.conn();
         match UNKNOWN_TYPES.get(..params.len()) {
+            Some(types) if commit && !self.is_open() => {
+                Ok(self.one_sync(sql, types, params).await?.rows)
+            }
             Some(types) => {
                 let stmt = self.prepare(sql, types).await?;
                 self.pipeline(client.query(&stmt, params), commit).await
@@ -290,8 +352,12 @@ impl PooledTx {
     }
 
     /// Like [`PooledTx::execute`], committing in the same round trip (see
-    /// [`PooledTx::query_final`]). It returns `Ok` only once `COMMIT`
-    /// succeeded, so the write is as durable as with a separate `COMMIT`.
+    /// [`PooledTx::query_final`]). It returns `Ok` only once the commit
+    /// succeeded (an explicit `COMMIT`, or the implicit one at the `Sync`
+    /// of a one-statement request, whose `ReadyForQuery` Postgres sends after
+    /// the commit is durable), so the write is as durable as with a separate
+    /// `COMMIT`, and a failure at commit time (a deferred constraint) is this
+    /// call's error.
     pub async fn execute_final(
         &self,
         sql: &str,
@@ -308,6 +374,9 @@ impl PooledTx {
     ) -> Result<u64, tokio_postgres::Error> {
         let client: &tokio_postgres::Client = self.conn();
         match UNKNOWN_TYPES.get(..params.len()) {
+            Some(types) if commit && !self.is_open() => {
+                Ok(self.one_sync(sql, types, params).await?.rows_affected)
+            }
             Some(types) => {
                 let stmt = self.prepare(sql, types).await?;
                 self.pipeline(client.execute(&stmt, params), commit).await

@@ -10,6 +10,7 @@ use ferrobase_server::platform::ProjectRef;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::items;
 use crate::support::{TestApp, private_cluster, temp_dir};
 
 async fn databases(cfg: &tokio_postgres::Config) -> Vec<String> {
@@ -27,17 +28,6 @@ async fn databases(cfg: &tokio_postgres::Config) -> Vec<String> {
 fn db_name(db_url: &str) -> String {
     let cfg: tokio_postgres::Config = db_url.parse().expect("db_url parses");
     cfg.get_dbname().expect("dbname").to_owned()
-}
-
-async fn items(url: &str, key: &str) -> Vec<Value> {
-    ferrobase::Client::new(url, key)
-        .expect("client")
-        .from("items")
-        .select("id, name")
-        .order("id", ferrobase::Order::asc())
-        .fetch()
-        .await
-        .expect("items")
 }
 
 #[tokio::test]

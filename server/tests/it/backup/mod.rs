@@ -363,6 +363,18 @@ async fn damaged_or_incomplete_backups_are_refused() {
     assert!(matches!(e, BackupError::NotFound(_)), "{e}");
 }
 
+/// The `items` rows (`id, name`, by id), as a restore test reads them back.
+pub(crate) async fn items(url: &str, key: &str) -> Vec<Value> {
+    ferrobase::Client::new(url, key)
+        .expect("client")
+        .from("items")
+        .select("id, name")
+        .order("id", ferrobase::Order::asc())
+        .fetch()
+        .await
+        .expect("items")
+}
+
 pub(crate) fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     for entry in std::fs::read_dir(from).expect("read dir") {
         let entry = entry.expect("entry");

@@ -350,16 +350,8 @@ async fn scheduled_backups_run_once_per_tick_across_nodes_and_prune() {
     )
     .await
     .expect("restore a scheduled backup");
-    let rows: Vec<Value> = ferrobase::Client::new(&d.project.url, &d.anon_key)
-        .expect("client")
-        .from("items")
-        .select("id, name")
-        .order("id", ferrobase::Order::asc())
-        .fetch()
-        .await
-        .expect("items");
     assert_eq!(
-        rows,
+        super::items(&d.project.url, &d.anon_key).await,
         vec![
             json!({"id": 1, "name": "one"}),
             json!({"id": 2, "name": "two"})

@@ -4,7 +4,10 @@
 //! None of that may let a request run with another request's role or claims:
 //! with a pool of two connections, many concurrent requests of mixed roles,
 //! interleaved with failing and cancelled ones, each see exactly their own
-//! role and claims.
+//! role and claims. A single-statement request goes further: its prologue and
+//! statement share one `Sync` and commit implicitly (no `BEGIN`/`COMMIT`), so
+//! the same checks run through table reads, and commit-time failures must
+//! still reach the caller.
 
 use std::time::Duration;
 
@@ -30,6 +33,13 @@ create function stick() returns int language plpgsql volatile as $$
   begin perform set_config('role', current_user, false); return 1; end $$;
 create table notes (id int primary key, body text);
 insert into notes values (1, 'one');
+create view whoami_view as select current_user::text as role,
+  nullif(current_setting('request.jwt.claims', true), '')::json as claims;
+create view slow_view as select 1 as one from pg_sleep(2);
+grant select on whoami_view, slow_view to anon, authenticated, service_role;
+create table parents (id int primary key);
+create table children (id int primary key,
+  parent_id int references parents (id) deferrable initially deferred);
 ";
 
 async fn fixture(r: &str) -> Fx {
@@ -71,6 +81,23 @@ async fn whoami(fx: &Fx, who: &Who) -> Result<(), String> {
     if body["claims"]["sub"].as_str() != sub {
         return Err(format!("{who:?}: claims of another caller: {body}"));
     }
+    // The same through a table read: one statement, so prologue and
+    // statement go under one Sync in an implicit transaction.
+    let resp = fx
+        .request(Method::GET, "whoami_view", who)
+        .await
+        .send()
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.map_err(|e| format!("json: {e}"))?;
+    let row = &body[0];
+    if status != 200 || row["role"] != json!(role) || row["claims"]["role"] != json!(role) {
+        return Err(format!("{who:?} (read): got {status} {body}"));
+    }
+    if row["claims"]["sub"].as_str() != sub {
+        return Err(format!("{who:?} (read): claims of another caller: {body}"));
+    }
     Ok(())
 }
 
@@ -107,6 +134,17 @@ async fn no_request_sees_another_requests_role_or_claims() {
                     {
                         errors.push(format!("boom: {}", r.status()));
                     }
+                    // A statement that fails under the single Sync.
+                    let resp = fx
+                        .request(Method::GET, "notes?id=eq.not-a-number", &who)
+                        .await
+                        .send()
+                        .await;
+                    if let Ok(r) = resp
+                        && r.status().as_u16() != 400
+                    {
+                        errors.push(format!("bad read: {}", r.status()));
+                    }
                 }
                 1 => {
                     // Cancelled while its statement runs: its connection must
@@ -116,6 +154,13 @@ async fn no_request_sees_another_requests_role_or_claims() {
                         .await
                         .header("content-type", "application/json")
                         .body("{}")
+                        .timeout(Duration::from_millis(150))
+                        .send()
+                        .await;
+                    // The same for a read waiting on its single-Sync reply.
+                    let _ = fx
+                        .request(Method::GET, "slow_view", &who)
+                        .await
                         .timeout(Duration::from_millis(150))
                         .send()
                         .await;
@@ -252,6 +297,38 @@ async fn writes_commit_and_roll_back_as_before() {
     assert_eq!(
         fx.service_get("notes?select=id&order=id").await,
         json!([{"id": 1}, {"id": 2}])
+    );
+
+    // A deferred foreign key fails only when the transaction commits, which
+    // for a one-statement write is the Sync after its statement: the
+    // failure still reaches the caller, and nothing is written.
+    let child = |body: &'static str| {
+        let fx = &fx;
+        async move {
+            let resp = fx
+                .request(Method::POST, "children", &Who::Service)
+                .await
+                .header("content-type", "application/json")
+                .header("prefer", "return=minimal")
+                .body(body)
+                .send()
+                .await
+                .expect("send");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.expect("text"))
+        }
+    };
+    let (status, body) = child(r#"{"id":1,"parent_id":42}"#).await;
+    assert_eq!(status, 409, "deferred FK violation at commit: {body}");
+    assert!(body.contains("23503"), "{body}");
+    assert_eq!(fx.service_get("children").await, json!([]));
+    fx.t.owner_sql(&fx.p, "insert into parents values (42)")
+        .await;
+    let (status, body) = child(r#"{"id":1,"parent_id":42}"#).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        fx.service_get("children").await,
+        json!([{"id": 1, "parent_id": 42}])
     );
 }
 
