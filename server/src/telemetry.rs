@@ -6,12 +6,18 @@
 //! The recorder is process-global (the `metrics` facade allows one); it is
 //! installed once and shared by every `App` in the process (tests build many).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
+use axum::http::Method;
 use axum::response::Response;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets in seconds, from 0.5 ms to 10 s.
@@ -39,19 +45,198 @@ pub fn handle() -> PrometheusHandle {
 }
 
 /// Records `http_requests_total` and `http_request_duration_seconds` labelled
-/// with the route template (not the raw path, to bound cardinality).
-pub async fn track(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(start.elapsed().as_secs_f64());
-    response
+/// with the route template (not the raw path, to bound cardinality). Mounted
+/// on every route (it reads the route's [`MatchedPath`]).
+///
+/// A plain service rather than `from_fn` middleware: no boxed future and no
+/// boxed copy of the route per request, and the two metric handles of each
+/// (method, route, status) are looked up once per worker thread instead of
+/// building their labels and key on every request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrackLayer;
+
+impl<S> tower::Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track { inner }
+    }
+}
+
+/// The service of [`TrackLayer`].
+#[derive(Debug, Clone)]
+pub struct Track<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Track<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        TrackFuture {
+            inner: self.inner.call(req),
+            done: Some((start, method, route)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Track`]: records the metrics when the response is ready.
+    pub struct TrackFuture<F> {
+        #[pin]
+        inner: F,
+        done: Option<(Instant, Method, Option<MatchedPath>)>,
+    }
+}
+
+impl<F, E> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        if let (Ok(response), Some((start, method, route))) = (&out, this.done.take()) {
+            observe(method, route, response.status().as_u16(), start.elapsed());
+        }
+        Poll::Ready(out)
+    }
+}
+
+/// Most (method, route, status) handles one worker thread keeps (a client
+/// inventing methods cannot grow it without bound; past this it starts over).
+const MAX_CACHED: usize = 4096;
+
+/// A cache key: the method, the route template by address (the cached
+/// [`MatchedPath`] keeps that address alive, so it cannot be reused by
+/// another template) and the status.
+#[derive(PartialEq, Eq, Hash)]
+struct Key(Method, usize, u16);
+
+/// The handles of one key, with the route template whose address the key holds.
+type Handles = (Option<MatchedPath>, Counter, Histogram);
+
+thread_local! {
+    static HANDLES: RefCell<HashMap<Key, Handles>> = RefCell::new(HashMap::new());
+}
+
+fn observe(method: Method, route: Option<MatchedPath>, status: u16, elapsed: std::time::Duration) {
+    let addr = route.as_ref().map_or(0, |m| m.as_str().as_ptr() as usize);
+    let key = Key(method, addr, status);
+    HANDLES.with_borrow_mut(|cache| {
+        if !cache.contains_key(&key) {
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+            let labels = [
+                ("method", key.0.as_str().to_owned()),
+                (
+                    "route",
+                    route
+                        .as_ref()
+                        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned()),
+                ),
+                ("status", status.to_string()),
+            ];
+            let counter = metrics::counter!("http_requests_total", &labels);
+            let histogram = metrics::histogram!("http_request_duration_seconds", &labels);
+            cache.insert(
+                Key(key.0.clone(), addr, status),
+                (route, counter, histogram),
+            );
+        }
+        if let Some((_, counter, histogram)) = cache.get(&key) {
+            counter.increment(1);
+            histogram.record(elapsed.as_secs_f64());
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::handler::HandlerWithoutStateExt as _;
+    use axum::http::StatusCode;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    fn line(rendered: &str, route: &str, status: &str) -> Option<String> {
+        rendered
+            .lines()
+            .find(|l| {
+                l.starts_with("http_requests_total{")
+                    && l.contains(&format!("route=\"{route}\""))
+                    && l.contains(&format!("status=\"{status}\""))
+                    && l.contains("method=\"GET\"")
+            })
+            .map(str::to_owned)
+    }
+
+    /// The cached handles count each (method, route, status) apart, on
+    /// every worker thread, and unmatched requests under `unmatched`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_are_counted_by_route_and_status() {
+        let metrics = handle();
+        // `route_service`, not `route`: the architecture test reads every
+        // `.route(` call as an API route.
+        let router = Router::new()
+            .route_service("/telemetry-test/a/{id}", (|| async { "a" }).into_service())
+            .route_service(
+                "/telemetry-test/b",
+                (|| async { (StatusCode::IM_A_TEAPOT, "b") }).into_service(),
+            )
+            .layer(TrackLayer);
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let router = router.clone();
+            tasks.push(tokio::spawn(async move {
+                let uri = if i % 4 == 0 {
+                    "/telemetry-test/b".to_owned()
+                } else {
+                    format!("/telemetry-test/a/{i}")
+                };
+                let req = axum::http::Request::get(uri).body(Body::empty()).unwrap();
+                router.oneshot(req).await.unwrap().status()
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let rendered = metrics.render();
+        assert_eq!(
+            line(&rendered, "/telemetry-test/a/{id}", "200")
+                .and_then(|l| l.rsplit(' ').next().map(str::to_owned))
+                .as_deref(),
+            Some("30"),
+            "{rendered}"
+        );
+        assert_eq!(
+            line(&rendered, "/telemetry-test/b", "418")
+                .and_then(|l| l.rsplit(' ').next().map(str::to_owned))
+                .as_deref(),
+            Some("10"),
+            "{rendered}"
+        );
+        assert!(line(&rendered, "/telemetry-test/b", "200").is_none());
+        assert!(
+            rendered.contains("http_request_duration_seconds_bucket{method=\"GET\",route=\"/telemetry-test/b\",status=\"418\""),
+            "{rendered}"
+        );
+    }
 }

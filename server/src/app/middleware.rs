@@ -4,7 +4,13 @@
 //!    *before* routing, so both styles reach the same handlers;
 //! 2. request id — `x-request-id` accepted or generated, echoed on the response;
 //! 3. trace span carrying the request id, so every log line has it;
-//! 4. CORS; 5. metrics; 6. body limit; then the routes.
+//! 4. CORS; 5. the request log ([`RequestLogLayer`]); 6. body limit; then
+//!    the router, whose routes each record their metrics
+//!    ([`crate::telemetry::TrackLayer`]: it needs the route template).
+//!
+//! All but the metrics wrap the router once, as plain `tower` services: no
+//! boxed future or boxed copy of the route per request (see
+//! [`crate::app::router::build`]).
 //!
 //! Around the routes that take a whole body (platform, auth, data API,
 //! admin), [`buffer_body`] reads it first, within the body read timeout, so
@@ -12,6 +18,9 @@
 //! trickles its body. Storage uploads stream instead (with an idle timeout
 //! per chunk, see `storage::Ctx::body_stream`).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -21,9 +30,24 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::request_id::{MakeRequestId, RequestId};
 
 /// The request-id header.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Generates the request id of a request that came without one: a random
+/// UUID (v4, hyphenated, lower case) like `tower_http`'s `MakeRequestUuid`,
+/// formatted in place rather than through a `String`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FastRequestId;
+
+impl MakeRequestId for FastRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+        HeaderValue::from_str(id).ok().map(RequestId::new)
+    }
+}
 
 /// Rewrites `Host: {ref}.{base_domain}` requests to the `/p/{ref}` prefix.
 pub fn rewrite_host(mut req: Request<Body>, base_domain: Option<&str>) -> Request<Body> {
@@ -167,6 +191,10 @@ pub fn log_response<B>(
 /// At most one byte more than the body limit is read: the handler's own
 /// extractor then answers 413 in its module's error shape.
 pub async fn buffer_body(State(app): State<crate::AppState>, req: Request, next: Next) -> Response {
+    // Nothing to wait for (a GET, `Content-Length: 0`): no timer, no copy.
+    if axum::body::HttpBody::is_end_stream(req.body()) {
+        return next.run(req).await;
+    }
     let config = app.platform.config();
     let limit = config.max_body_bytes;
     let deadline = Duration::from_millis(config.body_read_timeout_ms);
@@ -210,4 +238,74 @@ async fn read_capped(body: Body, limit: usize) -> Result<Bytes, axum::Error> {
         }
     }
     Ok(Bytes::from(buf))
+}
+
+/// Records every finished request in the node's request log
+/// ([`crate::logs::requests`]), as a plain service: no boxed future or boxed
+/// copy of the inner service per request, as `from_fn` middleware has.
+#[derive(Debug, Clone)]
+pub struct RequestLogLayer(pub crate::logs::requests::RequestLog);
+
+impl<S> tower::Layer<S> for RequestLogLayer {
+    type Service = RequestLogService<S>;
+
+    fn layer(&self, inner: S) -> RequestLogService<S> {
+        RequestLogService {
+            inner,
+            log: self.0.clone(),
+        }
+    }
+}
+
+/// The service of [`RequestLogLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestLogService<S> {
+    inner: S,
+    log: crate::logs::requests::RequestLog,
+}
+
+impl<S, B> tower::Service<Request> for RequestLogService<S>
+where
+    S: tower::Service<Request, Response = axum::http::Response<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = RequestLogFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let pending = crate::logs::requests::begin(&req).map(|p| (p, self.log.clone()));
+        RequestLogFuture {
+            inner: self.inner.call(req),
+            pending,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`RequestLogService`].
+    pub struct RequestLogFuture<F> {
+        #[pin]
+        inner: F,
+        pending: Option<(crate::logs::requests::Pending, crate::logs::requests::RequestLog)>,
+    }
+}
+
+impl<F, B, E> Future for RequestLogFuture<F>
+where
+    F: Future<Output = Result<axum::http::Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        if let (Ok(resp), Some((pending, log))) = (&out, this.pending.take()) {
+            pending.finish(&log, resp.status().as_u16());
+        }
+        Poll::Ready(out)
+    }
 }

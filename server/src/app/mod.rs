@@ -65,7 +65,9 @@ pub async fn serve(
     };
     // Webhook deliveries: every node runs a dispatcher (see `webhooks::worker`).
     let webhooks = crate::webhooks::worker::spawn(app.clone());
-    let base_domain = app.platform.config().base_domain.clone();
+    // Shared, not copied: the service (and this closure) is cloned per request.
+    let base_domain: Option<std::sync::Arc<str>> =
+        app.platform.config().base_domain.as_deref().map(Into::into);
     let router = router::build(app.clone());
     let service = tower::util::MapRequestLayer::new(move |req: Request| {
         rewrite_host(req, base_domain.as_deref())

@@ -1,19 +1,26 @@
 //! The API's table of contents: every route in one place.
 
+use std::convert::Infallible;
+
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, Uri};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
+use axum::response::Response;
 use axum::routing::{delete, get, post};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower::ServiceBuilder;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use super::middleware::{REQUEST_ID, buffer_body, cors, log_response, span_for};
+use super::middleware::{
+    FastRequestId, REQUEST_ID, RequestLogLayer, buffer_body, cors, log_response, span_for,
+};
 use super::{health, metrics, openapi};
 use crate::backup::handlers as backups;
 use crate::error::ApiError;
 use crate::platform::handlers as platform;
 use crate::state::AppState;
+use crate::telemetry::TrackLayer;
 use crate::tenant;
 
 /// Routes of one project, mounted at `/p/{ref}`.
@@ -34,11 +41,23 @@ fn project_routes(app: &AppState) -> Router<AppState> {
         .route_layer(from_fn_with_state(app.clone(), tenant::resolve_project))
 }
 
-/// The full router with its middleware (host rewriting is applied around it
-/// by [`crate::app::serve`], because it must happen before routing).
-pub fn build(app: AppState) -> Router {
+/// The full router with its middleware, as one service (host rewriting is
+/// applied around it by [`crate::app::serve`], because it must happen before
+/// routing).
+///
+/// Only the metrics layer is mounted on each route (it needs the route's
+/// template); the others wrap the router once. `Router::layer` boxes the
+/// route's service at every layer and clones that chain of boxes on every
+/// request, so the middleware every request passes costs less outside.
+pub fn build(
+    app: AppState,
+) -> impl tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
++ Clone
++ Send
++ Sync
++ 'static {
     let config = app.platform.config();
-    Router::new()
+    let router = Router::new()
         .route("/health", get(health::root))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
@@ -90,22 +109,33 @@ pub fn build(app: AppState) -> Router {
         .merge(crate::dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Innermost first: body limit, metrics, request log, CORS, request id, tracing.
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(from_fn(crate::telemetry::track))
-        .layer(from_fn_with_state(
-            app.clone(),
-            crate::logs::requests::record,
-        ))
-        .layer(cors(app.clone()))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TrackLayer)
+        .with_state(app.clone());
+    // Outermost first: request id, tracing, request id on the response,
+    // CORS, request log, body limit; then the router, whose routes record
+    // the metrics.
+    ServiceBuilder::new()
+        .map_response(into_response)
+        .layer(SetRequestIdLayer::new(REQUEST_ID, FastRequestId))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(span_for)
                 .on_response(log_response),
         )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(app)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(cors(app.clone()))
+        .layer(RequestLogLayer(app.request_log.clone()))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .service(router)
+}
+
+/// A response with any body as axum's [`Response`].
+fn into_response<B>(res: axum::http::Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    res.map(axum::body::Body::new)
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -3,7 +3,8 @@
 //!
 //! - [`requests`]: a bounded in-memory ring of the last requests of this
 //!   node (request id, method, path without its query string, status,
-//!   latency, project), fed by the [`requests::record`] middleware. It never
+//!   latency, project), fed by the server's request-log layer through
+//!   [`requests::begin`] and [`requests::Pending::finish`]. It never
 //!   holds bodies, headers or query strings, so no token, key or signed-URL
 //!   secret can end up in it. Each node has its own ring: behind a load
 //!   balancer the page shows the node that answered it.

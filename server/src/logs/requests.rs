@@ -168,31 +168,65 @@ fn project_of(path: &str) -> Option<String> {
     Some(clip(r, 64))
 }
 
-/// Middleware: records every finished request except the dashboard's static
-/// assets (they would push the API requests out of the ring).
-pub async fn record(State(app): State<AppState>, req: Request, next: Next) -> Response {
+/// A request being recorded: what [`begin`] took from it, completed by
+/// [`Pending::finish`] when the response is ready.
+#[derive(Debug)]
+pub struct Pending {
+    started: Instant,
+    request_id: String,
+    method: String,
+    path: String,
+    project: Option<String>,
+}
+
+/// What to record of `req`, or `None` for the dashboard's static assets
+/// (they would push the API requests out of the ring).
+pub fn begin<B>(req: &axum::http::Request<B>) -> Option<Pending> {
     let started = Instant::now();
-    let path = req.uri().path().to_owned();
+    let path = req.uri().path();
     if path.starts_with("/dashboard/assets/") {
-        return next.run(req).await;
+        return None;
     }
-    let method = req.method().as_str().to_owned();
-    let request_id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(String::new, |v| clip(v, MAX_REQUEST_ID));
-    let resp = next.run(req).await;
-    app.request_log.push(RequestEntry {
-        seq: 0,
-        at: Utc::now(),
-        request_id,
+    // The kept path's first 256 bytes hold the whole ref's first 64.
+    let path = clip(path, MAX_PATH);
+    Some(Pending {
+        started,
+        request_id: req
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(String::new, |v| clip(v, MAX_REQUEST_ID)),
+        method: req.method().as_str().to_owned(),
         project: project_of(&path),
-        path: clip(&path, MAX_PATH),
-        method,
-        status: resp.status().as_u16(),
-        latency_ms: (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
-    });
+        path,
+    })
+}
+
+impl Pending {
+    /// Records the request in `log` with the status answered.
+    pub fn finish(self, log: &RequestLog, status: u16) {
+        log.push(RequestEntry {
+            seq: 0,
+            at: Utc::now(),
+            request_id: self.request_id,
+            project: self.project,
+            path: self.path,
+            method: self.method,
+            status,
+            latency_ms: (self.started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
+        });
+    }
+}
+
+/// Middleware: records every finished request except the dashboard's static
+/// assets. (The server mounts a plain service doing the same, [`begin`] then
+/// [`Pending::finish`], which costs no boxed future per request.)
+pub async fn record(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(pending) = begin(&req) else {
+        return next.run(req).await;
+    };
+    let resp = next.run(req).await;
+    pending.finish(&app.request_log, resp.status().as_u16());
     resp
 }
 

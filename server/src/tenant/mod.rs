@@ -253,10 +253,10 @@ pub async fn resolve_project(
 ) -> Response {
     use axum::response::IntoResponse as _;
     // Nesting strips `/p/{ref}` from the URI; the original keeps it.
-    let path = req
-        .extensions()
-        .get::<axum::extract::OriginalUri>()
-        .map_or_else(|| req.uri().path().to_owned(), |o| o.path().to_owned());
+    let path = match req.extensions().get::<axum::extract::OriginalUri>() {
+        Some(original) => original.path(),
+        None => req.uri().path(),
+    };
     let r = path
         .strip_prefix("/p/")
         .and_then(|rest| rest.split('/').next())
