@@ -219,17 +219,16 @@ mod tests {
             t.await.unwrap();
         }
         let rendered = metrics.render();
+        let count = |route, status| {
+            line(&rendered, route, status).and_then(|l| l.rsplit(' ').next().map(str::to_owned))
+        };
         assert_eq!(
-            line(&rendered, "/telemetry-test/a/{id}", "200")
-                .and_then(|l| l.rsplit(' ').next().map(str::to_owned))
-                .as_deref(),
+            count("/telemetry-test/a/{id}", "200").as_deref(),
             Some("30"),
             "{rendered}"
         );
         assert_eq!(
-            line(&rendered, "/telemetry-test/b", "418")
-                .and_then(|l| l.rsplit(' ').next().map(str::to_owned))
-                .as_deref(),
+            count("/telemetry-test/b", "418").as_deref(),
             Some("10"),
             "{rendered}"
         );

@@ -529,17 +529,24 @@ async fn schedules(c: &Cluster) {
         .await
         .expect("pause");
     assert_eq!(resp.status(), 200);
+    // Runs finish, and their invocation records (written in batches by each
+    // process's log writer, a moment after the run) arrive.
     let done = eventually(10, || async {
         c.control
             .query_one(
-                "select count(*) from function_schedule_runs where finished_at is null",
+                "select (select count(*) from function_schedule_runs where finished_at is null) = 0 \
+                    and (select count(*) from function_schedule_runs) \
+                      = (select count(*) from function_invocations where trigger = 'schedule')",
                 &[],
             )
             .await
-            .is_ok_and(|r| r.get::<_, i64>(0) == 0)
+            .is_ok_and(|r| r.get::<_, bool>(0))
     })
     .await;
-    c.check(done, "scheduled runs finish");
+    c.check(
+        done,
+        "scheduled runs finish, each with its invocation record",
+    );
     let row = c
         .control
         .query_one(

@@ -266,21 +266,24 @@ async fn prepared_statements_follow_schema_changes() {
 #[tokio::test]
 async fn writes_commit_and_roll_back_as_before() {
     let fx = fixture("pipeline-write").await;
-    let post = |body: &'static str, prefer: &'static str| {
+    // POSTs `body` to `table` as the service role; the status and the body.
+    let post_to = |table: &'static str, body: &'static str, prefer: &'static str| {
         let fx = &fx;
         async move {
-            fx.request(Method::POST, "notes", &Who::Service)
+            let resp = fx
+                .request(Method::POST, table, &Who::Service)
                 .await
                 .header("content-type", "application/json")
                 .header("prefer", prefer)
                 .body(body)
                 .send()
                 .await
-                .expect("send")
-                .status()
-                .as_u16()
+                .expect("send");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.expect("text"))
         }
     };
+    let post = |body, prefer| async move { post_to("notes", body, prefer).await.0 };
     assert_eq!(
         post(r#"{"id":2,"body":"two"}"#, "return=minimal").await,
         201
@@ -302,22 +305,7 @@ async fn writes_commit_and_roll_back_as_before() {
     // A deferred foreign key fails only when the transaction commits, which
     // for a one-statement write is the Sync after its statement: the
     // failure still reaches the caller, and nothing is written.
-    let child = |body: &'static str, prefer: &'static str| {
-        let fx = &fx;
-        async move {
-            let resp = fx
-                .request(Method::POST, "children", &Who::Service)
-                .await
-                .header("content-type", "application/json")
-                .header("prefer", prefer)
-                .body(body)
-                .send()
-                .await
-                .expect("send");
-            let status = resp.status().as_u16();
-            (status, resp.text().await.expect("text"))
-        }
-    };
+    let child = |body, prefer| post_to("children", body, prefer);
     let (status, body) = child(r#"{"id":1,"parent_id":42}"#, "return=minimal").await;
     assert_eq!(status, 409, "deferred FK violation at commit: {body}");
     assert!(body.contains("23503"), "{body}");
