@@ -24,9 +24,9 @@
 //!   ARGS go to the test runner, e.g. `cargo xtask test -- rest::filters`.
 //!   `XTASK_SKIP_LINT=1` skips steps 1-2 for quick local loops. The cluster
 //!   is stopped and its directory removed afterwards, also on failure. The
-//!   steps run with `TMPDIR` set to a directory of this run (`fbt-run-*`),
-//!   removed afterwards too, so the tests' extra clusters and data dirs do
-//!   not pile up; `XTASK_KEEP_TMP=1` keeps it for a post-mortem.
+//!   tests put their extra clusters and data dirs in a directory of this run
+//!   (`FERROBASE_TEST_TMPDIR`, `fbt-run-*`), removed afterwards too, so they
+//!   do not pile up; `XTASK_KEEP_TMP=1` keeps it for a post-mortem.
 //!
 //! - `cargo xtask bench [SUITE...]`: builds the release server and prints
 //!   figures (never asserts timings). Without a suite name every suite runs.

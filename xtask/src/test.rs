@@ -114,12 +114,14 @@ fn glob_exists(pattern: &str) -> bool {
     walk(std::path::PathBuf::from("/"), &parts)
 }
 
-/// The directory the tests' temporary files go to (`TMPDIR`), one per run,
-/// removed when the run ends. The tests make data directories for extra
-/// nodes, embedded clusters, backups and function sockets under
-/// `std::env::temp_dir()`, several hundred megabytes per run; before this,
-/// every run left them in `/tmp` (one developer machine had 26 GB of them).
-/// `XTASK_KEEP_TMP=1` keeps it for a post-mortem.
+/// The directory the tests' temporary files go to (`FERROBASE_TEST_TMPDIR`,
+/// read by the tests' `support::temp_dir`), one per run, removed when the run
+/// ends. The tests make data directories for extra nodes, embedded clusters
+/// and backups there, several hundred megabytes per run; before this, every
+/// run left them in `/tmp` (one developer machine had 26 GB of them).
+/// `XTASK_KEEP_TMP=1` keeps it for a post-mortem. Not `TMPDIR`: a compiler
+/// cache daemon (sccache) started by a step would keep using it after the
+/// run removed it, and fail the next run's builds.
 struct Scratch {
     dir: std::path::PathBuf,
     keep: bool,
@@ -238,7 +240,7 @@ fn run_steps(
         number += 1;
         header(&format!("[{number}/{total}] {title}"));
         cmd.envs(cluster.env());
-        cmd.env("TMPDIR", &scratch.dir);
+        cmd.env("FERROBASE_TEST_TMPDIR", &scratch.dir);
         cmd.envs(peer_env.iter().map(|(k, v)| (*k, v)));
         let step_started = Instant::now();
         let status = cmd.status();

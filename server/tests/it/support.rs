@@ -24,7 +24,12 @@ pub fn cluster_url() -> String {
 
 /// A fresh temporary directory.
 pub fn temp_dir(prefix: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
+    // `cargo xtask test` points this at a directory of the run that it
+    // removes afterwards, so the extra clusters and data dirs do not pile up.
+    let base = std::env::var_os("FERROBASE_TEST_TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = base.join(format!(
         "{prefix}-{}",
         ferrobase_server::crypto::random_hex(6)
     ));
