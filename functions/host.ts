@@ -68,6 +68,16 @@ globalThis.addEventListener("error", (event) => {
   log("error", ["Uncaught error:", event.error ?? event.message]);
 });
 
+// The server holds this process's stdin open for as long as it supervises it:
+// end-of-file means the server is gone (even killed with SIGKILL, which leaves
+// it no chance to clean up), and a host must not outlive it as an orphan.
+(async () => {
+  try {
+    for await (const _ of Deno.stdin.readable) { /* nothing is ever sent */ }
+  } catch { /* a closed stdin ends the same way */ }
+  Deno.exit(0);
+})();
+
 // Reading a variable outside the function's own (--allow-env) ones gives
 // `undefined`, as for an unset variable, instead of throwing: the process
 // environment holds nothing else anyway (the server clears it).

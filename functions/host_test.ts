@@ -33,6 +33,8 @@ async function start(code: string, allowEnv = "ONLY_THIS"): Promise<Running> {
     ],
     env: { ONLY_THIS: "visible", NO_COLOR: "1" },
     clearEnv: true,
+    // The server holds the host's stdin open for as long as it lives.
+    stdin: "piped",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -81,7 +83,24 @@ async function stop(r: Running) {
   try { r.child.kill("SIGKILL"); } catch { /* already gone */ }
   await r.child.status;
   await r.done;
+  try { await r.child.stdin.close(); } catch { /* already closed */ }
 }
+
+Deno.test("the host exits when its server is gone (its stdin closes)", async () => {
+  const r = await start(`export default { fetch() { return new Response("ok"); } };`);
+  try {
+    const res = await request(r.socket, "/fn");
+    assert(res.status === 200, `alive first: ${res.status}`);
+    // What a killed server leaves: its end of the pipe closed by the kernel.
+    await r.child.stdin.close();
+    const timeout = new Promise<"timeout">((done) => setTimeout(() => done("timeout"), 10_000));
+    const status = await Promise.race([r.child.status, timeout]);
+    assert(status !== "timeout", "the host outlived its server");
+    assert(status.code === 0, `exit code ${status.code}`);
+  } finally {
+    await stop(r);
+  }
+});
 
 Deno.test("a default-export function answers with the client's URL and tagged logs", async () => {
   const r = await start(`export default { fetch(req) {
@@ -171,11 +190,16 @@ Deno.test("an exception becomes a 500 JSON error and an error log line", async (
 Deno.test("a module without a handler exits with a reason", async () => {
   const dir = await Deno.makeTempDir({ prefix: "fb-host-test-" });
   await Deno.writeTextFile(`${dir}/index.ts`, "export const nothing = 1;");
-  const out = await new Deno.Command(DENO, {
+  const child = new Deno.Command(DENO, {
     args: ["run", "--no-prompt", "--no-config", `--allow-read=${dir}`, HOST, `${dir}/s.sock`, `file://${dir}/index.ts`],
     env: { NO_COLOR: "1" },
     clearEnv: true,
-  }).output();
+    // Held open as the server does: a closed stdin would end it first.
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const out = await child.output();
+  try { await child.stdin.close(); } catch { /* already closed */ }
   assert(out.code === 3, `exit code ${out.code}`);
   const text = new TextDecoder().decode(out.stdout);
   assert(text.includes("neither calls Deno.serve"), text);

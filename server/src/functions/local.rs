@@ -329,7 +329,8 @@ impl LocalRuntime {
             cmd.env("DENO_TLS_CA_STORE", "system");
         }
         cmd.current_dir(&dir)
-            .stdin(Stdio::null())
+            // The lifeline: see `supervise`.
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -356,8 +357,10 @@ impl LocalRuntime {
         let (kill_tx, kill_rx) = oneshot::channel::<()>();
         let (exit_tx, exit_rx) = watch::channel(false);
         let alive = Arc::new(AtomicBool::new(true));
+        let lifeline = child.stdin.take();
         tokio::spawn(supervise(
             child,
+            lifeline,
             kill_rx,
             alive.clone(),
             exit_tx,
@@ -472,8 +475,14 @@ async fn read_stderr(err: tokio::process::ChildStderr, source: Source) {
 
 /// Owns the child: waits for it to exit (or kills it when asked or when the
 /// [`Worker`] is dropped), then marks it dead once its output is drained.
+/// Waits for the host to exit (or kills it on `kill`). `lifeline`, the host's
+/// stdin, is held open until then: the host exits when its stdin reaches
+/// end-of-file, which also happens when this server dies without cleaning up
+/// (`SIGKILL`, the OOM killer), so no host outlives its server as an orphan.
+/// (`Child::wait` closes the child's stdin first, hence its own handle.)
 async fn supervise(
     mut child: tokio::process::Child,
+    lifeline: Option<tokio::process::ChildStdin>,
     kill: oneshot::Receiver<()>,
     alive: Arc<AtomicBool>,
     exited: watch::Sender<bool>,
@@ -486,6 +495,7 @@ async fn supervise(
             let _ = child.kill().await;
         }
     }
+    drop(lifeline);
     alive.store(false, Ordering::Release);
     for task in [stdout, stderr].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
