@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -117,52 +117,53 @@ where
     }
 }
 
-/// Most (method, route, status) handles one worker thread keeps (a client
-/// inventing methods cannot grow it without bound; past this it starts over).
-const MAX_CACHED: usize = 4096;
+/// Most route templates one worker thread keeps handles for (templates are
+/// bounded by the router; past this it starts over).
+const MAX_ROUTES: usize = 4096;
 
-/// A cache key: the method, the route template by address (the cached
-/// [`MatchedPath`] keeps that address alive, so it cannot be reused by
-/// another template) and the status.
-#[derive(PartialEq, Eq, Hash)]
-struct Key(Method, usize, u16);
+/// Most (method, status) pairs kept per route template: a client inventing
+/// methods cannot grow it without bound; past this that route starts over.
+const MAX_PER_ROUTE: usize = 64;
 
-/// The handles of one key, with the route template whose address the key holds.
-type Handles = (Option<MatchedPath>, Counter, Histogram);
+/// The handles of one route template's (method, status) pairs: a few each.
+type RouteHandles = Vec<(Method, u16, Counter, Histogram)>;
 
 thread_local! {
-    static HANDLES: RefCell<HashMap<Key, Handles>> = RefCell::new(HashMap::new());
+    /// Keyed by the template's text, not by its allocation: axum formats a
+    /// new template string per request for routes of a nested router (all of
+    /// `/p/{ref}/…`), so only the text is stable.
+    static HANDLES: RefCell<HashMap<Arc<str>, RouteHandles>> = RefCell::new(HashMap::new());
 }
 
 fn observe(method: Method, route: Option<MatchedPath>, status: u16, elapsed: std::time::Duration) {
-    let addr = route.as_ref().map_or(0, |m| m.as_str().as_ptr() as usize);
-    let key = Key(method, addr, status);
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let seconds = elapsed.as_secs_f64();
     HANDLES.with_borrow_mut(|cache| {
-        if !cache.contains_key(&key) {
-            if cache.len() >= MAX_CACHED {
-                cache.clear();
-            }
-            let labels = [
-                ("method", key.0.as_str().to_owned()),
-                (
-                    "route",
-                    route
-                        .as_ref()
-                        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned()),
-                ),
-                ("status", status.to_string()),
-            ];
-            let counter = metrics::counter!("http_requests_total", &labels);
-            let histogram = metrics::histogram!("http_request_duration_seconds", &labels);
-            cache.insert(
-                Key(key.0.clone(), addr, status),
-                (route, counter, histogram),
-            );
-        }
-        if let Some((_, counter, histogram)) = cache.get(&key) {
+        let known = cache
+            .get(route)
+            .and_then(|h| h.iter().find(|(m, s, ..)| *m == method && *s == status));
+        if let Some((.., counter, histogram)) = known {
             counter.increment(1);
-            histogram.record(elapsed.as_secs_f64());
+            histogram.record(seconds);
+            return;
         }
+        let labels = [
+            ("method", method.as_str().to_owned()),
+            ("route", route.to_owned()),
+            ("status", status.to_string()),
+        ];
+        let counter = metrics::counter!("http_requests_total", &labels);
+        let histogram = metrics::histogram!("http_request_duration_seconds", &labels);
+        counter.increment(1);
+        histogram.record(seconds);
+        if cache.len() >= MAX_ROUTES && !cache.contains_key(route) {
+            cache.clear();
+        }
+        let handles = cache.entry(Arc::from(route)).or_default();
+        if handles.len() >= MAX_PER_ROUTE {
+            handles.clear();
+        }
+        handles.push((method, status, counter, histogram));
     });
 }
 
@@ -189,7 +190,8 @@ mod tests {
     }
 
     /// The cached handles count each (method, route, status) apart, on
-    /// every worker thread, and unmatched requests under `unmatched`.
+    /// every worker thread, nested routes (a new template string each
+    /// request) under their template, and unmatched requests under `unmatched`.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn requests_are_counted_by_route_and_status() {
         let metrics = handle();
@@ -201,12 +203,19 @@ mod tests {
                 "/telemetry-test/b",
                 (|| async { (StatusCode::IM_A_TEAPOT, "b") }).into_service(),
             )
+            // A nested router's template is a new string on every request.
+            .nest(
+                "/telemetry-test/p/{ref}",
+                Router::new().route_service("/c", (|| async { "c" }).into_service()),
+            )
             .layer(TrackLayer);
         let mut tasks = Vec::new();
-        for i in 0..40 {
+        for i in 0..50 {
             let router = router.clone();
             tasks.push(tokio::spawn(async move {
-                let uri = if i % 4 == 0 {
+                let uri = if i >= 40 {
+                    format!("/telemetry-test/p/r{i}/c")
+                } else if i % 4 == 0 {
                     "/telemetry-test/b".to_owned()
                 } else {
                     format!("/telemetry-test/a/{i}")
@@ -225,6 +234,11 @@ mod tests {
         assert_eq!(
             count("/telemetry-test/a/{id}", "200").as_deref(),
             Some("30"),
+            "{rendered}"
+        );
+        assert_eq!(
+            count("/telemetry-test/p/{ref}/c", "200").as_deref(),
+            Some("10"),
             "{rendered}"
         );
         assert_eq!(
