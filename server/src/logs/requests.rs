@@ -8,14 +8,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
 use axum::http::HeaderName;
-use axum::middleware::Next;
-use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-
-use crate::state::AppState;
 
 /// Entries kept per node by default.
 pub const DEFAULT_CAPACITY: usize = 1000;
@@ -216,18 +211,6 @@ impl Pending {
             latency_ms: (self.started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
         });
     }
-}
-
-/// Middleware: records every finished request except the dashboard's static
-/// assets. (The server mounts a plain service doing the same, [`begin`] then
-/// [`Pending::finish`], which costs no boxed future per request.)
-pub async fn record(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(pending) = begin(&req) else {
-        return next.run(req).await;
-    };
-    let resp = next.run(req).await;
-    pending.finish(&app.request_log, resp.status().as_u16());
-    resp
 }
 
 #[cfg(test)]
