@@ -644,8 +644,9 @@ pub struct InvocationEntry {
     pub started_at: DateTime<Utc>,
 }
 
-fn limit(q: &LogQuery) -> i64 {
-    q.limit.unwrap_or(100).clamp(1, 1000)
+/// The number of rows a query asked for: 100 by default, 1 to 1000.
+fn limit(requested: Option<i64>) -> i64 {
+    requested.unwrap_or(100).clamp(1, 1000)
 }
 
 /// Log lines of one function, newest first.
@@ -675,7 +676,7 @@ pub async fn query_logs(
                 &q.level,
                 &q.since,
                 &q.search,
-                &limit(q),
+                &limit(q.limit),
             ],
         )
         .await?;
@@ -717,7 +718,7 @@ pub async fn query_invocations(
                 &q.request_id,
                 &q.status,
                 &q.since,
-                &limit(q),
+                &limit(q.limit),
             ],
         )
         .await?;
@@ -787,7 +788,7 @@ pub async fn query_counts(
                 &slug,
                 &q.status,
                 &q.since,
-                &q.limit.unwrap_or(100).clamp(1, 1000),
+                &limit(q.limit),
             ],
         )
         .await?;
