@@ -14,6 +14,8 @@
 //   socket listens, then `{"i": invocation id | null, "l": level, "m": text}`
 //   for every console call, tagged with the invocation that made it (through
 //   AsyncLocalStorage, so concurrent invocations keep their own logs).
+//   A function can write to stdout itself, so these tags are a convenience
+//   within its own logs, not a boundary.
 // - each request carries `x-ferrobase-invocation-id`; an exception thrown by
 //   the handler becomes a 500 JSON `{code: "function_error", message}` with
 //   the header `x-ferrobase-error: uncaught`, and is logged as an error.
@@ -143,15 +145,24 @@ function errorResponse(message: string): Response {
 // `new Request(url, raw)` would do it but costs more than the rest of the
 // invocation together (it re-reads the request as an init dictionary and
 // wraps its body in a new stream): under load it halved what one process
-// answers. Instead, the request's inner record gets its own `url()`, which
-// `req.url`, `req.clone()`, `new Request(req)` and `fetch(req)` all read.
-// Found by feature detection; a Deno without that record takes the copy.
+// answers. Instead, the `url()` of the served requests' inner record (which
+// `req.url`, `req.clone()`, `new Request(req)` and `fetch(req)` all read) is
+// replaced once, on its prototype: it works the public URL out when first
+// asked, from the two headers alone, so a function that never reads its URL
+// pays nothing for it and none pays for reading all its headers. Found by
+// feature detection and checked on the first request; a Deno without that
+// record takes the copy.
 const unixScheme = "http+unix://";
+/** Where a served request keeps its public URL once worked out. */
+const publicUrlKey = Symbol("ferrobase public url");
+/** The inner record's key on a `Request`; `null`: copy every request. */
 let innerKey: symbol | null | undefined;
+/** One header of an inner record, as the socket gave it. */
+let innerHeader: (inner: unknown, name: string) => string | null | undefined;
 
-function publicUrl(raw: Request, unixUrl: string): string {
-  const proto = raw.headers.get("x-forwarded-proto") ?? "http";
-  const host = raw.headers.get("x-forwarded-host") ?? raw.headers.get("host") ?? "localhost";
+function publicUrl(unixUrl: string, header: (name: string) => string | null | undefined): string {
+  const proto = header("x-forwarded-proto") ?? "http";
+  const host = header("x-forwarded-host") ?? header("host") ?? "localhost";
   let rest = unixUrl;
   if (rest.startsWith(unixScheme)) {
     const slash = rest.indexOf("/", unixScheme.length);
@@ -163,24 +174,64 @@ function publicUrl(raw: Request, unixUrl: string): string {
   return `${proto}://${host}${rest}`;
 }
 
-function withPublicUrl(raw: Request): Request {
-  if (innerKey === undefined) {
-    innerKey = Object.getOwnPropertySymbols(raw).find((s) => s.description === "request") ??
-      null;
-  }
+/** Replaces the inner records' `url()`; false (and nothing changed) if it does not take. */
+function patchInnerUrl(raw: Request): boolean {
+  const key = Object.getOwnPropertySymbols(raw).find((s) => s.description === "request");
   // deno-lint-ignore no-explicit-any
-  const inner = innerKey ? (raw as any)[innerKey] : undefined;
-  if (inner && typeof inner.url === "function") {
-    try {
-      const url = publicUrl(raw, inner.url());
-      inner.url = () => url;
-      if (raw.url === url) return raw;
-    } catch {
-      // A record that cannot be changed: take the copy from now on.
-    }
+  const inner = key ? (raw as any)[key] : undefined;
+  const proto = inner ? Object.getPrototypeOf(inner) : undefined;
+  if (!key || !proto || typeof proto.url !== "function" || typeof proto.header !== "function") {
+    return false;
   }
-  innerKey = null;
-  return new Request(publicUrl(raw, raw.url), raw);
+  const nativeUrl: () => string = proto.url;
+  const nativeHeader: (name: string) => string | null | undefined = proto.header;
+  // deno-lint-ignore no-explicit-any
+  function url(this: any): string {
+    let url = this[publicUrlKey];
+    if (url === undefined) {
+      url = this[publicUrlKey] = publicUrl(
+        nativeUrl.call(this),
+        (name) => nativeHeader.call(this, name),
+      );
+    }
+    return url;
+  }
+  try {
+    const expected = publicUrl(nativeUrl.call(inner), (name) => nativeHeader.call(inner, name));
+    proto.url = url;
+    if (proto.url === url && raw.url === expected) {
+      innerKey = key;
+      innerHeader = (record, name) => nativeHeader.call(record, name);
+      return true;
+    }
+    proto.url = nativeUrl;
+  } catch {
+    // A record that cannot be changed.
+  }
+  return false;
+}
+
+/** The request as the function sees it, and its invocation id. */
+function prepare(raw: Request): [Request, string] {
+  if (innerKey === undefined && !patchInnerUrl(raw)) innerKey = null;
+  if (innerKey) {
+    // deno-lint-ignore no-explicit-any
+    const inner = (raw as any)[innerKey];
+    return [raw, innerHeader(inner, "x-ferrobase-invocation-id") ?? ""];
+  }
+  const req = new Request(publicUrl(raw.url, (name) => raw.headers.get(name)), raw);
+  return [req, raw.headers.get("x-ferrobase-invocation-id") ?? ""];
+}
+
+function failed(e: unknown): Response {
+  log("error", ["Uncaught error:", e]);
+  return errorResponse(e instanceof Error ? e.message : String(e));
+}
+
+function checked(res: unknown): Response {
+  return res instanceof Response
+    ? res
+    : failed(new Error("the handler did not return a Response"));
 }
 
 realServe(
@@ -189,25 +240,21 @@ realServe(
     onListen() {
       emit({ ready: true });
     },
-    onError(e) {
-      log("error", ["Uncaught error:", e]);
-      return errorResponse(e instanceof Error ? e.message : String(e));
-    },
+    onError: failed,
   },
+  // Kept as cheap as `Deno.serve`'s own path: a handler that answers at once
+  // is answered at once (no async wrapper, no promise of our own).
   (raw, info) => {
-    const id = raw.headers.get("x-ferrobase-invocation-id") ?? "";
-    const req = withPublicUrl(raw);
-    return invocation.run(id, async () => {
+    const [req, id] = prepare(raw);
+    return invocation.run(id, () => {
+      let res;
       try {
-        const res = await handler(req, info);
-        if (!(res instanceof Response)) {
-          throw new Error("the handler did not return a Response");
-        }
-        return res;
+        res = handler(req, info);
       } catch (e) {
-        log("error", ["Uncaught error:", e]);
-        return errorResponse(e instanceof Error ? e.message : String(e));
+        return failed(e);
       }
+      if (res instanceof Response) return res;
+      return Promise.resolve(res).then(checked, failed);
     });
   },
 );

@@ -187,6 +187,71 @@ Deno.test("an exception becomes a 500 JSON error and an error log line", async (
   }
 });
 
+Deno.test("sync, async and failing handlers: answers, errors and logs keep their invocation", async () => {
+  // The warm path answers a sync Response as is and awaits anything else;
+  // logs made after an await or after the response still carry their id,
+  // and a URL read late (or never) is still the client's.
+  const r = await start(`export default { fetch(req) {
+    const path = new URL(req.url).pathname;
+    if (path === "/fn/sync") return new Response("sync");
+    if (path === "/fn/sync-throw") throw new Error("sync nope");
+    if (path === "/fn/not-a-response") return "text";
+    if (path === "/fn/async-not-a-response") return Promise.resolve(42);
+    if (path === "/fn/async-throw") return Promise.reject(new Error("async nope"));
+    return (async () => {
+      await new Promise((done) => setTimeout(done, 5));
+      console.log("after await");
+      setTimeout(() => console.log("after the response"), 20);
+      return new Response(req.url);
+    })();
+  } };`);
+  const url = `export default { fetch(req) {
+    console.log("never read my url");
+    return new Response("no url");
+  } };`;
+  const r2 = await start(url);
+  try {
+    const id = (i: string) => ({ "x-ferrobase-invocation-id": i });
+    const sync = await request(r.socket, "/fn/sync", id("s1"));
+    assert(sync.status === 200 && sync.body === "sync", `${sync.status} ${sync.body}`);
+    for (const [path, message] of [
+      ["/fn/sync-throw", "sync nope"],
+      ["/fn/not-a-response", "the handler did not return a Response"],
+      ["/fn/async-not-a-response", "the handler did not return a Response"],
+      ["/fn/async-throw", "async nope"],
+    ]) {
+      const res = await request(r.socket, path, id(path));
+      assert(res.status === 500, `${path}: status ${res.status}`);
+      assert(res.head.includes("x-ferrobase-error: uncaught"), `${path}: ${res.head}`);
+      assert(JSON.parse(res.body).message === message, `${path}: ${res.body}`);
+    }
+    const slow = await request(r.socket, "/fn/slow?x=1", {
+      ...id("a1"),
+      "x-forwarded-proto": "https",
+      "x-forwarded-host": "api.example.com",
+    });
+    assert(slow.body === "https://api.example.com/fn/slow?x=1", slow.body);
+    const late = await request(r2.socket, "/fn/late", {
+      ...id("n1"),
+      "x-forwarded-proto": "https",
+      "x-forwarded-host": "api.example.com",
+    });
+    assert(late.body === "no url", late.body);
+    await new Promise((done) => setTimeout(done, 200));
+    const lines = [...r.lines, ...r2.lines].filter((l) => l.startsWith("{\"i\"")).map((l) => JSON.parse(l));
+    const tagged = (i: string, m: string) => lines.some((l) => l.i === i && String(l.m).includes(m));
+    for (const [path, message] of [["/fn/sync-throw", "sync nope"], ["/fn/async-throw", "async nope"]]) {
+      assert(tagged(path, message), `error log of ${path}: ${JSON.stringify(lines)}`);
+    }
+    assert(tagged("a1", "after await"), `after an await: ${JSON.stringify(lines)}`);
+    assert(tagged("a1", "after the response"), `after the response: ${JSON.stringify(lines)}`);
+    assert(tagged("n1", "never read my url"), `no url read: ${JSON.stringify(lines)}`);
+  } finally {
+    await stop(r);
+    await stop(r2);
+  }
+});
+
 Deno.test("a module without a handler exits with a reason", async () => {
   const dir = await Deno.makeTempDir({ prefix: "fb-host-test-" });
   await Deno.writeTextFile(`${dir}/index.ts`, "export const nothing = 1;");
