@@ -184,17 +184,10 @@ pub async fn dispatch(
         HeaderValue::from_bytes(id.hyphenated().encode_lower(&mut buf).as_bytes())
             .unwrap_or_else(|_| HeaderValue::from_static(""))
     };
-    let mut fwd = HeaderMap::with_capacity(headers.len() + 6);
-    for (name, value) in &headers {
-        let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || n.starts_with("x-ferrobase-") || n.starts_with("x-forwarded-")
-        {
-            continue;
-        }
-        fwd.append(name.clone(), value.clone());
-    }
-    if let Some(host) = headers.get(header::HOST) {
-        fwd.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+    let host = headers.get(header::HOST).cloned();
+    let mut fwd = forwardable(headers);
+    if let Some(host) = host {
+        fwd.insert(HeaderName::from_static("x-forwarded-host"), host);
     }
     fwd.insert(
         HeaderName::from_static("x-forwarded-proto"),
@@ -290,6 +283,27 @@ pub async fn dispatch(
             resp
         }
     }
+}
+
+/// Whether a client-sent header is not passed to the function.
+fn dropped(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    HOP_BY_HOP.contains(&n) || n.starts_with("x-ferrobase-") || n.starts_with("x-forwarded-")
+}
+
+/// The client's headers without the dropped ones: the same map when there
+/// is nothing to drop (the usual case), else a copy without them.
+fn forwardable(headers: HeaderMap) -> HeaderMap {
+    if !headers.keys().any(dropped) {
+        return headers;
+    }
+    let mut fwd = HeaderMap::with_capacity(headers.len() + 6);
+    for (name, value) in &headers {
+        if !dropped(name) {
+            fwd.append(name.clone(), value.clone());
+        }
+    }
+    fwd
 }
 
 fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {

@@ -602,3 +602,156 @@ async fn a_stream_that_outlives_its_timeout_is_cut_and_recorded() {
         assert_eq!((status, text.as_str()), (200, "quick"));
     }
 }
+
+/// The server drives each connection to a host from the invocation that uses
+/// it and pools it once its response ended: whatever the previous response
+/// was (streamed in chunks, of known length, empty, a HEAD, an answer that
+/// ignored an upload), the next invocation on the pooled connection gets its
+/// own answer, whole. The function allows one invocation at a time, so every
+/// invocation takes the one pooled connection (or a fresh one if the host
+/// hung up).
+#[tokio::test]
+async fn a_pooled_connection_serves_the_next_invocation_after_any_response() {
+    let Some(fx) = Fx::new("fn-pool").await else {
+        return;
+    };
+    fx.deploy_with(
+        "mixed",
+        json!({ "concurrency": 1, "code": r#"export default { async fetch(req: Request) {
+            const path = new URL(req.url).pathname;
+            const enc = new TextEncoder();
+            if (path.endsWith("/chunks")) {
+              return new Response(new ReadableStream({
+                async start(c) {
+                  for (const part of ["a", "b", "c"]) {
+                    c.enqueue(enc.encode(part));
+                    await new Promise((r) => setTimeout(r, 10));
+                  }
+                  c.close();
+                },
+              }));
+            }
+            if (path.endsWith("/empty")) return new Response(null, { status: 204 });
+            if (path.endsWith("/ignore")) return new Response("ignored");
+            if (path.endsWith("/echo")) return new Response(await req.text());
+            return Response.json({ path, method: req.method });
+        } };"# }),
+    )
+    .await;
+    let big = "x".repeat(200 * 1024);
+    for round in 0..6 {
+        let resp = fx
+            .call(Method::GET, "mixed/chunks")
+            .send()
+            .await
+            .expect("chunks");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.expect("text"), "abc", "round {round}");
+
+        let resp = fx
+            .call(Method::GET, "mixed/json")
+            .send()
+            .await
+            .expect("json");
+        assert_eq!(resp.status(), 200);
+        let v: Value = resp.json().await.expect("json body");
+        assert_eq!(v["path"], "/mixed/json", "round {round}: {v}");
+
+        let resp = fx
+            .call(Method::GET, "mixed/empty")
+            .send()
+            .await
+            .expect("empty");
+        assert_eq!(resp.status(), 204, "round {round}");
+        assert!(resp.bytes().await.expect("empty body").is_empty());
+
+        let resp = fx
+            .call(Method::HEAD, "mixed/json")
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(resp.status(), 200, "round {round}");
+
+        let resp = fx
+            .call(Method::POST, "mixed/ignore")
+            .body(big.clone())
+            .send()
+            .await
+            .expect("ignored upload");
+        assert_eq!(resp.status(), 200, "round {round}");
+        assert_eq!(resp.text().await.expect("text"), "ignored");
+
+        let body = format!("echo {round}");
+        let resp = fx
+            .call(Method::POST, "mixed/echo")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("echo");
+        assert_eq!(resp.status(), 200, "round {round}");
+        assert_eq!(resp.text().await.expect("text"), body);
+    }
+}
+
+/// A host that dies while its response streams: the client's stream fails
+/// (it neither hangs nor ends as if complete), the invocation is recorded as
+/// a stream error, and the next invocation gets a fresh process.
+#[tokio::test]
+async fn a_host_that_dies_mid_response_fails_the_stream_and_the_next_one_is_served() {
+    let Some(fx) = Fx::new("fn-die-mid").await else {
+        return;
+    };
+    fx.deploy(
+        "dies",
+        r#"export default { fetch(req: Request) {
+            if (new URL(req.url).pathname.endsWith("/ok")) return new Response("ok");
+            const enc = new TextEncoder();
+            return new Response(new ReadableStream({
+              start(c) {
+                c.enqueue(enc.encode("first\n"));
+                setTimeout(() => Deno.exit(9), 100);
+              },
+            }));
+        } };"#,
+    )
+    .await;
+    let (status, body) = text(&fx, "dies/ok").await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let started = Instant::now();
+    let resp = fx
+        .call(Method::GET, "dies")
+        .header("x-request-id", "dies-1")
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.expect("a chunk").expect("bytes");
+    assert_eq!(&first[..], b"first\n");
+    let mut failed = false;
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .expect("the stream hung after its host died")
+    {
+        if chunk.is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "the cut stream ended as if complete");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let inv = fx
+        .poll("dies", "invocations", "request_id=dies-1", |v| {
+            v.as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    assert_eq!(inv[0]["error"], "stream_error", "{inv}");
+    for _ in 0..3 {
+        let (status, body) = text(&fx, "dies/ok").await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+}
