@@ -21,8 +21,7 @@
 //! every invocation of that version; replaced when the version, settings or
 //! secrets change; stopped after `FERROBASE_FUNCTIONS_IDLE_SECS` unused). The
 //! server proxies each invocation over HTTP/1.1 on the process's unix socket
-//! (connections are pooled, and driven by the invocation that uses them: see
-//! `Link`). A timeout kills the process (an infinite loop
+//! (connections are pooled). A timeout kills the process (an infinite loop
 //! blocks its event loop, so it could not answer anyone else), a crash or an
 //! out-of-memory abort ends only that process; the next invocation starts a
 //! fresh one. Other functions and projects never share a process.
@@ -515,7 +514,7 @@ struct Worker {
     exited: watch::Receiver<bool>,
     last_used: Mutex<Instant>,
     /// Idle HTTP/1.1 connections to the socket.
-    pool: Mutex<Vec<Link>>,
+    pool: Mutex<Vec<SendRequest<Body>>>,
     /// Idle connections kept: as many as invocations may run at once (so a
     /// steady load reuses them all), within [`MAX_IDLE_CONNECTIONS`].
     max_idle: usize,
@@ -567,16 +566,18 @@ impl Worker {
     /// A pooled connection that is ready, or a new one.
     ///
     /// A connection goes back to the pool as soon as the response body
-    /// ended; it may not have read past that response yet, so it is driven
-    /// until it is ready (within microseconds) rather than dropped: dropping
-    /// it made most invocations under load open and close a socket of their
-    /// own.
-    async fn connection(&self) -> Result<Link, String> {
+    /// ended; its task may not have noticed yet, so it is waited for (it
+    /// is ready within microseconds) rather than dropped: dropping it made
+    /// most invocations under load open and close a socket of their own.
+    async fn connection(&self) -> Result<SendRequest<Body>, String> {
         loop {
             let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let Some(mut link) = pooled else { break };
-            if link.ready().await.is_ok() {
-                return Ok(link);
+            let Some(mut sender) = pooled else { break };
+            if sender.is_closed() {
+                continue;
+            }
+            if sender.ready().await.is_ok() {
+                return Ok(sender);
             }
         }
         let stream = tokio::net::UnixStream::connect(&self.socket)
@@ -585,79 +586,17 @@ impl Worker {
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Link { sender, conn })
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
     }
 
-    fn give_back(&self, link: Link) {
+    fn give_back(&self, sender: SendRequest<Body>) {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < self.max_idle && !link.sender.is_closed() {
-            pool.push(link);
+        if pool.len() < self.max_idle && !sender.is_closed() {
+            pool.push(sender);
         }
-    }
-}
-
-/// The client side of one HTTP/1.1 connection to a host's socket.
-///
-/// The connection is driven by the task that uses it (the invocation, then
-/// its response body), not by a task of its own: no wake-up of another task
-/// to write the request, and none to hand the response and each body chunk
-/// back. It goes back to the pool, sender and connection together, only once
-/// its response has ended; an idle pooled connection is not polled, and is
-/// found closed (the host exited or hung up) when it is next taken.
-struct Link {
-    sender: SendRequest<Body>,
-    conn: Conn,
-}
-
-/// The connection half of a [`Link`].
-type Conn = hyper::client::conn::http1::Connection<TokioIo<tokio::net::UnixStream>, Body>;
-
-impl Link {
-    /// Drives the connection until it can take a request; an error when it
-    /// has closed.
-    async fn ready(&mut self) -> Result<(), String> {
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = Pin::new(&mut self.conn).poll(cx) {
-                return Poll::Ready(Err(match r {
-                    Ok(()) => "the connection closed".to_owned(),
-                    Err(e) => e.to_string(),
-                }));
-            }
-            self.sender.poll_ready(cx).map_err(|e| e.to_string())
-        })
-        .await
-    }
-
-    /// Sends `req` and drives the connection until the response's head
-    /// arrives (its body is driven by [`Streaming`]).
-    async fn exchange(
-        &mut self,
-        req: axum::http::Request<Body>,
-    ) -> Result<axum::http::Response<hyper::body::Incoming>, String> {
-        let sent = self.sender.send_request(req);
-        let mut sent = std::pin::pin!(sent);
-        let conn = &mut self.conn;
-        let mut closed: Option<String> = None;
-        std::future::poll_fn(|cx| {
-            if closed.is_none()
-                && let Poll::Ready(r) = Pin::new(&mut *conn).poll(cx)
-            {
-                closed = Some(match r {
-                    Ok(()) => "the connection closed before the response".to_owned(),
-                    Err(e) => e.to_string(),
-                });
-            }
-            match sent.as_mut().poll(cx) {
-                Poll::Ready(r) => Poll::Ready(r.map_err(|e| e.to_string())),
-                // The connection ended without answering (its error, if
-                // any, was handed to the request first).
-                Poll::Pending => match closed.take() {
-                    Some(e) => Poll::Ready(Err(e)),
-                    None => Poll::Pending,
-                },
-            }
-        })
-        .await
     }
 }
 
@@ -769,20 +708,16 @@ struct Streaming {
     deadline: tokio::time::Instant,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     permit: Option<OwnedSemaphorePermit>,
-    /// The connection, driven while the body streams; `None` once it
-    /// closed (its remaining data is in `incoming`) or went back to the pool.
-    link: Option<Link>,
+    sender: Option<SendRequest<Body>>,
     worker: Arc<Worker>,
     done: bool,
-    /// The connection failed before the body's last byte.
-    broken: bool,
 }
 
 impl Streaming {
     fn finish(&mut self) {
         self.done = true;
-        if let Some(link) = self.link.take() {
-            self.worker.give_back(link);
+        if let Some(sender) = self.sender.take() {
+            self.worker.give_back(sender);
         }
         self.permit = None;
         self.sleep = None;
@@ -808,11 +743,10 @@ impl hyper::body::Body for Streaming {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
         let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
-        }
-        let mut drove = false;
         loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
             match Pin::new(&mut this.incoming).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     // Data only: trailers are not passed on.
@@ -826,12 +760,6 @@ impl hyper::body::Body for Streaming {
                         return Poll::Ready(Some(Ok(hyper::body::Frame::data(data))));
                     }
                 }
-                Poll::Ready(None) if this.broken => {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(std::io::Error::other(
-                        "the function's connection failed mid-response",
-                    ))));
-                }
                 Poll::Ready(None) => {
                     this.finish();
                     return Poll::Ready(None);
@@ -841,22 +769,6 @@ impl hyper::body::Body for Streaming {
                     return Poll::Ready(Some(Err(std::io::Error::other(e))));
                 }
                 Poll::Pending => {
-                    // Drive the connection (it reads the next chunk into
-                    // `incoming`), then look again once.
-                    if !drove && let Some(link) = &mut this.link {
-                        drove = true;
-                        if let Poll::Ready(r) = Pin::new(&mut link.conn).poll(cx) {
-                            // Closed: what it read is in `incoming`, followed
-                            // by its error if the body was cut short (hyper
-                            // hands it to the body); a clean close after the
-                            // last byte is not an error.
-                            if r.is_err() && !this.incoming.is_end_stream() {
-                                this.broken = true;
-                            }
-                            this.link = None;
-                        }
-                        continue;
-                    }
                     let deadline = this.deadline;
                     let sleep = this
                         .sleep
@@ -925,9 +837,9 @@ impl Runtime for LocalRuntime {
                 .map_err(|_| InvokeError::Busy(d.settings.concurrency))?;
             worker.touch();
             let sent = tokio::time::timeout_at(deadline, async {
-                let mut link = worker.connection().await?;
-                let resp = link.exchange(req).await?;
-                Ok::<_, String>((link, resp))
+                let mut sender = worker.connection().await?;
+                let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+                Ok::<_, String>((sender, resp))
             })
             .await;
             match sent {
@@ -952,17 +864,16 @@ impl Runtime for LocalRuntime {
                         Err(InvokeError::Crashed(e))
                     }
                 }
-                Ok(Ok((link, resp))) => {
+                Ok(Ok((sender, resp))) => {
                     let (parts, incoming) = resp.into_parts();
                     let body = Streaming {
                         incoming,
                         deadline,
                         sleep: None,
                         permit: Some(permit),
-                        link: Some(link),
+                        sender: Some(sender),
                         worker,
                         done: false,
-                        broken: false,
                     };
                     Ok(axum::http::Response::from_parts(parts, Body::new(body)))
                 }
