@@ -269,6 +269,9 @@ pub async fn run_sql(
             Err(timeout_error(timeout_ms))
         }
     };
+    // The SQL may have changed users or sessions: `GET /auth/v1/user`
+    // answers on this node must not predate it.
+    admin.tenant.users.invalidate();
     for s in &statements {
         app.platform
             .audit(

@@ -3,7 +3,11 @@
 
 use axum::Json;
 use axum::extract::RawQuery;
+use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -14,19 +18,64 @@ use super::links::{LinkMail, send_link};
 use super::mail::Kind;
 use super::pkce;
 use super::users::{self, parse_email};
-use super::{Body, KeyedConn, KeyedCtx, parse_body, redirect};
+use super::{Body, KeyedCtx, KeyedUser, parse_body, redirect};
 use super::{hash_password, query_param, verify_password};
+use crate::state::AppState;
 
 /// `GET /auth/v1/user`: the signed-in user.
 #[utoipa::path(get, path = "/p/{ref}/auth/v1/user", tag = "auth",
     params(("ref" = String, Path, description = "Project ref")),
     responses((status = 200, description = "User"), (status = 401, description = "No bearer token"),
               (status = 403, description = "Invalid token or session gone")))]
-pub async fn get_user(conn: KeyedConn) -> AuthResult<Json<Value>> {
+pub async fn get_user(
+    State(app): State<AppState>,
+    KeyedUser(tenant, bearer): KeyedUser,
+) -> AuthResult<Response> {
+    // The token is verified (and unexpired) on every request; the user and
+    // its session may come from this node's short-lived cache, which every
+    // auth write here drops (see `tenant::read_cache`).
+    let key = (bearer.sub, bearer.session_id.unwrap_or_default());
+    if let Some(body) = tenant.users.get(&key) {
+        return Ok(json_body(body));
+    }
+    let epoch = tenant.users.epoch();
+    let client = app.project_pool(&tenant).get().await?;
     // Reads no auth settings: one round trip (the user, identities, factors
     // and session statements, pipelined).
-    let me = super::require_user(&conn.tenant, &conn.client, &conn.headers).await?;
-    Ok(Json(me.user.to_json()))
+    let found = users::with_session(&client, bearer.sub, bearer.session_id).await?;
+    drop(client);
+    let session_ends = found.session_ends;
+    let (user, _) = super::found_user(found)?;
+    let body =
+        Bytes::from(serde_json::to_vec(&user.to_json()).map_err(|e| AuthError::internal(&e))?);
+    if let Some(until) = cache_deadline(app.platform.config().auth_user_cache_ms, session_ends) {
+        tenant.users.insert(key, epoch, until, body.clone());
+    }
+    Ok(json_body(body))
+}
+
+/// How long a `GET /user` answer may be kept: the configured time, or less
+/// if the session ends sooner; `None` when it must not be kept.
+fn cache_deadline(
+    ttl_ms: u64,
+    session_ends: Option<chrono::DateTime<chrono::Utc>>,
+) -> Option<std::time::Instant> {
+    let mut keep = std::time::Duration::from_millis(ttl_ms);
+    if let Some(ends) = session_ends {
+        keep = keep.min((ends - chrono::Utc::now()).to_std().ok()?);
+    }
+    (!keep.is_zero()).then(|| std::time::Instant::now() + keep)
+}
+
+fn json_body(body: Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,9 +12,7 @@
 //! never sent.
 
 use axum::Json;
-use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -194,18 +192,17 @@ fn is_dated_version(value: &str) -> bool {
     well_formed && v >= API_VERSION_2024
 }
 
-/// Middleware of every `/auth/v1` route: renders errors in the shape of the
-/// API version the request asked for, and echoes that version.
-pub async fn api_version(req: Request, next: Next) -> Response {
-    let dated = req
-        .headers()
+/// Whether a request asked for the dated (2024-01-01+) API version.
+pub(crate) fn asks_dated_version(headers: &axum::http::HeaderMap) -> bool {
+    headers
         .get(API_VERSION_HEADER)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(is_dated_version);
-    let mut response = next.run(req).await;
-    if !dated {
-        return response;
-    }
+        .is_some_and(is_dated_version)
+}
+
+/// For a request that asked for the dated API version: renders an error in
+/// that version's shape, and echoes the version.
+pub(crate) fn dated_response(mut response: Response) -> Response {
     if let Some(err) = response.extensions_mut().remove::<AuthError>() {
         response = err.render(err.dated_body());
     }

@@ -18,11 +18,13 @@
 //! - [`oauth`]: OAuth 2 / OpenID Connect providers (authorize, callback);
 //! - [`pkce`]: PKCE flow state and auth codes;
 //! - [`redirect`]: the redirect allow-list; [`settings`]: per-project settings;
-//! - [`error`]: GoTrue's error shapes.
+//! - [`error`]: GoTrue's error shapes; [`layer`]: the layer of every route
+//!   (error shape by API version, dropping cached `GET /user` answers after writes).
 
 pub mod account;
 pub mod admin;
 pub mod error;
+pub mod layer;
 pub mod limits;
 pub mod links;
 pub mod mail;
@@ -126,7 +128,7 @@ pub fn routes() -> Router<AppState> {
             "/auth/v1/admin/templates/{kind}",
             put(admin::put_template).get(admin::get_template),
         )
-        .layer(axum::middleware::from_fn(error::api_version))
+        .layer(layer::AuthLayer)
 }
 
 /// What every auth handler needs: the project, a connection to its database
@@ -196,7 +198,7 @@ fn routed_tenant(parts: &Parts) -> AuthResult<Arc<Tenant>> {
         .ok_or_else(|| AuthError::internal(&"auth route without resolve_project"))
 }
 
-fn check_api_key(tenant: &Tenant, headers: &HeaderMap) -> AuthResult<Value> {
+fn check_api_key(tenant: &Tenant, headers: &HeaderMap) -> AuthResult<()> {
     let key = match headers.get("apikey") {
         Some(v) => v.to_str().ok().map(str::trim),
         None => bearer(headers),
@@ -207,7 +209,8 @@ fn check_api_key(tenant: &Tenant, headers: &HeaderMap) -> AuthResult<Value> {
             "No API key found in request",
         ));
     };
-    verify_token(tenant, key, "API key")
+    crate::tenant::verify_shared(tenant, key, "API key")
+        .map(drop)
         .map_err(|_| AuthError::unauthorized("invalid_api_key", "Invalid API key"))
 }
 
@@ -219,10 +222,33 @@ pub async fn require_user(
     client: &deadpool_postgres::Object,
     headers: &HeaderMap,
 ) -> AuthResult<Authenticated> {
+    let bearer = bearer_user(tenant, headers)?;
+    let found = users::with_session(client, bearer.sub, bearer.session_id).await?;
+    let (user, session) = found_user(found)?;
+    Ok(Authenticated {
+        user,
+        session,
+        claims: bearer.claims.claims.clone(),
+    })
+}
+
+/// A verified bearer access token and who it names.
+pub struct BearerUser {
+    /// The verified token.
+    pub claims: Arc<crate::tenant::Verified>,
+    /// `sub`.
+    pub sub: Uuid,
+    /// `session_id`, when present.
+    pub session_id: Option<Uuid>,
+}
+
+/// Verifies the bearer access token of `headers` (401 `no_authorization`,
+/// 403 `bad_jwt` as GoTrue); no database access.
+pub fn bearer_user(tenant: &Tenant, headers: &HeaderMap) -> AuthResult<BearerUser> {
     let token = bearer(headers).ok_or_else(|| {
         AuthError::unauthorized("no_authorization", "This endpoint requires a Bearer token")
     })?;
-    let claims = verify_token(tenant, token, "access token").map_err(|e| {
+    let claims = crate::tenant::verify_shared(tenant, token, "access token").map_err(|e| {
         AuthError::forbidden(
             "bad_jwt",
             format!(
@@ -231,60 +257,56 @@ pub async fn require_user(
             ),
         )
     })?;
-    let Some(sub) = claims["sub"].as_str().and_then(|s| Uuid::parse_str(s).ok()) else {
+    let Some(sub) = claims.claims["sub"]
+        .as_str()
+        .and_then(|s| Uuid::parse_str(s).ok())
+    else {
         return Err(AuthError::forbidden(
             "bad_jwt",
             "invalid claim: missing sub claim",
         ));
     };
-    let session_id = claims["session_id"]
+    let session_id = claims.claims["session_id"]
         .as_str()
         .and_then(|s| Uuid::parse_str(s).ok());
-    let (user, session) = users::with_session(client, sub, session_id).await?;
-    let user = user.ok_or_else(|| {
+    Ok(BearerUser {
+        claims,
+        sub,
+        session_id,
+    })
+}
+
+/// The user and live session a token named, or GoTrue's 403
+/// `user_not_found` / `session_not_found`.
+pub fn found_user(found: users::Found) -> AuthResult<(User, SessionInfo)> {
+    let user = found.user.ok_or_else(|| {
         AuthError::forbidden(
             "user_not_found",
             "User from sub claim in JWT does not exist",
         )
     })?;
-    let session = session.ok_or_else(|| {
+    let session = found.session.ok_or_else(|| {
         AuthError::forbidden(
             "session_not_found",
             "Session from session_id claim in JWT does not exist",
         )
     })?;
-    Ok(Authenticated {
-        user,
-        session,
-        claims,
-    })
+    Ok((user, session))
 }
 
-/// The project, a pooled connection and the headers, with a valid project
-/// API key checked as for [`KeyedCtx`], but without the auth settings: for
-/// handlers that never read them (`GET /auth/v1/user`), which then cost one
-/// round trip to the database instead of two, and no settings merge.
-pub struct KeyedConn {
-    /// The project.
-    pub tenant: Arc<Tenant>,
-    /// A pooled connection to the project database (as the owner).
-    pub client: deadpool_postgres::Object,
-    /// Request headers.
-    pub headers: HeaderMap,
-}
+/// The project and the verified bearer access token, with a valid project
+/// API key checked as for [`KeyedCtx`]; no database connection and no auth
+/// settings: for `GET /auth/v1/user`, which often answers from memory.
+pub struct KeyedUser(pub Arc<Tenant>, pub BearerUser);
 
-impl FromRequestParts<AppState> for KeyedConn {
+impl FromRequestParts<AppState> for KeyedUser {
     type Rejection = AuthError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> AuthResult<Self> {
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> AuthResult<Self> {
         let tenant = routed_tenant(parts)?;
         check_api_key(&tenant, &parts.headers)?;
-        let client = app.project_pool(&tenant).get().await?;
-        Ok(KeyedConn {
-            tenant,
-            client,
-            headers: parts.headers.clone(),
-        })
+        let bearer = bearer_user(&tenant, &parts.headers)?;
+        Ok(KeyedUser(tenant, bearer))
     }
 }
 

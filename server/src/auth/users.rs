@@ -212,7 +212,7 @@ const IDENTITIES_SQL: &str = "select id, provider_id, user_id, identity_data, pr
 const FACTORS_SQL: &str = "select id, friendly_name, factor_type, status, created_at, updated_at \
      from auth.mfa_factors where user_id = $1 order by created_at";
 /// A live session of a user, by id.
-pub(crate) const SESSION_SQL: &str = "select id, aal, amr from auth.sessions where id = $1 and user_id = $2 \
+pub(crate) const SESSION_SQL: &str = "select id, aal, amr, not_after from auth.sessions where id = $1 and user_id = $2 \
      and (not_after is null or not_after > now())";
 
 /// The identities of a user, in GoTrue's JSON shape.
@@ -279,7 +279,7 @@ pub async fn with_session(
     c: &deadpool_postgres::ClientWrapper,
     id: Uuid,
     session_id: Option<Uuid>,
-) -> AuthResult<(Option<User>, Option<super::session::SessionInfo>)> {
+) -> AuthResult<Found> {
     use futures_util::future::try_join4;
     use tokio_postgres::types::ToSql;
     static USER_SQL: std::sync::LazyLock<String> =
@@ -313,21 +313,32 @@ pub async fn with_session(
         unreachable!("query_pipeline returns one output per statement")
     };
     let Some(row) = user.first() else {
-        return Ok((None, None));
+        return Ok(Found::default());
     };
     let mut user = User::from_row(row);
     user.identities = identities_json(&identities);
     user.factors = factors_json(&factors);
-    let session =
-        session
-            .first()
-            .filter(|_| session_id.is_some())
-            .map(|r| super::session::SessionInfo {
-                id: r.get(0),
-                aal: r.get(1),
-                amr: r.get(2),
-            });
-    Ok((Some(user), session))
+    let session = session.first().filter(|_| session_id.is_some());
+    Ok(Found {
+        user: Some(user),
+        session_ends: session.and_then(|r| r.get(3)),
+        session: session.map(|r| super::session::SessionInfo {
+            id: r.get(0),
+            aal: r.get(1),
+            amr: r.get(2),
+        }),
+    })
+}
+
+/// What [`with_session`] found.
+#[derive(Default)]
+pub struct Found {
+    /// The user, if it exists.
+    pub user: Option<User>,
+    /// Its session named by the token, if it is live.
+    pub session: Option<super::session::SessionInfo>,
+    /// When that session ends (`not_after`), if it has an end.
+    pub session_ends: Option<DateTime<Utc>>,
 }
 
 /// What a new user starts with.

@@ -178,6 +178,14 @@ pub struct Config {
     #[arg(long, env = "FERROBASE_AUTH_AUTOCONFIRM", default_value_t = false, action = clap::ArgAction::Set)]
     pub auth_autoconfirm: bool,
 
+    /// How long one node answers `GET /auth/v1/user` for a (user, session)
+    /// from memory, in milliseconds. This node's own auth writes (logout,
+    /// user updates, admin changes, …) and admin SQL drop it at once; a
+    /// change made on another node or straight in SQL shows within this
+    /// time. 0 turns the cache off.
+    #[arg(long, env = "FERROBASE_AUTH_USER_CACHE_MS", default_value_t = 1000)]
+    pub auth_user_cache_ms: u64,
+
     /// Trust the first `X-Forwarded-For` address as the client IP (auth rate
     /// limits). Enable only behind a proxy that sets it.
     #[arg(long, env = "FERROBASE_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
@@ -345,6 +353,7 @@ impl Config {
             rest_plan_roles: "service_role".into(),
             admin_token_ttl_secs: 3600,
             auth_autoconfirm: false,
+            auth_user_cache_ms: 1000,
             trust_forwarded_for: false,
             smtp_url: None,
             smtp_from: "Ferrobase <noreply@ferrobase.test>".into(),

@@ -26,6 +26,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::platform::projects::{self, LoadedProject, ProjectRef};
 use crate::state::{App, AppState};
 
+pub mod read_cache;
+
 /// A project as the data plane sees it.
 #[derive(Debug)]
 pub struct Tenant {
@@ -39,6 +41,12 @@ pub struct Tenant {
     /// or session token on every request, and an ES256 check is the most
     /// expensive step of a small request. Entries are used only until `exp`.
     verified: Mutex<HashMap<String, Arc<Verified>>>,
+    /// `GET /auth/v1/user` bodies by (user id, session id); the auth routes
+    /// invalidate it after every write (see [`read_cache`]). Shared by every
+    /// `Tenant` of the project alive on this node, so a write seen through an
+    /// older copy (loaded before a refresh) still invalidates what a newer
+    /// copy keeps.
+    pub users: Arc<UserCache>,
 }
 
 /// A verified token's claims, shared by every request that sends the token.
@@ -74,12 +82,15 @@ impl Verified {
     }
 }
 
+/// The cache of `GET /auth/v1/user` answers: by (user id, session id).
+pub type UserCache = read_cache::ReadCache<(uuid::Uuid, uuid::Uuid)>;
+
 /// Bound on [`Tenant::verified`]; the cache is simply cleared when full.
 const VERIFIED_CACHE_MAX: usize = 4096;
 
 impl Tenant {
     /// Builds the data-plane view of a loaded project.
-    pub fn new(project: LoadedProject) -> Self {
+    pub fn new(project: LoadedProject, users: Arc<UserCache>) -> Self {
         let keys: Vec<Value> = project
             .keys
             .iter()
@@ -94,6 +105,7 @@ impl Tenant {
             jwks: json!({ "keys": keys }),
             cors,
             verified: Mutex::new(HashMap::new()),
+            users,
         }
     }
 
@@ -132,6 +144,8 @@ pub struct ProjectRegistry {
     /// cached (it may have read the row as it was before the change).
     epoch: std::sync::atomic::AtomicU64,
     loading: crate::throttle::SingleFlight<String>,
+    /// Each project's [`UserCache`], while a `Tenant` of it lives.
+    user_caches: Mutex<HashMap<uuid::Uuid, std::sync::Weak<UserCache>>>,
 }
 
 impl ProjectRegistry {
@@ -154,12 +168,27 @@ impl ProjectRegistry {
             self.invalidate(r);
             return Ok(None);
         };
-        let tenant = Arc::new(Tenant::new(project));
+        let users = self.user_cache(project.id);
+        let tenant = Arc::new(Tenant::new(project, users));
         let mut cache = self.lock();
         if self.epoch.load(std::sync::atomic::Ordering::SeqCst) == epoch {
             cache.insert(r.to_owned(), (tenant.clone(), Instant::now()));
         }
         Ok(Some(tenant))
+    }
+
+    /// The user cache of project `id`: the one its live `Tenant`s share, or a new one.
+    fn user_cache(&self, id: uuid::Uuid) -> Arc<UserCache> {
+        let mut caches = self.user_caches.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cache) = caches.get(&id).and_then(std::sync::Weak::upgrade) {
+            return cache;
+        }
+        if caches.len() >= VERIFIED_CACHE_MAX {
+            caches.retain(|_, c| c.strong_count() > 0);
+        }
+        let cache = Arc::new(UserCache::default());
+        caches.insert(id, Arc::downgrade(&cache));
+        cache
     }
 
     /// Forgets project `r` (after a change or delete).

@@ -980,7 +980,14 @@ async fn admin_users_search_by_prefix_on_the_server() {
 /// factors in creation order; a user without factors gets no `factors`.
 #[tokio::test]
 async fn user_endpoint_matches_the_admin_view() {
-    let a = Auth::new("auth-user-view", json!({"mailer_autoconfirm": true})).await;
+    // It writes straight to the database, behind the server's back: with
+    // the `GET /user` cache off, the next answer shows that at once.
+    let a = Auth::on(
+        crate::support::TestApp::spawn_with(|c| c.auth_user_cache_ms = 0).await,
+        "auth-user-view",
+        json!({"mailer_autoconfirm": true}),
+    )
+    .await;
     let s = a.session("dora@example.com", "secret-pw-1").await;
     let access = s["access_token"].as_str().unwrap();
     let id = s["user"]["id"].as_str().unwrap().to_owned();

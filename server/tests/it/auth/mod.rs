@@ -9,6 +9,7 @@ mod peers;
 mod sdk;
 mod security;
 mod smtp;
+mod user_cache;
 
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
@@ -24,7 +25,11 @@ pub struct Auth {
 impl Auth {
     /// A fresh server and project `r`, with `settings` laid over the defaults.
     pub async fn new(r: &str, settings: Value) -> Auth {
-        let t = TestApp::spawn().await;
+        Self::on(TestApp::spawn().await, r, settings).await
+    }
+
+    /// Like [`Auth::new`], on server `t`.
+    pub async fn on(t: TestApp, r: &str, settings: Value) -> Auth {
         let p = t.create_project(r).await;
         let a = Auth { t, p };
         if settings.as_object().is_some_and(|m| !m.is_empty()) {
