@@ -56,6 +56,20 @@ const browser = await chromium.launch({
 
 /** axe-core on the current page: serious or critical violations fail the run. */
 async function axe(page, name) {
+  // A popover or modal still fading in or out has its colours blended with
+  // the page behind (the referenced-row popover below, checked mid-fade, once
+  // failed colour-contrast): let finite transitions settle first (spinners loop
+  // forever and are ignored; a page that never settles is checked anyway).
+  await page
+    .waitForFunction(
+      () =>
+        document
+          .getAnimations()
+          .every((a) => a.playState !== "running" || a.effect?.getComputedTiming().iterations === Infinity),
+      undefined,
+      { timeout: 3000 },
+    )
+    .catch(() => {});
   const result = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa"]).analyze();
   const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
   for (const v of bad) {
