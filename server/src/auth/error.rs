@@ -7,8 +7,8 @@
 //! - `2024-01-01` or later: `{"code": "…", "message": "…"}`, and the version is echoed.
 //!
 //! A handler's [`AuthError`] renders the legacy shape and carries itself in the
-//! response extensions; the [`api_version`] middleware re-renders it in the
-//! newer shape when the request asked for it. Causes of 5xx errors are logged,
+//! response extensions; the layer of every auth route ([`super::layer`])
+//! re-renders it in the newer shape when the request asked for it. Causes of 5xx errors are logged,
 //! never sent.
 
 use axum::Json;
