@@ -35,6 +35,25 @@ fn token(s: &Value) -> String {
     s["access_token"].as_str().unwrap().to_owned()
 }
 
+/// `GET /user` with `access` must be GoTrue's 403 `code`.
+async fn refused(a: &Auth, access: &str, code: &str) {
+    gotrue_error(
+        a.user(Method::GET, "/user", access).send().await.unwrap(),
+        403,
+        code,
+    )
+    .await;
+}
+
+/// Signs in with a password: a new session's access token, already answered
+/// (and so cached) by `GET /user`.
+async fn signed_in(a: &Auth, email: &str, password: &str) -> String {
+    let s: Value = a.password(email, password).await.json().await.unwrap();
+    let access = token(&s);
+    assert_eq!(me(a, &access).await.0, 200);
+    access
+}
+
 #[tokio::test]
 async fn answers_never_predate_this_nodes_writes() {
     // A long cache time: any answer that survives a write would show.
@@ -103,56 +122,27 @@ async fn answers_never_predate_this_nodes_writes() {
         .await
         .unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());
-    gotrue_error(
-        a.user(Method::GET, "/user", &access).send().await.unwrap(),
-        403,
-        "session_not_found",
-    )
-    .await;
+    refused(&a, &access, "session_not_found").await;
 
     // The user logging out of a new session.
-    let s2: Value = a
-        .password("carol@example.com", "carol-password")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let access2 = token(&s2);
-    assert_eq!(me(&a, &access2).await.0, 200);
+    let access2 = signed_in(&a, "carol@example.com", "carol-password").await;
     let resp = a
         .user(Method::POST, "/logout", &access2)
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 204);
-    gotrue_error(
-        a.user(Method::GET, "/user", &access2).send().await.unwrap(),
-        403,
-        "session_not_found",
-    )
-    .await;
+    refused(&a, &access2, "session_not_found").await;
 
     // The admin deleting the user.
-    let s3: Value = a
-        .password("carol@example.com", "carol-password")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let access3 = token(&s3);
-    assert_eq!(me(&a, &access3).await.0, 200);
+    let access3 = signed_in(&a, "carol@example.com", "carol-password").await;
     let resp = a
         .admin(Method::DELETE, &format!("/admin/users/{id}"))
         .send()
         .await
         .unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());
-    gotrue_error(
-        a.user(Method::GET, "/user", &access3).send().await.unwrap(),
-        403,
-        "user_not_found",
-    )
-    .await;
+    refused(&a, &access3, "user_not_found").await;
 }
 
 #[tokio::test]
@@ -165,12 +155,7 @@ async fn the_token_is_verified_before_any_cached_answer() {
     let mut forged = access.clone();
     let last = forged.pop().unwrap();
     forged.push(if last == 'A' { 'B' } else { 'A' });
-    gotrue_error(
-        a.user(Method::GET, "/user", &forged).send().await.unwrap(),
-        403,
-        "bad_jwt",
-    )
-    .await;
+    refused(&a, &forged, "bad_jwt").await;
     // No API key, or another project's: refused before the cache too.
     let resp =
         a.t.http
@@ -243,10 +228,5 @@ async fn changes_made_elsewhere_show_within_the_cache_time_and_sessions_end_on_t
     let access = token(&s);
     assert_eq!(me(&a, &access).await.0, 200);
     a.t.owner_sql(&a.p, "delete from auth.sessions").await;
-    gotrue_error(
-        a.user(Method::GET, "/user", &access).send().await.unwrap(),
-        403,
-        "session_not_found",
-    )
-    .await;
+    refused(&a, &access, "session_not_found").await;
 }

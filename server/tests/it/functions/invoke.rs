@@ -19,6 +19,49 @@ async fn text(fx: &Fx, path: &str) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.expect("text"))
 }
 
+/// Invokes `slug` (with request id `request_id`), whose function answers 200
+/// with a first chunk `first\n` and then loses its stream: the client's body
+/// must fail promptly (`hung` says what waiting over 10 s would mean), not
+/// end as if complete, and the invocation is recorded as a `stream_error`.
+async fn assert_stream_cut(fx: &Fx, slug: &str, request_id: &str, hung: &str) {
+    let started = Instant::now();
+    let resp = fx
+        .call(Method::GET, slug)
+        .header("x-request-id", request_id)
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.expect("a chunk").expect("bytes");
+    assert_eq!(&first[..], b"first\n");
+    let mut failed = false;
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .expect(hung)
+    {
+        if chunk.is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "the cut stream ended as if complete");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let inv = fx
+        .poll(
+            slug,
+            "invocations",
+            &format!("request_id={request_id}"),
+            |v| v.as_array().is_some_and(|a| !a.is_empty()),
+        )
+        .await;
+    assert_eq!(inv[0]["error"], "stream_error", "{inv}");
+}
+
 #[tokio::test]
 async fn deploy_invoke_update_rollback() {
     let Some(fx) = Fx::new("fn-deploy").await else {
@@ -564,39 +607,13 @@ async fn a_stream_that_outlives_its_timeout_is_cut_and_recorded() {
         } };"# }),
     )
     .await;
-    let started = Instant::now();
-    let resp = fx
-        .call(Method::GET, "drip")
-        .header("x-request-id", "drip-1")
-        .send()
-        .await
-        .expect("invoke");
-    assert_eq!(resp.status(), 200);
-    let mut body = resp.bytes_stream();
-    let first = body.next().await.expect("a chunk").expect("bytes");
-    assert_eq!(&first[..], b"first\n");
-    let mut failed = false;
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.next())
-        .await
-        .expect("the stream was not cut at the timeout")
-    {
-        if chunk.is_err() {
-            failed = true;
-            break;
-        }
-    }
-    assert!(failed, "the cut stream ended as if complete");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
-    let inv = fx
-        .poll("drip", "invocations", "request_id=drip-1", |v| {
-            v.as_array().is_some_and(|a| !a.is_empty())
-        })
-        .await;
-    assert_eq!(inv[0]["error"], "stream_error", "{inv}");
+    assert_stream_cut(
+        &fx,
+        "drip",
+        "drip-1",
+        "the stream was not cut at the timeout",
+    )
+    .await;
     for _ in 0..20 {
         let (status, text) = text(&fx, "drip/quick").await;
         assert_eq!((status, text.as_str()), (200, "quick"));
@@ -717,39 +734,7 @@ async fn a_host_that_dies_mid_response_fails_the_stream_and_the_next_one_is_serv
     .await;
     let (status, body) = text(&fx, "dies/ok").await;
     assert_eq!((status, body.as_str()), (200, "ok"));
-    let started = Instant::now();
-    let resp = fx
-        .call(Method::GET, "dies")
-        .header("x-request-id", "dies-1")
-        .send()
-        .await
-        .expect("invoke");
-    assert_eq!(resp.status(), 200);
-    let mut body = resp.bytes_stream();
-    let first = body.next().await.expect("a chunk").expect("bytes");
-    assert_eq!(&first[..], b"first\n");
-    let mut failed = false;
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.next())
-        .await
-        .expect("the stream hung after its host died")
-    {
-        if chunk.is_err() {
-            failed = true;
-            break;
-        }
-    }
-    assert!(failed, "the cut stream ended as if complete");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
-    let inv = fx
-        .poll("dies", "invocations", "request_id=dies-1", |v| {
-            v.as_array().is_some_and(|a| !a.is_empty())
-        })
-        .await;
-    assert_eq!(inv[0]["error"], "stream_error", "{inv}");
+    assert_stream_cut(&fx, "dies", "dies-1", "the stream hung after its host died").await;
     for _ in 0..3 {
         let (status, body) = text(&fx, "dies/ok").await;
         assert_eq!((status, body.as_str()), (200, "ok"));
