@@ -11,7 +11,9 @@
 //! reloaded cache. A change made through any path, on any node, is thus
 //! picked up by the next request at no extra round trip. Where the trigger cannot be
 //! installed (no superuser), a request that names something the cache does
-//! not know reloads the cache and is retried once.
+//! not know reloads the cache and is retried once. One request per project
+//! loads at a time ([`SingleFlight`]); those that found the cache wanting
+//! meanwhile take its result.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +33,7 @@ use crate::error::{ApiError, body_rejection};
 use crate::rest::{RestError, RestRequest, SchemaCache, execute};
 use crate::state::AppState;
 use crate::tenant::{ProjectCtx, SharedCaller, Verified};
+use crate::throttle::SingleFlight;
 
 /// Minimum age of a cache before a miss may reload it (bounds reload storms
 /// caused by requests for tables that really do not exist).
@@ -49,6 +52,11 @@ struct Entry {
 #[derive(Default)]
 pub struct SchemaCaches {
     caches: Mutex<HashMap<Uuid, Arc<Entry>>>,
+    /// One load per project at a time: after a schema change, or on a
+    /// project's first requests, every request in flight finds the cache
+    /// wanting at once; one introspects and the others wait for its result
+    /// instead of each running the same catalog queries.
+    loading: SingleFlight<Uuid>,
 }
 
 impl SchemaCaches {
@@ -171,13 +179,26 @@ impl From<tokio_postgres::Error> for Failure {
     }
 }
 
+/// The project's schema cache at `version` or later: loaded here, unless
+/// another request loaded one while this one waited its turn. `wanting` is
+/// the entry this request found unusable (stale, for other schemas, or
+/// missing a name); only a different one is taken.
 async fn load(
     app: &AppState,
     client: &tokio_postgres::Client,
     id: Uuid,
     schemas: &[String],
     version: i64,
+    wanting: Option<&Arc<Entry>>,
 ) -> Result<Arc<Entry>, Failure> {
+    let _flight = app.schema_caches.loading.begin(&id).await;
+    if let Some(e) = app.schema_caches.get(id) {
+        let other = wanting.is_none_or(|w| !Arc::ptr_eq(w, &e));
+        if other && e.schemas == schemas && e.version >= version {
+            return Ok(e);
+        }
+    }
+    metrics::counter!("ferrobase_rest_schema_loads_total").increment(1);
     let entry = Arc::new(Entry {
         cache: Arc::new(SchemaCache::load(client, schemas).await?),
         version,
@@ -223,7 +244,7 @@ async fn run(
             _ => {
                 // Load as the owner, outside any caller's transaction.
                 let version = schema_version(&conn).await?;
-                entry = Some(load(app, &conn, id, schemas, version).await?);
+                entry = Some(load(app, &conn, id, schemas, version, entry.as_ref()).await?);
                 continue;
             }
         };
@@ -250,7 +271,7 @@ async fn run(
             replays += 1;
             conn = tx.rollback().await?;
             tracing::debug!(version, "schema changed; replaying the request");
-            entry = Some(load(app, &conn, id, schemas, version).await?);
+            entry = Some(load(app, &conn, id, schemas, version, Some(&current)).await?);
             continue;
         }
         match result {
@@ -285,7 +306,7 @@ async fn run(
                 }
                 retried = true;
                 tracing::debug!(code = %e.code, "schema cache miss; reloading");
-                entry = Some(load(app, &conn, id, schemas, version).await?);
+                entry = Some(load(app, &conn, id, schemas, version, Some(&current)).await?);
             }
         }
     }

@@ -6,7 +6,8 @@ use std::time::Instant;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, expect_error};
+use crate::admin_sql::sql_ok;
+use crate::support::{TestApp, TestProject, expect_error};
 
 const API_SCHEMA: &str = "
 create schema api;
@@ -162,4 +163,71 @@ async fn a_schema_of_5000_tables_loads_and_serves() {
         resp.json::<Value>().await.unwrap(),
         json!([{"name": "last", "t_4999": null}])
     );
+}
+
+/// `ferrobase_rest_schema_loads_total` from `/metrics` (0 before the first load).
+async fn schema_loads(t: &TestApp) -> u64 {
+    let text = t
+        .http
+        .get(format!("{}/metrics", t.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("ferrobase_rest_schema_loads_total "))
+        .map_or(0, |v| v.trim().parse().expect("a counter value"))
+}
+
+/// `n` reads of `column` at once, each of which must see it.
+async fn concurrent_reads(t: &TestApp, p: &TestProject, column: &str, n: usize) {
+    let reads = (0..n).map(|_| {
+        t.http
+            .get(format!("{}/rest/v1/herd?select={column}", p.url))
+            .header("apikey", &p.anon)
+            .send()
+    });
+    for resp in futures_util::future::join_all(reads).await {
+        let resp = resp.expect("read");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body, json!([{ column: 1 }]));
+    }
+}
+
+/// A schema change, or a project's first requests, find the cache wanting in
+/// every request in flight at once: one of them introspects the catalog and
+/// the others take its result, rather than each running the same queries
+/// (16 loads at once, each holding a pooled connection, before).
+#[tokio::test]
+async fn concurrent_requests_share_one_schema_load() {
+    const AT_ONCE: usize = 16;
+    let t = TestApp::spawn().await;
+    let p = t.create_project("herd").await;
+    t.owner_sql(
+        &p,
+        "create table herd (a int); insert into herd values (1);
+         grant select on herd to anon;",
+    )
+    .await;
+
+    // First requests of the project.
+    let before = schema_loads(&t).await;
+    concurrent_reads(&t, &p, "a", AT_ONCE).await;
+    assert_eq!(schema_loads(&t).await - before, 1, "first use");
+
+    // A change made behind the server's back: every request is stale.
+    let before = schema_loads(&t).await;
+    t.owner_sql(&p, "alter table herd add column b int default 1")
+        .await;
+    concurrent_reads(&t, &p, "b", AT_ONCE).await;
+    assert_eq!(schema_loads(&t).await - before, 1, "after a change in SQL");
+
+    // A change through admin SQL, which drops the cache.
+    sql_ok(&t, &p, "alter table herd add column c int default 1").await;
+    let before = schema_loads(&t).await;
+    concurrent_reads(&t, &p, "c", AT_ONCE).await;
+    assert_eq!(schema_loads(&t).await - before, 1, "after admin SQL");
 }
