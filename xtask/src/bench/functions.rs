@@ -8,6 +8,11 @@
 //! and `CONNS` clients (throughput). Cold start: the first invocation after
 //! a deploy (a new version starts a new Deno process), median of `COLD` runs.
 //!
+//! For scale, when nginx is installed, a third row puts nginx (one process)
+//! in front of the same handler over a unix socket, the shape of Ferrobase's
+//! own hop: what a lean proxy that does nothing else keeps of direct
+//! `deno serve` on this machine.
+//!
 //! Goals from the issue: ≤ 1 ms p50 added on a warm invoke, ≥ 50 % of
 //! direct `deno serve` throughput. Figures are noisy on a shared 2-core
 //! machine: compare the two columns of one run, not runs with each other.
@@ -15,9 +20,11 @@
 //! Environment: `FERROBASE_BENCH_FUNCTIONS_DURATION` (seconds, default 10,
 //! 3 when `CI=true`), `FERROBASE_BENCH_FUNCTIONS_CONNS` (default 50),
 //! `FERROBASE_BENCH_FUNCTIONS_COLD` (default 5), `FERROBASE_BENCH_DENO`
-//! (default: `.peers/venv/bin/deno`, then `deno` on PATH).
+//! (default: `.peers/venv/bin/deno`, then `deno` on PATH),
+//! `FERROBASE_BENCH_NGINX` (default: `nginx` on PATH or `/usr/sbin/nginx`;
+//! without one the proxy row is skipped).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -156,6 +163,7 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     let (d1, dc): (Load, Load) = (d1?, dc?);
     println!("    deno serve 1 client    {}", fmt_load(&d1));
     println!("    deno serve {conns} clients  {}", fmt_load(&dc));
+    let proxied = through_nginx(&deno, &loadgen, conns, duration)?;
 
     table.row(
         "cold start (first invoke after deploy)",
@@ -183,5 +191,130 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
         "throughput vs deno serve (goal >= 50%)",
         format!("{:.0}%", 100.0 * fc.rps / dc.rps.max(1e-9)),
     );
+    if let Some(nc) = proxied {
+        table.row(
+            format!("{conns} clients (nginx -> deno, unix socket)"),
+            fmt_load(&nc),
+        );
+        table.row(
+            "throughput, nginx proxy vs deno serve (a lean proxy's ceiling)",
+            format!("{:.0}%", 100.0 * nc.rps / dc.rps.max(1e-9)),
+        );
+    }
     Ok(table)
+}
+
+/// The nginx binary to use, if any.
+fn nginx() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FERROBASE_BENCH_NGINX").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    on_path("nginx").or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
+}
+
+/// Throughput of the JSON hello through nginx (one process, keep-alive
+/// upstream) to `Deno.serve` on a unix socket; `None` (and a line saying
+/// why) when nginx is missing or does not start.
+fn through_nginx(
+    deno: &Path,
+    loadgen: &LoadGen,
+    conns: u64,
+    duration: u64,
+) -> Result<Option<Load>> {
+    let Some(nginx) = nginx() else {
+        println!(
+            "    nginx not found: proxy row skipped (apt-get install nginx-light, or set FERROBASE_BENCH_NGINX)"
+        );
+        return Ok(None);
+    };
+    let work = proc::unique_temp_dir("fbbench-nginx")?;
+    let sock = work.join("deno.sock");
+    let quoted = |p: &Path| serde_json::to_string(&p.display().to_string());
+    std::fs::write(
+        work.join("unix.ts"),
+        format!(
+            "Deno.serve({{ path: {}, onListen() {{}} }}, () => Response.json({{ hello: \"world\" }}));",
+            quoted(&sock)?
+        ),
+    )?;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let w = work.display();
+    std::fs::write(
+        work.join("nginx.conf"),
+        format!(
+            "daemon off;\nmaster_process off;\npid {w}/nginx.pid;\nerror_log {w}/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {w}/body;\n  proxy_temp_path {w}/proxy;\n\
+             \x20 upstream deno {{ server unix:{}; keepalive 64; }}\n\
+             \x20 server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://deno; \
+             proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n}}\n",
+            sock.display()
+        ),
+    )?;
+    let quiet = |c: &mut Command| {
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+    };
+    let mut upstream = Command::new(deno);
+    upstream
+        .args([
+            "run",
+            "--allow-net",
+            "--allow-read",
+            "--allow-write",
+            "--quiet",
+        ])
+        .arg(work.join("unix.ts"))
+        .env("NO_COLOR", "1");
+    quiet(&mut upstream);
+    let mut upstream = upstream.spawn().context("starting deno on a unix socket")?;
+    let mut proxy = Command::new(&nginx);
+    proxy
+        .arg("-p")
+        .arg(&work)
+        .arg("-c")
+        .arg(work.join("nginx.conf"))
+        .arg("-e")
+        .arg(work.join("error.log"));
+    quiet(&mut proxy);
+    let mut proxy = proxy.spawn().context("starting nginx")?;
+    let url = format!("http://127.0.0.1:{port}/");
+    let started = Instant::now();
+    let mut up = false;
+    while started.elapsed() < Duration::from_secs(30) {
+        if http::post(&url, None, &json!({})).is_ok_and(|r| r.status == 200) {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let load = if up {
+        let w = Workload {
+            name: "nginx -> deno",
+            method: "POST",
+            url,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: Some("{}".into()),
+        };
+        Some(loadgen.run(&w, conns, duration))
+    } else {
+        let log = std::fs::read_to_string(work.join("error.log")).unwrap_or_default();
+        let last = log.lines().last().unwrap_or("(nginx logged nothing)");
+        println!("    nginx -> deno did not answer within 30 s: proxy row skipped ({last})");
+        None
+    };
+    for child in [&mut proxy, &mut upstream] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let load = load.transpose()?;
+    if let Some(l) = &load {
+        println!("    nginx -> deno {conns} clients  {}", fmt_load(l));
+    }
+    Ok(load)
 }
