@@ -157,16 +157,28 @@ pub(super) fn effective_range(
     Ok(())
 }
 
-/// Body expression over the `_src` CTE for the chosen media type.
-pub(super) fn body_expr(media: Media) -> &'static str {
-    match media {
-        Media::Object => "(SELECT coalesce((json_agg(_s) -> 0)::text, '') FROM _src AS _s)",
+/// The page's statement: its rows as the body for the chosen media type, with
+/// the total (`count_expr`) and the number of rows. JSON bodies aggregate the
+/// page in one pass over a subquery; CSV reads the page twice (header and
+/// rows), so it goes through a CTE, which Postgres then materialises.
+fn page_statement(prelude: &str, page_sql: &str, count_expr: &str, media: Media) -> String {
+    let agg = match media {
         Media::Csv => {
-            "(SELECT coalesce((SELECT string_agg(_k, ',') FROM json_object_keys((SELECT row_to_json(_h) FROM _src AS _h LIMIT 1)) AS _k), '') \
-             || E'\\n' || coalesce(string_agg(substring(_s::text, 2, length(_s::text) - 2), E'\\n'), '') FROM _src AS _s)"
+            return format!(
+                "WITH {prelude}_src AS ({page_sql}) SELECT {count_expr}, (SELECT count(*) FROM _src), \
+                 (SELECT coalesce((SELECT string_agg(_k, ',') FROM json_object_keys((SELECT row_to_json(_h) FROM _src AS _h LIMIT 1)) AS _k), '') \
+                 || E'\\n' || coalesce(string_agg(substring(_s::text, 2, length(_s::text) - 2), E'\\n'), '') FROM _src AS _s)"
+            );
         }
-        _ => "(SELECT coalesce(json_agg(_s), '[]')::text FROM _src AS _s)",
-    }
+        Media::Object => "coalesce((json_agg(_s) -> 0)::text, '')",
+        Media::Json | Media::OpenApi => "coalesce(json_agg(_s), '[]')::text",
+    };
+    // A write's prelude (`_mut AS (…), `) stays a CTE: the page reads from it.
+    let with = prelude
+        .strip_suffix(", ")
+        .map(|p| format!("WITH {p} "))
+        .unwrap_or_default();
+    format!("{with}SELECT {count_expr}, count(*), {agg} FROM ({page_sql}) AS _s")
 }
 
 /// Outcome of a read-style query.
@@ -176,7 +188,7 @@ pub(super) struct Page {
     pub(super) body: String,
 }
 
-/// Runs `WITH _src AS (<page>) SELECT total, count, body` (+ EXPLAIN for planned counts).
+/// Runs `SELECT total, count, body` over the page (see [`page_statement`]; + EXPLAIN for planned counts).
 /// `last`: the request's last statement, after which nothing can refuse the response
 /// but a count or a single-object `Accept` (checked here): it may commit in its round trip.
 #[expect(
@@ -209,10 +221,7 @@ pub(super) async fn run_page(
     } else {
         "NULL::bigint".to_owned()
     };
-    let sql = format!(
-        "WITH {prelude}_src AS ({page_sql}) SELECT {count_expr}, (SELECT count(*) FROM _src), {}",
-        body_expr(media)
-    );
+    let sql = page_statement(prelude, &page_sql, &count_expr, media);
     tracing::debug!(sql = %sql, "rest: read");
     explain_instead(ctx, &sql, &b.params).await?;
     // For the request's `last` statement, without a count or a single-object Accept,
