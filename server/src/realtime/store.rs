@@ -680,6 +680,9 @@ pub async fn remove_change_table(
 pub struct ReadPolicies {
     rls: bool,
     policies: Vec<ReadPolicy>,
+    /// Primary-key columns: all an UPDATE event shows of an old row its
+    /// subscriber could not read.
+    pub key: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -725,7 +728,8 @@ pub async fn read_policies(
             })
         })
         .collect::<ApiResult<_>>()?;
-    Ok(ReadPolicies { rls, policies })
+    let key = primary_key(client, schema, table).await?;
+    Ok(ReadPolicies { rls, policies, key })
 }
 
 impl ReadPolicies {
@@ -760,20 +764,21 @@ impl ReadPolicies {
     }
 }
 
-/// Whether `role` with `claims` may SELECT `record` (a row of
+/// Whether `role` with `claims` may SELECT each of `records` (rows of
 /// `schema.table` as captured by the change trigger): the table's SELECT
-/// policies ([`ReadPolicies::condition`]) are evaluated on the captured row
-/// itself, as that role, so the answer does not depend on what happened to
-/// the row since (a deleted row is judged like any other). One query for
-/// every subscriber sharing these claims.
-pub async fn row_visible(
+/// policies ([`ReadPolicies::condition`]) are evaluated on the captured rows
+/// themselves, as that role, so the answer does not depend on what happened
+/// to the row since (a deleted row is judged like any other). One query for
+/// every subscriber sharing these claims; an UPDATE asks about its new and
+/// its old row at once.
+pub async fn rows_visible(
     client: &mut tokio_postgres::Client,
     role: &str,
     claims: &str,
     (schema, table): (&str, &str),
     condition: &str,
-    record: &Value,
-) -> ApiResult<bool> {
+    records: &[Value],
+) -> ApiResult<Vec<bool>> {
     let target = format!(
         "{}.{}",
         crate::db::quote_ident(schema),
@@ -789,12 +794,16 @@ pub async fn row_visible(
     // with it (`todos.owner`) read the captured row.
     let sql = format!(
         "select has_table_privilege($2::text, 'SELECT') and exists(select 1 from \
-         jsonb_populate_record(null::{target}, $1::jsonb) as {} where {condition})",
+         jsonb_populate_record(null::{target}, u.r) as {} where {condition}) \
+         from unnest($1::jsonb[]) with ordinality u(r, n) order by u.n",
         crate::db::quote_ident(table)
     );
-    let visible = tx.query_one(&sql, &[record, &target]).await;
+    let visible = tx.query(&sql, &[&records, &target]).await;
     let _ = tx.rollback().await;
-    Ok(visible?.try_get(0)?)
+    visible?
+        .iter()
+        .map(|r| r.try_get(0).map_err(ApiError::from))
+        .collect()
 }
 
 // ---- channel administration -----------------------------------------------

@@ -1,0 +1,102 @@
+//! Attacks on the hub through the Rust SDK: what a subscriber may learn
+//! from change events.
+
+use std::time::Duration;
+
+use ferrobase::{Client, RealtimeEvent};
+use serde_json::{Value, json};
+
+use super::fixture;
+use crate::rest::{USER_1, USER_2};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Notes are readable by their owner, and by everybody once shared.
+const NOTES: &str = "
+create table notes (
+  id bigint primary key,
+  owner uuid not null,
+  shared boolean not null default false,
+  body text not null
+);
+alter table notes enable row level security;
+create policy notes_read on notes for select to authenticated
+  using (shared or owner = auth.uid());
+";
+
+/// The next change event, skipping presence and messages.
+async fn next_change(sub: &mut ferrobase::Subscription) -> ferrobase::Change {
+    loop {
+        match sub.next_timeout(WAIT).await {
+            Some(RealtimeEvent::Change(c)) => return c,
+            Some(_) => continue,
+            None => panic!("no change event within {WAIT:?}"),
+        }
+    }
+}
+
+/// An UPDATE that makes a row visible to a subscriber must not show the
+/// row as it was before, which that subscriber could never read (a private
+/// draft becoming a shared note): like Supabase with RLS on, the old record
+/// of a row the subscriber could not see carries only its primary key.
+#[tokio::test]
+async fn an_update_event_never_shows_the_old_row_the_subscriber_could_not_read() {
+    let fx = fixture("rt-sec-old").await;
+    fx.t.owner_sql(&fx.p, NOTES).await;
+    let service = Client::new(&fx.p.url, &fx.p.service).expect("service client");
+    service
+        .realtime_admin()
+        .enable_changes("public", "notes", true, true, true)
+        .await
+        .expect("enable changes");
+    let anon = Client::new(&fx.p.url, &fx.p.anon).expect("client");
+    let b = anon
+        .clone()
+        .with_access_token(fx.user_token(USER_2).await)
+        .realtime()
+        .await
+        .expect("connect b");
+    let a = anon
+        .with_access_token(fx.user_token(USER_1).await)
+        .realtime()
+        .await
+        .expect("connect a");
+    let mut b_changes = b.subscribe("db:public:notes").await.expect("b subscribes");
+    let mut a_changes = a.subscribe("db:public:notes").await.expect("a subscribes");
+
+    fx.t.owner_sql(
+        &fx.p,
+        &format!("insert into notes values (1, '{USER_1}', false, 'secret draft')"),
+    )
+    .await;
+    fx.t.owner_sql(
+        &fx.p,
+        "update notes set shared = true, body = 'published' where id = 1",
+    )
+    .await;
+
+    // The owner saw both versions and gets the whole old row.
+    assert_eq!(next_change(&mut a_changes).await.kind, "INSERT");
+    let own = next_change(&mut a_changes).await;
+    assert_eq!(own.kind, "UPDATE");
+    assert_eq!(
+        own.old_record.as_ref().map(|r| r["body"].clone()),
+        Some(json!("secret draft"))
+    );
+
+    // B only ever could read the shared version.
+    let change = next_change(&mut b_changes).await;
+    assert_eq!(change.kind, "UPDATE", "B never saw the private insert");
+    assert_eq!(
+        change.record.as_ref().map(|r| r["body"].clone()),
+        Some(json!("published"))
+    );
+    let old = change.old_record.clone().unwrap_or(Value::Null);
+    assert!(
+        !old.to_string().contains("secret draft"),
+        "the old row leaked to a subscriber who could not read it: {old}"
+    );
+    assert_eq!(old, json!({"id": 1}), "only the primary key is kept");
+    a.close();
+    b.close();
+}
