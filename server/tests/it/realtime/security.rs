@@ -1,5 +1,5 @@
 //! Attacks on the hub through the Rust SDK: what a subscriber may learn
-//! from change events.
+//! from change events, and what a socket keeps when its token changes.
 
 use std::time::Duration;
 
@@ -99,4 +99,84 @@ async fn an_update_event_never_shows_the_old_row_the_subscriber_could_not_read()
     assert_eq!(old, json!({"id": 1}), "only the primary key is kept");
     a.close();
     b.close();
+}
+
+/// A socket that switches tokens (sign-out, or another user signing in on
+/// the same device) must leave the private channels the new token may not
+/// read, instead of keeping what the old token was allowed; a fresh token of
+/// the same user keeps them.
+#[tokio::test]
+async fn a_new_token_leaves_private_channels_it_may_not_read() {
+    let fx = fixture("rt-sec-reauth").await;
+    let service = Client::new(&fx.p.url, &fx.p.service).expect("service client");
+    let anon = Client::new(&fx.p.url, &fx.p.anon).expect("client");
+    let a = anon
+        .with_access_token(fx.user_token(USER_1).await)
+        .realtime()
+        .await
+        .expect("connect a");
+    let mut errors = a.errors();
+    let room = format!("room:{USER_1}");
+    let mut private = a.subscribe(&room).await.expect("A reads its room");
+    let mut public = a.subscribe("public:lobby").await.expect("public");
+
+    // Publishes on A's room, then on the public channel, and returns whether
+    // the room's message arrived before the public one (same socket, in
+    // outbox order).
+    async fn room_delivered(
+        service: &Client,
+        room: &str,
+        private: &mut ferrobase::Subscription,
+        public: &mut ferrobase::Subscription,
+    ) -> bool {
+        let secret = service
+            .publish(room, "chat", json!({"text": "for A only"}))
+            .await
+            .expect("publish on the room");
+        let marker = service
+            .publish("public:lobby", "chat", json!({"text": "marker"}))
+            .await
+            .expect("publish marker");
+        loop {
+            match public.next_timeout(WAIT).await {
+                Some(RealtimeEvent::Message(m)) if m.meta.message_id == marker => break,
+                Some(_) => continue,
+                None => panic!("the public marker never arrived"),
+            }
+        }
+        loop {
+            match private.next_timeout(Duration::from_millis(300)).await {
+                Some(RealtimeEvent::Message(m)) if m.meta.message_id == secret => return true,
+                Some(_) => continue,
+                None => return false,
+            }
+        }
+    }
+
+    assert!(room_delivered(&service, &room, &mut private, &mut public).await);
+    // A fresh token of the same user keeps the room.
+    a.set_token(&fx.user_token(USER_1).await)
+        .await
+        .expect("refresh");
+    assert!(room_delivered(&service, &room, &mut private, &mut public).await);
+
+    // Signed out: back to the anon key.
+    a.set_token(&fx.p.anon).await.expect("switch to anon");
+    let err = tokio::time::timeout(WAIT, errors.recv())
+        .await
+        .expect("an error names the channel left")
+        .expect("error stream open");
+    assert_eq!(err.code, "forbidden");
+    assert_eq!(err.channel.as_deref(), Some(room.as_str()));
+    assert!(
+        !room_delivered(&service, &room, &mut private, &mut public).await,
+        "a socket signed out still receives the private room"
+    );
+
+    // Another user on the same socket does not get A's room either.
+    a.set_token(&fx.user_token(USER_2).await)
+        .await
+        .expect("switch to B");
+    assert!(!room_delivered(&service, &room, &mut private, &mut public).await);
+    a.close();
 }
