@@ -124,3 +124,65 @@ export default {{ async fetch() {{
     let resp = fx.call(Method::GET, "victim").send().await.expect("victim");
     assert_eq!(resp.text().await.expect("text"), "secret-of-project-a");
 }
+
+/// Functions answer from the platform's own origin, the one the dashboard is
+/// served from. A page a project admin deploys as a function must not run
+/// as that origin: it could script a dashboard window it opens (and read the
+/// admin's password or token as it is typed or sent), or register a service
+/// worker over the whole origin (with `Service-Worker-Allowed: /`) that
+/// intercepts every later dashboard and API request. Function responses are
+/// therefore sandboxed (an opaque origin: scripts and forms still work) and
+/// may not widen a service worker's scope.
+#[tokio::test]
+async fn a_function_page_cannot_act_as_the_dashboards_origin() {
+    let Some(fx) = Fx::new("fn-origin").await else {
+        return;
+    };
+    fx.deploy(
+        "page",
+        r#"export default { fetch: (req: Request) => new URL(req.url).pathname.endsWith("/sw.js")
+  ? new Response("self.onfetch = (e) => {};", { headers: { "content-type": "text/javascript", "service-worker-allowed": "/" } })
+  : new Response("<script>const w = open('/dashboard/'); navigator.serviceWorker.register('sw.js', { scope: '/' });</script>",
+      { headers: { "content-type": "text/html", "content-security-policy": "img-src *" } }) };"#,
+    )
+    .await;
+    // The dashboard is on the same origin as the function.
+    let dash =
+        fx.t.http
+            .get(format!("{}/dashboard/", fx.t.url))
+            .send()
+            .await
+            .expect("dashboard");
+    assert_eq!(dash.status(), 200);
+    assert!(fx.p.url.starts_with(&fx.t.url), "{} {}", fx.p.url, fx.t.url);
+
+    for path in ["page", "page/sw.js"] {
+        let resp = fx.call(Method::GET, path).send().await.expect("invoke");
+        assert_eq!(resp.status(), 200, "{path}");
+        let csp: Vec<String> = resp
+            .headers()
+            .get_all("content-security-policy")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        let sandboxed = csp.iter().any(|p| {
+            p.split(';').any(|d| {
+                let mut words = d.split_whitespace();
+                words.next() == Some("sandbox") && !words.any(|w| w == "allow-same-origin")
+            })
+        });
+        assert!(
+            sandboxed,
+            "{path}: the function's response runs as the platform's origin: {csp:?}"
+        );
+        assert!(
+            resp.headers().get("service-worker-allowed").is_none(),
+            "{path}: a function may widen a service worker's scope to the whole origin"
+        );
+        if path == "page" {
+            // The function's own policy is kept (both are enforced).
+            assert!(csp.iter().any(|p| p == "img-src *"), "{csp:?}");
+            assert!(resp.text().await.expect("body").contains("serviceWorker"));
+        }
+    }
+}
