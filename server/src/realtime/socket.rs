@@ -369,8 +369,22 @@ async fn reauth(
         Ok(claims) => {
             let role = claims["role"].as_str().unwrap_or("anon").to_owned();
             let caller = Caller { role, claims };
+            let before = Sender::of(&c.session.caller());
             c.session.set_auth(caller.clone());
             leave_refused_channels(&c, &s, &caller).await;
+            let after = Sender::of(&caller);
+            if before != after && !lock(&c.session.presence).is_empty() {
+                // Presence shows who holds the socket now, not who did.
+                let sid = s.id.to_string();
+                let node = c.inner.node_id.clone();
+                if let Err(e) = with_client(&c, async |client| {
+                    store::presence_reidentify(client, &sid, &node, &after).await
+                })
+                .await
+                {
+                    return fail(&s, ack, None, &e);
+                }
+            }
             let _ = ack.send(&json!({"ok": true}));
         }
         Err(e) => fail(&s, ack, None, &e),

@@ -374,6 +374,17 @@ pub fn member_json(r: &tokio_postgres::Row) -> ApiResult<Value> {
     }))
 }
 
+/// Records a member (`$1` channel, `$2` presence id, `$3` node, `$4` type,
+/// `$5` user id, `$6` state) and publishes `presence:join`.
+const JOIN_SQL: &str = "with m as (insert into realtime.presence (channel, presence_id, node_id, type, user_id, state) \
+       values ($1, $2, $3, $4, $5, $6) \
+       on conflict (channel, presence_id) do update set state = excluded.state, seen_at = now() \
+       returning *) \
+     insert into realtime.messages (topic, event, payload, kind, sender_type, sender_id) \
+     select m.channel, 'presence:join', jsonb_build_object('presenceId', m.presence_id, \
+       'type', m.type, 'userId', m.user_id, 'state', m.state, 'joinedAt', m.joined_at), \
+       'presence', m.type, m.user_id from m";
+
 /// Records a member and publishes `presence:join`; returns every current member.
 pub async fn presence_join(
     client: &mut tokio_postgres::Client,
@@ -385,14 +396,7 @@ pub async fn presence_join(
 ) -> ApiResult<Vec<Value>> {
     let tx = client.transaction().await?;
     tx.execute(
-        "with m as (insert into realtime.presence (channel, presence_id, node_id, type, user_id, state) \
-           values ($1, $2, $3, $4, $5, $6) \
-           on conflict (channel, presence_id) do update set state = excluded.state, seen_at = now() \
-           returning *) \
-         insert into realtime.messages (topic, event, payload, kind, sender_type, sender_id) \
-         select m.channel, 'presence:join', jsonb_build_object('presenceId', m.presence_id, \
-           'type', m.type, 'userId', m.user_id, 'state', m.state, 'joinedAt', m.joined_at), \
-           'presence', m.type, m.user_id from m",
+        JOIN_SQL,
         &[&channel, &presence_id, &node_id, &sender.kind, &sender.id, state],
     )
     .await?;
@@ -458,6 +462,35 @@ pub async fn presence_leave(
            and ($2::text is null or channel = $2) returning *) {LEAVE_INSERT}"
     );
     client.execute(&sql, &[&presence_id, &channel]).await?;
+    Ok(())
+}
+
+/// Shows a member under a new identity (its socket changed token to
+/// another user, or to anon): in every channel where `presence_id` is a
+/// member, a `presence:leave` of the old member and a `presence:join` of the
+/// new one, with the state kept.
+pub async fn presence_reidentify(
+    client: &mut tokio_postgres::Client,
+    presence_id: &str,
+    node_id: &str,
+    sender: &Sender,
+) -> ApiResult<()> {
+    let tx = client.transaction().await?;
+    let sql = format!(
+        "with g as (delete from realtime.presence where presence_id = $1 returning *), \
+         l as ({LEAVE_INSERT}) select g.channel, g.state from g order by g.joined_at"
+    );
+    let members = tx.query(&sql, &[&presence_id]).await?;
+    for m in &members {
+        let channel: String = m.try_get(0)?;
+        let state: Value = m.try_get(1)?;
+        tx.execute(
+            JOIN_SQL,
+            &[&channel, &presence_id, &node_id, &sender.kind, &sender.id, &state],
+        )
+        .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 

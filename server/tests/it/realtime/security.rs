@@ -180,3 +180,68 @@ async fn a_new_token_leaves_private_channels_it_may_not_read() {
     assert!(!room_delivered(&service, &room, &mut private, &mut public).await);
     a.close();
 }
+
+/// Presence shows who holds the socket now: after a token change to another
+/// identity (sign-out, another user signing in on the same socket), the
+/// socket no longer appears as the first user, who could otherwise be
+/// impersonated with `presence:update` by whoever holds the socket next.
+#[tokio::test]
+async fn presence_follows_the_sockets_current_token() {
+    let fx = fixture("rt-sec-presence").await;
+    let anon = Client::new(&fx.p.url, &fx.p.anon).expect("client");
+    let a = anon
+        .clone()
+        .with_access_token(fx.user_token(USER_1).await)
+        .realtime()
+        .await
+        .expect("connect a");
+    let observer = anon.realtime().await.expect("connect observer");
+    let joined = a
+        .subscribe_with("public:lobby", json!({"status": "here"}))
+        .await
+        .expect("a joins");
+    let me = joined.members()[0].presence_id.clone();
+    let members = |sub: &ferrobase::Subscription| -> Vec<(Option<String>, String, Value)> {
+        sub.members()
+            .iter()
+            .filter(|m| m.presence_id == me)
+            .map(|m| (m.user_id.clone(), m.kind.clone(), m.state.clone()))
+            .collect()
+    };
+    let seen = observer.observe("public:lobby").await.expect("observe");
+    let here = json!({"status": "here"});
+    assert_eq!(
+        members(&seen),
+        [(Some(USER_1.to_owned()), "user".into(), here.clone())]
+    );
+    observer.unsubscribe("public:lobby").await.expect("unsubscribe");
+
+    // Signed out, then B signs in on the same socket.
+    a.set_token(&fx.p.anon).await.expect("switch to anon");
+    let seen = observer.observe("public:lobby").await.expect("observe");
+    // The state set before is kept across the change.
+    assert_eq!(
+        members(&seen),
+        [(None, "anon".into(), here)],
+        "after sign-out"
+    );
+    observer.unsubscribe("public:lobby").await.expect("unsubscribe");
+    a.set_token(&fx.user_token(USER_2).await)
+        .await
+        .expect("switch to B");
+    a.update_presence("public:lobby", json!({"status": "I am A"}))
+        .await
+        .expect("update");
+    let seen = observer.observe("public:lobby").await.expect("observe");
+    assert_eq!(
+        members(&seen),
+        [(
+            Some(USER_2.to_owned()),
+            "user".into(),
+            json!({"status": "I am A"})
+        )],
+        "B's presence must not be shown as A's"
+    );
+    a.close();
+    observer.close();
+}
