@@ -186,3 +186,69 @@ async fn a_function_page_cannot_act_as_the_dashboards_origin() {
         }
     }
 }
+
+/// Deno keeps `localStorage` on disk, in its cache directory, under the
+/// process's "origin": without `--location` or `--config` that is the main
+/// module, here the host script every function runs. A value one project's
+/// function stores must not be readable (or writable) by another project's
+/// functions, nor by the project's other functions; a function still reads
+/// back its own.
+#[tokio::test]
+async fn web_storage_is_not_shared_between_functions_or_projects() {
+    let Some(fx) = Fx::new("fn-storage-a").await else {
+        return;
+    };
+    fx.deploy(
+        "keeper",
+        "export default { fetch: () => { const before = localStorage.getItem('k'); \
+         localStorage.setItem('k', 'secret-of-a'); return new Response(String(before)); } };",
+    )
+    .await;
+    for expected in ["null", "secret-of-a"] {
+        let resp = fx.call(Method::GET, "keeper").send().await.expect("keeper");
+        assert_eq!(resp.text().await.expect("text"), expected);
+    }
+    let peek = "export default { fetch: () => new Response(String(localStorage.getItem('k'))) };";
+    // The same project's other function, one file or with an import map.
+    fx.deploy("peek", peek).await;
+    fx.deploy_with(
+        "peek-mapped",
+        json!({"files": {"index.ts": peek, "import_map.json": "{\"imports\": {}}"}}),
+    )
+    .await;
+    // Another project's functions.
+    let b = fx.t.create_project("fn-storage-b").await;
+    for (slug, body) in [
+        ("peek", json!({"slug": "peek", "code": peek})),
+        (
+            "peek-mapped",
+            json!({"slug": "peek-mapped", "files": {"index.ts": peek, "import_map.json": "{\"imports\": {}}"}}),
+        ),
+    ] {
+        let resp =
+            fx.t.http
+                .post(format!("{}/admin/v1/functions", b.url))
+                .bearer_auth(&b.service)
+                .json(&body)
+                .send()
+                .await
+                .expect("deploy in b");
+        assert_eq!(resp.status(), 201, "{slug}");
+    }
+    let mut seen = Vec::new();
+    for slug in ["peek", "peek-mapped"] {
+        let own = fx.call(Method::GET, slug).send().await.expect("peek a");
+        seen.push((format!("a/{slug}"), own.text().await.expect("text")));
+        let other =
+            fx.t.http
+                .get(format!("{}/functions/v1/{slug}", b.url))
+                .bearer_auth(&b.anon)
+                .send()
+                .await
+                .expect("peek b");
+        seen.push((format!("b/{slug}"), other.text().await.expect("text")));
+    }
+    for (who, value) in &seen {
+        assert_eq!(value, "null", "{who} read keeper's localStorage: {seen:?}");
+    }
+}
