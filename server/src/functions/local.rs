@@ -14,7 +14,8 @@
 //! - `--allow-net` limited to the project API host (this server) plus
 //!   `FERROBASE_FUNCTIONS_ALLOW_NET`;
 //! - no `--allow-run`, `--allow-ffi`, `--allow-sys`; `--no-remote` (only
-//!   `npm:` and local imports), `--no-prompt`;
+//!   `npm:` and local imports), `--no-prompt`; `--no-lock` (Deno writes a
+//!   lock file itself, unchecked by permissions, where a `deno.json` says);
 //! - `--v8-flags=--max-old-space-size` = the function's memory limit.
 //! - `--config` of the function's own `deno.json`, or else of an empty config
 //!   in its function directory, so Deno's on-disk `localStorage` (kept per
@@ -286,6 +287,9 @@ impl LocalRuntime {
         cmd.arg("run")
             .arg("--no-prompt")
             .arg("--no-remote")
+            // The lock file is written by Deno itself, outside the permission
+            // sandbox, wherever a deno.json's `lock` says: never use one.
+            .arg("--no-lock")
             .arg(format!(
                 "--allow-read={},{}",
                 dir.display(),

@@ -252,3 +252,99 @@ async fn web_storage_is_not_shared_between_functions_or_projects() {
         assert_eq!(value, "null", "{who} read keeper's localStorage: {seen:?}");
     }
 }
+
+/// A tiny npm registry on loopback serving `tiny-pkg@1.0.0` (whose main
+/// module exports 42); returns its URL. The tarball is made with the
+/// system's `tar`.
+async fn tiny_npm_registry(work: &std::path::Path) -> String {
+    use base64::Engine as _;
+    let pkg = work.join("npm-src/package");
+    std::fs::create_dir_all(&pkg).expect("package dir");
+    std::fs::write(
+        pkg.join("package.json"),
+        r#"{"name":"tiny-pkg","version":"1.0.0","main":"index.js"}"#,
+    )
+    .expect("package.json");
+    std::fs::write(pkg.join("index.js"), "module.exports = 42;\n").expect("index.js");
+    let tgz = work.join("tiny-pkg-1.0.0.tgz");
+    let status = std::process::Command::new("tar")
+        .arg("czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(work.join("npm-src"))
+        .arg("package")
+        .status()
+        .expect("run tar");
+    assert!(status.success(), "tar failed");
+    let tarball = std::fs::read(&tgz).expect("tarball");
+    let integrity = format!(
+        "sha512-{}",
+        base64::engine::general_purpose::STANDARD.encode(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA512, &tarball).as_ref()
+        )
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind registry");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let packument = json!({
+        "name": "tiny-pkg",
+        "dist-tags": {"latest": "1.0.0"},
+        "versions": {"1.0.0": {"name": "tiny-pkg", "version": "1.0.0", "main": "index.js",
+            "dist": {"tarball": format!("{url}/tiny-pkg/-/tiny-pkg-1.0.0.tgz"), "integrity": integrity}}},
+    });
+    let router = axum::Router::new()
+        .route(
+            "/tiny-pkg",
+            axum::routing::get(move || async move { axum::Json(packument) }),
+        )
+        .route(
+            "/tiny-pkg/-/tiny-pkg-1.0.0.tgz",
+            axum::routing::get(move || async move { tarball }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    url
+}
+
+/// A `deno.json` is read by the Deno CLI itself, outside the permission
+/// sandbox: its `lock` path made Deno write the lock file wherever the
+/// function's author chose (once an `npm:` import is resolved), e.g. over
+/// the server's files or another project's code. The lock file is off for
+/// every function; the npm import itself still works.
+#[tokio::test]
+async fn a_deno_json_cannot_make_deno_write_outside_the_function() {
+    let Some(fx) = Fx::new("fn-lockfile").await else {
+        return;
+    };
+    let work = fx.t.config.data_dir.join("npm-registry");
+    let registry = tiny_npm_registry(&work).await;
+    let canary = fx.t.config.data_dir.join("canary.txt");
+    std::fs::write(&canary, "server-private").expect("canary");
+    let elsewhere = fx.t.config.data_dir.join("written-by-a-function.lock");
+    for (slug, target) in [("overwrite", &canary), ("create", &elsewhere)] {
+        fx.deploy_with(
+            slug,
+            json!({"files": {
+                "index.ts": "import x from 'npm:tiny-pkg@1.0.0'; export default { fetch: () => new Response(String(x)) };",
+                "deno.json": json!({"lock": {"path": target, "frozen": false}}).to_string(),
+                ".npmrc": format!("registry={registry}/\n"),
+            }}),
+        )
+        .await;
+        let resp = fx.call(Method::GET, slug).send().await.expect("invoke");
+        let status = resp.status();
+        let text = resp.text().await.expect("text");
+        assert_eq!((status.as_u16(), text.as_str()), (200, "42"), "{slug}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&canary).expect("canary"),
+        "server-private",
+        "a function's deno.json made Deno overwrite a server file"
+    );
+    assert!(
+        !elsewhere.exists(),
+        "a function's deno.json made Deno create a file outside its directory"
+    );
+}
