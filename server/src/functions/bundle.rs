@@ -129,6 +129,14 @@ impl Bundle {
         }
         for path in files.keys() {
             check_path(path)?;
+            if path.rsplit('/').next() == Some(".npmrc") {
+                // Deno fetches npm packages itself, outside the function's
+                // net permissions, from the registry an .npmrc names.
+                return invalid(format!(
+                    "{path:?}: a function cannot choose the npm registry (.npmrc); \
+                     the operator sets it with NPM_CONFIG_REGISTRY."
+                ));
+            }
         }
         check_path(&entrypoint)?;
         if !files.contains_key(&entrypoint) {
@@ -307,6 +315,8 @@ mod tests {
             "a/../../b.ts",
             "",
             "a b.ts",
+            ".npmrc",
+            "lib/.npmrc",
         ] {
             let s = source(&[("index.ts", "x"), (bad, "y")], "index.ts");
             assert!(Bundle::parse(s).is_err(), "{bad:?}");

@@ -253,98 +253,89 @@ async fn web_storage_is_not_shared_between_functions_or_projects() {
     }
 }
 
-/// A tiny npm registry on loopback serving `tiny-pkg@1.0.0` (whose main
-/// module exports 42); returns its URL. The tarball is made with the
-/// system's `tar`.
-async fn tiny_npm_registry(work: &std::path::Path) -> String {
-    use base64::Engine as _;
-    let pkg = work.join("npm-src/package");
-    std::fs::create_dir_all(&pkg).expect("package dir");
-    std::fs::write(
-        pkg.join("package.json"),
-        r#"{"name":"tiny-pkg","version":"1.0.0","main":"index.js"}"#,
-    )
-    .expect("package.json");
-    std::fs::write(pkg.join("index.js"), "module.exports = 42;\n").expect("index.js");
-    let tgz = work.join("tiny-pkg-1.0.0.tgz");
-    let status = std::process::Command::new("tar")
-        .arg("czf")
-        .arg(&tgz)
-        .arg("-C")
-        .arg(work.join("npm-src"))
-        .arg("package")
-        .status()
-        .expect("run tar");
-    assert!(status.success(), "tar failed");
-    let tarball = std::fs::read(&tgz).expect("tarball");
-    let integrity = format!(
-        "sha512-{}",
-        base64::engine::general_purpose::STANDARD.encode(
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA512, &tarball).as_ref()
-        )
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind registry");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let packument = json!({
-        "name": "tiny-pkg",
-        "dist-tags": {"latest": "1.0.0"},
-        "versions": {"1.0.0": {"name": "tiny-pkg", "version": "1.0.0", "main": "index.js",
-            "dist": {"tarball": format!("{url}/tiny-pkg/-/tiny-pkg-1.0.0.tgz"), "integrity": integrity}}},
-    });
-    let router = axum::Router::new()
-        .route(
-            "/tiny-pkg",
-            axum::routing::get(move || async move { axum::Json(packument) }),
-        )
-        .route(
-            "/tiny-pkg/-/tiny-pkg-1.0.0.tgz",
-            axum::routing::get(move || async move { tarball }),
-        );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    url
-}
-
 /// A `deno.json` is read by the Deno CLI itself, outside the permission
-/// sandbox: its `lock` path made Deno write the lock file wherever the
-/// function's author chose (once an `npm:` import is resolved), e.g. over
-/// the server's files or another project's code. The lock file is off for
-/// every function; the npm import itself still works.
+/// sandbox: its `lock` path made Deno read the lock file from wherever the
+/// function's author chose (a file outside the function: the boot failed
+/// naming it, so any path could be probed) and, once an `npm:` import is
+/// resolved, write it there (checked by hand: over the server's files or
+/// another project's code). The lock file is off for every function.
 #[tokio::test]
-async fn a_deno_json_cannot_make_deno_write_outside_the_function() {
+async fn a_deno_json_cannot_make_deno_touch_files_outside_the_function() {
     let Some(fx) = Fx::new("fn-lockfile").await else {
         return;
     };
-    let work = fx.t.config.data_dir.join("npm-registry");
-    let registry = tiny_npm_registry(&work).await;
     let canary = fx.t.config.data_dir.join("canary.txt");
     std::fs::write(&canary, "server-private").expect("canary");
     let elsewhere = fx.t.config.data_dir.join("written-by-a-function.lock");
-    for (slug, target) in [("overwrite", &canary), ("create", &elsewhere)] {
+    for (slug, target) in [("existing", &canary), ("missing", &elsewhere)] {
         fx.deploy_with(
             slug,
             json!({"files": {
-                "index.ts": "import x from 'npm:tiny-pkg@1.0.0'; export default { fetch: () => new Response(String(x)) };",
+                "index.ts": "export default { fetch: () => new Response('ran') };",
                 "deno.json": json!({"lock": {"path": target, "frozen": false}}).to_string(),
-                ".npmrc": format!("registry={registry}/\n"),
             }}),
         )
         .await;
         let resp = fx.call(Method::GET, slug).send().await.expect("invoke");
-        let status = resp.status();
+        let status = resp.status().as_u16();
         let text = resp.text().await.expect("text");
-        assert_eq!((status.as_u16(), text.as_str()), (200, "42"), "{slug}");
+        assert!(
+            !text.contains(&*target.to_string_lossy()),
+            "{slug}: Deno used a lock file outside the function: {text}"
+        );
+        assert_eq!((status, text.as_str()), (200, "ran"), "{slug}");
     }
     assert_eq!(
         std::fs::read_to_string(&canary).expect("canary"),
-        "server-private",
-        "a function's deno.json made Deno overwrite a server file"
+        "server-private"
     );
-    assert!(
-        !elsewhere.exists(),
-        "a function's deno.json made Deno create a file outside its directory"
-    );
+    assert!(!elsewhere.exists(), "a lock file was written outside the function");
+}
+
+/// The Deno CLI fetches `npm:` packages itself, outside `--allow-net` and
+/// `--deny-net`, from the registry an `.npmrc` next to the code names: a
+/// function's author could make the server send requests to any address it
+/// reaches (cloud metadata, internal services) and tell from the boot error
+/// what answered. The registry is the operator's (`NPM_CONFIG_REGISTRY`):
+/// a bundle with an `.npmrc` is refused, and nothing is fetched.
+#[tokio::test]
+async fn a_function_cannot_choose_the_npm_registry() {
+    let Some(fx) = Fx::new("fn-npmrc").await else {
+        return;
+    };
+    // Stands for an internal service: it must never be asked anything.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let internal = format!("http://{}", listener.local_addr().expect("addr"));
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let router = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            "internal"
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let code = "import x from 'npm:tiny-pkg@1.0.0'; export default { fetch: () => new Response(String(x)) };";
+    for npmrc in [".npmrc", "lib/.npmrc"] {
+        let resp = fx
+            .admin(Method::POST, "functions")
+            .json(&json!({"slug": "registry", "files": {
+                "index.ts": code,
+                npmrc: format!("registry={internal}/\n"),
+            }}))
+            .send()
+            .await
+            .expect("deploy");
+        super::expect_error(resp, 400, "invalid_function").await;
+    }
+    // Had it been deployed, its first invocation would have asked the
+    // "internal" address for the package.
+    let resp = fx.call(Method::GET, "registry").send().await.expect("invoke");
+    assert_eq!(resp.status(), 404);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
