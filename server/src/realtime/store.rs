@@ -397,7 +397,14 @@ pub async fn presence_join(
     let tx = client.transaction().await?;
     tx.execute(
         JOIN_SQL,
-        &[&channel, &presence_id, &node_id, &sender.kind, &sender.id, state],
+        &[
+            &channel,
+            &presence_id,
+            &node_id,
+            &sender.kind,
+            &sender.id,
+            state,
+        ],
     )
     .await?;
     let rows = tx
@@ -486,7 +493,14 @@ pub async fn presence_reidentify(
         let state: Value = m.try_get(1)?;
         tx.execute(
             JOIN_SQL,
-            &[&channel, &presence_id, &node_id, &sender.kind, &sender.id, &state],
+            &[
+                &channel,
+                &presence_id,
+                &node_id,
+                &sender.kind,
+                &sender.id,
+                &state,
+            ],
         )
         .await?;
     }

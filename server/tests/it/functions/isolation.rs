@@ -289,7 +289,10 @@ async fn a_deno_json_cannot_make_deno_touch_files_outside_the_function() {
         std::fs::read_to_string(&canary).expect("canary"),
         "server-private"
     );
-    assert!(!elsewhere.exists(), "a lock file was written outside the function");
+    assert!(
+        !elsewhere.exists(),
+        "a lock file was written outside the function"
+    );
 }
 
 /// The Deno CLI fetches `npm:` packages itself, outside `--allow-net` and
@@ -335,7 +338,11 @@ async fn a_function_cannot_choose_the_npm_registry() {
     }
     // Had it been deployed, its first invocation would have asked the
     // "internal" address for the package.
-    let resp = fx.call(Method::GET, "registry").send().await.expect("invoke");
+    let resp = fx
+        .call(Method::GET, "registry")
+        .send()
+        .await
+        .expect("invoke");
     assert_eq!(resp.status(), 404);
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }

@@ -214,7 +214,10 @@ async fn presence_follows_the_sockets_current_token() {
         members(&seen),
         [(Some(USER_1.to_owned()), "user".into(), here.clone())]
     );
-    observer.unsubscribe("public:lobby").await.expect("unsubscribe");
+    observer
+        .unsubscribe("public:lobby")
+        .await
+        .expect("unsubscribe");
 
     // Signed out, then B signs in on the same socket.
     a.set_token(&fx.p.anon).await.expect("switch to anon");
@@ -225,7 +228,10 @@ async fn presence_follows_the_sockets_current_token() {
         [(None, "anon".into(), here)],
         "after sign-out"
     );
-    observer.unsubscribe("public:lobby").await.expect("unsubscribe");
+    observer
+        .unsubscribe("public:lobby")
+        .await
+        .expect("unsubscribe");
     a.set_token(&fx.user_token(USER_2).await)
         .await
         .expect("switch to B");
