@@ -310,7 +310,7 @@ impl LocalRuntime {
             cmd.arg(format!("--allow-env={}", names.join(",")));
         }
         match d.import_map.as_deref() {
-            Some(m) if m.ends_with("deno.json") || m.ends_with("deno.jsonc") => {
+            Some(m) if super::bundle::is_deno_config(m) => {
                 cmd.arg(format!("--config={}", dir.join(m).display()));
             }
             other => {

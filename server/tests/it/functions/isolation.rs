@@ -346,3 +346,55 @@ async fn a_function_cannot_choose_the_npm_registry() {
     assert_eq!(resp.status(), 404);
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+/// Other settings of a `deno.json` that name files are read by the Deno
+/// CLI outside the sandbox too: `importMap` pointed anywhere, and the
+/// resolver's diagnostics (in the boot error the caller gets) quoted the
+/// values of the file's `imports`. A config may only name the bundle's own
+/// import map, and `workspace`, `links` and `patch` are refused.
+#[tokio::test]
+async fn a_deno_json_cannot_read_files_outside_the_function() {
+    let Some(fx) = Fx::new("fn-config").await else {
+        return;
+    };
+    let server_file = fx.t.config.data_dir.join("server-settings.json");
+    std::fs::write(&server_file, r#"{"imports": {"k": "server-secret-value"}}"#).expect("file");
+    let code = "import 'k'; export default { fetch: () => new Response('ran') };";
+    for (name, config) in [
+        ("import map outside", json!({"importMap": server_file})),
+        (
+            "import map upwards",
+            json!({"importMap": "../../../server-settings.json"}),
+        ),
+        ("workspace", json!({"workspace": ["../other"]})),
+        ("links", json!({"links": ["/tmp"]})),
+    ] {
+        let resp = fx
+            .admin(Method::POST, "functions")
+            .json(&json!({"slug": "config", "files": {"index.ts": code, "deno.json": config.to_string()}}))
+            .send()
+            .await
+            .expect("deploy");
+        let body = super::expect_error(resp, 400, "invalid_function").await;
+        assert!(!body.to_string().contains("server-secret-value"), "{name}");
+    }
+    let resp = fx.call(Method::GET, "config").send().await.expect("invoke");
+    assert_eq!(resp.status(), 404, "nothing was deployed");
+    // The bundle's own import map, named by its config, works.
+    fx.deploy_with(
+        "own-map",
+        json!({"files": {
+            "index.ts": "import n from 'num'; export default { fetch: () => new Response(String(n)) };",
+            "lib/num.ts": "export default 7;",
+            "deno.json": "{\"importMap\": \"./maps/imports.json\"}",
+            "maps/imports.json": "{\"imports\": {\"num\": \"../lib/num.ts\"}}",
+        }}),
+    )
+    .await;
+    let resp = fx
+        .call(Method::GET, "own-map")
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(resp.text().await.expect("text"), "7");
+}
