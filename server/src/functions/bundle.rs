@@ -129,6 +129,14 @@ impl Bundle {
         }
         for path in files.keys() {
             check_path(path)?;
+            if path.rsplit('/').next() == Some(".npmrc") {
+                // Deno fetches npm packages itself, outside the function's
+                // net permissions, from the registry an .npmrc names.
+                return invalid(format!(
+                    "{path:?}: a function cannot choose the npm registry (.npmrc); \
+                     the operator sets it with NPM_CONFIG_REGISTRY."
+                ));
+            }
         }
         check_path(&entrypoint)?;
         if !files.contains_key(&entrypoint) {
@@ -151,8 +159,11 @@ impl Bundle {
         };
         if let Some(m) = &import_map {
             let text = files.get(m).map(String::as_str).unwrap_or_default();
-            if serde_json::from_str::<serde_json::Value>(text).is_err() {
+            let Ok(parsed) = serde_json::from_str::<serde_json::Value>(text) else {
                 return invalid(format!("The import map {m:?} is not valid JSON."));
+            };
+            if is_deno_config(m) {
+                check_deno_config(m, &parsed, &files)?;
             }
         }
         Ok(Self {
@@ -194,6 +205,45 @@ pub fn hex(bytes: &[u8]) -> String {
 /// SHA-256 (hex) of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
+}
+
+/// Whether the import map is a Deno config file (run with `--config`).
+pub fn is_deno_config(path: &str) -> bool {
+    path.ends_with("deno.json") || path.ends_with("deno.jsonc")
+}
+
+/// Settings of a `deno.json` that name other files, which the Deno CLI reads
+/// itself, outside the function's permissions: refused, except an
+/// `importMap` among the bundle's own files. (The lock file is off anyway.)
+const CONFIG_PATH_KEYS: &[&str] = &["workspace", "links", "patch"];
+
+fn check_deno_config(
+    config: &str,
+    value: &serde_json::Value,
+    files: &BTreeMap<String, String>,
+) -> Result<(), FunctionsError> {
+    let invalid = |m: String| Err(FunctionsError::Invalid(m));
+    if let Some(key) = CONFIG_PATH_KEYS.iter().find(|k| value.get(**k).is_some()) {
+        return invalid(format!(
+            "{config:?}: `{key}` is not supported in a function's config (it names files outside the function)."
+        ));
+    }
+    if let Some(map) = value.get("importMap") {
+        let dir = config.rsplit_once('/').map(|(d, _)| d);
+        let inside = map.as_str().map(|p| {
+            let p = p.strip_prefix("./").unwrap_or(p);
+            match dir {
+                Some(d) => format!("{d}/{p}"),
+                None => p.to_owned(),
+            }
+        });
+        if !inside.is_some_and(|p| check_path(&p).is_ok() && files.contains_key(&p)) {
+            return invalid(format!(
+                "{config:?}: `importMap` must name one of the function's files (e.g. \"./import_map.json\")."
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_path(path: &str) -> Result<(), FunctionsError> {
@@ -307,6 +357,8 @@ mod tests {
             "a/../../b.ts",
             "",
             "a b.ts",
+            ".npmrc",
+            "lib/.npmrc",
         ] {
             let s = source(&[("index.ts", "x"), (bad, "y")], "index.ts");
             assert!(Bundle::parse(s).is_err(), "{bad:?}");

@@ -14,8 +14,12 @@
 //! - `--allow-net` limited to the project API host (this server) plus
 //!   `FERROBASE_FUNCTIONS_ALLOW_NET`;
 //! - no `--allow-run`, `--allow-ffi`, `--allow-sys`; `--no-remote` (only
-//!   `npm:` and local imports), `--no-prompt`;
+//!   `npm:` and local imports), `--no-prompt`; `--no-lock` (Deno writes a
+//!   lock file itself, unchecked by permissions, where a `deno.json` says);
 //! - `--v8-flags=--max-old-space-size` = the function's memory limit.
+//! - `--config` of the function's own `deno.json`, or else of an empty config
+//!   in its function directory, so Deno's on-disk `localStorage` (kept per
+//!   config file) is the function's own, never shared through the host script.
 //!
 //! A process is started on the first invocation and kept warm (reused by
 //! every invocation of that version; replaced when the version, settings or
@@ -283,6 +287,9 @@ impl LocalRuntime {
         cmd.arg("run")
             .arg("--no-prompt")
             .arg("--no-remote")
+            // The lock file is written by Deno itself, outside the permission
+            // sandbox, wherever a deno.json's `lock` says: never use one.
+            .arg("--no-lock")
             .arg(format!(
                 "--allow-read={},{}",
                 dir.display(),
@@ -303,15 +310,17 @@ impl LocalRuntime {
             cmd.arg(format!("--allow-env={}", names.join(",")));
         }
         match d.import_map.as_deref() {
-            Some(m) if m.ends_with("deno.json") || m.ends_with("deno.jsonc") => {
+            Some(m) if super::bundle::is_deno_config(m) => {
                 cmd.arg(format!("--config={}", dir.join(m).display()));
             }
-            Some(m) => {
-                cmd.arg("--no-config")
-                    .arg(format!("--import-map={}", dir.join(m).display()));
-            }
-            None => {
-                cmd.arg("--no-config");
+            other => {
+                let scope = storage_scope(&dir)
+                    .await
+                    .map_err(|e| InvokeError::BootFailed(format!("storage scope: {e}")))?;
+                cmd.arg(format!("--config={}", scope.display()));
+                if let Some(m) = other {
+                    cmd.arg(format!("--import-map={}", dir.join(m).display()));
+                }
             }
         }
         cmd.arg(&self.host).arg(&socket).arg(entry.as_str());
@@ -673,6 +682,33 @@ fn write_version(dir: &Path, files: &[(String, String)]) -> std::io::Result<()> 
         }
         Err(e) => Err(e),
     }
+}
+
+/// Name of the empty Deno config written next to a function's versions.
+const STORAGE_SCOPE: &str = "storage-scope.json";
+
+/// The config file a function without its own `deno.json` runs with, in its
+/// function directory (next to its versions), written once.
+///
+/// Deno keeps `localStorage` on disk under the process's origin: the
+/// `--location`, else the config file, else the main module. The main
+/// module is the host script every function runs, so without a config of
+/// its own every function of every project would share one storage. This
+/// file makes the origin the function's own (a function that brings a
+/// `deno.json` has its version's). It sets no imports and no lock file.
+async fn storage_scope(version_dir: &Path) -> std::io::Result<PathBuf> {
+    let function_dir = version_dir
+        .parent()
+        .ok_or_else(|| std::io::Error::other("version dir has no parent"))?;
+    let scope = function_dir.join(STORAGE_SCOPE);
+    if tokio::fs::try_exists(&scope).await? {
+        return Ok(scope);
+    }
+    // Written aside and renamed, so a process starting meanwhile never reads half of it.
+    let tmp = function_dir.join(format!(".tmp-{}", crate::crypto::random_hex(6)));
+    tokio::fs::write(&tmp, "{\"lock\": false}\n").await?;
+    tokio::fs::rename(&tmp, &scope).await?;
+    Ok(scope)
 }
 
 /// The `--allow-net` list: this server's host (so `FERROBASE_URL` works)

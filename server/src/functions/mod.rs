@@ -229,12 +229,39 @@ pub fn banner_line(functions: &Functions) -> String {
     }
 }
 
+/// The policy added to every function response. Functions answer from the
+/// platform's own origin, the dashboard's: a page a project deploys must
+/// not run as that origin, or it could script a dashboard window it opens,
+/// or register a service worker over the whole origin that reads every later
+/// dashboard and API request. `sandbox` without `allow-same-origin` gives the
+/// page an opaque origin (scripts, forms, popups and downloads still work;
+/// service workers cannot be registered). A policy the function sets is kept:
+/// browsers enforce both.
+pub const RESPONSE_CSP: &str =
+    "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
+
+/// Sandboxes a function's response (see [`RESPONSE_CSP`]) and drops
+/// `Service-Worker-Allowed`, which would let a worker script served by a
+/// function claim a scope outside its own path.
+async fn sandboxed(mut resp: axum::response::Response) -> axum::response::Response {
+    let headers = resp.headers_mut();
+    headers.remove("service-worker-allowed");
+    headers.append(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(RESPONSE_CSP),
+    );
+    resp
+}
+
 /// Routes relative to a project: invocation and the admin API.
 pub fn routes() -> Router<AppState> {
     use handlers as h;
-    Router::new()
+    let invoke = Router::new()
         .route("/functions/v1/{slug}", any(invoke::invoke_root))
         .route("/functions/v1/{slug}/{*rest}", any(invoke::invoke_path))
+        .layer(axum::middleware::map_response(sandboxed));
+    Router::new()
+        .merge(invoke)
         .route(
             "/admin/v1/functions",
             get(h::list_functions).post(h::create_function),

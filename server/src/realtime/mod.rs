@@ -568,27 +568,57 @@ async fn deliver_change(inner: &Arc<Inner>, hub: &Arc<ProjectHub>, msg: &store::
             return;
         }
     };
+    let is_update = msg.event == "UPDATE";
+    let old_row = &msg.payload["old_record"];
     for ((role, claims), members) in groups {
-        let visible = if role == "service_role" {
-            true
+        let (visible, old_visible) = if role == "service_role" {
+            (true, true)
         } else {
             let condition = policies.condition(&role);
             let target = (schema.as_str(), table.as_str());
-            match check_visible(&pool, &role, &claims, target, &condition, row).await {
-                Ok(v) => v,
+            // An UPDATE is also judged on its old row: a row that just
+            // became readable (a draft shared) must not reveal what it was.
+            let mut rows = vec![row.clone()];
+            if is_update {
+                rows.push(old_row.clone());
+            }
+            match check_visible(&pool, &role, &claims, target, &condition, &rows).await {
+                Ok(v) => (
+                    v.first().copied().unwrap_or(false),
+                    !is_update || v.get(1).copied().unwrap_or(false),
+                ),
                 Err(e) => {
                     tracing::debug!(error = %e, "realtime: change visibility check failed for one claims set");
-                    false
+                    (false, false)
                 }
             }
         };
         if !visible {
             continue;
         }
+        let shown = if old_visible {
+            None
+        } else {
+            Some(with_old_key_only(msg, &policies.key))
+        };
+        let msg = shown.as_ref().unwrap_or(msg);
         for (session, name) in members {
             let _ = session.socket.emit(&msg.event, &msg.to_client(&name));
         }
     }
+}
+
+/// The change with its old row cut down to the primary key (what Supabase
+/// sends with RLS on), for subscribers who could not read that old row.
+fn with_old_key_only(msg: &store::Stored, key: &[String]) -> store::Stored {
+    let mut msg = msg.clone();
+    let old = &msg.payload["old_record"];
+    let kept: serde_json::Map<String, Value> = key
+        .iter()
+        .filter_map(|k| old.get(k).map(|v| (k.clone(), v.clone())))
+        .collect();
+    msg.payload["old_record"] = Value::Object(kept);
+    msg
 }
 
 async fn check_visible(
@@ -597,11 +627,11 @@ async fn check_visible(
     claims: &str,
     target: (&str, &str),
     condition: &str,
-    row: &Value,
-) -> crate::error::ApiResult<bool> {
+    rows: &[Value],
+) -> crate::error::ApiResult<Vec<bool>> {
     let mut conn = pool.get().await?;
     let client: &mut tokio_postgres::Client = &mut conn;
-    store::row_visible(client, role, claims, target, condition, row).await
+    store::rows_visible(client, role, claims, target, condition, rows).await
 }
 
 async fn read_policies(

@@ -368,10 +368,71 @@ async fn reauth(
     match verify_token(&c.session.tenant, token.trim(), "token") {
         Ok(claims) => {
             let role = claims["role"].as_str().unwrap_or("anon").to_owned();
-            c.session.set_auth(Caller { role, claims });
+            let caller = Caller { role, claims };
+            let before = Sender::of(&c.session.caller());
+            c.session.set_auth(caller.clone());
+            leave_refused_channels(&c, &s, &caller).await;
+            let after = Sender::of(&caller);
+            if before != after && !lock(&c.session.presence).is_empty() {
+                // Presence shows who holds the socket now, not who did.
+                let sid = s.id.to_string();
+                let node = c.inner.node_id.clone();
+                if let Err(e) = with_client(&c, async |client| {
+                    store::presence_reidentify(client, &sid, &node, &after).await
+                })
+                .await
+                {
+                    return fail(&s, ack, None, &e);
+                }
+            }
             let _ = ack.send(&json!({"ok": true}));
         }
         Err(e) => fail(&s, ack, None, &e),
+    }
+}
+
+/// After a token change (a refresh, a sign-out back to the anon key, another
+/// user signing in on the same socket), asks again whether the caller may
+/// receive on each private broadcast channel the socket joined with its
+/// earlier token, and leaves those it may not (with a `realtime:error`
+/// naming the channel): what the old token was allowed does not carry over.
+/// Change channels need no such step: each event is checked against the
+/// token current at delivery.
+async fn leave_refused_channels(c: &Ctx, s: &SocketRef, caller: &Caller) {
+    let joined: Vec<String> = lock(&c.session.channels)
+        .iter()
+        .filter(|(_, ch)| matches!(ch, Channel::Broadcast(_)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in joined {
+        let allowed = with_client(c, async |client| {
+            let def = store::usable_channel(client, &name).await?;
+            store::authorize_receive(client, caller, &def, &name).await
+        })
+        .await;
+        let Err(e) = allowed else { continue };
+        if e.status.is_server_error() {
+            // Not a refusal: the database could not answer. Fail closed
+            // all the same (the client may subscribe again).
+            tracing::debug!(error = %e.message, "realtime: re-authorizing a channel failed");
+        }
+        s.leave(c.project.room(&name));
+        lock(&c.session.channels).remove(&name);
+        if lock(&c.session.presence).remove(&name) {
+            let sid = s.id.to_string();
+            if let Err(e) = with_client(c, async |client| {
+                store::presence_leave(client, &sid, Some(&name)).await
+            })
+            .await
+            {
+                // The heartbeat sweep removes it after the presence timeout.
+                tracing::debug!(error = %e.message, "realtime: presence leave failed");
+            }
+        }
+        let _ = s.emit(
+            "realtime:error",
+            &json!({"channel": name, "code": e.code, "message": e.message}),
+        );
     }
 }
 

@@ -374,6 +374,17 @@ pub fn member_json(r: &tokio_postgres::Row) -> ApiResult<Value> {
     }))
 }
 
+/// Records a member (`$1` channel, `$2` presence id, `$3` node, `$4` type,
+/// `$5` user id, `$6` state) and publishes `presence:join`.
+const JOIN_SQL: &str = "with m as (insert into realtime.presence (channel, presence_id, node_id, type, user_id, state) \
+       values ($1, $2, $3, $4, $5, $6) \
+       on conflict (channel, presence_id) do update set state = excluded.state, seen_at = now() \
+       returning *) \
+     insert into realtime.messages (topic, event, payload, kind, sender_type, sender_id) \
+     select m.channel, 'presence:join', jsonb_build_object('presenceId', m.presence_id, \
+       'type', m.type, 'userId', m.user_id, 'state', m.state, 'joinedAt', m.joined_at), \
+       'presence', m.type, m.user_id from m";
+
 /// Records a member and publishes `presence:join`; returns every current member.
 pub async fn presence_join(
     client: &mut tokio_postgres::Client,
@@ -385,15 +396,15 @@ pub async fn presence_join(
 ) -> ApiResult<Vec<Value>> {
     let tx = client.transaction().await?;
     tx.execute(
-        "with m as (insert into realtime.presence (channel, presence_id, node_id, type, user_id, state) \
-           values ($1, $2, $3, $4, $5, $6) \
-           on conflict (channel, presence_id) do update set state = excluded.state, seen_at = now() \
-           returning *) \
-         insert into realtime.messages (topic, event, payload, kind, sender_type, sender_id) \
-         select m.channel, 'presence:join', jsonb_build_object('presenceId', m.presence_id, \
-           'type', m.type, 'userId', m.user_id, 'state', m.state, 'joinedAt', m.joined_at), \
-           'presence', m.type, m.user_id from m",
-        &[&channel, &presence_id, &node_id, &sender.kind, &sender.id, state],
+        JOIN_SQL,
+        &[
+            &channel,
+            &presence_id,
+            &node_id,
+            &sender.kind,
+            &sender.id,
+            state,
+        ],
     )
     .await?;
     let rows = tx
@@ -458,6 +469,42 @@ pub async fn presence_leave(
            and ($2::text is null or channel = $2) returning *) {LEAVE_INSERT}"
     );
     client.execute(&sql, &[&presence_id, &channel]).await?;
+    Ok(())
+}
+
+/// Shows a member under a new identity (its socket changed token to
+/// another user, or to anon): in every channel where `presence_id` is a
+/// member, a `presence:leave` of the old member and a `presence:join` of the
+/// new one, with the state kept.
+pub async fn presence_reidentify(
+    client: &mut tokio_postgres::Client,
+    presence_id: &str,
+    node_id: &str,
+    sender: &Sender,
+) -> ApiResult<()> {
+    let tx = client.transaction().await?;
+    let sql = format!(
+        "with g as (delete from realtime.presence where presence_id = $1 returning *), \
+         l as ({LEAVE_INSERT}) select g.channel, g.state from g order by g.joined_at"
+    );
+    let members = tx.query(&sql, &[&presence_id]).await?;
+    for m in &members {
+        let channel: String = m.try_get(0)?;
+        let state: Value = m.try_get(1)?;
+        tx.execute(
+            JOIN_SQL,
+            &[
+                &channel,
+                &presence_id,
+                &node_id,
+                &sender.kind,
+                &sender.id,
+                &state,
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -680,6 +727,9 @@ pub async fn remove_change_table(
 pub struct ReadPolicies {
     rls: bool,
     policies: Vec<ReadPolicy>,
+    /// Primary-key columns: all an UPDATE event shows of an old row its
+    /// subscriber could not read.
+    pub key: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -725,7 +775,8 @@ pub async fn read_policies(
             })
         })
         .collect::<ApiResult<_>>()?;
-    Ok(ReadPolicies { rls, policies })
+    let key = primary_key(client, schema, table).await?;
+    Ok(ReadPolicies { rls, policies, key })
 }
 
 impl ReadPolicies {
@@ -760,20 +811,21 @@ impl ReadPolicies {
     }
 }
 
-/// Whether `role` with `claims` may SELECT `record` (a row of
+/// Whether `role` with `claims` may SELECT each of `records` (rows of
 /// `schema.table` as captured by the change trigger): the table's SELECT
-/// policies ([`ReadPolicies::condition`]) are evaluated on the captured row
-/// itself, as that role, so the answer does not depend on what happened to
-/// the row since (a deleted row is judged like any other). One query for
-/// every subscriber sharing these claims.
-pub async fn row_visible(
+/// policies ([`ReadPolicies::condition`]) are evaluated on the captured rows
+/// themselves, as that role, so the answer does not depend on what happened
+/// to the row since (a deleted row is judged like any other). One query for
+/// every subscriber sharing these claims; an UPDATE asks about its new and
+/// its old row at once.
+pub async fn rows_visible(
     client: &mut tokio_postgres::Client,
     role: &str,
     claims: &str,
     (schema, table): (&str, &str),
     condition: &str,
-    record: &Value,
-) -> ApiResult<bool> {
+    records: &[Value],
+) -> ApiResult<Vec<bool>> {
     let target = format!(
         "{}.{}",
         crate::db::quote_ident(schema),
@@ -789,12 +841,16 @@ pub async fn row_visible(
     // with it (`todos.owner`) read the captured row.
     let sql = format!(
         "select has_table_privilege($2::text, 'SELECT') and exists(select 1 from \
-         jsonb_populate_record(null::{target}, $1::jsonb) as {} where {condition})",
+         jsonb_populate_record(null::{target}, u.r) as {} where {condition}) \
+         from unnest($1::jsonb[]) with ordinality u(r, n) order by u.n",
         crate::db::quote_ident(table)
     );
-    let visible = tx.query_one(&sql, &[record, &target]).await;
+    let visible = tx.query(&sql, &[&records, &target]).await;
     let _ = tx.rollback().await;
-    Ok(visible?.try_get(0)?)
+    visible?
+        .iter()
+        .map(|r| r.try_get(0).map_err(ApiError::from))
+        .collect()
 }
 
 // ---- channel administration -----------------------------------------------

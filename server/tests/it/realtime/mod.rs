@@ -7,6 +7,7 @@
 mod admin;
 mod peers;
 mod sdk;
+mod security;
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -337,6 +337,19 @@ async fn uploads_and_downloads(env: &Env) {
         .await
         .unwrap();
     assert_eq!(public.status(), 200);
+    // Served from the platform's origin (the dashboard's): never sniffed,
+    // and a document opened from storage runs in an opaque origin.
+    let header = |k: &str| {
+        public
+            .headers()
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    let csp = header("content-security-policy");
+    assert!(csp.split(';').any(|d| d.trim() == "sandbox"), "{csp:?}");
     assert_eq!(public.bytes().await.unwrap().as_ref(), &png);
     let private = env
         .http
