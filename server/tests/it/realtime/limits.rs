@@ -10,7 +10,7 @@ use ferrobase::{Client, Error, Realtime};
 use futures_util::future::join_all;
 use serde_json::json;
 
-use super::fixture_with;
+use super::{env_path, fixture_with, run_script, spec};
 use crate::rest::Fx;
 
 /// Rows of `table` (`messages` or `presence`) of the project's `realtime`
@@ -221,4 +221,22 @@ async fn a_project_has_at_most_its_socket_cap_on_a_node() {
         }
     }
     assert!(reconnected.is_some(), "the closed socket's place was freed");
+}
+
+/// What the unmodified `socket.io-client` sees: a refused handshake is a
+/// `connect_error` whose message starts with `too_many_sockets:` and the
+/// client does not retry it; the channel and rate refusals are the usual
+/// error acks (`retryAfterMs` on `rate_limited`, honest: waiting that long
+/// is enough).
+#[tokio::test]
+async fn socket_io_client_sees_the_limits() {
+    let fx = fixture_with("rt-lim-js", |c| {
+        c.realtime_max_sockets_per_project = 2;
+        c.realtime_max_channels_per_socket = 1;
+        c.realtime_max_events_per_sec = 5;
+        c.realtime_event_burst = 2;
+    })
+    .await;
+    let s = spec(&fx, "limits").await;
+    run_script(env_path("FERROBASE_PEERS_NODE"), "realtime_js.mjs", &s).await;
 }
