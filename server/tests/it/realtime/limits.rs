@@ -240,3 +240,45 @@ async fn socket_io_client_sees_the_limits() {
     let s = spec(&fx, "limits").await;
     run_script(env_path("FERROBASE_PEERS_NODE"), "realtime_js.mjs", &s).await;
 }
+
+/// After a reconnection the SDK joins its channels again and catches up on
+/// each (a subscribe and a history request per channel, more events than the
+/// socket's burst): refused with `rate_limited`, it waits as told and
+/// retries, so no channel is lost.
+#[tokio::test]
+async fn the_sdk_rejoins_every_channel_after_a_reconnect_within_the_rate() {
+    let fx = fixture_with("rt-lim-resub", |c| {
+        c.realtime_max_events_per_sec = 5;
+        c.realtime_event_burst = 3;
+    })
+    .await;
+    let service = Client::new(&fx.p.url, &fx.p.service).expect("client");
+    let rt = service.realtime().await.expect("connect");
+    let channels = ["public:r1", "public:r2", "public:r3"];
+    let mut subs = Vec::new();
+    for ch in channels {
+        subs.push(rt.subscribe(ch).await.expect("subscribe within the burst"));
+    }
+
+    fx.t.app.realtime.disconnect_all().await;
+    let mut ids = Vec::new();
+    for ch in channels {
+        ids.push(
+            service
+                .publish(ch, "chat", json!({"text": "while away"}))
+                .await
+                .expect("http publish"),
+        );
+    }
+    for ((sub, id), ch) in subs.iter_mut().zip(&ids).zip(channels) {
+        let mut got = false;
+        while let Some(ev) = sub.next_timeout(Duration::from_secs(5)).await {
+            if matches!(&ev, ferrobase::RealtimeEvent::Message(m) if &m.meta.message_id == id) {
+                got = true;
+                break;
+            }
+        }
+        assert!(got, "{ch} was not rejoined after the reconnection");
+    }
+    rt.close();
+}
