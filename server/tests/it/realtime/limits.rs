@@ -33,6 +33,14 @@ async fn rows_of(fx: &Fx, table: &str, channel: &str) -> i64 {
         .get(0)
 }
 
+/// The error of a request that must be refused.
+fn refused<T>(r: Result<T, Error>, what: &str) -> Error {
+    match r {
+        Ok(_) => panic!("{what}: it was accepted"),
+        Err(e) => e,
+    }
+}
+
 fn code(e: &Error) -> &str {
     e.code().unwrap_or("(no code)")
 }
@@ -64,16 +72,15 @@ async fn a_socket_joins_at_most_the_channel_limit() {
         .await
         .expect("joining a channel again takes no slot");
 
-    let e = rt.subscribe("public:c").await.err().expect("third refused");
+    let e = refused(rt.subscribe("public:c").await, "the third channel");
     assert_eq!(code(&e), "too_many_channels", "{e}");
     assert!(e.to_string().contains("unsubscribe"), "actionable: {e}");
     assert_eq!(rows_of(&fx, "presence", "public:c").await, 0);
     assert_eq!(rows_of(&fx, "messages", "public:c").await, 0);
-    let e = rt
-        .observe("public:d")
-        .await
-        .err()
-        .expect("an observer joins a channel too");
+    let e = refused(
+        rt.observe("public:d").await,
+        "an observer joins a channel too",
+    );
     assert_eq!(code(&e), "too_many_channels", "{e}");
 
     // The socket still works, and leaving a channel frees its slot.
@@ -181,12 +188,11 @@ async fn a_project_has_at_most_its_socket_cap_on_a_node() {
     .await;
     let first = connect(&fx, &fx.p.anon).await;
     let _second = connect(&fx, &fx.p.service).await;
-    let e = Client::new(&fx.p.url, &fx.p.anon)
+    let third = Client::new(&fx.p.url, &fx.p.anon)
         .expect("client")
         .realtime()
-        .await
-        .err()
-        .expect("the third socket is refused");
+        .await;
+    let e = refused(third, "the third socket");
     assert_eq!(code(&e), "connect_error", "{e}");
     assert!(
         e.to_string().contains("too_many_sockets"),
