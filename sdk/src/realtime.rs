@@ -598,6 +598,19 @@ async fn drive(
     }
 }
 
+/// Times a request made while resubscribing is retried after `rate_limited`.
+const RESUBSCRIBE_RETRIES: usize = 10;
+
+/// How long to wait before retrying, when an ack refused the event for
+/// going over the socket's rate (`rate_limited`, `retryAfterMs`).
+fn rate_limited_for(ack: &Value) -> Option<Duration> {
+    if ack["ok"] != json!(false) || ack["error"]["code"] != json!("rate_limited") {
+        return None;
+    }
+    let ms = ack["error"]["retryAfterMs"].as_u64().unwrap_or(100);
+    Some(Duration::from_millis(ms.clamp(1, 5_000)))
+}
+
 async fn resubscribe(
     shared: Arc<Mutex<Shared>>,
     cmd: mpsc::UnboundedSender<Command>,
@@ -608,14 +621,26 @@ async fn resubscribe(
         .iter()
         .map(|(k, v)| (k.clone(), v.request.clone(), v.last_id, v.changes))
         .collect();
-    let ask = |event: &str, data: Value| {
-        let (tx, rx) = oneshot::channel();
-        let _ = cmd.send(Command::Emit {
-            event: event.to_owned(),
-            data,
-            ack: Some(tx),
-        });
-        tokio::time::timeout(options.request_timeout, rx)
+    // The server limits a socket's events per second: joining many channels
+    // again may meet `rate_limited`, which says when to retry.
+    let ask = async |event: &str, data: Value| -> Option<Value> {
+        for _ in 0..RESUBSCRIBE_RETRIES {
+            let (tx, rx) = oneshot::channel();
+            let _ = cmd.send(Command::Emit {
+                event: event.to_owned(),
+                data: data.clone(),
+                ack: Some(tx),
+            });
+            let v = tokio::time::timeout(options.request_timeout, rx)
+                .await
+                .ok()?
+                .ok()?;
+            match rate_limited_for(&v) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return Some(v),
+            }
+        }
+        None
     };
     for (channel, request, last, changes) in subs {
         let _ = ask("realtime:subscribe", request).await;
@@ -626,7 +651,7 @@ async fn resubscribe(
         if let Some(l) = last {
             req["since"] = json!(l.to_string());
         }
-        if let Ok(Ok(v)) = ask("realtime:history", req).await
+        if let Some(v) = ask("realtime:history", req).await
             && let Some(list) = v["messages"].as_array()
         {
             for m in list {
@@ -939,6 +964,18 @@ mod tests {
             socket_url(&h).expect("wss"),
             "wss://acme.example.com/realtime/v1/socket.io/?EIO=4&transport=websocket"
         );
+    }
+
+    #[test]
+    fn a_rate_limited_ack_says_how_long_to_wait() {
+        let refused = json!({"ok": false, "error": {"code": "rate_limited", "retryAfterMs": 40}});
+        assert_eq!(rate_limited_for(&refused), Some(Duration::from_millis(40)));
+        let other = json!({"ok": false, "error": {"code": "forbidden", "message": "no"}});
+        assert_eq!(rate_limited_for(&other), None);
+        assert_eq!(rate_limited_for(&json!({"ok": true})), None);
+        let huge =
+            json!({"ok": false, "error": {"code": "rate_limited", "retryAfterMs": u64::MAX}});
+        assert_eq!(rate_limited_for(&huge), Some(Duration::from_secs(5)));
     }
 
     #[test]

@@ -285,7 +285,57 @@ async function expiry() {
   Y.disconnect();
 }
 
-const scenarios = { basic, rls, cross, changes, expiry };
+// Limits set by the test: 2 sockets per project, 1 channel per socket,
+// 5 events a second with a burst of 2.
+async function limits() {
+  const a = await connected(connect(spec.url, spec.anon));
+  const b = await connected(connect(spec.url, spec.service));
+
+  // A third socket is refused at the handshake, and the client (with its
+  // default reconnection on) does not retry: no reconnect storm.
+  const c = io(new URL(spec.url).origin, {
+    path: socketPath(spec.url),
+    auth: { token: spec.anon },
+    transports: ["websocket"],
+    forceNew: true,
+    reconnectionDelay: 50,
+  });
+  let attempts = 0;
+  c.on("connect_error", () => attempts++);
+  const refused = await connectError(c);
+  check("third socket refused", refused && refused.message.startsWith("too_many_sockets:"), refused && refused.message);
+  await sleep(500);
+  check("refused client does not retry", !c.active && !c.connected && attempts === 1, { active: c.active, attempts });
+  c.close();
+
+  // The second channel of a socket: the usual error ack, and realtime:error.
+  const one = await ack(a, "realtime:subscribe", { channel: "public:one" });
+  check("first channel", one.ok === true, one);
+  const told = next(a, "realtime:error", (e) => e.code === "too_many_channels");
+  const two = await ack(a, "realtime:subscribe", { channel: "public:two" });
+  check("second channel refused", two.ok === false && two.channel === "public:two" && two.error?.code === "too_many_channels", two);
+  check("realtime:error names the channel", (await told)?.channel === "public:two", "none");
+
+  // A burst of publishes: the excess is refused with retryAfterMs.
+  const results = await Promise.all(
+    [0, 1, 2, 3, 4, 5].map((n) => ack(b, "realtime:publish", { channel: "public:burst", event: "chat", payload: { n } })),
+  );
+  const limited = results.filter((r) => r.ok === false);
+  check("burst partly refused", limited.length > 0 && results.some((r) => r.ok), results);
+  check(
+    "refusals say when to retry",
+    limited.every((r) => r.error?.code === "rate_limited" && Number.isInteger(r.error.retryAfterMs) && r.error.retryAfterMs > 0),
+    limited,
+  );
+  check("limited socket stays connected", b.connected, b.connected);
+  await sleep(Math.max(0, ...limited.map((r) => r.error?.retryAfterMs ?? 0)) + 20);
+  const again = await ack(b, "realtime:publish", { channel: "public:burst", event: "chat", payload: { n: "again" } });
+  check("works again after retryAfterMs", again.ok === true, again);
+  a.disconnect();
+  b.disconnect();
+}
+
+const scenarios = { basic, rls, cross, changes, expiry, limits };
 try {
   await scenarios[spec.scenario]();
 } catch (e) {

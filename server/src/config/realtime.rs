@@ -33,6 +33,43 @@ pub struct RealtimeConfig {
         default_value_t = 25_000
     )]
     pub realtime_ping_interval_ms: u64,
+
+    /// Channels (broadcast and `db:` change channels together) one socket may
+    /// have joined at once; a further `realtime:subscribe` is refused with
+    /// `too_many_channels` until it unsubscribes from one.
+    #[arg(
+        long,
+        env = "FERROBASE_REALTIME_MAX_CHANNELS_PER_SOCKET",
+        default_value_t = 100
+    )]
+    pub realtime_max_channels_per_socket: usize,
+
+    /// Sustained rate of database-touching events one socket may send
+    /// (`realtime:subscribe`, `realtime:publish`, `presence:update`,
+    /// `realtime:history`, `realtime:auth`), per second. Over it an event is
+    /// refused with `rate_limited` (and nothing is written).
+    #[arg(
+        long,
+        env = "FERROBASE_REALTIME_MAX_EVENTS_PER_SEC",
+        default_value_t = 50
+    )]
+    pub realtime_max_events_per_sec: u32,
+
+    /// Events a socket may send at once above the sustained rate (the token
+    /// bucket's size): enough for a client to join its channels on connect.
+    #[arg(long, env = "FERROBASE_REALTIME_EVENT_BURST", default_value_t = 100)]
+    pub realtime_event_burst: u32,
+
+    /// Sockets of one project connected to one node at once; a further
+    /// connection is refused at the handshake (`connect_error`
+    /// `too_many_sockets`). The limit across a cluster is this times the
+    /// number of nodes.
+    #[arg(
+        long,
+        env = "FERROBASE_REALTIME_MAX_SOCKETS_PER_PROJECT",
+        default_value_t = 10_000
+    )]
+    pub realtime_max_sockets_per_project: usize,
 }
 
 impl RealtimeConfig {
@@ -43,6 +80,7 @@ impl RealtimeConfig {
             realtime_presence_timeout_secs: 3,
             realtime_poll_ms: 200,
             realtime_ping_interval_ms: 2_000,
+            ..Self::default()
         }
     }
 }
@@ -54,6 +92,72 @@ impl Default for RealtimeConfig {
             realtime_presence_timeout_secs: 30,
             realtime_poll_ms: 1000,
             realtime_ping_interval_ms: 25_000,
+            realtime_max_channels_per_socket: 100,
+            realtime_max_events_per_sec: 50,
+            realtime_event_burst: 100,
+            realtime_max_sockets_per_project: 10_000,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::RealtimeConfig;
+
+    #[derive(Parser)]
+    struct Only {
+        #[command(flatten)]
+        realtime: RealtimeConfig,
+    }
+
+    #[test]
+    fn realtime_defaults_match_the_documented_ones() {
+        let parsed = Only::try_parse_from(["ferrobase"]).expect("parses with defaults");
+        let c = parsed.realtime;
+        let d = RealtimeConfig::default();
+        assert_eq!(c.realtime_max_channels_per_socket, 100);
+        assert_eq!(c.realtime_max_events_per_sec, 50);
+        assert_eq!(c.realtime_event_burst, 100);
+        assert_eq!(c.realtime_max_sockets_per_project, 10_000);
+        assert_eq!(
+            (
+                c.realtime_max_channels_per_socket,
+                c.realtime_max_events_per_sec,
+                c.realtime_event_burst,
+                c.realtime_max_sockets_per_project,
+            ),
+            (
+                d.realtime_max_channels_per_socket,
+                d.realtime_max_events_per_sec,
+                d.realtime_event_burst,
+                d.realtime_max_sockets_per_project,
+            )
+        );
+    }
+
+    #[test]
+    fn limits_parse_as_numbers_only() {
+        let parsed = Only::try_parse_from([
+            "ferrobase",
+            "--realtime-max-channels-per-socket",
+            "3",
+            "--realtime-max-events-per-sec",
+            "7",
+            "--realtime-event-burst",
+            "9",
+            "--realtime-max-sockets-per-project",
+            "11",
+        ])
+        .expect("parses");
+        let c = parsed.realtime;
+        assert_eq!(c.realtime_max_channels_per_socket, 3);
+        assert_eq!(c.realtime_max_events_per_sec, 7);
+        assert_eq!(c.realtime_event_burst, 9);
+        assert_eq!(c.realtime_max_sockets_per_project, 11);
+        assert!(
+            Only::try_parse_from(["ferrobase", "--realtime-max-events-per-sec", "-1"]).is_err()
+        );
     }
 }

@@ -7,6 +7,8 @@
 //! - [`store`]: every SQL statement (channels, RLS checks, outbox, presence);
 //! - [`socket`]: the Socket.IO handlers (thin: parse → call → answer);
 //! - [`http`]: `POST /realtime/v1/messages` and the `/admin/v1/realtime` API;
+//! - [`limits`]: what one socket and one project may cost (channels per
+//!   socket, events per second, sockets per project);
 //! - [`config`]: the `FERROBASE_REALTIME_*` settings.
 //!
 //! How a message travels (DESIGN §5): every message is a row of the project's
@@ -23,10 +25,12 @@
 
 pub mod channel;
 pub mod http;
+pub mod limits;
 pub mod socket;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -37,6 +41,7 @@ use socketioxide::{SocketIo, layer::SocketIoLayer};
 use uuid::Uuid;
 
 pub use crate::config::RealtimeConfig;
+use crate::error::ApiResult;
 use crate::state::App;
 use crate::tenant::{Caller, Tenant};
 
@@ -111,6 +116,20 @@ pub struct Session {
     channels: Mutex<HashMap<String, channel::Channel>>,
     /// Channels where this socket is a presence member.
     presence: Mutex<HashSet<String>>,
+    /// Joins in flight (each holds a channel slot until it is in `channels`).
+    joining: AtomicUsize,
+    /// The socket's event budget ([`limits::TokenBucket`]).
+    events: Mutex<limits::TokenBucket>,
+}
+
+/// A channel slot held by a join in flight; released on drop (by then the
+/// channel is in the session's map, or the join failed).
+pub struct JoinSlot<'a>(&'a AtomicUsize);
+
+impl Drop for JoinSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Clone)]
@@ -128,6 +147,49 @@ impl Session {
 
     fn expired(&self, now: u64) -> bool {
         lock(&self.auth).exp.is_some_and(|e| e <= now)
+    }
+
+    /// A new session of `socket`, with a full event budget.
+    fn new(
+        socket: SocketRef,
+        tenant: Arc<Tenant>,
+        caller: Caller,
+        config: &RealtimeConfig,
+    ) -> Self {
+        let exp = caller.claims["exp"].as_u64();
+        Session {
+            socket,
+            tenant,
+            auth: Mutex::new(Auth { caller, exp }),
+            channels: Mutex::default(),
+            presence: Mutex::default(),
+            joining: AtomicUsize::new(0),
+            events: Mutex::new(limits::TokenBucket::new(
+                config.realtime_max_events_per_sec,
+                config.realtime_event_burst,
+                Instant::now(),
+            )),
+        }
+    }
+
+    /// Spends one event of the socket's budget, or says how long until one
+    /// is available.
+    fn take_event(&self) -> Result<(), Duration> {
+        lock(&self.events).try_take(Instant::now())
+    }
+
+    /// Holds a channel slot for joining `name` (none is needed to join a
+    /// channel again), or refuses when the socket has `max` already. The
+    /// check and the reservation happen under the channels lock, so two
+    /// joins racing cannot both take the last slot.
+    fn reserve_channel(&self, name: &str, max: usize) -> ApiResult<Option<JoinSlot<'_>>> {
+        let channels = lock(&self.channels);
+        if channels.contains_key(name) {
+            return Ok(None);
+        }
+        limits::check_channels(channels.len(), self.joining.load(Ordering::SeqCst), max)?;
+        self.joining.fetch_add(1, Ordering::SeqCst);
+        Ok(Some(JoinSlot(&self.joining)))
     }
 
     fn set_auth(&self, caller: Caller) {
@@ -268,6 +330,8 @@ impl Inner {
     /// retired since (the project's last other socket left in between, which
     /// stops the hub's delivery task): the socket then joins the live hub,
     /// started if need be, so it never sits in a hub nobody delivers to.
+    /// Refused (`too_many_sockets`) when the project already has
+    /// `FERROBASE_REALTIME_MAX_SOCKETS_PER_PROJECT` sockets on this node.
     pub async fn add_session(
         self: &Arc<Self>,
         mut hub: Arc<ProjectHub>,
@@ -276,9 +340,24 @@ impl Inner {
         loop {
             {
                 // Under the same lock `remove_session` retires hubs with.
-                let projects = lock(&self.projects);
+                let mut projects = lock(&self.projects);
                 if projects.get(&hub.id).is_some_and(|p| Arc::ptr_eq(p, &hub)) {
-                    lock(&hub.sessions).insert(session.socket.id, session);
+                    let mut sessions = lock(&hub.sessions);
+                    let max = self.config.realtime_max_sockets_per_project;
+                    if let Err(e) = limits::check_sockets(sessions.len(), max) {
+                        limits::count_refusal("too_many_sockets");
+                        if sessions.is_empty() {
+                            // Only with a cap of 0: retire the hub just made.
+                            drop(sessions);
+                            projects.remove(&hub.id);
+                            if let Some(t) = lock(&hub.task).take() {
+                                t.abort();
+                            }
+                        }
+                        return Err(e);
+                    }
+                    sessions.insert(session.socket.id, session);
+                    drop(sessions);
                     return Ok(hub);
                 }
             }

@@ -13,7 +13,7 @@ use socketioxide::socket::DisconnectReason;
 
 use super::channel::Channel;
 use super::store::{self, Sender};
-use super::{Auth, HubRef, Inner, ProjectHub, PublishInput, Session, lock};
+use super::{HubRef, Inner, ProjectHub, PublishInput, Session, limits, lock};
 use crate::error::{ApiError, ApiResult};
 use crate::tenant::{Caller, Tenant, verify_token};
 
@@ -72,17 +72,12 @@ pub async fn authenticate(
         .project(&tenant)
         .await
         .map_err(|e| ConnectError(format!("{}: {}", e.code, e.message)))?;
-    let exp = claims["exp"].as_u64();
-    let session = Arc::new(Session {
-        socket: s.clone(),
+    let session = Arc::new(Session::new(
+        s.clone(),
         tenant,
-        auth: std::sync::Mutex::new(Auth {
-            caller: Caller { role, claims },
-            exp,
-        }),
-        channels: Default::default(),
-        presence: Default::default(),
-    });
+        Caller { role, claims },
+        &inner.config,
+    ));
     // Registered here, before the client is told it is connected, so no
     // event can arrive before the socket is in a live hub.
     let project = inner
@@ -129,15 +124,40 @@ fn ctx(s: &SocketRef, hub: &HubRef) -> Option<Ctx> {
 
 /// Emits `realtime:error` and acks the error when the client asked for an ack.
 fn fail(s: &SocketRef, ack: AckSender, channel: Option<&str>, e: &ApiError) {
-    let _ = s.emit(
-        "realtime:error",
-        &json!({"channel": channel, "code": e.code, "message": e.message}),
-    );
-    let _ = ack.send(&json!({
-        "ok": false,
-        "channel": channel,
-        "error": {"code": e.code, "message": e.message},
-    }));
+    refuse(s, ack, channel, e, None);
+}
+
+/// [`fail`], with `retryAfterMs` when waiting that long will help.
+fn refuse(
+    s: &SocketRef,
+    ack: AckSender,
+    channel: Option<&str>,
+    e: &ApiError,
+    retry_after_ms: Option<u64>,
+) {
+    let mut error = json!({"code": e.code, "message": e.message});
+    if let Some(ms) = retry_after_ms {
+        error["retryAfterMs"] = json!(ms);
+    }
+    let mut event = error.clone();
+    event["channel"] = json!(channel);
+    let _ = s.emit("realtime:error", &event);
+    let _ = ack.send(&json!({"ok": false, "channel": channel, "error": error}));
+}
+
+/// Spends one of the socket's events (every event that reaches the
+/// database does); over the rate, refuses it with `rate_limited` and gives
+/// no ack back (it was answered: the handler returns).
+fn spend_event(c: &Ctx, s: &SocketRef, ack: AckSender, channel: Option<&str>) -> Option<AckSender> {
+    match c.session.take_event() {
+        Ok(()) => Some(ack),
+        Err(wait) => {
+            limits::count_refusal("rate_limited");
+            let e = limits::rate_limited(wait, c.inner.config.realtime_max_events_per_sec);
+            refuse(s, ack, channel, &e, Some(limits::retry_ms(wait)));
+            None
+        }
+    }
 }
 
 fn bad_input(message: &str) -> ApiError {
@@ -175,6 +195,9 @@ async fn subscribe(
     let Some(name) = channel_arg(&d).map(str::to_owned) else {
         return fail(&s, ack, None, &bad_input("Send {channel: \"name\"}."));
     };
+    let Some(ack) = spend_event(&c, &s, ack, Some(&name)) else {
+        return;
+    };
     match do_subscribe(&c, &s, &name, &d).await {
         Ok(v) => {
             let _ = ack.send(&v);
@@ -186,6 +209,11 @@ async fn subscribe(
 async fn do_subscribe(c: &Ctx, s: &SocketRef, name: &str, d: &Value) -> ApiResult<Value> {
     let ch = Channel::parse(name)
         .map_err(|e| ApiError::bad_request("invalid_channel", e.to_string()))?;
+    // Held until the channel is in the session's map (or the join failed).
+    let _slot = c
+        .session
+        .reserve_channel(name, c.inner.config.realtime_max_channels_per_socket)
+        .inspect_err(|_| limits::count_refusal("too_many_channels"))?;
     let caller = c.session.caller();
     match &ch {
         Channel::Changes { schema, table, .. } => {
@@ -277,6 +305,9 @@ async fn publish(
     let Some(c) = ctx(&s, &hub) else { return };
     let d = d.unwrap_or(Value::Null);
     let channel = d["channel"].as_str().map(str::to_owned);
+    let Some(ack) = spend_event(&c, &s, ack, channel.as_deref()) else {
+        return;
+    };
     let input: PublishInput = match serde_json::from_value(d) {
         Ok(i) => i,
         Err(_) => {
@@ -309,6 +340,9 @@ async fn history(
     let d = d.unwrap_or(Value::Null);
     let Some(name) = channel_arg(&d).map(str::to_owned) else {
         return fail(&s, ack, None, &bad_input("Send {channel, since?, limit?}."));
+    };
+    let Some(ack) = spend_event(&c, &s, ack, Some(&name)) else {
+        return;
     };
     let since = match &d["since"] {
         Value::Null => Some(0),
@@ -364,6 +398,9 @@ async fn reauth(
     let d = d.unwrap_or(Value::Null);
     let Some(token) = d.as_str().or_else(|| d["token"].as_str()) else {
         return fail(&s, ack, None, &bad_input("Send {token}."));
+    };
+    let Some(ack) = spend_event(&c, &s, ack, None) else {
+        return;
     };
     match verify_token(&c.session.tenant, token.trim(), "token") {
         Ok(claims) => {
@@ -446,6 +483,9 @@ async fn presence_update(
     let d = d.unwrap_or(Value::Null);
     let Some(name) = channel_arg(&d).map(str::to_owned) else {
         return fail(&s, ack, None, &bad_input("Send {channel, state}."));
+    };
+    let Some(ack) = spend_event(&c, &s, ack, Some(&name)) else {
+        return;
     };
     let state = d["state"].clone();
     if !state.is_object() {

@@ -5,6 +5,7 @@
 //! processes on one database; the admin and HTTP publish APIs; bad input.
 
 mod admin;
+mod limits;
 mod peers;
 mod sdk;
 mod security;
@@ -15,7 +16,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use ferrobase_server::config::RealtimeConfig;
+
 use crate::rest::{Fx, USER_1, USER_2};
+use crate::support::TestApp;
 
 /// Tables and policies every realtime test project gets.
 pub const SQL: &str = "
@@ -39,7 +43,19 @@ create policy rt_write on realtime.messages for insert to authenticated
 /// `room:%` and `announce:%` (private), `off:%` (disabled), and change
 /// events on `public.todos`.
 pub async fn fixture(r: &str) -> Fx {
-    let fx = Fx::new(r, SQL).await;
+    fixture_with(r, |_| {}).await
+}
+
+/// [`fixture`] on a server whose realtime settings `adjust` changes first.
+pub async fn fixture_with(r: &str, adjust: impl FnOnce(&mut RealtimeConfig)) -> Fx {
+    let t = TestApp::spawn_with(|c| adjust(&mut c.realtime)).await;
+    let p = t.create_project(r).await;
+    t.owner_sql(&p, SQL).await;
+    let fx = Fx {
+        t,
+        p,
+        project_ref: r.to_owned(),
+    };
     for body in [
         json!({"pattern": "public:%", "public": true}),
         json!({"pattern": "room:%"}),
