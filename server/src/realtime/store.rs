@@ -385,16 +385,15 @@ const JOIN_SQL: &str = "with m as (insert into realtime.presence (channel, prese
        'type', m.type, 'userId', m.user_id, 'state', m.state, 'joinedAt', m.joined_at), \
        'presence', m.type, m.user_id from m";
 
-/// Records a member and publishes `presence:join`; returns every current member.
-pub async fn presence_join(
-    client: &mut tokio_postgres::Client,
+/// Runs [`JOIN_SQL`] in `tx`.
+async fn insert_join(
+    tx: &tokio_postgres::Transaction<'_>,
     channel: &str,
     presence_id: &str,
     node_id: &str,
     sender: &Sender,
     state: &Value,
-) -> ApiResult<Vec<Value>> {
-    let tx = client.transaction().await?;
+) -> ApiResult<()> {
     tx.execute(
         JOIN_SQL,
         &[
@@ -407,6 +406,20 @@ pub async fn presence_join(
         ],
     )
     .await?;
+    Ok(())
+}
+
+/// Records a member and publishes `presence:join`; returns every current member.
+pub async fn presence_join(
+    client: &mut tokio_postgres::Client,
+    channel: &str,
+    presence_id: &str,
+    node_id: &str,
+    sender: &Sender,
+    state: &Value,
+) -> ApiResult<Vec<Value>> {
+    let tx = client.transaction().await?;
+    insert_join(&tx, channel, presence_id, node_id, sender, state).await?;
     let rows = tx
         .query(
             "select * from realtime.presence where channel = $1 order by joined_at, presence_id",
@@ -491,18 +504,7 @@ pub async fn presence_reidentify(
     for m in &members {
         let channel: String = m.try_get(0)?;
         let state: Value = m.try_get(1)?;
-        tx.execute(
-            JOIN_SQL,
-            &[
-                &channel,
-                &presence_id,
-                &node_id,
-                &sender.kind,
-                &sender.id,
-                &state,
-            ],
-        )
-        .await?;
+        insert_join(&tx, &channel, presence_id, node_id, sender, &state).await?;
     }
     tx.commit().await?;
     Ok(())

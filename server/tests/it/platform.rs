@@ -241,15 +241,7 @@ async fn health_metrics_openapi_request_ids_and_cors() {
         .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "abc-123");
 
-    let metrics = t
-        .http
-        .get(format!("{}/metrics", t.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics().await;
     assert!(metrics.contains("http_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"/health\""));
     assert!(metrics.contains("http_request_duration_seconds_bucket"));

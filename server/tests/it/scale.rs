@@ -161,15 +161,7 @@ async fn many_projects_share_one_connection_budget_without_503() {
     );
 
     // The gauges are exported.
-    let metrics = t
-        .http
-        .get(format!("{}/metrics", t.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = t.metrics().await;
     assert!(
         metrics.contains(&format!("ferrobase_db_connection_budget {budget}")),
         "{metrics}"

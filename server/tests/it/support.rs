@@ -180,6 +180,18 @@ impl TestApp {
         }
     }
 
+    /// The node's Prometheus metrics (`GET /metrics`), as text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Runs SQL in a project database as its owner.
     pub async fn owner_sql(&self, project: &TestProject, sql: &str) {
         let cfg: tokio_postgres::Config = project.db_url.parse().expect("db_url parses");

@@ -167,16 +167,9 @@ async fn a_schema_of_5000_tables_loads_and_serves() {
 
 /// `ferrobase_rest_schema_loads_total` from `/metrics` (0 before the first load).
 async fn schema_loads(t: &TestApp) -> u64 {
-    let text = t
-        .http
-        .get(format!("{}/metrics", t.url))
-        .send()
+    t.metrics()
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("ferrobase_rest_schema_loads_total "))
         .map_or(0, |v| v.trim().parse().expect("a counter value"))
 }
