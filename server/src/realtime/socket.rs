@@ -275,25 +275,31 @@ async fn unsubscribe(
     let Some(name) = channel_arg(&d).map(str::to_owned) else {
         return fail(&s, ack, None, &bad_input("Send {channel: \"name\"}."));
     };
-    let removed = lock(&c.session.channels).remove(&name);
-    if let Some(ch) = &removed {
-        match ch {
-            Channel::Changes { .. } => c.project.unwatch_changes(s.id, &name, &ch.topic()),
-            Channel::Broadcast(_) => s.leave(c.project.room(&name)),
-        }
-    }
-    let was_present = lock(&c.session.presence).remove(&name);
-    if was_present {
-        let sid = s.id.to_string();
-        if let Err(e) = with_client(&c, async |client| {
-            store::presence_leave(client, &sid, Some(&name)).await
-        })
-        .await
-        {
-            return fail(&s, ack, Some(&name), &e);
-        }
+    if let Err(e) = leave_channel(&c, &s, &name).await {
+        return fail(&s, ack, Some(&name), &e);
     }
     let _ = ack.send(&json!({"ok": true, "channel": name}));
+}
+
+/// Takes the socket out of channel `name`: out of its room (or its change
+/// feed) and, when it was a presence member there, out of the presence list
+/// with a `presence:leave`. Only that last step can fail.
+async fn leave_channel(c: &Ctx, s: &SocketRef, name: &str) -> ApiResult<()> {
+    let removed = lock(&c.session.channels).remove(name);
+    if let Some(ch) = &removed {
+        match ch {
+            Channel::Changes { .. } => c.project.unwatch_changes(s.id, name, &ch.topic()),
+            Channel::Broadcast(_) => s.leave(c.project.room(name)),
+        }
+    }
+    if lock(&c.session.presence).remove(name) {
+        let sid = s.id.to_string();
+        with_client(c, async |client| {
+            store::presence_leave(client, &sid, Some(name)).await
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 async fn publish(
@@ -453,18 +459,9 @@ async fn leave_refused_channels(c: &Ctx, s: &SocketRef, caller: &Caller) {
             // all the same (the client may subscribe again).
             tracing::debug!(error = %e.message, "realtime: re-authorizing a channel failed");
         }
-        s.leave(c.project.room(&name));
-        lock(&c.session.channels).remove(&name);
-        if lock(&c.session.presence).remove(&name) {
-            let sid = s.id.to_string();
-            if let Err(e) = with_client(c, async |client| {
-                store::presence_leave(client, &sid, Some(&name)).await
-            })
-            .await
-            {
-                // The heartbeat sweep removes it after the presence timeout.
-                tracing::debug!(error = %e.message, "realtime: presence leave failed");
-            }
+        if let Err(e) = leave_channel(c, s, &name).await {
+            // The heartbeat sweep removes it after the presence timeout.
+            tracing::debug!(error = %e.message, "realtime: presence leave failed");
         }
         let _ = s.emit(
             "realtime:error",
