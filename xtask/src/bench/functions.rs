@@ -32,7 +32,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use super::load::{Load, LoadGen, Workload, env_num, fmt_load, login, on_path, str_field};
-use super::server::Server;
+use super::server::{Server, free_port};
 use super::{Ctx, Table};
 use crate::{http, proc, workspace_root};
 
@@ -103,13 +103,7 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
         "    cold start (median of {cold_runs})  {:.1} ms",
         cold.as_secs_f64() * 1000.0
     );
-    let through_ferrobase = Workload {
-        name: "ferrobase function",
-        method: "POST",
-        url: invoke_url,
-        headers: vec![("Content-Type".into(), "application/json".into())],
-        body: Some("{}".into()),
-    };
+    let through_ferrobase = hello_post("ferrobase function", invoke_url);
     let f1 = loadgen.run(&through_ferrobase, 1, duration)?;
     let fc = loadgen.run(&through_ferrobase, conns, duration)?;
     println!("    ferrobase  1 client    {}", fmt_load(&f1));
@@ -120,11 +114,9 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     let work = proc::unique_temp_dir("fbbench-fn")?;
     let file = work.join("hello.ts");
     std::fs::write(&file, HANDLER)?;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?.port()
-    };
-    let mut direct = Command::new(&deno)
+    let port = free_port()?;
+    let mut direct = Command::new(&deno);
+    direct
         .args([
             "serve",
             "--no-prompt",
@@ -133,28 +125,15 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
             "--host=127.0.0.1",
         ])
         .arg(&file)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting deno serve")?;
+        .env("NO_COLOR", "1");
+    quiet(&mut direct);
+    let mut direct = direct.spawn().context("starting deno serve")?;
     let direct_url = format!("http://127.0.0.1:{port}/");
-    let started = Instant::now();
-    while http::post(&direct_url, None, &json!({})).is_err() {
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = direct.kill();
-            bail!("deno serve did not start");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if !answers_within(&direct_url, START_TIMEOUT) {
+        let _ = direct.kill();
+        bail!("deno serve did not start");
     }
-    let w = Workload {
-        name: "deno serve",
-        method: "POST",
-        url: direct_url,
-        headers: vec![("Content-Type".into(), "application/json".into())],
-        body: Some("{}".into()),
-    };
+    let w = hello_post("deno serve", direct_url);
     let d1 = loadgen.run(&w, 1, duration);
     let dc = loadgen.run(&w, conns, duration);
     let _ = direct.kill();
@@ -204,6 +183,39 @@ pub fn run(ctx: &Ctx) -> Result<Table> {
     Ok(table)
 }
 
+/// How long a server under test may take to answer its first request.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The workload every row runs: `POST {}` to the JSON hello at `url`.
+fn hello_post(name: &'static str, url: String) -> Workload {
+    Workload {
+        name,
+        method: "POST",
+        url,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: Some("{}".into()),
+    }
+}
+
+/// Whether `url` answers the hello with 200 within `timeout` (polled).
+fn answers_within(url: &str, timeout: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if http::post(url, None, &json!({})).is_ok_and(|r| r.status == 200) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Detaches a child's standard streams (the load generator prints, not it).
+fn quiet(c: &mut Command) {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+}
+
 /// The nginx binary to use, if any.
 fn nginx() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("FERROBASE_BENCH_NGINX").filter(|p| !p.is_empty()) {
@@ -237,10 +249,7 @@ fn through_nginx(
             quoted(&sock)?
         ),
     )?;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?.port()
-    };
+    let port = free_port()?;
     let w = work.display();
     std::fs::write(
         work.join("nginx.conf"),
@@ -254,11 +263,6 @@ fn through_nginx(
             sock.display()
         ),
     )?;
-    let quiet = |c: &mut Command| {
-        c.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-    };
     let mut upstream = Command::new(deno);
     upstream
         .args([
@@ -283,24 +287,8 @@ fn through_nginx(
     quiet(&mut proxy);
     let mut proxy = proxy.spawn().context("starting nginx")?;
     let url = format!("http://127.0.0.1:{port}/");
-    let started = Instant::now();
-    let mut up = false;
-    while started.elapsed() < Duration::from_secs(30) {
-        if http::post(&url, None, &json!({})).is_ok_and(|r| r.status == 200) {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let load = if up {
-        let w = Workload {
-            name: "nginx -> deno",
-            method: "POST",
-            url,
-            headers: vec![("Content-Type".into(), "application/json".into())],
-            body: Some("{}".into()),
-        };
-        Some(loadgen.run(&w, conns, duration))
+    let load = if answers_within(&url, START_TIMEOUT) {
+        Some(loadgen.run(&hello_post("nginx -> deno", url), conns, duration))
     } else {
         let log = std::fs::read_to_string(work.join("error.log")).unwrap_or_default();
         let last = log.lines().last().unwrap_or("(nginx logged nothing)");

@@ -63,9 +63,7 @@ impl PocketBase {
     pub(super) fn start(dir: PathBuf) -> Result<PocketBase> {
         let bin = binary()?;
         std::fs::create_dir_all(&dir)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = super::server::free_port()?;
         let (email, password) = ("bench@example.com", proc::random_hex(12)?);
         // Without --migrationsDir, PocketBase writes migration files next to
         // the data dir's parent (a shared /tmp/pb_migrations) and replays

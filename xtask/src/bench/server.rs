@@ -294,7 +294,7 @@ impl Drop for Server {
 }
 
 /// A port that was free a moment ago (bind port 0, read it, drop it).
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
