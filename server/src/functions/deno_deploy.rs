@@ -28,12 +28,13 @@ use std::time::Duration;
 use axum::body::Body;
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt as _, TryStreamExt as _};
+use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::bundle::{Bundle, sha256_hex};
-use super::runtime::{Deployment, InvokeError, Runtime};
+use super::runtime::{Deployment, InvokeError, RequestBody, Runtime};
 use crate::config::Config;
 
 /// Headers not forwarded to the app (one hop only, or set by reqwest).
@@ -292,7 +293,7 @@ impl Runtime for DenoDeploy {
     fn invoke(
         &self,
         d: Arc<Deployment>,
-        req: axum::http::Request<Body>,
+        req: axum::http::Request<RequestBody>,
     ) -> BoxFuture<'_, Result<axum::http::Response<Body>, InvokeError>> {
         Box::pin(async move {
             if let Some(why) = self.unavailable() {
@@ -314,6 +315,8 @@ impl Runtime for DenoDeploy {
                 .map(|p| p.as_str())
                 .unwrap_or("/");
             let url = format!("{}{path}", self.app_base(&app));
+            let request = body.progress();
+            let body = body.with_deadline(tokio::time::Instant::now() + timeout);
             let mut out = self
                 .http
                 .request(parts.method.clone(), url)
@@ -325,7 +328,9 @@ impl Runtime for DenoDeploy {
                 }
             }
             let resp = out.send().await.map_err(|e| {
-                if e.is_timeout() {
+                if let Some(callers_fault) = request.blame(e.is_timeout()) {
+                    InvokeError::Body(callers_fault)
+                } else if e.is_timeout() {
                     InvokeError::Timeout(d.settings.timeout_ms)
                 } else {
                     InvokeError::Provider(format!("the Deno Deploy app did not answer: {e}"))

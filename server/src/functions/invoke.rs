@@ -5,9 +5,11 @@
 //!    user token (`apikey` / `Authorization: Bearer`, verified like every
 //!    other project API); with it off, a valid token is still passed on.
 //! 3. The request goes to the provider with its method, path below the
-//!    function (`/{slug}/…?query`), headers and a streaming, size-limited
-//!    body. Headers the function can trust are set by the server and any
-//!    client-sent `x-ferrobase-*` header is removed first:
+//!    function (`/{slug}/…?query`), headers and a streaming body, limited in
+//!    size and, from the start of the invocation, in time (a body that fails
+//!    is the caller's fault: 413, 408 or 400, and the function's process is
+//!    left alone). Headers the function can trust are set by the server and
+//!    any client-sent `x-ferrobase-*` header is removed first:
 //!    `x-ferrobase-claims` (base64 of the verified JWT claims, JSON),
 //!    `x-ferrobase-role`, `x-ferrobase-invocation-id`, `x-request-id`.
 //! 4. The response streams back; the invocation record (status, duration,
@@ -30,7 +32,7 @@ use uuid::Uuid;
 use super::Functions;
 use super::bundle::Slug;
 use super::logs::{InvocationRecord, LogSink};
-use super::runtime::Deployment;
+use super::runtime::{Deployment, InvokeError, RequestBody};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tenant::{ProjectCtx, authenticate};
@@ -135,7 +137,7 @@ async fn invoke(
     let target = format!("/{}{rest}{query}", slug.as_str());
     let proto = functions.proto;
     let (parts, body) = req.into_parts();
-    let body = Body::new(http_body_util::Limited::new(body, max));
+    let body = RequestBody::new(body, max);
     dispatch(
         functions,
         d,
@@ -174,7 +176,7 @@ pub async fn dispatch(
     method: Method,
     target: &str,
     headers: HeaderMap,
-    body: Body,
+    body: RequestBody,
     inv: Invocation,
 ) -> Response {
     let started = Instant::now();
@@ -275,11 +277,17 @@ pub async fn dispatch(
             record.error = Some(e.code().to_owned());
             record.duration_ms = elapsed_ms(started);
             functions.logs.invocation(record);
+            // The rest of a failed request body is not read: end the connection.
+            let close = matches!(e, InvokeError::Body(_));
             let mut resp = ApiError::from(e).into_response();
             resp.headers_mut().insert(
                 HeaderName::from_static("x-ferrobase-invocation-id"),
                 id_header,
             );
+            if close {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             resp
         }
     }

@@ -52,7 +52,7 @@ use uuid::Uuid;
 
 use super::bundle::Bundle;
 use super::logs::{LogLine, LogSink};
-use super::runtime::{Deployment, InvokeError, Runtime};
+use super::runtime::{BodyProgress, Deployment, InvokeError, RequestBody, Runtime};
 use crate::platform::Platform;
 
 /// The host script, embedded so the binary is self-contained.
@@ -746,13 +746,18 @@ struct Streaming {
     permit: Option<OwnedSemaphorePermit>,
     sender: Option<SendRequest<Body>>,
     worker: Arc<Worker>,
+    /// The request body: a connection still sending one (the function
+    /// answered without reading it all) is not reused.
+    request: BodyProgress,
     done: bool,
 }
 
 impl Streaming {
     fn finish(&mut self) {
         self.done = true;
-        if let Some(sender) = self.sender.take() {
+        if let Some(sender) = self.sender.take()
+            && self.request.received()
+        {
             self.worker.give_back(sender);
         }
         self.permit = None;
@@ -858,7 +863,7 @@ impl Runtime for LocalRuntime {
     fn invoke(
         &self,
         d: Arc<Deployment>,
-        req: axum::http::Request<Body>,
+        req: axum::http::Request<RequestBody>,
     ) -> BoxFuture<'_, Result<axum::http::Response<Body>, InvokeError>> {
         Box::pin(async move {
             let timeout =
@@ -866,6 +871,8 @@ impl Runtime for LocalRuntime {
             let worker = self.worker(&d).await?;
             // The deadline starts once the process is up (cold start has its own limit).
             let deadline = tokio::time::Instant::now() + timeout;
+            let request = req.body().progress();
+            let req = req.map(|body| Body::new(body.with_deadline(deadline)));
             let permit = worker
                 .permits
                 .clone()
@@ -878,6 +885,18 @@ impl Runtime for LocalRuntime {
                 Ok::<_, String>((sender, resp))
             })
             .await;
+            // The caller's body failed (and took the connection with it), or
+            // the deadline passed while waiting for the caller: the function
+            // is fine (the body fails at that deadline too, ending the
+            // connection).
+            let callers_fault = match &sent {
+                Err(_) => request.blame(true),
+                Ok(Err(_)) => request.blame(false),
+                Ok(Ok(_)) => None,
+            };
+            if let Some(e) = callers_fault {
+                return Err(e.into());
+            }
             match sent {
                 Err(_) => {
                     // A function that does not answer in time may be stuck in
@@ -909,6 +928,7 @@ impl Runtime for LocalRuntime {
                         permit: Some(permit),
                         sender: Some(sender),
                         worker,
+                        request,
                         done: false,
                     };
                     Ok(axum::http::Response::from_parts(parts, Body::new(body)))

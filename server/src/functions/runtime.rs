@@ -3,8 +3,15 @@
 //! implement, so the admin API and the invocation path never know which one
 //! runs the code.
 
+use std::future::Future as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
+
 use axum::body::Body;
 use axum::http::StatusCode;
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
@@ -52,6 +59,215 @@ impl std::fmt::Debug for Deployment {
     }
 }
 
+/// Why the caller's request body could not be passed on whole: the
+/// caller's doing, never a reason to restart the function's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// More bytes than the limit (`FERROBASE_MAX_BODY_BYTES`).
+    #[error("The request body is larger than {0} bytes.")]
+    TooLarge(usize),
+    /// The caller did not send it before the invocation's deadline.
+    #[error("The request body was not received in time.")]
+    TimedOut,
+    /// The caller broke it off or sent a malformed one.
+    #[error("The request body could not be read.")]
+    Broken,
+}
+
+impl BodyError {
+    /// The stable code of the error envelope (the same as for other routes' bodies).
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::TooLarge(_) => "payload_too_large",
+            Self::TimedOut => "request_timeout",
+            Self::Broken => "invalid_body",
+        }
+    }
+
+    /// The status answered.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TimedOut => StatusCode::REQUEST_TIMEOUT,
+            Self::Broken => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// States of a [`RequestBody`], shared with its [`BodyProgress`].
+const READING: u8 = 0;
+const WAITING_FOR_CALLER: u8 = 1;
+const RECEIVED: u8 = 2;
+const TOO_LARGE: u8 = 3;
+const TIMED_OUT: u8 = 4;
+const BROKEN: u8 = 5;
+
+/// What became of a [`RequestBody`], readable by the provider while the
+/// body is owned by its HTTP client.
+#[derive(Debug, Clone)]
+pub struct BodyProgress {
+    state: Arc<AtomicU8>,
+    limit: usize,
+}
+
+impl BodyProgress {
+    /// Whether the whole body was read from the caller.
+    pub fn received(&self) -> bool {
+        self.state.load(Ordering::Acquire) == RECEIVED
+    }
+
+    /// The caller's fault when sending the request failed (`timed_out`: at
+    /// the invocation's deadline): the body's failure, or at the deadline a
+    /// body last seen waiting for bytes from the caller (rather than for the
+    /// function to read what it has). `None`: the function's fault.
+    pub fn blame(&self, timed_out: bool) -> Option<BodyError> {
+        let waiting = self.state.load(Ordering::Acquire) == WAITING_FOR_CALLER;
+        self.failure()
+            .or((timed_out && waiting).then_some(BodyError::TimedOut))
+    }
+
+    fn failure(&self) -> Option<BodyError> {
+        match self.state.load(Ordering::Acquire) {
+            TOO_LARGE => Some(BodyError::TooLarge(self.limit)),
+            TIMED_OUT => Some(BodyError::TimedOut),
+            BROKEN => Some(BodyError::Broken),
+            _ => None,
+        }
+    }
+
+    /// Moves on from reading (the first outcome stays).
+    fn set(&self, state: u8) {
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (s == READING || s == WAITING_FOR_CALLER).then_some(state)
+            });
+    }
+}
+
+/// The caller's request body on its way to the function, streamed: it fails
+/// beyond `limit` bytes, when the caller's stream fails, and, once a
+/// deadline is set, when the caller has not sent the rest by then (the timer
+/// is only armed while waiting for the caller). Its [`BodyProgress`] tells
+/// the provider which of these happened.
+pub struct RequestBody {
+    inner: Body,
+    limit: usize,
+    read: usize,
+    deadline: Option<tokio::time::Instant>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    progress: BodyProgress,
+}
+
+impl RequestBody {
+    /// Wraps `inner`, allowing at most `limit` bytes.
+    pub fn new(inner: Body, limit: usize) -> Self {
+        let progress = BodyProgress {
+            state: Arc::new(AtomicU8::new(READING)),
+            limit,
+        };
+        if hyper::body::Body::is_end_stream(&inner) {
+            progress.set(RECEIVED);
+        }
+        Self {
+            inner,
+            limit,
+            read: 0,
+            deadline: None,
+            sleep: None,
+            progress,
+        }
+    }
+
+    /// The body's progress, to read after handing it over.
+    pub fn progress(&self) -> BodyProgress {
+        self.progress.clone()
+    }
+
+    /// Fails the body if the caller has not sent it all by `deadline`.
+    pub fn with_deadline(mut self, deadline: tokio::time::Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    fn fail(&mut self, state: u8) -> Poll<Option<Result<hyper::body::Frame<Bytes>, BodyError>>> {
+        self.progress.set(state);
+        self.sleep = None;
+        match self.progress.failure() {
+            Some(e) => Poll::Ready(Some(Err(e))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn done(&self) -> bool {
+        let state = self.progress.state.load(Ordering::Acquire);
+        state != READING && state != WAITING_FOR_CALLER
+    }
+}
+
+impl hyper::body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        if this.done() {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.read = this.read.saturating_add(data.len());
+                    if this.read > this.limit {
+                        return this.fail(TOO_LARGE);
+                    }
+                }
+                let state = if this.inner.is_end_stream() {
+                    RECEIVED
+                } else {
+                    READING
+                };
+                this.progress.state.store(state, Ordering::Release);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                this.progress.set(RECEIVED);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(_))) => this.fail(BROKEN),
+            Poll::Pending => {
+                this.progress
+                    .state
+                    .store(WAITING_FOR_CALLER, Ordering::Release);
+                if let Some(deadline) = this.deadline {
+                    let sleep = this
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return this.fail(TIMED_OUT);
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done() || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        if self.done() {
+            hyper::body::SizeHint::with_exact(0)
+        } else {
+            self.inner.size_hint()
+        }
+    }
+}
+
 /// Why an invocation produced no response from the function.
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
@@ -76,6 +292,9 @@ pub enum InvokeError {
     /// The provider failed in another way.
     #[error("{0}")]
     Provider(String),
+    /// The caller's request body failed; the function's process is unharmed.
+    #[error(transparent)]
+    Body(#[from] BodyError),
 }
 
 impl InvokeError {
@@ -89,6 +308,7 @@ impl InvokeError {
             Self::OutOfMemory(_) => "function_out_of_memory",
             Self::BootFailed(_) => "function_boot_failed",
             Self::Provider(_) => "function_provider_error",
+            Self::Body(e) => e.code(),
         }
     }
 
@@ -101,6 +321,7 @@ impl InvokeError {
             Self::Crashed(_) | Self::OutOfMemory(_) | Self::BootFailed(_) | Self::Provider(_) => {
                 StatusCode::BAD_GATEWAY
             }
+            Self::Body(e) => e.status(),
         }
     }
 }
@@ -116,6 +337,7 @@ impl From<InvokeError> for ApiError {
                 );
             }
             InvokeError::Busy(_) => err.retry_after = Some(1),
+            InvokeError::Body(_) => {}
             InvokeError::Timeout(_) | InvokeError::OutOfMemory(_) => {
                 err = err.with_hint(
                     "Raise the function's timeout_ms / memory_mb with PUT /admin/v1/functions/{slug}.",
@@ -148,11 +370,13 @@ pub trait Runtime: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<String>, String>>;
 
     /// Runs one invocation: `req` has the path `/{slug}/…` and the headers
-    /// the function should see. The response body may stream.
+    /// the function should see. The response body may stream. A failure of
+    /// the request body is answered as [`InvokeError::Body`] (see
+    /// [`RequestBody::progress`]), without harm to the function's process.
     fn invoke(
         &self,
-        d: std::sync::Arc<Deployment>,
-        req: axum::http::Request<Body>,
+        d: Arc<Deployment>,
+        req: axum::http::Request<RequestBody>,
     ) -> BoxFuture<'_, Result<axum::http::Response<Body>, InvokeError>>;
 
     /// Log lines the provider keeps itself (Deno Deploy's app logs) since

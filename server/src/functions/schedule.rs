@@ -27,6 +27,7 @@ use uuid::Uuid;
 use super::FunctionsError;
 use super::bundle::Slug;
 use super::invoke::{Invocation, dispatch};
+use super::runtime::RequestBody;
 use crate::platform::Platform;
 use crate::state::AppState;
 
@@ -392,7 +393,7 @@ async fn invoke_tick(
         Method::POST,
         &target,
         headers,
-        Body::from(body),
+        RequestBody::new(Body::from(body), MAX_BODY),
         Invocation {
             trigger: "schedule",
             request_id: None,

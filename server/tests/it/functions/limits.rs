@@ -245,3 +245,103 @@ async fn many_invocations_when_the_cache_expires_do_not_starve_the_control_plane
         failed.first()
     );
 }
+
+/// Sends `head` and then `body` on a raw connection, half-closes it (the
+/// body ends early when `head` declares more) and reads the answer (up to
+/// 10 s).
+async fn raw_request(addr: &str, head: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(head.as_bytes()).await.expect("head");
+    s.write_all(body).await.expect("body");
+    s.shutdown().await.expect("half-close");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        s.read_to_end(&mut answer),
+    )
+    .await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A caller's body that trickles in slower than the function's timeout, one
+/// over the size limit (chunked: no Content-Length to refuse it early) and
+/// one broken off mid-stream get 408, 413 and 400: the caller's fault, so
+/// the warm process serving everyone else is neither killed nor replaced
+/// (it used to be: 504, 502 and 502, each with a restart).
+#[tokio::test]
+async fn slow_oversized_and_broken_request_bodies_are_4xx_and_keep_the_process() {
+    let Some(fx) = Fx::new("fn-bodies").await else {
+        return;
+    };
+    fx.deploy_with(
+        "bodies",
+        json!({ "timeout_ms": 1000, "code": r#"
+            const boot = crypto.randomUUID();
+            export default { async fetch(req: Request) {
+              const bytes = req.body ? (await req.arrayBuffer()).byteLength : 0;
+              return Response.json({ boot, bytes });
+            } };"# }),
+    )
+    .await;
+    let boot = || async {
+        let resp = fx.call(Method::GET, "bodies").send().await.expect("invoke");
+        assert_eq!(resp.status(), 200);
+        resp.json::<Value>().await.expect("json")["boot"].clone()
+    };
+    let first = boot().await;
+
+    // One byte every 200 ms: the function's 1 s passes long before the end.
+    let started = std::time::Instant::now();
+    let trickle = futures_util::stream::unfold(0, |n| async move {
+        if n == 50 {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        Some((Ok::<_, std::io::Error>(vec![b'x']), n + 1))
+    });
+    let resp = fx
+        .call(Method::POST, "bodies")
+        .body(reqwest::Body::wrap_stream(trickle))
+        .send()
+        .await
+        .expect("trickle");
+    expect_error(resp, 408, "request_timeout").await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(boot().await, first, "a slow caller restarted the process");
+
+    // Over FERROBASE_MAX_BODY_BYTES (1 MiB in tests), chunked.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..24).map(|_| Ok(vec![b'x'; 64 * 1024])).collect();
+    let resp = fx
+        .call(Method::POST, "bodies")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("too large");
+    expect_error(resp, 413, "payload_too_large").await;
+    assert_eq!(
+        boot().await,
+        first,
+        "an oversized body restarted the process"
+    );
+
+    // 10 of 1000 declared bytes, then the caller stops sending.
+    let addr = fx.t.url.trim_start_matches("http://").to_owned();
+    let path = fx.p.url.trim_start_matches(&fx.t.url).to_owned();
+    let head = format!(
+        "POST {path}/functions/v1/bodies HTTP/1.1\r\nHost: {addr}\r\n\
+         authorization: Bearer {}\r\ncontent-length: 1000\r\n\r\n",
+        fx.p.anon
+    );
+    let answer = raw_request(&addr, &head, b"0123456789").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("invalid_body"), "{answer}");
+    assert_eq!(boot().await, first, "a broken body restarted the process");
+}
