@@ -82,6 +82,15 @@ pub struct FunctionsConfig {
     )]
     pub functions_record_each_per_sec: u32,
 
+    /// Most bytes of function log lines waiting to be stored, per node; beyond it new
+    /// lines are dropped and counted (`ferrobase_function_log_dropped_total`).
+    #[arg(
+        long,
+        env = "FERROBASE_FUNCTIONS_LOG_QUEUE_BYTES",
+        default_value_t = 64 * 1024 * 1024
+    )]
+    pub functions_log_queue_bytes: usize,
+
     /// How often function logs are pruned, in ms (one node at a time does it).
     #[arg(
         long,
@@ -130,6 +139,7 @@ impl FunctionsConfig {
             functions_log_max_rows: 10_000,
             functions_log_prune_interval_ms: 600_000,
             functions_record_each_per_sec: 100,
+            functions_log_queue_bytes: 64 * 1024 * 1024,
             deno_deploy_api_url: "https://api.deno.com/v2".into(),
             deno_deploy_token: None,
             deno_deploy_app_url: "https://{app}.deno.net".into(),

@@ -446,15 +446,70 @@ impl Source {
 /// Most idle connections kept per process.
 const MAX_IDLE_CONNECTIONS: usize = 512;
 
-/// Longest line read from a process (a longer line is cut).
+/// Longest log line kept, in bytes (a longer one is cut, with a marker).
 const MAX_LINE: usize = 64 * 1024;
+/// Longest stdout line read whole: the host's own lines carry a message of
+/// up to 16 Ki characters, JSON-escaped, which may take more than
+/// [`MAX_LINE`].
+const MAX_STDOUT_LINE: usize = 4 * MAX_LINE;
+
+/// Reads the next line (without its line end) into `buf`, keeping at most
+/// `max` bytes of it; returns how many more it had, or `None` at the end of
+/// the output. Bytes are taken as they come (UTF-8 or not), and a line never
+/// takes more than `max` bytes of memory, however long it is.
+async fn read_line(
+    reader: &mut (impl tokio::io::AsyncBufRead + Unpin),
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<usize>> {
+    buf.clear();
+    let mut cut = 0;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok((!buf.is_empty() || cut > 0).then_some(cut));
+        }
+        let end = available.iter().position(|&b| b == b'\n');
+        let line = &available[..end.unwrap_or(available.len())];
+        let keep = line.len().min(max.saturating_sub(buf.len()));
+        buf.extend_from_slice(&line[..keep]);
+        cut += line.len() - keep;
+        let used = end.map_or(available.len(), |i| i + 1);
+        reader.consume(used);
+        if end.is_some() {
+            if buf.last() == Some(&b'\r') && cut == 0 {
+                buf.pop();
+            }
+            return Ok(Some(cut));
+        }
+    }
+}
+
+/// A line of output as a log message: invalid UTF-8 replaced, cut at
+/// [`MAX_LINE`] bytes with a marker saying how many more there were
+/// (`cut` of them already left unread).
+fn message(bytes: &[u8], cut: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if text.len() <= MAX_LINE && cut == 0 {
+        return text.into_owned();
+    }
+    let mut keep = MAX_LINE.min(text.len());
+    while !text.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!(
+        "{}… [truncated {} bytes]",
+        &text[..keep],
+        text.len() - keep + cut
+    )
+}
 
 async fn read_stdout(out: tokio::process::ChildStdout, source: Source, ready: oneshot::Sender<()>) {
     let mut ready = Some(ready);
-    let mut lines = BufReader::new(out).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let line: String = line.chars().take(MAX_LINE).collect();
-        match serde_json::from_str::<serde_json::Value>(&line) {
+    let mut reader = BufReader::new(out);
+    let mut line = Vec::new();
+    while let Ok(Some(cut)) = read_line(&mut reader, &mut line, MAX_STDOUT_LINE).await {
+        match serde_json::from_slice::<serde_json::Value>(&line) {
             Ok(v) if v["ready"] == true => {
                 if let Some(tx) = ready.take() {
                     let _ = tx.send(());
@@ -466,19 +521,20 @@ async fn read_stdout(out: tokio::process::ChildStdout, source: Source, ready: on
                     .as_str()
                     .filter(|l| matches!(*l, "log" | "info" | "warn" | "error" | "debug"))
                     .unwrap_or("log");
-                let message = v["m"].as_str().unwrap_or_default().to_owned();
-                source.emit(invocation, level, message);
+                let text = v["m"].as_str().unwrap_or_default();
+                source.emit(invocation, level, message(text.as_bytes(), 0));
             }
             // Raw writes to stdout (Deno.stdout.write) that are not ours.
-            _ => source.emit(None, "log", line),
+            _ => source.emit(None, "log", message(&line, cut)),
         }
     }
 }
 
 async fn read_stderr(err: tokio::process::ChildStderr, source: Source) {
-    let mut lines = BufReader::new(err).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        source.emit(None, "error", line.chars().take(MAX_LINE).collect());
+    let mut reader = BufReader::new(err);
+    let mut line = Vec::new();
+    while let Ok(Some(cut)) = read_line(&mut reader, &mut line, MAX_LINE).await {
+        source.emit(None, "error", message(&line, cut));
     }
 }
 

@@ -4,8 +4,12 @@
 //! bounded channel and one background task inserts them in batches (each
 //! batch is what queued while the previous insert ran plus `LINGER` more,
 //! so a busy node writes few, large prepared statements). When the
-//! queue is full, events are dropped and counted rather than slowing
-//! invocations (`ferrobase_function_log_dropped_total`).
+//! queue is full (20 000 events, or `FERROBASE_FUNCTIONS_LOG_QUEUE_BYTES`
+//! of them waiting or being inserted), events are dropped and counted
+//! rather than slowing invocations or growing memory
+//! (`ferrobase_function_log_dropped_total`, and a warning at most every
+//! `DROP_WARN_EVERY`). Text Postgres cannot store (NUL) is replaced first
+//! ([`storable`]), so one odd line never fails a whole batch.
 //!
 //! **Invocation records under load.** Each function's first
 //! `FERROBASE_FUNCTIONS_RECORD_EACH_PER_SEC` (100) invocations per second and
@@ -31,6 +35,8 @@
 //! per schedule).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -99,22 +105,66 @@ enum Event {
     Invocation(InvocationRecord),
 }
 
+impl Event {
+    /// About the memory the event holds, in bytes.
+    fn size(&self) -> usize {
+        match self {
+            Event::Log(l) => 128 + l.slug.len() + l.level.len() + l.message.len(),
+            Event::Invocation(r) => {
+                256 + r.slug.len()
+                    + r.method.len()
+                    + r.path.len()
+                    + r.request_id.as_ref().map_or(0, String::len)
+                    + r.error.as_ref().map_or(0, String::len)
+            }
+        }
+    }
+}
+
+/// `text` as Postgres can store it: NUL, which `text` cannot hold, becomes
+/// U+FFFD (as invalid UTF-8 does when output is read).
+pub fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
+/// What the queue holds, shared by the sink's clones and the writer.
+#[derive(Default)]
+struct Queued {
+    /// Bytes of events queued or in the batch being written.
+    bytes: AtomicUsize,
+    /// Events dropped since the start.
+    dropped: AtomicU64,
+}
+
 /// Queue of records and log lines, written by a background task.
 #[derive(Clone)]
 pub struct LogSink {
     tx: mpsc::Sender<Event>,
+    queued: Arc<Queued>,
+    max_bytes: usize,
 }
 
 impl LogSink {
     /// Starts the writer task on the current Tokio runtime.
     pub fn start(platform: Platform) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(platform, rx));
-        Self { tx }
+        let queued = Arc::new(Queued::default());
+        let max_bytes = platform.config().functions.functions_log_queue_bytes;
+        tokio::spawn(write_loop(platform, rx, queued.clone()));
+        Self {
+            tx,
+            queued,
+            max_bytes,
+        }
     }
 
     /// Queues a log line (dropped when the queue is full).
-    pub fn log(&self, line: LogLine) {
+    pub fn log(&self, mut line: LogLine) {
+        line.message = storable(line.message);
         self.push(Event::Log(line));
     }
 
@@ -124,11 +174,18 @@ impl LogSink {
     }
 
     fn push(&self, event: Event) {
-        if self.tx.try_send(event).is_err() {
+        let size = event.size();
+        let before = self.queued.bytes.fetch_add(size, Ordering::AcqRel);
+        if before.saturating_add(size) > self.max_bytes || self.tx.try_send(event).is_err() {
+            self.queued.bytes.fetch_sub(size, Ordering::AcqRel);
+            self.queued.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("ferrobase_function_log_dropped_total").increment(1);
         }
     }
 }
+
+/// Least time between two warnings about dropped events.
+const DROP_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// How long the writer waits for more events after the first of a batch:
 /// under load, one insert (and one commit) per this interval instead of one
@@ -284,9 +341,11 @@ impl Recorder {
     }
 }
 
-async fn write_loop(platform: Platform, mut rx: mpsc::Receiver<Event>) {
+async fn write_loop(platform: Platform, mut rx: mpsc::Receiver<Event>, queued: Arc<Queued>) {
     let mut recorder = Recorder::new(platform.config().functions.functions_record_each_per_sec);
     let mut batch = Vec::with_capacity(BATCH);
+    let mut reported = 0;
+    let mut warned: Option<Instant> = None;
     loop {
         let open = match recorder.next_due() {
             Some(due) => {
@@ -307,12 +366,25 @@ async fn write_loop(platform: Platform, mut rx: mpsc::Receiver<Event>) {
             }
         }
         let now = Instant::now();
+        let bytes: usize = batch.iter().map(Event::size).sum();
         let mut pass = Pass::default();
         recorder.take(&mut batch, &mut pass, now);
         recorder.release(&mut pass, now, !open);
         if let Err(error) = write_pass(&platform, &pass).await {
             let events = pass.lines.len() + pass.records.len() + pass.counts.len();
             tracing::warn!(%error, events, "could not store function logs");
+        }
+        drop(pass);
+        queued.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        let dropped = queued.dropped.load(Ordering::Relaxed);
+        if dropped > reported && warned.is_none_or(|at| at.elapsed() >= DROP_WARN_EVERY) {
+            tracing::warn!(
+                dropped = dropped - reported,
+                "function log lines or records dropped: the queue was full \
+                 (FERROBASE_FUNCTIONS_LOG_QUEUE_BYTES)"
+            );
+            reported = dropped;
+            warned = Some(Instant::now());
         }
         if !open {
             return;

@@ -331,6 +331,8 @@ async fn run_tick(app: AppState, tick: Claimed) {
         Ok((status, invocation, error)) => (Some(status), error, invocation),
         Err(e) => (None, Some(e), None),
     };
+    // It quotes the function's answer, which may hold a NUL.
+    let error = error.map(super::logs::storable);
     let result = async {
         let client = app.platform.control().get().await?;
         client

@@ -315,3 +315,143 @@ async fn under_load_silent_successes_are_counted_and_failures_and_logs_kept() {
         resp.status()
     );
 }
+
+/// The stored log lines, oldest first, as (level, message).
+async fn all_lines(fx: &Fx, slug: &str, until: &str) -> Vec<(String, String)> {
+    let logs = fx
+        .poll(slug, "logs", "limit=1000", |v| {
+            v.as_array()
+                .is_some_and(|a| a.iter().any(|l| l["message"] == until))
+        })
+        .await;
+    let mut lines: Vec<(String, String)> = logs
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|l| {
+            (
+                l["level"].as_str().unwrap_or_default().to_owned(),
+                l["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    lines.reverse();
+    lines
+}
+
+/// Output Postgres text cannot hold or that is too long: a NUL (which
+/// made the whole batch's insert fail), bytes that are not UTF-8 (which
+/// stopped the reader, so the process blocked or failed on its next write)
+/// and a line over 64 KiB (cut with a marker saying how much).
+#[tokio::test]
+async fn nul_invalid_utf8_and_long_lines_are_stored_cleaned_and_cut() {
+    let Some(fx) = Fx::new("fn-odd-output").await else {
+        return;
+    };
+    fx.deploy(
+        "odd",
+        r#"export default { fetch() {
+            const enc = new TextEncoder();
+            console.log("nul:\u0000:end");
+            Deno.stdout.writeSync(new Uint8Array([0x62, 0x61, 0x64, 0xff, 0xfe, 0x21, 0x0a]));
+            Deno.stdout.writeSync(enc.encode("long:" + "y".repeat(100 * 1024) + "\n"));
+            Deno.stderr.writeSync(enc.encode("err\u0000nul\n"));
+            console.log("after");
+            return new Response("ok");
+        } };"#,
+    )
+    .await;
+    for _ in 0..2 {
+        let resp = fx.call(Method::GET, "odd").send().await.expect("invoke");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.expect("text"), "ok");
+    }
+    let lines = all_lines(&fx, "odd", "after").await;
+    let has = |level: &str, message: &str| {
+        lines
+            .iter()
+            .filter(|(l, m)| l == level && m == message)
+            .count()
+    };
+    assert_eq!(has("log", "nul:\u{FFFD}:end"), 2, "{lines:?}");
+    assert_eq!(has("log", "bad\u{FFFD}\u{FFFD}!"), 2, "{lines:?}");
+    assert_eq!(has("error", "err\u{FFFD}nul"), 2, "{lines:?}");
+    assert_eq!(has("log", "after"), 2, "{lines:?}");
+    let long: Vec<&String> = lines
+        .iter()
+        .map(|(_, m)| m)
+        .filter(|m| m.starts_with("long:"))
+        .collect();
+    assert_eq!(long.len(), 2, "{lines:?}");
+    let kept = 64 * 1024;
+    let cut = 5 + 100 * 1024 - kept;
+    let expected = format!(
+        "long:{}… [truncated {cut} bytes]",
+        "y".repeat(kept - "long:".len())
+    );
+    assert!(
+        long.iter().all(|m| **m == expected),
+        "{:?}",
+        &long[0][kept - 10..]
+    );
+}
+
+/// Lines waiting to be stored are capped in bytes
+/// (`FERROBASE_FUNCTIONS_LOG_QUEUE_BYTES`, 256 KiB here): a function that
+/// prints 12 MB at once gets most of it dropped and counted
+/// (`ferrobase_function_log_dropped_total`) instead of held in memory, and
+/// the lines of later invocations are stored again.
+#[tokio::test]
+async fn a_flood_of_output_is_dropped_and_counted_beyond_the_queue_cap() {
+    let Some(fx) = Fx::new_with("fn-log-flood", |c| {
+        c.functions.functions_log_queue_bytes = 256 * 1024;
+    })
+    .await
+    else {
+        return;
+    };
+    fx.deploy(
+        "flood",
+        r#"export default { fetch(req: Request) {
+            if (new URL(req.url).searchParams.has("flood")) {
+              const line = new TextEncoder().encode("z".repeat(60 * 1024) + "\n");
+              for (let i = 0; i < 200; i++) Deno.stdout.writeSync(line);
+            }
+            console.log("done");
+            return new Response("ok");
+        } };"#,
+    )
+    .await;
+    let resp = fx
+        .call(Method::GET, "flood?flood")
+        .send()
+        .await
+        .expect("flood");
+    assert_eq!(resp.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let resp = fx.call(Method::GET, "flood").send().await.expect("later");
+    assert_eq!(resp.status(), 200);
+    let later = resp.headers()["x-ferrobase-invocation-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let logs = fx
+        .poll("flood", "logs", &format!("invocation_id={later}"), |v| {
+            v.as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    assert_eq!(logs[0]["message"], "done", "{logs}");
+    let stored = fx
+        .poll("flood", "logs", "limit=1000", |_| true)
+        .await
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|l| l["message"] != "done").count());
+    assert!(stored < 100, "{stored} of 200 flood lines were queued");
+    let metrics = fx.t.metrics().await;
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ferrobase_function_log_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(dropped >= 100, "dropped {dropped}: {metrics}");
+}

@@ -174,3 +174,49 @@ async fn schedules_run_once_per_tick_across_two_nodes() {
     assert_eq!(resp.status(), 204);
     drop(node2);
 }
+
+/// A failing run's error quotes the function's answer: a NUL in it (which
+/// Postgres text cannot hold) used to fail the run's update, leaving the
+/// run unfinished forever; it is replaced now.
+#[tokio::test]
+async fn a_run_error_with_a_nul_is_recorded() {
+    let Some(fx) = Fx::new("fn-cron-nul").await else {
+        return;
+    };
+    fx.deploy(
+        "nul",
+        r#"export default { fetch: () => new Response("bad\u0000news", { status: 500 }) };"#,
+    )
+    .await;
+    let resp = fx
+        .admin(Method::POST, "functions/nul/schedules")
+        .json(&json!({"name": "tick", "cron": "* * * * * *"}))
+        .send()
+        .await
+        .expect("schedule");
+    assert_eq!(resp.status(), 201);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let runs = loop {
+        let runs: Value = fx
+            .admin(Method::GET, "functions/nul/schedules/tick/runs")
+            .send()
+            .await
+            .expect("runs")
+            .json()
+            .await
+            .expect("json");
+        let finished = runs
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| !r["finished_at"].is_null()));
+        if finished || tokio::time::Instant::now() > deadline {
+            break runs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let run = runs
+        .as_array()
+        .and_then(|a| a.iter().find(|r| !r["finished_at"].is_null()))
+        .unwrap_or_else(|| panic!("no run finished: {runs}"));
+    assert_eq!(run["status"], 500, "{run}");
+    assert_eq!(run["error"], "status 500: bad\u{FFFD}news", "{run}");
+}
