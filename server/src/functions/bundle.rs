@@ -127,8 +127,13 @@ impl Bundle {
                 "The function's files total {total} bytes; the limit is {MAX_BUNDLE_BYTES}."
             ));
         }
-        for path in files.keys() {
+        for (path, content) in &files {
             check_path(path)?;
+            if content.contains('\0') {
+                return invalid(format!(
+                    "{path:?} contains a NUL character, which cannot be stored."
+                ));
+            }
             if path.rsplit('/').next() == Some(".npmrc") {
                 // Deno fetches npm packages itself, outside the function's
                 // net permissions, from the registry an .npmrc names.

@@ -324,6 +324,25 @@ pub async fn activate_version(
     Ok(Json(store::get(&app.platform, project, &slug).await?))
 }
 
+/// The filters of the log listings; a NUL (which no stored text holds, and
+/// Postgres refuses in a parameter) is bad input like the rest.
+fn log_query(
+    q: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<LogQuery> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    if [&q.request_id, &q.level, &q.search]
+        .into_iter()
+        .flatten()
+        .any(|f| f.contains('\0'))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "Filters must not contain NUL characters.",
+        ));
+    }
+    Ok(q)
+}
+
 /// Log lines of a function (stdout/stderr, uncaught errors), newest first.
 #[utoipa::path(get, path = "/p/{ref}/admin/v1/functions/{slug}/logs", tag = "functions",
     params(("ref" = String, Path, description = "Project ref"), ("slug" = String, Path, description = "Function slug"), LogQuery),
@@ -336,7 +355,7 @@ pub async fn function_logs(
 ) -> ApiResult<Json<Vec<logs::LogEntry>>> {
     let (_, slug) = params;
     let slug = path_slug(&slug)?;
-    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let q = log_query(q)?;
     let t = &admin.tenant.project;
     let mut entries = logs::query_logs(&app.platform, t.id, slug.as_str(), &q).await?;
     if q.invocation_id.is_none() && q.request_id.is_none() {
@@ -373,7 +392,7 @@ pub async fn function_invocations(
 ) -> ApiResult<Json<Vec<logs::InvocationEntry>>> {
     let (_, slug) = params;
     let slug = path_slug(&slug)?;
-    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let q = log_query(q)?;
     Ok(Json(
         logs::query_invocations(&app.platform, admin.tenant.project.id, slug.as_str(), &q).await?,
     ))
@@ -509,6 +528,12 @@ pub async fn delete_secret(
     Path(params): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, name) = params;
+    if name.contains('\0') {
+        return Err(ApiError::bad_request(
+            "invalid_secret",
+            "A secret name has no NUL characters.",
+        ));
+    }
     let project = admin.tenant.project.id;
     store::delete_secret(&app.platform, project, &name).await?;
     app.functions.invalidate(project, None);

@@ -89,6 +89,11 @@ pub struct RunInfo {
 }
 
 fn parse_cron(expr: &str) -> Result<Cron, FunctionsError> {
+    if expr.contains('\0') {
+        return Err(FunctionsError::Invalid(
+            "The cron expression contains a NUL character.".into(),
+        ));
+    }
     crate::db::cron::parse(expr).map_err(FunctionsError::Invalid)
 }
 
@@ -111,7 +116,22 @@ fn check_body(body: Option<&Value>) -> Result<(), FunctionsError> {
             "The schedule body is larger than {MAX_BODY} bytes."
         )));
     }
+    if body.is_some_and(has_nul) {
+        return Err(FunctionsError::Invalid(
+            "The schedule body contains a NUL character (\\u0000), which cannot be stored.".into(),
+        ));
+    }
     Ok(())
+}
+
+/// Whether a string or key in `v` holds a NUL (which `jsonb` refuses).
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 fn info_from_row(r: &tokio_postgres::Row) -> ScheduleInfo {
@@ -200,6 +220,7 @@ pub async fn update(
     name: &str,
     req: &ScheduleRequest,
 ) -> Result<ScheduleInfo, FunctionsError> {
+    check_name(name)?;
     check_body(req.body.as_ref())?;
     let cron = parse_cron(&req.cron)?;
     let next = next_after(&cron, Utc::now())?;
@@ -225,6 +246,7 @@ pub async fn delete(
     slug: &Slug,
     name: &str,
 ) -> Result<(), FunctionsError> {
+    check_name(name)?;
     let client = platform.control().get().await?;
     let f = function_id(&client, project_id, slug).await?;
     let n = client
@@ -248,6 +270,7 @@ pub async fn runs(
     slug: &Slug,
     name: &str,
 ) -> Result<Vec<RunInfo>, FunctionsError> {
+    check_name(name)?;
     let client = platform.control().get().await?;
     let f = function_id(&client, project_id, slug).await?;
     let exists = client
