@@ -14,6 +14,10 @@
 //! - Invocations are proxied to the app's URL
 //!   (`FERROBASE_DENO_DEPLOY_APP_URL`, `{app}` replaced), streaming both ways,
 //!   with the function's timeout and concurrency limit enforced here.
+//! - Redirects are never followed: an API answer that redirects fails the
+//!   call (following it would re-send the request, secrets in the deploy
+//!   body included, wherever it points), and an app's redirect is its
+//!   answer to the caller.
 //! - Runtime logs come from `GET /apps/{app}/logs?start=…&end=…`.
 //! - Deleting a function deletes its app (`DELETE /apps/{app}`).
 //!
@@ -50,7 +54,8 @@ const SKIP_HEADERS: &[&str] = &[
 
 /// The Deno Deploy v2 provider.
 pub struct DenoDeploy {
-    http: reqwest::Client,
+    /// The HTTP client (it never follows redirects), or why there is none.
+    http: Result<reqwest::Client, String>,
     api: String,
     token: Option<String>,
     app_url: String,
@@ -80,8 +85,12 @@ pub fn app_slug(project_ref: &str, project_id: Uuid, slug: &str) -> String {
 impl DenoDeploy {
     /// A provider from the configuration.
     pub fn new(config: &Config) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("the HTTP client could not be built: {e}"));
         Self {
-            http: reqwest::Client::new(),
+            http,
             api: config
                 .functions
                 .deno_deploy_api_url
@@ -103,6 +112,10 @@ impl DenoDeploy {
             .ok_or_else(|| "FERROBASE_DENO_DEPLOY_TOKEN is not set".to_owned())
     }
 
+    fn http(&self) -> Result<&reqwest::Client, String> {
+        self.http.as_ref().map_err(String::clone)
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
@@ -110,7 +123,7 @@ impl DenoDeploy {
         body: Option<Value>,
     ) -> Result<(u16, Value), String> {
         let mut req = self
-            .http
+            .http()?
             .request(method, format!("{}{path}", self.api))
             .bearer_auth(self.token()?)
             .timeout(Duration::from_secs(60));
@@ -213,7 +226,7 @@ impl Runtime for DenoDeploy {
     }
 
     fn unavailable(&self) -> Option<String> {
-        self.token().err()
+        self.token().and(self.http()).err()
     }
 
     fn deploy<'a>(
@@ -296,11 +309,14 @@ impl Runtime for DenoDeploy {
         req: axum::http::Request<RequestBody>,
     ) -> BoxFuture<'_, Result<axum::http::Response<Body>, InvokeError>> {
         Box::pin(async move {
-            if let Some(why) = self.unavailable() {
-                return Err(InvokeError::Unavailable(format!(
-                    "Edge functions are disabled: {why}."
-                )));
-            }
+            let http = match self.token().and(self.http()) {
+                Ok(http) => http,
+                Err(why) => {
+                    return Err(InvokeError::Unavailable(format!(
+                        "Edge functions are disabled: {why}."
+                    )));
+                }
+            };
             let permit = self
                 .limit(&d)
                 .try_acquire_owned()
@@ -317,8 +333,7 @@ impl Runtime for DenoDeploy {
             let url = format!("{}{path}", self.app_base(&app));
             let request = body.progress();
             let body = body.with_deadline(tokio::time::Instant::now() + timeout);
-            let mut out = self
-                .http
+            let mut out = http
                 .request(parts.method.clone(), url)
                 .timeout(timeout)
                 .body(reqwest::Body::wrap_stream(body.into_data_stream()));

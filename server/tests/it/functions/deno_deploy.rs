@@ -32,6 +32,8 @@ struct Fake {
     production: HashMap<String, String>,
     logs: Vec<Value>,
     deleted: Vec<String>,
+    /// Where redirects point (another origin), when set.
+    elsewhere: String,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -56,9 +58,23 @@ fn slug_ok(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
+/// A redirect to `{elsewhere}/{path}`.
+fn redirect(s: &Shared, status: StatusCode, path: &str) -> Response {
+    let to = format!("{}/{path}", s.lock().expect("lock").elsewhere);
+    (status, [(axum::http::header::LOCATION, to)]).into_response()
+}
+
 async fn get_app(State(s): State<Shared>, Path(app): Path<String>, h: HeaderMap) -> Response {
     if !authorized(&h) {
         return err(StatusCode::UNAUTHORIZED, "invalid token");
+    }
+    // An API that moved (or was taken over): every call is sent elsewhere.
+    if app.contains("-moved-") {
+        return redirect(
+            &s,
+            StatusCode::TEMPORARY_REDIRECT,
+            &format!("v2/apps/{app}"),
+        );
     }
     match s.lock().expect("lock").apps.get(&app) {
         Some(a) => Json(a.clone()).into_response(),
@@ -210,6 +226,9 @@ async fn serve_app(
     Path((app, rest)): Path<(String, String)>,
     req: Request,
 ) -> Response {
+    if rest.ends_with("/redirect") {
+        return redirect(&s, StatusCode::FOUND, "landing");
+    }
     let method = req.method().to_string();
     let query = req
         .uri()
@@ -243,6 +262,29 @@ async fn serve_app(
     });
     s.logs.push(json!({"app": app, "level": "info", "message": format!("served {rest}"), "revision_id": rev_id, "timestamp": "2026-11-30T00:00:01Z"}));
     Json(answer).into_response()
+}
+
+/// A server on another origin that records every request it gets.
+async fn start_elsewhere() -> (String, Arc<Mutex<Vec<String>>>) {
+    let hits: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = hits.clone();
+    let router = axum::Router::new().fallback(any(move |req: Request| {
+        let seen = seen.clone();
+        async move {
+            seen.lock()
+                .expect("lock")
+                .push(format!("{} {}", req.method(), req.uri()));
+            Json(json!({"id": "rev_elsewhere", "status": "succeeded"}))
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind elsewhere");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (format!("http://{addr}"), hits)
 }
 
 async fn start_fake() -> (String, Shared) {
@@ -419,4 +461,61 @@ async fn deno_deploy_refusals_are_clear_errors() {
         .await
         .expect("json");
     assert_eq!(list, json!([]));
+}
+
+/// Neither the API client nor the invocation proxy follows redirects: an API
+/// answer that redirects (a moved or hijacked endpoint) fails the deploy
+/// instead of re-sending the request, with the environment's secrets in its
+/// body, to another origin; a function's own redirect reaches its caller as
+/// is instead of being fetched by the server.
+#[tokio::test]
+async fn deno_deploy_redirects_are_not_followed() {
+    let (elsewhere, hits) = start_elsewhere().await;
+    let (fake, state) = start_fake().await;
+    state.lock().expect("lock").elsewhere = elsewhere.clone();
+    let t = crate::support::TestApp::spawn_with(|c| {
+        c.functions.functions_provider = ferrobase_server::config::FunctionsProvider::DenoDeploy;
+        c.functions.deno_deploy_api_url = format!("{fake}/v2");
+        c.functions.deno_deploy_token = Some(TOKEN.into());
+        c.functions.deno_deploy_app_url = format!("{fake}/app/{{app}}");
+        c.functions.deno_deploy_poll_ms = 10;
+    })
+    .await;
+    let p = t.create_project("fn-cloud-redir").await;
+    let fx = Fx {
+        t,
+        p,
+        project_ref: "fn-cloud-redir".into(),
+    };
+
+    fx.deploy("hello", "Deno.serve(() => new Response('v1'));")
+        .await;
+    // (This test's client does not follow redirects either.)
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(format!("{}/functions/v1/hello/redirect", fx.p.url))
+        .bearer_auth(&fx.p.anon)
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("{elsewhere}/landing").as_str()
+    );
+
+    let resp = fx
+        .admin(Method::POST, "functions")
+        .json(&json!({"slug": "moved", "code": "Deno.serve(() => new Response('x'));"}))
+        .send()
+        .await
+        .expect("deploy");
+    let e = expect_error(resp, 502, "function_deploy_failed").await;
+    assert!(
+        e["message"].as_str().is_some_and(|m| m.contains("307")),
+        "{e}"
+    );
+    assert_eq!(*hits.lock().expect("lock"), Vec::<String>::new());
 }
