@@ -13,7 +13,10 @@
 //!    `x-ferrobase-claims` (base64 of the verified JWT claims, JSON),
 //!    `x-ferrobase-role`, `x-ferrobase-invocation-id`, `x-request-id`.
 //! 4. The response streams back; the invocation record (status, duration,
-//!    version, request id) is queued when its body ends.
+//!    version, request id) is queued when its body ends. An uncaught error
+//!    (the host's 500 `function_error`) keeps its message for the service
+//!    role; other callers get a generic one with a hint to the logs, which
+//!    have it in full.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -243,14 +246,41 @@ pub async fn dispatch(
             .into_response();
     };
     let version = d.version;
+    let service_role = inv
+        .claims
+        .as_ref()
+        .is_some_and(|c| c["role"] == "service_role");
     match functions.runtime.invoke(d, req).await {
         Ok(resp) => {
-            let (mut parts, body) = resp.into_parts();
+            let (mut parts, mut body) = resp.into_parts();
             for h in HOP_BY_HOP {
                 parts.headers.remove(*h);
             }
-            if parts.headers.remove("x-ferrobase-error").is_some() {
+            let uncaught = parts.headers.remove("x-ferrobase-error").is_some();
+            if uncaught {
                 record.error = Some("uncaught".to_owned());
+            }
+            record.status = i32::from(parts.status.as_u16());
+            if uncaught && !service_role {
+                // The message of an uncaught error may show internals (a
+                // query, a path, a secret): only the service role gets it;
+                // the host logged it in full. The function's answer is
+                // dropped unread (that connection is not reused).
+                let find = match &record.request_id {
+                    Some(rid) => format!("request_id={rid}"),
+                    None => format!("invocation_id={id}"),
+                };
+                (parts, body) = ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "function_error",
+                    "The function failed with an uncaught error.",
+                )
+                .with_hint(format!(
+                    "Its message is in the function's logs: GET /admin/v1/functions/{}/logs?{find}",
+                    record.slug
+                ))
+                .into_response()
+                .into_parts();
             }
             parts.headers.insert(
                 HeaderName::from_static("x-ferrobase-invocation-id"),
@@ -260,7 +290,6 @@ pub async fn dispatch(
                 HeaderName::from_static("x-ferrobase-function-version"),
                 HeaderValue::from(version),
             );
-            record.status = i32::from(parts.status.as_u16());
             let body = Recorded {
                 inner: body,
                 recorder: Recorder {

@@ -55,17 +55,44 @@ async fn failures_answer_json_errors_and_the_runtime_recovers() {
     fine(&fx, "trouble").await;
     fine(&fx, "bystander").await;
 
-    // An exception: 500 with the message, logged; the process lives on.
+    // An exception: 500. Its message may hold internals, so a caller only
+    // learns where to look (the logs, by request id); the service role gets
+    // the message; the logs have it. The process lives on.
+    let resp = fx
+        .call(Method::GET, "trouble/throw")
+        .send()
+        .await
+        .expect("throw");
+    let rid = resp.headers()["x-request-id"]
+        .to_str()
+        .expect("request id")
+        .to_owned();
+    let v = expect_error(resp, 500, "function_error").await;
+    assert!(!v.to_string().contains("kaboom"), "{v}");
+    assert!(
+        v["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains(&format!("logs?request_id={rid}"))),
+        "{v}"
+    );
     let v = expect_error(
-        fx.call(Method::GET, "trouble/throw")
+        fx.t.http
+            .get(format!("{}/functions/v1/trouble/throw", fx.p.url))
+            .bearer_auth(&fx.p.service)
             .send()
             .await
-            .expect("throw"),
+            .expect("throw as the service role"),
         500,
         "function_error",
     )
     .await;
     assert_eq!(v["message"], "kaboom");
+    let logs = fx
+        .poll("trouble", "logs", &format!("request_id={rid}"), |v| {
+            v.as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    assert!(logs.to_string().contains("kaboom"), "{logs}");
     fine(&fx, "trouble").await;
     // An unhandled rejection does not take the process down.
     fine(&fx, "trouble/reject").await;
