@@ -1037,4 +1037,49 @@ mod tests {
         );
         assert_eq!(allow_net("http://a:1", Some("*")), None);
     }
+
+    #[tokio::test]
+    async fn lines_are_read_within_the_bound_whatever_their_length() {
+        let input: Vec<u8> = [
+            &b"short\r\n"[..],
+            &[b'x'; 10][..],
+            b"\n",
+            b"\xff\xfeok\n",
+            b"no end",
+        ]
+        .concat();
+        let mut reader = BufReader::with_capacity(4, &input[..]);
+        let mut line = Vec::new();
+        let mut got = Vec::new();
+        while let Some(cut) = read_line(&mut reader, &mut line, 8).await.expect("read") {
+            got.push((String::from_utf8_lossy(&line).into_owned(), cut));
+        }
+        assert_eq!(
+            got,
+            [
+                ("short".to_owned(), 0),
+                ("xxxxxxxx".to_owned(), 2),
+                ("\u{FFFD}\u{FFFD}ok".to_owned(), 0),
+                ("no end".to_owned(), 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary_with_a_marker() {
+        assert_eq!(message(b"fine", 0), "fine");
+        assert_eq!(message(b"a\xffb", 0), "a\u{FFFD}b");
+        assert_eq!(message(b"cut", 5), "cut… [truncated 5 bytes]");
+        let long = "é".repeat(MAX_LINE); // 2 bytes each
+        let m = message(long.as_bytes(), 0);
+        let kept = "é".repeat(MAX_LINE / 2);
+        assert_eq!(m, format!("{kept}… [truncated {MAX_LINE} bytes]"));
+        let odd = format!("a{long}");
+        let m = message(odd.as_bytes(), 3);
+        let kept = format!("a{}", "é".repeat(MAX_LINE / 2 - 1));
+        assert_eq!(
+            m,
+            format!("{kept}… [truncated {} bytes]", odd.len() - kept.len() + 3)
+        );
+    }
 }
