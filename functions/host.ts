@@ -46,7 +46,9 @@ function render(args: unknown[]): string {
   const text = args
     .map((a) => (typeof a === "string" ? a : Deno.inspect(a, { depth: 4 })))
     .join(" ");
-  return text.length > MAX_MESSAGE ? text.slice(0, MAX_MESSAGE) + "…" : text;
+  if (text.length <= MAX_MESSAGE) return text;
+  // The same marker as the server's for output lines it cuts.
+  return `${text.slice(0, MAX_MESSAGE)}… [truncated ${text.length - MAX_MESSAGE} characters]`;
 }
 
 function log(level: string, args: unknown[]) {

@@ -342,7 +342,8 @@ async fn all_lines(fx: &Fx, slug: &str, until: &str) -> Vec<(String, String)> {
 /// Output Postgres text cannot hold or that is too long: a NUL (which
 /// made the whole batch's insert fail), bytes that are not UTF-8 (which
 /// stopped the reader, so the process blocked or failed on its next write)
-/// and a line over 64 KiB (cut with a marker saying how much).
+/// and a line over 64 KiB (cut with a marker saying how much; a console
+/// message is cut at 16 Ki characters by the host, with the same marker).
 #[tokio::test]
 async fn nul_invalid_utf8_and_long_lines_are_stored_cleaned_and_cut() {
     let Some(fx) = Fx::new("fn-odd-output").await else {
@@ -356,6 +357,7 @@ async fn nul_invalid_utf8_and_long_lines_are_stored_cleaned_and_cut() {
             Deno.stdout.writeSync(new Uint8Array([0x62, 0x61, 0x64, 0xff, 0xfe, 0x21, 0x0a]));
             Deno.stdout.writeSync(enc.encode("long:" + "y".repeat(100 * 1024) + "\n"));
             Deno.stderr.writeSync(enc.encode("err\u0000nul\n"));
+            console.log("c".repeat(20000));
             console.log("after");
             return new Response("ok");
         } };"#,
@@ -377,6 +379,9 @@ async fn nul_invalid_utf8_and_long_lines_are_stored_cleaned_and_cut() {
     assert_eq!(has("log", "bad\u{FFFD}\u{FFFD}!"), 2, "{lines:?}");
     assert_eq!(has("error", "err\u{FFFD}nul"), 2, "{lines:?}");
     assert_eq!(has("log", "after"), 2, "{lines:?}");
+    // A console message is cut by the host, in characters.
+    let console = format!("{}… [truncated 3616 characters]", "c".repeat(16 * 1024));
+    assert_eq!(has("log", &console), 2, "{lines:?}");
     let long: Vec<&String> = lines
         .iter()
         .map(|(_, m)| m)
