@@ -277,6 +277,55 @@ async fn an_upstream_error_mid_stream_becomes_an_error_event_not_a_retry() {
     assert_eq!(good.hits(), 0);
 }
 
+/// An upstream cannot make the gateway buffer an answer of any size: past
+/// `FERROBASE_AI_MAX_RESPONSE_BYTES` a plain answer fails with 502
+/// `upstream_response_too_large`, and a stream ends with an error event
+/// instead of its remaining bytes.
+#[tokio::test]
+async fn an_answer_over_the_size_limit_is_cut_off_not_buffered() {
+    const LIMIT: usize = 1 << 20;
+    let huge = Stub::start(Mode::Huge(2 * LIMIT)).await;
+    let ai = Ai::with("ai-huge", |c| c.ai_max_response_bytes = LIMIT).await;
+    ai.provider("huge", &huge, "sk-huge-000000000000", 1).await;
+    let e = openai_error(
+        ai.chat(hello("stub-model")).await,
+        502,
+        "upstream_response_too_large",
+    )
+    .await;
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("FERROBASE_AI_MAX_RESPONSE_BYTES")),
+        "says which setting: {e}"
+    );
+
+    let mut body = hello("stub-model");
+    body["stream"] = json!(true);
+    let text = ai.chat(body).await.text().await.unwrap();
+    assert!(text.len() <= LIMIT + 4096, "{} bytes relayed", text.len());
+    let events = sse_data(&text);
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert!(
+        last["error"].is_object(),
+        "ends with an error event: {last}"
+    );
+
+    // Under the limit, the same provider answers.
+    let small = Stub::start(Mode::Huge(LIMIT / 2)).await;
+    ai.provider("small", &small, "sk-small-00000000000", 2)
+        .await;
+    let resp = ai
+        .admin(Method::PATCH, "/providers/huge")
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = ai.chat(hello("stub-model")).await;
+    assert_eq!(resp.status(), 200);
+}
+
 #[tokio::test]
 async fn a_client_that_disconnects_cancels_the_upstream_and_is_metered() {
     let slow = Stub::start(Mode::Slow).await;
