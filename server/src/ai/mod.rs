@@ -46,6 +46,8 @@ impl Gateway {
             ),
             timeout,
             idle_timeout: Duration::from_millis(config.ai.ai_stream_idle_timeout_ms.max(1)),
+            usage_retention_days: config.ai.ai_usage_retention_days,
+            pruned: Default::default(),
         }
     }
 }

@@ -40,6 +40,12 @@ pub struct AiConfig {
         default_value_t = 32 * 1024 * 1024
     )]
     pub ai_max_response_bytes: usize,
+
+    /// Rows of a project's `ai.usage` (one per gateway call) older than this
+    /// many days are deleted (`0`: kept for ever). Each node prunes a
+    /// project at most once an hour, on one of its calls.
+    #[arg(long, env = "FERROBASE_AI_USAGE_RETENTION_DAYS", default_value_t = 90)]
+    pub ai_usage_retention_days: u32,
 }
 
 impl AiConfig {
@@ -51,6 +57,7 @@ impl AiConfig {
             ai_timeout_ms: 5_000,
             ai_stream_idle_timeout_ms: 5_000,
             ai_max_response_bytes: 32 * 1024 * 1024,
+            ai_usage_retention_days: 90,
         }
     }
 }
