@@ -16,9 +16,10 @@
 //! upstream down. What can pile up is bounded by the size of one completion
 //! (a model's output), and a client that goes away stops it at once.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_openai::error::{OpenAIError, StreamError};
@@ -27,6 +28,7 @@ use bytes::Bytes;
 use deadpool_postgres::Pool;
 use futures_util::{Stream, StreamExt as _};
 use serde_json::{Map, Value, json};
+use uuid::Uuid;
 
 use super::error::{AiError, AiResult};
 use super::meter::{self, Quota, Subject, Usage};
@@ -42,6 +44,30 @@ pub struct Gateway {
     pub timeout: Duration,
     /// Longest silence of a streaming upstream.
     pub idle_timeout: Duration,
+    /// Age in days past which usage rows are deleted (0: never).
+    pub usage_retention_days: u32,
+    /// When this node last pruned each project's metering tables.
+    pub pruned: Arc<Mutex<HashMap<Uuid, Instant>>>,
+}
+
+/// How often one node prunes one project's metering tables.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+impl Gateway {
+    /// Whether `project`'s metering tables are due for pruning on this node
+    /// (never pruned here, or over an hour ago); marks them pruned if so.
+    pub fn prune_due(&self, project: Uuid) -> bool {
+        let mut pruned = self.pruned.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if pruned
+            .get(&project)
+            .is_some_and(|at| now.duration_since(*at) < PRUNE_EVERY)
+        {
+            return false;
+        }
+        pruned.insert(project, now);
+        true
+    }
 }
 
 /// Everything known about one call before it goes upstream.

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::error::{AiError, AiResult};
 use super::gateway::{Call, ChatAnswer};
-use super::meter::Subject;
+use super::meter::{self, Subject};
 use super::settings;
 use crate::state::AppState;
 use crate::tenant::{ProjectCtx, Tenant, authenticate};
@@ -39,8 +39,12 @@ async fn prepare(app: &AppState, tenant: &Arc<Tenant>, headers: &HeaderMap) -> A
         .flatten();
     let upstreams =
         settings::upstreams(platform, platform.config(), tenant.project.id, &settings).await?;
+    let pool = app.project_pool(tenant);
+    if app.ai.prune_due(tenant.project.id) {
+        tokio::spawn(meter::prune(pool.clone(), app.ai.usage_retention_days));
+    }
     Ok(Call {
-        pool: app.project_pool(tenant),
+        pool,
         who: Subject {
             user_id,
             role: caller.role,

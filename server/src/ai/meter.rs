@@ -344,21 +344,49 @@ pub async fn record(pool: Pool, who: Subject, usage: Usage, quota: Quota) {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        // Old windows are useless; sweep now and then (cheap with the primary key).
-        if crate::crypto::random_bytes(1)[0] < 3 {
-            client
-                .execute(
-                    "delete from ai.quota_counters where window_start < now() - interval '2 days'",
-                    &[],
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-        }
         Ok::<_, String>(())
     }
     .await;
     if let Err(error) = result {
         tracing::warn!(%error, "could not record ai usage");
+    }
+}
+
+/// Usage rows deleted by one [`prune`] pass at most (a long backlog goes
+/// over several passes rather than one long statement).
+const PRUNE_BATCH: i64 = 10_000;
+
+/// Deletes a project's quota windows that are over (older than two days)
+/// and its usage rows older than `retention_days` (0: none). Failures are
+/// logged; the next pass tries again.
+pub async fn prune(pool: Pool, retention_days: u32) {
+    let result = async {
+        let client = pool.get().await.map_err(|e| e.to_string())?;
+        client
+            .execute(
+                "delete from ai.quota_counters where window_start < now() - interval '2 days'",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if retention_days == 0 {
+            return Ok(0);
+        }
+        let days = i32::try_from(retention_days).unwrap_or(i32::MAX);
+        client
+            .execute(
+                "delete from ai.usage where id in (select id from ai.usage \
+                 where at < now() - make_interval(days => $1) order by at limit $2)",
+                &[&days, &PRUNE_BATCH],
+            )
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    match result {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(rows, "pruned old ai usage"),
+        Err(error) => tracing::warn!(%error, "could not prune ai usage"),
     }
 }
 

@@ -42,9 +42,12 @@ impl Gateway {
             http: upstream::HttpClients::new(
                 timeout.min(Duration::from_secs(10)),
                 &crate::outbound::OutboundPolicy::from_config(config),
+                config.ai.ai_max_response_bytes,
             ),
             timeout,
             idle_timeout: Duration::from_millis(config.ai.ai_stream_idle_timeout_ms.max(1)),
+            usage_retention_days: config.ai.ai_usage_retention_days,
+            pruned: Default::default(),
         }
     }
 }

@@ -40,11 +40,18 @@ pub struct HttpClients {
     pub platform: reqwest::Client,
     /// For providers a project configured.
     pub project: reqwest::Client,
+    /// Largest response body read from an upstream (a stream's whole body).
+    pub max_response_bytes: usize,
 }
 
 impl HttpClients {
-    /// Both clients, the project one guarded by `policy`.
-    pub fn new(connect_timeout: Duration, policy: &OutboundPolicy) -> Self {
+    /// Both clients, the project one guarded by `policy`; responses longer
+    /// than `max_response_bytes` fail (`upstream_response_too_large`).
+    pub fn new(
+        connect_timeout: Duration,
+        policy: &OutboundPolicy,
+        max_response_bytes: usize,
+    ) -> Self {
         let build = |builder: reqwest::ClientBuilder| {
             builder
                 .connect_timeout(connect_timeout)
@@ -58,6 +65,7 @@ impl HttpClients {
         HttpClients {
             platform: build(reqwest::Client::builder()),
             project: build(policy.client_builder(Redirects::None)),
+            max_response_bytes,
         }
     }
 
@@ -72,7 +80,9 @@ impl HttpClients {
 }
 
 /// An async-openai client for one upstream, without its retry layer.
-pub fn client_for(http: &reqwest::Client, up: &Upstream) -> Result<Client<OpenAIConfig>, AiError> {
+pub fn client_for(http: &HttpClients, up: &Upstream) -> Result<Client<OpenAIConfig>, AiError> {
+    let max_body = http.max_response_bytes;
+    let http = http.for_upstream(up);
     // Org and project default to OPENAI_* environment variables: never send ours.
     let mut config = OpenAIConfig::new()
         .with_api_base(up.base_url.clone())
@@ -86,7 +96,36 @@ pub fn client_for(http: &reqwest::Client, up: &Upstream) -> Result<Client<OpenAI
             .with_header(name, value.as_str())
             .map_err(|e| AiError::internal(&e))?;
     }
-    Ok(Client::build(http.clone(), config).with_http_service(Transport { http: http.clone() }))
+    let transport = Transport {
+        http: http.clone(),
+        max_body,
+    };
+    Ok(Client::build(http.clone(), config).with_http_service(transport))
+}
+
+/// The message of a response cut off at the size limit (found again by
+/// [`classify`] in the error async-openai reports).
+const TOO_LARGE: &str = "upstream response too large";
+
+/// `response` with a body that fails once it passes `max` bytes, so a
+/// provider cannot make the gateway buffer an unbounded answer.
+fn limit_body(response: reqwest::Response, max: usize) -> reqwest::Response {
+    use futures_util::StreamExt as _;
+    let response = http::Response::from(response);
+    let (parts, body) = response.into_parts();
+    let mut seen = 0usize;
+    let limited = http_body_util::BodyDataStream::new(body).map(move |chunk| {
+        let chunk = chunk?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > max {
+            return Err(std::io::Error::other(format!("{TOO_LARGE} (over {max} bytes)")).into());
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(chunk)
+    });
+    reqwest::Response::from(http::Response::from_parts(
+        parts,
+        reqwest::Body::wrap_stream(limited),
+    ))
 }
 
 /// The HTTP service async-openai sends through instead of its default one
@@ -97,6 +136,8 @@ pub fn client_for(http: &reqwest::Client, up: &Upstream) -> Result<Client<OpenAI
 #[derive(Clone)]
 struct Transport {
     http: reqwest::Client,
+    /// Longest body read ([`limit_body`]).
+    max_body: usize,
 }
 
 type TransportFuture =
@@ -116,9 +157,10 @@ impl tower::Service<HttpRequestFactory> for Transport {
 
     fn call(&mut self, factory: HttpRequestFactory) -> Self::Future {
         let http = self.http.clone();
+        let max_body = self.max_body;
         Box::pin(async move {
             let request = factory.build().await?;
-            let response = http.execute(request).await?;
+            let response = limit_body(http.execute(request).await?, max_body);
             let status = response.status();
             if !status.is_client_error() {
                 return Ok(response);
@@ -166,6 +208,19 @@ pub fn classify(e: &OpenAIError, up: &Upstream) -> Failure {
         error,
         retryable: false,
     };
+    if cut_off(e) {
+        tracing::warn!(upstream = %up.name, "upstream response over the size limit");
+        return fatal(AiError::new(
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "upstream_response_too_large",
+            format!(
+                "The AI provider `{}` sent an answer larger than the gateway reads \
+                 (FERROBASE_AI_MAX_RESPONSE_BYTES).",
+                up.name
+            ),
+        ));
+    }
     match e {
         OpenAIError::ApiError(resp) => {
             let status = resp.status_code.as_u16();
@@ -257,6 +312,18 @@ pub fn classify(e: &OpenAIError, up: &Upstream) -> Failure {
     }
 }
 
+/// Whether `e` comes from a body cut off by [`limit_body`].
+fn cut_off(e: &OpenAIError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.to_string().starts_with(TOO_LARGE) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 /// 504 for an upstream that did not answer in time.
 pub fn timeout_error(up: &Upstream) -> AiError {
     AiError::new(
@@ -282,7 +349,7 @@ where
 {
     let mut last: Option<(AiError, &Upstream)> = None;
     for up in upstreams {
-        let client = client_for(http.for_upstream(up), up).map_err(|e| (e, Some(up)))?;
+        let client = client_for(http, up).map_err(|e| (e, Some(up)))?;
         let failure = match tokio::time::timeout(timeout, call(client)).await {
             Ok(Ok(answer)) => return Ok((answer, up)),
             Ok(Err(e)) => classify(&e, up),

@@ -30,6 +30,22 @@ pub struct AiConfig {
         default_value_t = 60_000
     )]
     pub ai_stream_idle_timeout_ms: u64,
+
+    /// Largest answer read from an upstream, in bytes (a stream's whole
+    /// body); a longer one fails with 502 `upstream_response_too_large`, so
+    /// a provider cannot make the gateway buffer without bound.
+    #[arg(
+        long,
+        env = "FERROBASE_AI_MAX_RESPONSE_BYTES",
+        default_value_t = 32 * 1024 * 1024
+    )]
+    pub ai_max_response_bytes: usize,
+
+    /// Rows of a project's `ai.usage` (one per gateway call) older than this
+    /// many days are deleted (`0`: kept for ever). Each node prunes a
+    /// project at most once an hour, on one of its calls.
+    #[arg(long, env = "FERROBASE_AI_USAGE_RETENTION_DAYS", default_value_t = 90)]
+    pub ai_usage_retention_days: u32,
 }
 
 impl AiConfig {
@@ -40,6 +56,8 @@ impl AiConfig {
             ai_api_key: None,
             ai_timeout_ms: 5_000,
             ai_stream_idle_timeout_ms: 5_000,
+            ai_max_response_bytes: 32 * 1024 * 1024,
+            ai_usage_retention_days: 90,
         }
     }
 }

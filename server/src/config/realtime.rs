@@ -60,6 +60,25 @@ pub struct RealtimeConfig {
     #[arg(long, env = "FERROBASE_REALTIME_EVENT_BURST", default_value_t = 100)]
     pub realtime_event_burst: u32,
 
+    /// Sustained rate of database-touching events per project and node, all
+    /// its sockets and `POST /realtime/v1/messages` together, per second.
+    /// Over it an event is refused with `rate_limited` (HTTP 429 with
+    /// `Retry-After`), so many sockets cannot add up to any write rate.
+    #[arg(
+        long,
+        env = "FERROBASE_REALTIME_MAX_PROJECT_EVENTS_PER_SEC",
+        default_value_t = 1000
+    )]
+    pub realtime_max_project_events_per_sec: u32,
+
+    /// Events a project may send at once above its sustained rate.
+    #[arg(
+        long,
+        env = "FERROBASE_REALTIME_PROJECT_EVENT_BURST",
+        default_value_t = 5000
+    )]
+    pub realtime_project_event_burst: u32,
+
     /// Sockets of one project connected to one node at once; a further
     /// connection is refused at the handshake (`connect_error`
     /// `too_many_sockets`). The limit across a cluster is this times the
@@ -95,6 +114,8 @@ impl Default for RealtimeConfig {
             realtime_max_channels_per_socket: 100,
             realtime_max_events_per_sec: 50,
             realtime_event_burst: 100,
+            realtime_max_project_events_per_sec: 1000,
+            realtime_project_event_burst: 5000,
             realtime_max_sockets_per_project: 10_000,
         }
     }
@@ -121,18 +142,24 @@ mod tests {
         assert_eq!(c.realtime_max_events_per_sec, 50);
         assert_eq!(c.realtime_event_burst, 100);
         assert_eq!(c.realtime_max_sockets_per_project, 10_000);
+        assert_eq!(c.realtime_max_project_events_per_sec, 1000);
+        assert_eq!(c.realtime_project_event_burst, 5000);
         assert_eq!(
             (
                 c.realtime_max_channels_per_socket,
                 c.realtime_max_events_per_sec,
                 c.realtime_event_burst,
                 c.realtime_max_sockets_per_project,
+                c.realtime_max_project_events_per_sec,
+                c.realtime_project_event_burst,
             ),
             (
                 d.realtime_max_channels_per_socket,
                 d.realtime_max_events_per_sec,
                 d.realtime_event_burst,
                 d.realtime_max_sockets_per_project,
+                d.realtime_max_project_events_per_sec,
+                d.realtime_project_event_burst,
             )
         );
     }

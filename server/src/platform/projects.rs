@@ -813,11 +813,17 @@ pub async fn load(platform: &Platform, r: &str) -> Result<Option<LoadedProject>,
     }))
 }
 
-/// Schemas that can never be exposed through the data API.
+/// Schemas that can never be exposed through the data API: the platform's
+/// own (exposed, their tables would be written around the checks of the
+/// features that own them, e.g. a realtime message with a forged sender,
+/// past the channel rules and rate limits) and the system's.
 const UNEXPOSABLE: &[&str] = &[
     "_ferrobase",
     "auth",
     "storage",
+    "realtime",
+    "webhooks",
+    "ai",
     "information_schema",
     "pg_catalog",
     "pg_toast",

@@ -64,7 +64,7 @@ async fn owner_client(
     params(("ref" = String, Path, description = "Project ref")),
     responses((status = 201, description = "{ok, messageId}"), (status = 400, body = ApiError),
         (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError),
-        (status = 413, body = ApiError)))]
+        (status = 413, body = ApiError), (status = 429, body = ApiError)))]
 pub async fn publish(
     State(app): State<AppState>,
     ProjectCtx(tenant): ProjectCtx,
@@ -72,6 +72,11 @@ pub async fn publish(
     AppJson(input): AppJson<PublishInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let max = app.platform.config().realtime.realtime_max_message_bytes;
+    let hub = app.realtime.inner();
+    hub.take_project_event(tenant.project.id).map_err(|wait| {
+        let per_sec = hub.config().realtime_max_project_events_per_sec;
+        super::limits::project_rate_limited(wait, per_sec)
+    })?;
     let m = super::publish(&app, &tenant, &caller, &input, max).await?;
     Ok((
         StatusCode::CREATED,

@@ -6,6 +6,9 @@
 //!
 //! - channels joined per socket ([`check_channels`], `too_many_channels`);
 //! - events per socket per second ([`TokenBucket`], `rate_limited`);
+//! - events per project per second on this node, sockets and HTTP publish
+//!   together ([`ProjectBudgets`], `rate_limited` too): without it, many
+//!   sockets each under their own rate still add up to any write rate;
 //! - sockets per project on this node ([`check_sockets`], `too_many_sockets`
 //!   at the handshake).
 //!
@@ -13,9 +16,12 @@
 //! the handlers in [`super::socket`] call it and count refusals in
 //! `ferrobase_realtime_refused_total{reason}`.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use uuid::Uuid;
 
 use crate::error::ApiError;
 
@@ -59,6 +65,48 @@ impl TokenBucket {
     }
 }
 
+/// One [`TokenBucket`] per project, for the events of all its sockets and
+/// HTTP publishes on this node. Buckets of idle projects are dropped once
+/// the map is large (an idle project's bucket is full, as a new one is).
+#[derive(Debug)]
+pub struct ProjectBudgets {
+    per_sec: u32,
+    burst: u32,
+    buckets: Mutex<HashMap<Uuid, TokenBucket>>,
+}
+
+/// Projects remembered before idle buckets are swept.
+const SWEEP_ABOVE: usize = 1024;
+
+impl ProjectBudgets {
+    /// Budgets of `per_sec` events a second and `burst` at once per project.
+    pub fn new(per_sec: u32, burst: u32) -> ProjectBudgets {
+        ProjectBudgets {
+            per_sec,
+            burst,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Spends one of `project`'s events, or says how long until one is
+    /// available.
+    pub fn try_take(&self, project: Uuid, now: Instant) -> Result<(), Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= SWEEP_ABOVE && !buckets.contains_key(&project) {
+            let refill = if self.per_sec == 0 {
+                Duration::MAX
+            } else {
+                Duration::from_secs_f64(f64::from(self.burst.max(1)) / f64::from(self.per_sec))
+            };
+            buckets.retain(|_, b| now.saturating_duration_since(b.last) < refill);
+        }
+        buckets
+            .entry(project)
+            .or_insert_with(|| TokenBucket::new(self.per_sec, self.burst, now))
+            .try_take(now)
+    }
+}
+
 /// Milliseconds to tell a client to wait, rounded up so that a client that
 /// waits exactly this long gets through.
 pub fn retry_ms(retry_in: Duration) -> u64 {
@@ -73,6 +121,20 @@ pub fn rate_limited(retry_in: Duration, per_sec: u32) -> ApiError {
         "rate_limited",
         format!(
             "This socket sends more than {per_sec} events a second; nothing was done. Retry in {ms} ms."
+        ),
+    );
+    e.retry_after = Some(ms.div_ceil(1000));
+    e
+}
+
+/// The refusal of an event over its project's rate on this node.
+pub fn project_rate_limited(retry_in: Duration, per_sec: u32) -> ApiError {
+    let ms = retry_ms(retry_in);
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "This project's clients send more than {per_sec} realtime events a second; nothing was done. Retry in {ms} ms."
         ),
     );
     e.retry_after = Some(ms.div_ceil(1000));
@@ -173,6 +235,33 @@ mod tests {
         let mut b = TokenBucket::new(10, 1, t0 + Duration::from_secs(1));
         assert!(b.try_take(t0 + Duration::from_secs(1)).is_ok());
         assert!(b.try_take(t0).is_err());
+    }
+
+    #[test]
+    fn projects_have_separate_budgets_and_idle_ones_are_forgotten() {
+        let t0 = Instant::now();
+        let budgets = ProjectBudgets::new(10, 2);
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(budgets.try_take(a, t0).is_ok());
+        assert!(budgets.try_take(a, t0).is_ok());
+        assert!(budgets.try_take(a, t0).is_err(), "a's burst is spent");
+        assert!(budgets.try_take(b, t0).is_ok(), "b has its own budget");
+        // Fill the map with other projects; the sweep keeps a busy one.
+        for _ in 0..SWEEP_ABOVE {
+            let _ = budgets.try_take(Uuid::new_v4(), t0);
+        }
+        assert!(
+            budgets.try_take(a, t0).is_err(),
+            "a busy project keeps its spent bucket"
+        );
+        let later = t0 + Duration::from_secs(1);
+        let _ = budgets.try_take(Uuid::new_v4(), later);
+        let len = budgets
+            .buckets
+            .lock()
+            .map(|m| m.len())
+            .unwrap_or(usize::MAX);
+        assert!(len <= 2, "idle buckets were swept: {len} left");
     }
 
     #[test]

@@ -56,6 +56,9 @@ const READ_BATCH: i64 = 500;
 const POLICY_TTL: Duration = Duration::from_secs(2);
 /// How often expired messages are purged (by every node with sockets of the project).
 const PURGE_EVERY: Duration = Duration::from_secs(600);
+/// Room messages kept at most for one socket while its token is re-checked;
+/// beyond it they are dropped and the socket is told (`messages_dropped`).
+const MAX_HELD: usize = 1000;
 
 /// The node's realtime hub (one per server process).
 pub struct Hub {
@@ -72,6 +75,8 @@ pub struct Inner {
     node_id: String,
     config: RealtimeConfig,
     projects: Mutex<HashMap<Uuid, Arc<ProjectHub>>>,
+    /// Each project's event budget on this node (sockets and HTTP together).
+    project_events: limits::ProjectBudgets,
 }
 
 /// Handle given to Socket.IO handlers as state.
@@ -95,6 +100,21 @@ pub struct ProjectHub {
     /// SELECT rules of captured tables, re-read after [`POLICY_TTL`].
     policies: Mutex<HashMap<String, (Instant, Arc<store::ReadPolicies>)>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Taken by each room fan-out and by [`ProjectHub::hold`] and
+    /// [`ProjectHub::release`], so a message is either sent before a socket
+    /// is held or kept for it.
+    fanout: tokio::sync::Mutex<()>,
+    /// Room messages kept for sockets whose token is being re-checked.
+    held: Mutex<HashMap<Sid, Held>>,
+}
+
+/// Room messages kept for one socket during a token re-check.
+#[derive(Default)]
+struct Held {
+    /// (channel, event, body), in outbox order.
+    messages: Vec<(String, String, Value)>,
+    /// Messages dropped over [`MAX_HELD`].
+    dropped: usize,
 }
 
 impl Drop for ProjectHub {
@@ -120,6 +140,10 @@ pub struct Session {
     joining: AtomicUsize,
     /// The socket's event budget ([`limits::TokenBucket`]).
     events: Mutex<limits::TokenBucket>,
+    /// Serialises token changes with joins and leaves: a join authorized
+    /// with the old token cannot land after the re-check of the new one.
+    /// Joins and leaves share it (read), a token change takes it alone.
+    pub(crate) auth_gate: tokio::sync::RwLock<()>,
 }
 
 /// A channel slot held by a join in flight; released on drop (by then the
@@ -169,6 +193,7 @@ impl Session {
                 config.realtime_event_burst,
                 Instant::now(),
             )),
+            auth_gate: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -208,6 +233,12 @@ fn room(project: Uuid, topic: &str) -> String {
     format!("{project}\u{1f}{topic}")
 }
 
+/// The Socket.IO room holding only one socket of a project (to leave it out
+/// of a room's fan-out while it is held).
+fn socket_room(project: Uuid, sid: Sid) -> String {
+    format!("{project}\u{1e}{sid}")
+}
+
 impl Hub {
     /// Builds the hub; `app` is the (not yet complete) application it serves.
     pub fn new(app: Weak<App>, config: RealtimeConfig) -> Hub {
@@ -230,6 +261,10 @@ impl Hub {
             app,
             io,
             node_id: Uuid::new_v4().to_string(),
+            project_events: limits::ProjectBudgets::new(
+                config.realtime_max_project_events_per_sec,
+                config.realtime_project_event_burst,
+            ),
             config,
             projects: Mutex::new(HashMap::new()),
         });
@@ -287,6 +322,16 @@ impl Inner {
         &self.config
     }
 
+    /// Spends one event of `project`'s budget on this node (every socket
+    /// event and HTTP publish that reaches the database does); over it, counts
+    /// the refusal and says how long until one is available (the caller
+    /// refuses with [`limits::project_rate_limited`]).
+    pub fn take_project_event(&self, project: Uuid) -> Result<(), Duration> {
+        self.project_events
+            .try_take(project, Instant::now())
+            .inspect_err(|_| limits::count_refusal("project_rate_limited"))
+    }
+
     /// This project's hub on this node, created (with its delivery task) on
     /// first use. The last outbox id is read before it is returned, so a
     /// message published after a socket connected is always delivered.
@@ -314,6 +359,8 @@ impl Inner {
             changes: Mutex::new(HashMap::new()),
             policies: Mutex::new(HashMap::new()),
             task: Mutex::new(None),
+            fanout: tokio::sync::Mutex::new(()),
+            held: Mutex::new(HashMap::new()),
         });
         let task = tokio::spawn(deliver_loop(
             Arc::downgrade(self),
@@ -372,6 +419,7 @@ impl Inner {
             return;
         };
         lock(&hub.sessions).remove(&sid);
+        lock(&hub.held).remove(&sid);
         for subs in lock(&hub.changes).values_mut() {
             subs.remove(&sid);
         }
@@ -414,6 +462,68 @@ impl ProjectHub {
     /// The Socket.IO room of a broadcast channel.
     pub fn room(&self, topic: &str) -> String {
         room(self.id, topic)
+    }
+
+    /// The room holding only socket `sid`.
+    pub fn socket_room(&self, sid: Sid) -> String {
+        socket_room(self.id, sid)
+    }
+
+    /// Sends `event` to the room of channel `topic`; sockets being held get
+    /// it later, from [`ProjectHub::release`].
+    async fn fan_out(&self, io: &SocketIo, topic: &str, event: &str, body: &Value) {
+        let _turn = self.fanout.lock().await;
+        let held: Vec<String> = {
+            let mut held = lock(&self.held);
+            let sessions = lock(&self.sessions);
+            for (sid, h) in held.iter_mut() {
+                let joined = sessions
+                    .get(sid)
+                    .is_some_and(|s| lock(&s.channels).contains_key(topic));
+                if !joined {
+                    continue;
+                }
+                if h.messages.len() < MAX_HELD {
+                    h.messages
+                        .push((topic.to_owned(), event.to_owned(), body.clone()));
+                } else {
+                    h.dropped += 1;
+                }
+            }
+            held.keys().map(|sid| self.socket_room(*sid)).collect()
+        };
+        let _ = io.to(self.room(topic)).except(held).emit(event, body).await;
+    }
+
+    /// Stops room messages from reaching socket `sid` (they are kept) until
+    /// [`ProjectHub::release`]: while a token change is re-checked, nothing
+    /// reaches the socket under a token that is no longer its own.
+    pub async fn hold(&self, sid: Sid) {
+        let _turn = self.fanout.lock().await;
+        lock(&self.held).insert(sid, Held::default());
+    }
+
+    /// Ends [`ProjectHub::hold`]: sends the kept messages of the channels
+    /// `session` is still in (those it was refused were left meanwhile).
+    pub async fn release(&self, session: &Session) {
+        let _turn = self.fanout.lock().await;
+        let Some(held) = lock(&self.held).remove(&session.socket.id) else {
+            return;
+        };
+        for (topic, event, body) in held.messages {
+            if lock(&session.channels).contains_key(&topic) {
+                let _ = session.socket.emit(&event, &body);
+            }
+        }
+        if held.dropped > 0 {
+            let _ = session.socket.emit(
+                "realtime:error",
+                &json!({"code": "messages_dropped", "message": format!(
+                    "{} messages arrived while the token was re-checked and were dropped; read them with realtime:history.",
+                    held.dropped
+                )}),
+            );
+        }
     }
 }
 
@@ -572,19 +682,11 @@ async fn deliver(inner: &Arc<Inner>, hub: &Arc<ProjectHub>, msg: &store::Stored)
         "presence" => {
             let mut body = msg.payload.clone();
             body["channel"] = json!(msg.topic);
-            let _ = inner
-                .io
-                .to(hub.room(&msg.topic))
-                .emit(&msg.event, &body)
-                .await;
+            hub.fan_out(&inner.io, &msg.topic, &msg.event, &body).await;
         }
         _ => {
             let body = msg.to_client(&msg.topic);
-            let _ = inner
-                .io
-                .to(hub.room(&msg.topic))
-                .emit(&msg.event, &body)
-                .await;
+            hub.fan_out(&inner.io, &msg.topic, &msg.event, &body).await;
         }
     }
 }

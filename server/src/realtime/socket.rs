@@ -84,6 +84,7 @@ pub async fn authenticate(
         .add_session(project, session.clone())
         .await
         .map_err(|e| ConnectError(format!("{}: {}", e.code, e.message)))?;
+    s.join(project.socket_room(s.id));
     s.extensions.insert(session);
     s.extensions.insert(project);
     Ok(())
@@ -145,15 +146,25 @@ fn refuse(
     let _ = ack.send(&json!({"ok": false, "channel": channel, "error": error}));
 }
 
-/// Spends one of the socket's events (every event that reaches the
-/// database does); over the rate, refuses it with `rate_limited` and gives
-/// no ack back (it was answered: the handler returns).
+/// Spends one of the socket's events, and one of its project's (every
+/// event that reaches the database does); over either rate, refuses it with
+/// `rate_limited` and gives no ack back (it was answered: the handler
+/// returns).
 fn spend_event(c: &Ctx, s: &SocketRef, ack: AckSender, channel: Option<&str>) -> Option<AckSender> {
-    match c.session.take_event() {
-        Ok(()) => Some(ack),
+    let refusal = match c.session.take_event() {
         Err(wait) => {
             limits::count_refusal("rate_limited");
             let e = limits::rate_limited(wait, c.inner.config.realtime_max_events_per_sec);
+            Some((e, wait))
+        }
+        Ok(()) => c.inner.take_project_event(c.project.id).err().map(|wait| {
+            let per_sec = c.inner.config.realtime_max_project_events_per_sec;
+            (limits::project_rate_limited(wait, per_sec), wait)
+        }),
+    };
+    match refusal {
+        None => Some(ack),
+        Some((e, wait)) => {
             refuse(s, ack, channel, &e, Some(limits::retry_ms(wait)));
             None
         }
@@ -198,7 +209,11 @@ async fn subscribe(
     let Some(ack) = spend_event(&c, &s, ack, Some(&name)) else {
         return;
     };
-    match do_subscribe(&c, &s, &name, &d).await {
+    let joined = {
+        let _gate = c.session.auth_gate.read().await;
+        do_subscribe(&c, &s, &name, &d).await
+    };
+    match joined {
         Ok(v) => {
             let _ = ack.send(&v);
         }
@@ -275,7 +290,11 @@ async fn unsubscribe(
     let Some(name) = channel_arg(&d).map(str::to_owned) else {
         return fail(&s, ack, None, &bad_input("Send {channel: \"name\"}."));
     };
-    if let Err(e) = leave_channel(&c, &s, &name).await {
+    let left = {
+        let _gate = c.session.auth_gate.read().await;
+        leave_channel(&c, &s, &name).await
+    };
+    if let Err(e) = left {
         return fail(&s, ack, Some(&name), &e);
     }
     let _ = ack.send(&json!({"ok": true, "channel": name}));
@@ -408,30 +427,43 @@ async fn reauth(
     let Some(ack) = spend_event(&c, &s, ack, None) else {
         return;
     };
-    match verify_token(&c.session.tenant, token.trim(), "token") {
-        Ok(claims) => {
-            let role = claims["role"].as_str().unwrap_or("anon").to_owned();
-            let caller = Caller { role, claims };
-            let before = Sender::of(&c.session.caller());
-            c.session.set_auth(caller.clone());
-            leave_refused_channels(&c, &s, &caller).await;
-            let after = Sender::of(&caller);
-            if before != after && !lock(&c.session.presence).is_empty() {
-                // Presence shows who holds the socket now, not who did.
-                let sid = s.id.to_string();
-                let node = c.inner.node_id.clone();
-                if let Err(e) = with_client(&c, async |client| {
-                    store::presence_reidentify(client, &sid, &node, &after).await
-                })
-                .await
-                {
-                    return fail(&s, ack, None, &e);
-                }
-            }
+    let claims = match verify_token(&c.session.tenant, token.trim(), "token") {
+        Ok(claims) => claims,
+        Err(e) => return fail(&s, ack, None, &e),
+    };
+    let role = claims["role"].as_str().unwrap_or("anon").to_owned();
+    let caller = Caller { role, claims };
+    // No join or leave meanwhile, and no room message reaches the socket
+    // until its channels have been re-checked against the new token.
+    let _gate = c.session.auth_gate.write().await;
+    c.project.hold(s.id).await;
+    let changed = change_token(&c, &s, caller).await;
+    c.project.release(&c.session).await;
+    match changed {
+        Ok(()) => {
             let _ = ack.send(&json!({"ok": true}));
         }
         Err(e) => fail(&s, ack, None, &e),
     }
+}
+
+/// Makes `caller` the socket's identity: leaves the channels it may not
+/// read, and re-announces the socket's presence under the new identity.
+async fn change_token(c: &Ctx, s: &SocketRef, caller: Caller) -> ApiResult<()> {
+    let before = Sender::of(&c.session.caller());
+    c.session.set_auth(caller.clone());
+    leave_refused_channels(c, s, &caller).await;
+    let after = Sender::of(&caller);
+    if before != after && !lock(&c.session.presence).is_empty() {
+        // Presence shows who holds the socket now, not who did.
+        let sid = s.id.to_string();
+        let node = c.inner.node_id.clone();
+        with_client(c, async |client| {
+            store::presence_reidentify(client, &sid, &node, &after).await
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// After a token change (a refresh, a sign-out back to the anon key, another

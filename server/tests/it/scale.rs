@@ -53,9 +53,10 @@ async fn small_cluster(
     let mut config = Config::for_tests(url, root.join("data"));
     // Queueing rather than failing is the point: on a loaded machine (CI's two
     // cores also build and run other tests) opening backends one after
-    // another can take seconds, so give the queue room; a failure is still a
-    // request the budget could not serve.
-    config.pool_acquire_timeout_ms = 60_000;
+    // another can take seconds (seen: a full queue of 120 requests needing
+    // over a minute while the suite ran beside it), so give the queue room;
+    // a failure is still a request the budget could not serve.
+    config.pool_acquire_timeout_ms = 180_000;
     config.db_reserved_connections = 6;
     (pg, config)
 }

@@ -277,6 +277,116 @@ async fn an_upstream_error_mid_stream_becomes_an_error_event_not_a_retry() {
     assert_eq!(good.hits(), 0);
 }
 
+/// An upstream cannot make the gateway buffer an answer of any size: past
+/// `FERROBASE_AI_MAX_RESPONSE_BYTES` a plain answer fails with 502
+/// `upstream_response_too_large`, and a stream ends with an error event
+/// instead of its remaining bytes.
+#[tokio::test]
+async fn an_answer_over_the_size_limit_is_cut_off_not_buffered() {
+    const LIMIT: usize = 1 << 20;
+    let huge = Stub::start(Mode::Huge(2 * LIMIT)).await;
+    let ai = Ai::with("ai-huge", |c| c.ai_max_response_bytes = LIMIT).await;
+    ai.provider("huge", &huge, "sk-huge-000000000000", 1).await;
+    let e = openai_error(
+        ai.chat(hello("stub-model")).await,
+        502,
+        "upstream_response_too_large",
+    )
+    .await;
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("FERROBASE_AI_MAX_RESPONSE_BYTES")),
+        "says which setting: {e}"
+    );
+
+    let mut body = hello("stub-model");
+    body["stream"] = json!(true);
+    let text = ai.chat(body).await.text().await.unwrap();
+    assert!(text.len() <= LIMIT + 4096, "{} bytes relayed", text.len());
+    let events = sse_data(&text);
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert!(
+        last["error"].is_object(),
+        "ends with an error event: {last}"
+    );
+
+    // Under the limit, the same provider answers.
+    let small = Stub::start(Mode::Huge(LIMIT / 2)).await;
+    ai.provider("small", &small, "sk-small-00000000000", 2)
+        .await;
+    let resp = ai
+        .admin(Method::PATCH, "/providers/huge")
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = ai.chat(hello("stub-model")).await;
+    assert_eq!(resp.status(), 200);
+}
+
+/// `ai.usage` does not grow for ever: rows older than
+/// `FERROBASE_AI_USAGE_RETENTION_DAYS`, and quota windows that are over,
+/// are deleted by the first call a node serves for the project (then at
+/// most hourly); newer ones are kept.
+#[tokio::test]
+async fn old_usage_rows_and_quota_windows_are_pruned() {
+    let good = Stub::start(Mode::Ok).await;
+    let ai = Ai::with("ai-prune", |c| c.ai_usage_retention_days = 30).await;
+    ai.provider("good", &good, "sk-good-000000000000", 1).await;
+    ai.t.owner_sql(
+        &ai.p,
+        "insert into ai.usage (at, role, endpoint, model, status) values
+           (now() - interval '31 days', 'service_role', 'chat', 'expired', 200),
+           (now() - interval '29 days', 'service_role', 'chat', 'kept', 200);
+         insert into ai.quota_counters (subject, kind, window_start, value) values
+           ('user:someone', 'rpm', now() - interval '3 days', 5),
+           ('user:someone', 'tpd', date_trunc('day', now()), 7);",
+    )
+    .await;
+    let models = async || -> Vec<String> {
+        ai.rows()
+            .await
+            .iter()
+            .map(|r| r["model"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(models().await, ["expired", "kept"]);
+
+    assert_eq!(ai.chat(hello("stub-model")).await.status(), 200);
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        left = models().await;
+        if !left.contains(&"expired".to_owned()) && left.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        left,
+        ["kept", "stub-model"],
+        "the expired row is gone, the rest kept"
+    );
+    let cfg: tokio_postgres::Config = ai.p.db_url.parse().unwrap();
+    let owner = ferrobase_server::db::connect(&cfg).await.unwrap();
+    let windows: Vec<String> = owner
+        .query(
+            "select kind from ai.quota_counters where subject = 'user:someone'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        windows,
+        ["tpd"],
+        "the window that is over is gone, today's kept"
+    );
+}
+
 #[tokio::test]
 async fn a_client_that_disconnects_cancels_the_upstream_and_is_metered() {
     let slow = Stub::start(Mode::Slow).await;

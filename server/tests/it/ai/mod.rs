@@ -12,6 +12,8 @@ use std::time::Duration;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 
+use ferrobase_server::config::AiConfig;
+
 use crate::support::{TestApp, TestProject};
 pub use stub::{Mode, Stub};
 
@@ -29,15 +31,26 @@ impl Ai {
     /// The stubs listen on loopback, so outgoing requests may reach private
     /// addresses here; [`Ai::guarded`] keeps the SSRF guard's default.
     pub async fn new(r: &str, platform: Option<&Stub>) -> Ai {
-        Self::spawn(r, platform, true).await
+        Self::spawn(r, platform, true, |_| {}).await
     }
 
     /// As [`Ai::new`], with the outbound guard refusing private addresses.
     pub async fn guarded(r: &str, platform: Option<&Stub>) -> Ai {
-        Self::spawn(r, platform, false).await
+        Self::spawn(r, platform, false, |_| {}).await
     }
 
-    async fn spawn(r: &str, platform: Option<&Stub>, allow_private: bool) -> Ai {
+    /// As [`Ai::new`] without a platform upstream, with `adjust` applied
+    /// to the server's AI settings.
+    pub async fn with(r: &str, adjust: impl FnOnce(&mut AiConfig)) -> Ai {
+        Self::spawn(r, None, true, adjust).await
+    }
+
+    async fn spawn(
+        r: &str,
+        platform: Option<&Stub>,
+        allow_private: bool,
+        adjust: impl FnOnce(&mut AiConfig),
+    ) -> Ai {
         let url = platform.map(|s| s.url.clone());
         let t = TestApp::spawn_with(|c| {
             c.outbound_allow_private = allow_private;
@@ -48,6 +61,7 @@ impl Ai {
             c.ai.ai_timeout_ms = 1_500;
             c.ai.ai_stream_idle_timeout_ms = 1_000;
             c.auth_autoconfirm = true;
+            adjust(&mut c.ai);
         })
         .await;
         let p = t.create_project(r).await;

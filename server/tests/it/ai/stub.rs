@@ -37,6 +37,8 @@ pub enum Mode {
     Slow,
     /// Never answers (the request is read, no response is sent).
     Hang,
+    /// Answers with a message (or, streaming, 64 KiB chunks) of this many bytes.
+    Huge(usize),
 }
 
 /// What the stub saw.
@@ -209,7 +211,13 @@ async fn chat(
             Some(name) => json!({"role": "assistant", "content": null, "refusal": null,
                 "tool_calls": [{"id": "call_1", "type": "function",
                     "function": {"name": name, "arguments": "{\"city\":\"Paris\"}"}}]}),
-            None => json!({"role": "assistant", "content": "Hello from stub", "refusal": null}),
+            None => {
+                let content = match st.mode {
+                    Mode::Huge(n) => "x".repeat(n),
+                    _ => "Hello from stub".to_owned(),
+                };
+                json!({"role": "assistant", "content": content, "refusal": null})
+            }
         };
         let mut answer = json!({"id": "chatcmpl-stub", "object": "chat.completion", "created": 1_700_000_000,
             "model": model, "system_fingerprint": "fp_stub",
@@ -227,10 +235,10 @@ async fn chat(
         json!({"role": "assistant", "content": ""}),
         None,
     )];
-    let words: Vec<String> = if st.mode == Mode::Slow {
-        (0..50).map(|i| format!("w{i} ")).collect()
-    } else {
-        vec!["Hel".into(), "lo".into(), " world".into()]
+    let words: Vec<String> = match st.mode {
+        Mode::Slow => (0..50).map(|i| format!("w{i} ")).collect(),
+        Mode::Huge(n) => vec!["x".repeat(64 * 1024); n.div_ceil(64 * 1024)],
+        _ => vec!["Hel".into(), "lo".into(), " world".into()],
     };
     for w in words {
         events.push(chunk(&model, json!({"content": w}), None));

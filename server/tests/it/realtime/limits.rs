@@ -10,7 +10,7 @@ use ferrobase::{Client, Error, Realtime};
 use futures_util::future::join_all;
 use serde_json::json;
 
-use super::{env_path, fixture_with, run_script, spec};
+use super::{admin_req, env_path, fixture_with, run_script, spec};
 use crate::rest::Fx;
 
 /// Rows of `table` (`messages` or `presence`) of the project's `realtime`
@@ -172,6 +172,84 @@ async fn a_socket_over_its_event_rate_is_refused_until_it_slows_down() {
     a.publish("public:flood", "chat", json!({"again": true}))
         .await
         .expect("works again under the rate");
+    a.close();
+    b.close();
+}
+
+/// The project's sockets and HTTP publishes share one event budget on a
+/// node: each socket under its own rate cannot add up to any write rate.
+/// Over it, a socket event is refused with `rate_limited` (saying the
+/// project is over its rate) and an HTTP publish with 429 and
+/// `Retry-After`; nothing refused is written.
+#[tokio::test]
+async fn a_project_shares_one_event_budget_across_sockets_and_http() {
+    const BURST: u32 = 4;
+    let fx = fixture_with("rt-lim-project", |c| {
+        c.realtime_max_project_events_per_sec = 1;
+        c.realtime_project_event_burst = BURST;
+    })
+    .await;
+    let a = connect(&fx, &fx.p.service).await;
+    let b = connect(&fx, &fx.p.service).await;
+    let started = std::time::Instant::now();
+    let mut accepted = 0;
+    let mut socket_refusals = Vec::new();
+    for (who, rt) in [
+        ("a", &a),
+        ("b", &b),
+        ("a", &a),
+        ("b", &b),
+        ("a", &a),
+        ("b", &b),
+    ] {
+        match rt
+            .publish("public:busy", "chat", json!({ "from": who }))
+            .await
+        {
+            Ok(_) => accepted += 1,
+            Err(e) => socket_refusals.push(e),
+        }
+    }
+    let http = admin_req(&fx, reqwest::Method::POST, "/realtime/v1/messages")
+        .json(&json!({"channel": "public:busy", "event": "chat", "payload": {"from": "http"}}))
+        .send()
+        .await
+        .expect("http publish");
+    let elapsed = started.elapsed();
+    let refilled = elapsed.as_secs() as i64 + 1;
+
+    // Six events from two sockets whose own budget (burst 100) is far off.
+    assert!(
+        !socket_refusals.is_empty(),
+        "two sockets sent {accepted} events over a project burst of {BURST} in {elapsed:?}"
+    );
+    for e in &socket_refusals {
+        assert_eq!(code(e), "rate_limited", "{e}");
+        assert!(e.to_string().contains("project"), "says whose rate: {e}");
+    }
+    if http.status() == 201 {
+        accepted += 1;
+    } else {
+        assert_eq!(http.status(), 429, "the HTTP publish is refused too");
+        let retry: u64 = http
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("a Retry-After in seconds");
+        assert!((1..=2).contains(&retry), "Retry-After: {retry}");
+        let body: serde_json::Value = http.json().await.expect("JSON error");
+        assert_eq!(body["code"], "rate_limited", "{body}");
+    }
+    assert!(
+        accepted <= i64::from(BURST) + refilled,
+        "{accepted} accepted in {elapsed:?}"
+    );
+    assert_eq!(
+        rows_of(&fx, "messages", "public:busy").await,
+        accepted,
+        "a refused event writes nothing"
+    );
     a.close();
     b.close();
 }

@@ -251,3 +251,100 @@ async fn presence_follows_the_sockets_current_token() {
     a.close();
     observer.close();
 }
+
+/// Anonymous reads of `room:*` are refused, slowly: the check records that
+/// it started (a sequence, visible outside its transaction) and takes a
+/// second and a half, so a test can publish while a token change is being
+/// re-checked.
+const SLOW_ANON_CHECK: &str = "
+create sequence anon_room_checks;
+grant usage on sequence anon_room_checks to anon;
+create function public.slow_anon_refusal() returns boolean language plpgsql as $$
+begin
+  if coalesce(current_setting('test.slept', true), '') = '' then
+    perform set_config('test.slept', '1', true);
+    perform nextval('public.anon_room_checks');
+    perform pg_sleep(1.5);
+  end if;
+  return false;
+end $$;
+create policy rt_read_anon on realtime.messages for select to anon
+  using (case when realtime.topic() like 'room:%' then public.slow_anon_refusal() else false end);
+";
+
+/// A token change is not done when the new token is stored: until the
+/// socket's private channels have been re-checked, a message of a channel
+/// the new token may not read must not reach it. Messages published while
+/// the re-check runs are held, then dropped for the channels left and
+/// delivered for the others.
+#[tokio::test]
+async fn messages_sent_during_a_token_change_follow_the_new_token() {
+    let fx = fixture("rt-sec-hold").await;
+    fx.t.owner_sql(&fx.p, SLOW_ANON_CHECK).await;
+    let service = Client::new(&fx.p.url, &fx.p.service).expect("service client");
+    let a = Client::new(&fx.p.url, &fx.p.anon)
+        .expect("client")
+        .with_access_token(fx.user_token(USER_1).await)
+        .realtime()
+        .await
+        .expect("connect a");
+    let room = format!("room:{USER_1}");
+    let mut private = a.subscribe(&room).await.expect("A reads its room");
+    let mut public = a.subscribe("public:lobby").await.expect("public");
+
+    async fn next_id(sub: &mut ferrobase::Subscription, wait: Duration) -> Option<String> {
+        loop {
+            match sub.next_timeout(wait).await? {
+                RealtimeEvent::Message(m) => return Some(m.meta.message_id),
+                _ => continue,
+            }
+        }
+    }
+    let before = service
+        .publish(&room, "chat", json!({"text": "before"}))
+        .await
+        .expect("publish before");
+    assert_eq!(next_id(&mut private, WAIT).await, Some(before));
+
+    let cfg: tokio_postgres::Config = fx.p.db_url.parse().expect("db_url");
+    let owner = ferrobase_server::db::connect(&cfg).await.expect("owner");
+    let checks = async || -> bool {
+        owner
+            .query_one("select is_called from anon_room_checks", &[])
+            .await
+            .expect("read the sequence")
+            .get(0)
+    };
+    assert!(!checks().await);
+
+    // Sign out (back to the anon key); publish while the re-check runs.
+    let switch = a.set_token(&fx.p.anon);
+    let during = async {
+        let started = std::time::Instant::now();
+        while !checks().await {
+            assert!(started.elapsed() < WAIT, "the re-check never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let secret = service
+            .publish(&room, "chat", json!({"text": "during"}))
+            .await
+            .expect("publish on the room");
+        let lobby = service
+            .publish("public:lobby", "chat", json!({"text": "during"}))
+            .await
+            .expect("publish on the lobby");
+        (secret, lobby)
+    };
+    let (switched, (secret, lobby)) = tokio::join!(switch, during);
+    switched.expect("switch to anon");
+
+    // The lobby's message is delivered (held, then released)...
+    assert_eq!(next_id(&mut public, WAIT).await, Some(lobby));
+    // ...the room's is not: the new token may not read it.
+    let leaked = next_id(&mut private, Duration::from_millis(500)).await;
+    assert!(
+        leaked.is_none(),
+        "the signed-out socket received {leaked:?} (the room message sent during the change was {secret})"
+    );
+    a.close();
+}
