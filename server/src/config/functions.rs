@@ -71,6 +71,12 @@ pub struct FunctionsConfig {
     )]
     pub functions_log_max_rows: u32,
 
+    /// Versions kept per function: a deploy deletes those older than the
+    /// newest this many, except the active one (0: all are kept). Each
+    /// version holds its whole code in the control database.
+    #[arg(long, env = "FERROBASE_FUNCTIONS_MAX_VERSIONS", default_value_t = 100)]
+    pub functions_max_versions: u32,
+
     /// Successful invocations of one function recorded one by one per second and node;
     /// beyond that, those that printed nothing are counted per second instead
     /// (`/admin/v1/functions/{slug}/invocation-counts`). Errors, invocations with log
@@ -137,6 +143,7 @@ impl FunctionsConfig {
             functions_schedule_interval_ms: 1000,
             functions_log_retention_days: 7,
             functions_log_max_rows: 10_000,
+            functions_max_versions: 100,
             functions_log_prune_interval_ms: 600_000,
             functions_record_each_per_sec: 100,
             functions_log_queue_bytes: 64 * 1024 * 1024,

@@ -301,6 +301,29 @@ async fn insert_version(
     Ok(())
 }
 
+/// Deletes the versions of function `id` older than its newest `keep`,
+/// except the active one (still running, and the target of a rollback).
+async fn prune_versions(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: Uuid,
+    keep: i64,
+) -> Result<(), FunctionsError> {
+    let pruned = tx
+        .execute(
+            "delete from function_versions v using functions f \
+             where f.id = $1 and v.function_id = $1 \
+               and v.version is distinct from f.active_version \
+               and v.version <= (select version from function_versions \
+                                 where function_id = $1 order by version desc offset $2 limit 1)",
+            &[&id, &keep],
+        )
+        .await?;
+    if pruned > 0 {
+        tracing::debug!(pruned, "deleted old function versions");
+    }
+    Ok(())
+}
+
 /// Updates an existing function: a new version when `bundle` is given
 /// (activated unless `activate` is false), and the settings in `patch`.
 /// Returns the new version, if one was made.
@@ -341,6 +364,10 @@ pub async fn update(
                 &[&id, &next],
             )
             .await?;
+        }
+        let keep = platform.config().functions.functions_max_versions;
+        if keep > 0 {
+            prune_versions(&tx, id, i64::from(keep)).await?;
         }
         made = Some(next);
     }

@@ -113,29 +113,29 @@ pub fn retry_ms(retry_in: Duration) -> u64 {
     u64::try_from(retry_in.as_millis().saturating_add(1)).unwrap_or(u64::MAX)
 }
 
-/// The refusal of an event over the rate: says when to retry.
+/// The refusal of an event over the socket's rate: says when to retry.
 pub fn rate_limited(retry_in: Duration, per_sec: u32) -> ApiError {
-    let ms = retry_ms(retry_in);
-    let mut e = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        format!(
-            "This socket sends more than {per_sec} events a second; nothing was done. Retry in {ms} ms."
-        ),
-    );
-    e.retry_after = Some(ms.div_ceil(1000));
-    e
+    over_rate(
+        retry_in,
+        format!("This socket sends more than {per_sec} events a second"),
+    )
 }
 
 /// The refusal of an event over its project's rate on this node.
 pub fn project_rate_limited(retry_in: Duration, per_sec: u32) -> ApiError {
+    over_rate(
+        retry_in,
+        format!("This project's clients send more than {per_sec} realtime events a second"),
+    )
+}
+
+/// `rate_limited`, saying what went over and when to retry.
+fn over_rate(retry_in: Duration, what: String) -> ApiError {
     let ms = retry_ms(retry_in);
     let mut e = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
-        format!(
-            "This project's clients send more than {per_sec} realtime events a second; nothing was done. Retry in {ms} ms."
-        ),
+        format!("{what}; nothing was done. Retry in {ms} ms."),
     );
     e.retry_after = Some(ms.div_ceil(1000));
     e

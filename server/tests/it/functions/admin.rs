@@ -447,3 +447,56 @@ async fn sql_functions_moved_to_sql_functions() {
         .expect("json");
     assert_eq!(v, json!([]));
 }
+
+/// Every deploy is a version holding the whole code: a deploy keeps the
+/// newest `FERROBASE_FUNCTIONS_MAX_VERSIONS` versions and the active one,
+/// and deletes the rest (a rollback to one of those is a 404).
+#[tokio::test]
+async fn a_deploy_prunes_old_versions_but_keeps_the_active_one() {
+    let Some(fx) = Fx::new_with("fn-versions", |c| c.functions.functions_max_versions = 3).await
+    else {
+        return;
+    };
+    let code = |n: u32| format!("export default {{ fetch: () => new Response('v{n}') }}");
+    fx.deploy("v", &code(1)).await;
+    let put = async |n: u32, activate: bool| -> Value {
+        let resp = fx
+            .admin(Method::PUT, "functions/v")
+            .json(&json!({ "code": code(n), "activate": activate }))
+            .send()
+            .await
+            .expect("update");
+        assert_eq!(resp.status(), 200, "deploy v{n}");
+        resp.json().await.expect("json")
+    };
+    let versions = |f: &Value| -> Vec<i64> {
+        f["versions"]
+            .as_array()
+            .expect("versions")
+            .iter()
+            .filter_map(|v| v["version"].as_i64())
+            .collect()
+    };
+    // Versions 2 to 6 are stored without being activated: 1 still runs.
+    let mut shown = Value::Null;
+    for n in 2..=6 {
+        shown = put(n, false).await;
+    }
+    assert_eq!(shown["active_version"], 1);
+    assert_eq!(
+        versions(&shown),
+        [6, 5, 4, 1],
+        "the newest 3 and the active one"
+    );
+    let resp = fx
+        .admin(Method::POST, "functions/v/versions/2/activate")
+        .send()
+        .await
+        .expect("activate");
+    expect_error(resp, 404, "function_not_found").await;
+
+    // Once another version is active, the old active one goes too.
+    let shown = put(7, true).await;
+    assert_eq!(shown["active_version"], 7);
+    assert_eq!(versions(&shown), [7, 6, 5]);
+}
