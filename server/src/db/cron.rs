@@ -27,6 +27,10 @@ pub fn parse(expr: &str) -> Result<Cron, String> {
     if expr.len() > MAX_CRON {
         return Err("The cron expression is too long.".into());
     }
+    // Stored as text, which cannot hold a NUL.
+    if expr.contains('\0') {
+        return Err("The cron expression contains a NUL character.".into());
+    }
     Cron::from_str(expr.trim()).map_err(|e| format!("Invalid cron expression {expr:?}: {e}."))
 }
 
@@ -126,5 +130,7 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad}");
         }
         assert!(parse(&"* ".repeat(150)).is_err());
+        let nul = parse("* * * * *\0").expect_err("a NUL is refused");
+        assert!(nul.contains("NUL"), "{nul}");
     }
 }

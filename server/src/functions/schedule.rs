@@ -89,11 +89,6 @@ pub struct RunInfo {
 }
 
 fn parse_cron(expr: &str) -> Result<Cron, FunctionsError> {
-    if expr.contains('\0') {
-        return Err(FunctionsError::Invalid(
-            "The cron expression contains a NUL character.".into(),
-        ));
-    }
     crate::db::cron::parse(expr).map_err(FunctionsError::Invalid)
 }
 
