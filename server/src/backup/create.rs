@@ -28,6 +28,44 @@ join information_schema.tables t on t.table_schema = c.table_schema and t.table_
 where c.table_schema = current_schema() and c.column_name = 'project_id' and t.table_type = 'BASE TABLE'
 order by 1";
 
+/// The connection `pg_dump` reads the project database with: the cluster's
+/// admin role when it may bypass Row Level Security, else the project's
+/// owner (who owns everything in it). The owner is not enough for a table
+/// with `FORCE ROW LEVEL SECURITY`: its policies then hide rows from the
+/// owner too, and `pg_dump` refuses to dump such a table rather than dump it
+/// partially.
+async fn dump_role(
+    platform: &Platform,
+    id: Uuid,
+    db_name: &str,
+    owner: tokio_postgres::Config,
+) -> Result<tokio_postgres::Config, BackupError> {
+    let mut admin = match crate::platform::projects::project_cluster(platform, id).await? {
+        Some(cluster) => cluster,
+        None => platform.cluster().clone(),
+    };
+    admin.dbname(db_name);
+    let bypasses = async {
+        let client = crate::db::connect(&admin).await?;
+        let row = client
+            .query_one(
+                "select rolsuper or rolbypassrls from pg_roles where rolname = current_user",
+                &[],
+            )
+            .await?;
+        row.try_get::<_, bool>(0)
+    }
+    .await;
+    match bypasses {
+        Ok(true) => Ok(admin),
+        Ok(false) => Ok(owner),
+        Err(error) => {
+            tracing::warn!(%error, "backup: the cluster's admin role is not usable; dumping as the project owner");
+            Ok(owner)
+        }
+    }
+}
+
 /// Backs up project `r` into `{to}/{ref}/` (which must not hold a backup
 /// already); returns that directory.
 pub async fn backup_project(
@@ -61,11 +99,12 @@ pub async fn backup_project(
     let started = std::time::Instant::now();
     progress.step(&format!("backup {r}: [1/4] database (pg_dump)"));
 
-    // 1. The database, as its owner (who owns everything in it).
+    // 1. The database.
     let db_config: tokio_postgres::Config = db_url.parse().map_err(|_| {
         BackupError::Invalid("the project's connection string does not parse".into())
     })?;
-    let (mut args, password) = libpq_args(&db_config);
+    let dumper = dump_role(platform, id, &db_name, db_config).await?;
+    let (mut args, password) = libpq_args(&dumper);
     let dump = dir.join(DATABASE);
     args.extend([
         "--format=custom".to_owned(),

@@ -37,6 +37,11 @@ pub struct StorageConfig {
     #[arg(long, env = "FERROBASE_STORAGE_MAX_FILE_BYTES", default_value_t = 5 * 1024 * 1024 * 1024)]
     pub storage_max_file_bytes: u64,
 
+    /// Bytes of objects one project may store, across all its buckets (0 = no
+    /// limit); a project's own `storage_max_bytes` setting overrides it.
+    #[arg(long, env = "FERROBASE_STORAGE_MAX_PROJECT_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
+    pub storage_max_project_bytes: u64,
+
     /// Seconds an unfinished resumable (TUS) upload is kept.
     #[arg(long, env = "FERROBASE_STORAGE_RESUMABLE_EXPIRY_SECS", default_value_t = 24 * 3600)]
     pub storage_resumable_expiry_secs: u64,
@@ -53,6 +58,7 @@ impl StorageConfig {
             s3_secret_access_key: None,
             s3_force_path_style: false,
             storage_max_file_bytes: 50 * 1024 * 1024,
+            storage_max_project_bytes: 0,
             storage_resumable_expiry_secs: 3600,
         }
     }

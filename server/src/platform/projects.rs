@@ -134,6 +134,9 @@ pub struct Project {
     /// or `https://*.example.com`); `null`: the server-wide
     /// `FERROBASE_CORS_ORIGINS` applies.
     pub cors_origins: Option<Vec<String>>,
+    /// Bytes of objects the project may store across its buckets (0: no
+    /// limit); `null`: the server-wide `FERROBASE_STORAGE_MAX_PROJECT_BYTES` applies.
+    pub storage_max_bytes: Option<i64>,
 }
 
 /// A project with its keys and database connection string (admins only).
@@ -172,6 +175,9 @@ pub struct LoadedProject {
     /// The project's allowed CORS origins (normalised), or `None` for the
     /// server-wide list.
     pub cors_origins: Option<Vec<String>>,
+    /// The project's storage quota in bytes (0: none), or `None` for the
+    /// server-wide default.
+    pub storage_max_bytes: Option<i64>,
 }
 
 /// Context of legacy secret fingerprints.
@@ -653,6 +659,7 @@ fn project_from_row(platform: &Platform, row: &tokio_postgres::Row) -> Project {
         created_at: row.get("created_at"),
         exposed_schemas: row.get("exposed_schemas"),
         cors_origins: row.get("cors_origins"),
+        storage_max_bytes: row.get("storage_max_bytes"),
     }
 }
 
@@ -661,7 +668,8 @@ pub async fn list(platform: &Platform) -> Result<Vec<Project>, ProjectError> {
     let client = platform.control().get().await?;
     let rows = client
         .query(
-            "select ref, name, status, created_at, exposed_schemas, cors_origins from projects \
+            "select ref, name, status, created_at, exposed_schemas, cors_origins, storage_max_bytes \
+             from projects \
              order by created_at, ref",
             &[],
         )
@@ -677,7 +685,8 @@ pub async fn get_details(
     let client = platform.control().get().await?;
     let row = client
         .query_opt(
-            "select id, ref, name, status, created_at, exposed_schemas, cors_origins, db_conn_enc \
+            "select id, ref, name, status, created_at, exposed_schemas, cors_origins, storage_max_bytes, \
+               db_conn_enc \
              from projects \
              where ref = $1 and status = 'ready'",
             &[&r.as_str()],
@@ -717,7 +726,7 @@ pub async fn load(platform: &Platform, r: &str) -> Result<Option<LoadedProject>,
     let client = platform.control().get().await?;
     let Some(row) = client
         .query_opt(
-            "select id, ref, db_conn_enc, exposed_schemas, cors_origins from projects \
+            "select id, ref, db_conn_enc, exposed_schemas, cors_origins, storage_max_bytes from projects \
              where ref = $1 and status = 'ready'",
             &[&r],
         )
@@ -810,6 +819,7 @@ pub async fn load(platform: &Platform, r: &str) -> Result<Option<LoadedProject>,
         legacy_jwt_secret,
         legacy_jwt_exclusive,
         cors_origins: row.get("cors_origins"),
+        storage_max_bytes: row.get("storage_max_bytes"),
     }))
 }
 
@@ -877,6 +887,12 @@ pub struct ProjectChanges {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Vec<String>>, nullable)]
     pub cors_origins: Option<Option<Vec<String>>>,
+    /// Bytes of objects the project may store across its buckets (0: no limit;
+    /// lowering it below what is stored refuses new uploads, deletes still
+    /// work); `null` goes back to the server-wide `FERROBASE_STORAGE_MAX_PROJECT_BYTES`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, nullable, minimum = 0)]
+    pub storage_max_bytes: Option<Option<i64>>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from a missing one (`None`).
@@ -903,7 +919,8 @@ async fn notify_changed(
     Ok(())
 }
 
-/// Changes a project's name, exposed schemas, CORS origins or legacy JWT secret.
+/// Changes a project's name, exposed schemas, CORS origins, storage quota or
+/// legacy JWT secret.
 pub async fn update(
     platform: &Platform,
     r: &ProjectRef,
@@ -934,13 +951,19 @@ pub async fn update(
         )),
         other => other.clone(),
     };
+    if changes.storage_max_bytes.flatten().is_some_and(|n| n < 0) {
+        return Err(ProjectError::InvalidSettings(
+            "storage_max_bytes must be 0 (no limit) or a positive number of bytes, or null for the server default.".into(),
+        ));
+    }
     let mut conn = platform.control().get().await?;
     let tx = conn.transaction().await?;
     let row = tx
         .query_opt(
             "update projects set name = coalesce($2, name), \
              exposed_schemas = coalesce($3, exposed_schemas), \
-             cors_origins = case when $4 then $5 else cors_origins end \
+             cors_origins = case when $4 then $5 else cors_origins end, \
+             storage_max_bytes = case when $6 then $7 else storage_max_bytes end \
              where ref = $1 and status = 'ready' returning id",
             &[
                 &r.as_str(),
@@ -948,6 +971,8 @@ pub async fn update(
                 &schemas,
                 &cors.is_some(),
                 &cors.clone().flatten(),
+                &changes.storage_max_bytes.is_some(),
+                &changes.storage_max_bytes.flatten(),
             ],
         )
         .await?
@@ -1014,7 +1039,7 @@ pub async fn update(
             "project.update",
             r.as_str(),
             json!({ "name": name, "exposed_schemas": schemas, "legacy_jwt_secret": legacy,
-                    "cors_origins": cors }),
+                    "cors_origins": cors, "storage_max_bytes": changes.storage_max_bytes }),
         )
         .await;
     get_details(platform, r).await

@@ -61,6 +61,8 @@ pub struct Storage {
     pub describe: String,
     /// Global upload limit in bytes (`FERROBASE_STORAGE_MAX_FILE_BYTES`).
     pub max_file_bytes: u64,
+    /// Default per-project quota in bytes, 0 = none (`FERROBASE_STORAGE_MAX_PROJECT_BYTES`).
+    pub max_project_bytes: u64,
     /// Lifetime of unfinished resumable uploads.
     pub resumable_expiry: Duration,
     last_reaped: Mutex<HashMap<Uuid, Instant>>,
@@ -114,6 +116,7 @@ impl Storage {
             store,
             describe,
             max_file_bytes: config.storage.storage_max_file_bytes,
+            max_project_bytes: config.storage.storage_max_project_bytes,
             resumable_expiry: Duration::from_secs(config.storage.storage_resumable_expiry_secs),
             last_reaped: Mutex::default(),
         })

@@ -41,6 +41,9 @@ pub enum StorageError {
     /// The upload is larger than the limit.
     #[error("The object exceeded the maximum allowed size of {0} bytes.")]
     TooLarge(u64),
+    /// The write would take the project over its storage quota.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// The content type is not allowed in this bucket.
     #[error("The mime type {0:?} is not allowed in this bucket.")]
     MimeNotAllowed(String),
@@ -90,6 +93,9 @@ impl From<tokio_postgres::Error> for StorageError {
                     );
                 }
                 "23505" => return StorageError::ObjectExists,
+                super::quota::QUOTA_SQLSTATE => {
+                    return StorageError::QuotaExceeded(db.message().to_owned());
+                }
                 "23503" => return StorageError::BucketNotFound,
                 "57014" => {
                     return StorageError::Api(ApiError::unavailable(
@@ -127,6 +133,11 @@ impl StorageError {
             StorageError::TooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "EntityTooLarge",
+                "Payload too large",
+            ),
+            StorageError::QuotaExceeded(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "QuotaExceeded",
                 "Payload too large",
             ),
             StorageError::MimeNotAllowed(_) => (

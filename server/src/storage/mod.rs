@@ -10,6 +10,7 @@
 //!   `storage.objects`); [`signed`]: signed download and upload URLs.
 //! - [`tus`]: resumable uploads (`/upload/resumable`, TUS 1.0.0).
 //! - [`transform`]: image transforms (`/render/image/…`).
+//! - [`quota`]: the per-project storage quota.
 //!
 //! Metadata lives in the project database (`storage.buckets`,
 //! `storage.objects`, migration V4); every statement about objects runs in a
@@ -24,6 +25,7 @@ pub mod buckets;
 mod error;
 pub mod names;
 pub mod objects;
+mod quota;
 pub mod signed;
 pub mod transform;
 pub mod tus;

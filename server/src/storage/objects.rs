@@ -232,14 +232,16 @@ where
     ) {
         return Err(StorageError::MimeNotAllowed(spec.content_type.clone()));
     }
-    let limit = spec.bucket.limit(storage.max_file_bytes);
-    if declared.is_some_and(|n| n > limit) {
-        return Err(StorageError::TooLarge(limit));
+    let file_limit = spec.bucket.limit(storage.max_file_bytes);
+    if declared.is_some_and(|n| n > file_limit) {
+        return Err(StorageError::TooLarge(file_limit));
     }
+    let quota = ctx.quota_bytes();
     let project = ctx.project_id();
     let bucket = spec.bucket.id.as_str();
     let version = Storage::new_version();
     let key = Storage::key(project, bucket, &version);
+    let mut limit = file_limit;
     // A pooled connection only for the statements: it goes back to the pool
     // while the bytes stream (a slow client must not starve the project).
     {
@@ -257,6 +259,17 @@ where
             spec.upsert,
         )
         .await?;
+        // What the quota leaves, so bytes that cannot fit are not written.
+        if let Some(left) = super::quota::remaining(&client, quota).await?
+            && left < file_limit
+        {
+            limit = left;
+        }
+        if let Some(quota) = quota
+            && declared.is_some_and(|n| n > limit)
+        {
+            return Err(super::quota::exceeded(quota));
+        }
         storage
             .begin_upload(&client, bucket, &version, spec.name.as_str())
             .await?;
@@ -264,6 +277,12 @@ where
     let size = match storage.write(&key, body, limit).await {
         Ok(size) => size,
         Err(e) => {
+            let e = match (e, quota) {
+                (StorageError::TooLarge(_), Some(quota)) if limit < file_limit => {
+                    super::quota::exceeded(quota)
+                }
+                (e, _) => e,
+            };
             // Without a connection now, the reaper deletes the bytes later.
             if let Ok(client) = ctx.owner().await {
                 storage
@@ -275,7 +294,7 @@ where
     };
     let mut client = ctx.owner().await?;
     let meta = metadata(size, spec, &version);
-    let written = write_row(&mut client, ctx.timeout_ms(), spec, &version, &meta).await;
+    let written = write_row(&mut client, ctx.timeout_ms(), quota, spec, &version, &meta).await;
     match written {
         Ok(id) => {
             storage.commit_upload(&client, bucket, &version).await?;
@@ -291,9 +310,12 @@ where
     }
 }
 
+/// Inserts (or with `upsert`, overwrites) the row of fresh bytes as the
+/// caller, refused when it takes the project over `quota`.
 async fn write_row(
     client: &mut tokio_postgres::Client,
     timeout_ms: u64,
+    quota: Option<u64>,
     spec: &UploadSpec,
     version: &str,
     meta: &Value,
@@ -302,6 +324,7 @@ async fn write_row(
         .as_str()
         .and_then(|s| Uuid::parse_str(s).ok());
     let tx = begin_as(client, &spec.role, &spec.claims, timeout_ms).await?;
+    super::quota::arm(&tx, quota).await?;
     let sql = if spec.upsert {
         "insert into storage.objects (bucket_id, name, owner, metadata, user_metadata, version) \
          values ($1, $2, $3, $4, $5, $6) \
@@ -953,6 +976,12 @@ async fn copy_bytes(
     if row.size() > limit {
         return Err(StorageError::TooLarge(limit));
     }
+    let quota = ctx.quota_bytes();
+    if let (Some(quota), Some(left)) = (quota, super::quota::remaining(client, quota).await?)
+        && row.size() > left
+    {
+        return Err(super::quota::exceeded(quota));
+    }
     let project = ctx.project_id();
     let version = Storage::new_version();
     storage
@@ -1081,7 +1110,8 @@ pub async fn copy_object(
         claims: caller.claims.clone(),
     };
     let meta = copied_metadata(&row, &version);
-    match write_row(&mut client, ctx.timeout_ms(), &spec, &version, &meta).await {
+    let quota = ctx.quota_bytes();
+    match write_row(&mut client, ctx.timeout_ms(), quota, &spec, &version, &meta).await {
         Ok(id) => {
             storage
                 .commit_upload(&client, t.dst_bucket.as_str(), &version)

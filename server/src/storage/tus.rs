@@ -260,7 +260,9 @@ pub async fn create(ctx: Ctx, headers: HeaderMap, body: Body) -> TusResult {
     .await?;
     let id = crate::crypto::random_hex(16);
     let expiry_secs = storage.resumable_expiry.as_secs_f64();
-    let row = client
+    let tx = client.transaction().await?;
+    super::quota::reserve_resumable(&tx, ctx.quota_bytes(), length as u64).await?;
+    let row = tx
         .query_one(
             "insert into storage.resumable_uploads (id, bucket_id, name, role, claims, upload_length, \
                content_type, cache_control, user_metadata, upsert, expires_at) \
@@ -281,6 +283,7 @@ pub async fn create(ctx: Ctx, headers: HeaderMap, body: Body) -> TusResult {
             ],
         )
         .await?;
+    tx.commit().await?;
     drop(client);
     let expires: DateTime<Utc> = row.get(0);
     let location = format!(

@@ -272,6 +272,74 @@ async fn backup_delete_restore_and_restore_under_a_new_ref() {
     assert!(cross.is_err(), "another project's key is refused");
 }
 
+/// A project that forces Row Level Security on its tables (so that even its
+/// owner, and the functions it owns, obey the policies) is backed up whole
+/// and restored whole: the backup must not lose the rows its policies hide,
+/// nor fail on them.
+#[tokio::test]
+async fn tables_with_forced_row_level_security_back_up_and_restore_whole() {
+    let t = TestApp::spawn().await;
+    let p = t.create_project("bk-force").await;
+    t.owner_sql(
+        &p,
+        "create table public.secrets (id int primary key, body text not null);
+         insert into public.secrets select g, 'row ' || g from generate_series(1, 5) g;
+         alter table public.secrets enable row level security;
+         alter table public.secrets force row level security;
+         create policy only_even on public.secrets for select using (id % 2 = 0);",
+    )
+    .await;
+    let r = ProjectRef::parse("bk-force").expect("ref");
+    let to = temp_dir("backup-force");
+    let dir = backup::create::backup_project(&t.app.platform, &r, &to, &backup::Quiet)
+        .await
+        .expect("a project that forces RLS backs up");
+    let copy = ProjectRef::parse("bk-force-copy").expect("ref");
+    let c = backup::restore::restore_project(
+        &t.app.platform,
+        &dir,
+        &RestoreOptions {
+            new_ref: Some(copy),
+            ..Default::default()
+        },
+        &backup::Quiet,
+    )
+    .await
+    .expect("restore as a copy");
+    let cfg: tokio_postgres::Config = c.db_url.parse().expect("db url");
+    let owner = ferrobase_server::db::connect(&cfg).await.expect("connect");
+    let row = owner
+        .query_one(
+            "select relforcerowsecurity, relrowsecurity from pg_class where oid = 'public.secrets'::regclass",
+            &[],
+        )
+        .await
+        .expect("flags");
+    assert!(
+        row.get::<_, bool>(0) && row.get::<_, bool>(1),
+        "RLS stays enabled and forced"
+    );
+    // The owner obeys the policy again; turned off, every row is there.
+    let visible: i64 = owner
+        .query_one("select count(*) from public.secrets", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(visible, 2, "the policy still applies to the owner");
+    owner
+        .batch_execute("alter table public.secrets no force row level security")
+        .await
+        .expect("no force");
+    let all: Vec<String> = owner
+        .query("select body from public.secrets order by id", &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(all, ["row 1", "row 2", "row 3", "row 4", "row 5"]);
+}
+
 #[tokio::test]
 async fn damaged_or_incomplete_backups_are_refused() {
     let t = TestApp::spawn().await;

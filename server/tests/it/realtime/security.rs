@@ -348,3 +348,75 @@ async fn messages_sent_during_a_token_change_follow_the_new_token() {
     );
     a.close();
 }
+
+/// A project's own SQL function that writes realtime messages, called by anon
+/// or a user, cannot make a message pose as the service, as another user or
+/// as a database change (which webhooks would deliver as a signed change
+/// event): the sender is the caller, the kind a broadcast. The server's own
+/// writes keep their kind and sender.
+#[tokio::test]
+async fn a_message_written_in_sql_by_a_caller_cannot_forge_its_sender_or_kind() {
+    let fx = fixture("rt-sec-forge").await;
+    fx.t.owner_sql(
+        &fx.p,
+        "create policy rt_any_write on realtime.messages for insert to anon, authenticated
+           with check (true);
+         create function public.send(topic text, kind text, st text, sid text) returns void
+           language sql security invoker
+           as $$ insert into realtime.messages (topic, event, payload, kind, sender_type, sender_id)
+                 values (topic, 'INSERT', '{\"record\": {\"id\": 1}}', kind, st, sid) $$;
+         grant execute on function public.send(text, text, text, text) to anon, authenticated;",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let user = fx.user_token(USER_1).await;
+    for (bearer, topic) in [(&fx.p.anon, "db:public:anon"), (&user, "db:public:user")] {
+        let resp = http
+            .post(format!("{}/rest/v1/rpc/send", fx.p.url))
+            .header("apikey", &fx.p.anon)
+            .bearer_auth(bearer)
+            .json(&json!({"topic": topic, "kind": "db", "st": "service", "sid": USER_2}))
+            .send()
+            .await
+            .expect("rpc");
+        assert_eq!(
+            resp.status(),
+            204,
+            "{}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    // The owner (and so the server, and change capture) writes what it says.
+    fx.t.owner_sql(
+        &fx.p,
+        "select public.send('db:public:owner', 'db', 'system', null)",
+    )
+    .await;
+    let cfg: tokio_postgres::Config = fx.p.db_url.parse().expect("db url");
+    let owner = ferrobase_server::db::connect(&cfg).await.expect("connect");
+    let rows: Vec<(String, String, String, Option<String>)> = owner
+        .query(
+            "select topic, kind, sender_type, sender_id from realtime.messages \
+             where topic like 'db:public:%' order by id",
+            &[],
+        )
+        .await
+        .expect("messages")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let row = |t: &str, k: &str, s: &str, id: Option<String>| (t.into(), k.into(), s.into(), id);
+    assert_eq!(
+        rows,
+        vec![
+            row("db:public:anon", "broadcast", "anon", None),
+            row(
+                "db:public:user",
+                "broadcast",
+                "user",
+                Some(USER_1.to_string())
+            ),
+            row("db:public:owner", "db", "system", None),
+        ]
+    );
+}

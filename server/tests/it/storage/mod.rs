@@ -1,5 +1,6 @@
 //! Storage (`/storage/v1`): the same end-to-end suite on local disk and on a
-//! real S3-compatible server (moto), the RLS matrix, bad input, TUS.
+//! real S3-compatible server (moto), the RLS matrix, bad input, TUS, the
+//! per-project quota.
 //!
 //! moto is found at `$FERROBASE_PEERS_VENV/bin/moto_server`, else as
 //! `moto_server` on PATH; without it the S3 tests are skipped with a loud
@@ -7,6 +8,7 @@
 
 mod bad_input;
 mod peers;
+mod quota;
 mod rls;
 mod sdk;
 mod suite;
