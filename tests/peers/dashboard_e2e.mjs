@@ -492,6 +492,24 @@ try {
   await page.getByText("CORS origins saved").waitFor();
   check((await corsOf("https://app.example.com")) === "https://app.example.com", "an allowed origin gets the CORS header");
   check((await corsOf("https://elsewhere.example")) === null, "another origin is refused");
+  // Storage quota: 7 MiB, with about 6.5 MiB stored, leaves no room for 1 MiB more.
+  const uploadMib = (name) =>
+    fetch(`${url}/p/e2e-app/storage/v1/object/avatars/${name}`, {
+      method: "POST",
+      headers: { apikey: serviceKey, authorization: `Bearer ${serviceKey}`, "content-type": "application/octet-stream" },
+      body: Buffer.alloc(1024 * 1024, 1),
+    });
+  await page.getByRole("switch", { name: "Use this project's own storage quota" }).dispatchEvent("click");
+  await page.getByRole("textbox", { name: "Storage quota (MiB)" }).fill("7");
+  await page.getByRole("button", { name: "Save storage quota" }).click();
+  await page.getByText("Storage quota saved").waitFor();
+  const over = await uploadMib("over.bin");
+  const overBody = await over.json();
+  check(over.status === 413 && overBody.code === "QuotaExceeded", `an upload past the quota is refused (got ${over.status} ${JSON.stringify(overBody)})`);
+  await page.getByRole("switch", { name: "Use this project's own storage quota" }).dispatchEvent("click");
+  await page.getByRole("button", { name: "Save storage quota" }).click();
+  await page.getByText("Storage quota back to the server default").waitFor();
+  check((await uploadMib("fits.bin")).status === 200, "back on the server default, the upload fits");
   await shot(page, "settings");
   // Key rotation: typed confirmation, new keys shown once, old keys refused.
   const oldService = serviceKey;

@@ -221,6 +221,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/p/{ref}/admin/v1/functions/{slug}/invocation-counts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Successful invocations counted per second instead of recorded one by one
+         *     (beyond `FERROBASE_FUNCTIONS_RECORD_EACH_PER_SEC` per second, those that
+         *     printed nothing), newest first.
+         */
+        get: operations["function_invocation_counts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/p/{ref}/admin/v1/functions/{slug}/invocations": {
         parameters: {
             query?: never;
@@ -1839,6 +1860,100 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/platform/v1/backups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Backup runs, newest first: status, location, size, duration, error. */
+        get: operations["list_runs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/platform/v1/backups/schedules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List backup schedules. */
+        get: operations["list_schedules"];
+        put?: never;
+        /**
+         * Create a backup schedule: a cron (UTC), a target (absolute directory or
+         *     `s3://bucket/prefix`), one project or all, and a retention.
+         */
+        post: operations["create_schedule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/platform/v1/backups/schedules/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete a backup schedule and its run history (the backups it wrote stay). */
+        delete: operations["delete_schedule"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/platform/v1/clusters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the registered database clusters with their project counts
+         *     (connection strings are never returned).
+         */
+        get: operations["list_clusters"];
+        put?: never;
+        /** Register a Postgres cluster new projects may be placed on. */
+        post: operations["add_cluster"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/platform/v1/clusters/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Unregister a cluster that holds no project. */
+        delete: operations["remove_cluster"];
+        options?: never;
+        head?: never;
+        /** Change a cluster's `max_projects` (`null`: no limit). */
+        patch: operations["update_cluster"];
+        trace?: never;
+    };
     "/platform/v1/logs/audit": {
         parameters: {
             query?: never;
@@ -2323,6 +2438,36 @@ export interface components {
              */
             retention_hours?: number | null;
         };
+        /** @description A registered cluster as listed to admins (no credentials). */
+        Cluster: {
+            /** @description `host:port` (or the socket directory) only. */
+            address: string;
+            /**
+             * Format: date-time
+             * @description When it was registered.
+             */
+            created_at: string;
+            /**
+             * Format: int32
+             * @description Most projects placed on it automatically or by name (`null`: no limit).
+             */
+            max_projects?: number | null;
+            /** @description Its name. */
+            name: string;
+            /**
+             * Format: int64
+             * @description Projects living on it now.
+             */
+            projects: number;
+        };
+        /** @description Changes to a cluster. */
+        ClusterChanges: {
+            /**
+             * Format: int64
+             * @description New limit of projects placed on it (`null`: no limit). Required.
+             */
+            max_projects?: number | null;
+        };
         /** @description A column of a new table (or one added by `add_column`). */
         ColumnDef: {
             /** @description Default expression, e.g. `now()` or `'draft'`. */
@@ -2409,6 +2554,12 @@ export interface components {
         };
         /** @description Project creation body. */
         CreateProject: {
+            /**
+             * @description Name of a registered cluster to place the project on (default: the
+             *     registered cluster with the most headroom, or the control plane's
+             *     cluster when none is registered). Not together with `database_url`.
+             */
+            cluster?: string | null;
             /**
              * @description Superuser connection string of another Postgres cluster to place the
              *     project's database on (default: the control plane's cluster). Stored
@@ -2618,6 +2769,42 @@ export interface components {
             /** @description Server version. */
             version: string;
         };
+        /**
+         * @description Successful invocations of one second that were counted rather than
+         *     recorded one by one (see the module docs).
+         */
+        InvocationCount: {
+            /**
+             * Format: int64
+             * @description How many.
+             */
+            count: number;
+            /**
+             * Format: int32
+             * @description The longest, in ms.
+             */
+            max_ms: number;
+            /**
+             * Format: date-time
+             * @description The second they started in.
+             */
+            second: string;
+            /**
+             * Format: int32
+             * @description Status answered.
+             */
+            status: number;
+            /**
+             * Format: int64
+             * @description Sum of their durations, in ms.
+             */
+            total_ms: number;
+            /**
+             * Format: int32
+             * @description The version that ran.
+             */
+            version: number;
+        };
         /** @description One stored invocation. */
         InvocationEntry: {
             /**
@@ -2743,6 +2930,18 @@ export interface components {
             /** @description Source name. */
             sourceKey: string;
         };
+        /** @description Registration body. */
+        NewCluster: {
+            /** @description Superuser connection string. Stored encrypted, never returned. */
+            database_url: string;
+            /**
+             * Format: int64
+             * @description Most projects to place on it (default: no limit).
+             */
+            max_projects?: number | null;
+            /** @description 3–40 lowercase letters, digits and `-`. */
+            name: string;
+        };
         /** @description A project as listed to admins. */
         Project: {
             /**
@@ -2764,6 +2963,12 @@ export interface components {
             ref: string;
             /** @description `creating`, `ready` or `deleting`. */
             status: string;
+            /**
+             * Format: int64
+             * @description Bytes of objects the project may store across its buckets (0: no
+             *     limit); `null`: the server-wide `FERROBASE_STORAGE_MAX_PROJECT_BYTES` applies.
+             */
+            storage_max_bytes?: number | null;
             /** @description Base URL of the project's APIs. */
             url: string;
         };
@@ -2784,6 +2989,13 @@ export interface components {
             legacy_jwt_secret?: string | null;
             /** @description New display name. */
             name?: string | null;
+            /**
+             * Format: int64
+             * @description Bytes of objects the project may store across its buckets (0: no limit;
+             *     lowering it below what is stored refuses new uploads, deletes still
+             *     work); `null` goes back to the server-wide `FERROBASE_STORAGE_MAX_PROJECT_BYTES`.
+             */
+            storage_max_bytes?: number | null;
         };
         /** @description A project with its keys and database connection string (admins only). */
         ProjectDetails: components["schemas"]["Project"] & {
@@ -3881,6 +4093,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    function_invocation_counts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+                /** @description Function slug */
+                slug: string;
+                /** @description Only this HTTP status. */
+                status: number | null;
+                /** @description Only seconds at or after this time (RFC 3339). */
+                since: string | null;
+                /** @description At most this many rows, newest first (default 100, at most 1000). */
+                limit: number | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvocationCount"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
             };
             404: {
                 headers: {
@@ -7195,6 +7453,14 @@ export interface operations {
                     "application/json": components["schemas"]["ApiError"];
                 };
             };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
         };
     };
     list: {
@@ -8434,6 +8700,333 @@ export interface operations {
             };
         };
     };
+    list_runs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Only the runs of this schedule. */
+                schedule: string | null;
+                /** @description At most this many, newest first (default 100, at most 1000). */
+                limit: number | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunInfo"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    list_schedules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleInfo"][];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    create_schedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ScheduleRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleInfo"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    delete_schedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Schedule name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    list_clusters: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Cluster"][];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    add_cluster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewCluster"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Cluster"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    remove_cluster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Cluster name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    update_cluster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Cluster name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ClusterChanges"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Cluster"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
     audit_log: {
         parameters: {
             query?: never;
@@ -8587,6 +9180,14 @@ export interface operations {
                 };
             };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,8 +1,8 @@
-// Project settings: name, exposed schemas, CORS origins, keys (revealed on
+// Project settings: name, exposed schemas, CORS origins, storage quota, keys (revealed on
 // demand, rotated with a typed confirmation and shown once), legacy HS256
 // secret (write-only) and deletion with a typed confirmation.
 import { useState } from "react";
-import { Alert, Button, Divider, Group, Modal, PasswordInput, Stack, Switch, TagsInput, Text, TextInput, Title } from "@mantine/core";
+import { Alert, Button, Divider, Group, Modal, NumberInput, PasswordInput, Stack, Switch, TagsInput, Text, TextInput, Title } from "@mantine/core";
 import { useNavigate } from "react-router";
 import { errorText, request } from "../api/client";
 import type { ProjectDetails, RotatedKeys } from "../api/types";
@@ -28,6 +28,8 @@ function RotatedKeysDialog({ keys, onClose }: { keys: RotatedKeys; onClose: () =
   );
 }
 
+const MIB = 1024 * 1024;
+
 export default function Settings() {
   const api = useProject();
   const navigate = useNavigate();
@@ -35,6 +37,10 @@ export default function Settings() {
   const [schemas, setSchemas] = useState<string[]>(api.details.exposed_schemas);
   const [ownCors, setOwnCors] = useState(api.details.cors_origins != null);
   const [origins, setOrigins] = useState<string[]>(api.details.cors_origins ?? []);
+  const [ownQuota, setOwnQuota] = useState(api.details.storage_max_bytes != null);
+  const [quotaMib, setQuotaMib] = useState<string | number>(
+    api.details.storage_max_bytes != null ? Math.round(api.details.storage_max_bytes / MIB) : 10240,
+  );
   const [legacy, setLegacy] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -93,6 +99,36 @@ export default function Settings() {
           onClick={() => save({ cors_origins: ownCors ? origins : null }, ownCors ? "CORS origins saved" : "CORS back to the server-wide origins")}
         >
           Save CORS origins
+        </Button>
+      </Group>
+      <Divider label="Storage quota" labelPosition="left" />
+      <Switch
+        label="Use this project's own storage quota"
+        description="Off: the server-wide FERROBASE_STORAGE_MAX_PROJECT_BYTES applies."
+        checked={ownQuota}
+        onChange={(e) => setOwnQuota(e.currentTarget.checked)}
+      />
+      <NumberInput
+        label="Storage quota (MiB)"
+        description="Bytes of objects the project may keep across its buckets; 0 = no limit. Uploads past it get 413 QuotaExceeded; deletes always work."
+        min={0}
+        allowDecimal={false}
+        value={quotaMib}
+        onChange={setQuotaMib}
+        disabled={!ownQuota}
+      />
+      <Group>
+        <Button
+          variant="default"
+          loading={busy}
+          onClick={() =>
+            save(
+              { storage_max_bytes: ownQuota ? Math.max(0, Number(quotaMib) || 0) * MIB : null },
+              ownQuota ? "Storage quota saved" : "Storage quota back to the server default",
+            )
+          }
+        >
+          Save storage quota
         </Button>
       </Group>
       <Divider label="API" labelPosition="left" />
