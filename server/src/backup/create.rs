@@ -66,6 +66,24 @@ async fn dump_role(
     }
 }
 
+/// Says what to do when `pg_dump`, run as the owner, met a table whose
+/// forced Row Level Security hides rows from it.
+fn explain_forced_rls(e: BackupError) -> BackupError {
+    match e {
+        BackupError::Tool { tool, message } if message.contains("row-level security") => {
+            BackupError::Tool {
+                tool,
+                message: format!(
+                    "{message}\nA table forces Row Level Security, so the project's owner cannot read all \
+                     of it; back up with a platform database role that may bypass RLS (a superuser, \
+                     or ALTER ROLE … BYPASSRLS)."
+                ),
+            }
+        }
+        other => other,
+    }
+}
+
 /// Backs up project `r` into `{to}/{ref}/` (which must not hold a backup
 /// already); returns that directory.
 pub async fn backup_project(
@@ -112,7 +130,9 @@ pub async fn backup_project(
         format!("--file={}", dump.display()),
     ]);
     let pg_dump = pg_tool(platform.config(), "pg_dump")?;
-    run_tool("pg_dump", &pg_dump, &args, password.as_deref()).await?;
+    run_tool("pg_dump", &pg_dump, &args, password.as_deref())
+        .await
+        .map_err(explain_forced_rls)?;
     let mut files = vec![entry(&dir, DATABASE)?];
     progress.step(&format!(
         "backup {r}: [1/4] database: {}",
@@ -236,4 +256,28 @@ fn entry(dir: &Path, rel: &str) -> Result<FileEntry, BackupError> {
         bytes,
         sha256,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BackupError, explain_forced_rls};
+
+    #[test]
+    fn a_dump_refused_by_forced_rls_says_what_to_do() {
+        let refused = BackupError::Tool {
+            tool: "pg_dump",
+            message: "ERROR:  query would be affected by row-level security policy for table \"t\""
+                .into(),
+        };
+        let text = explain_forced_rls(refused).to_string();
+        assert!(text.contains("BYPASSRLS"), "{text}");
+        let other = BackupError::Tool {
+            tool: "pg_dump",
+            message: "connection refused".into(),
+        };
+        assert_eq!(
+            explain_forced_rls(other).to_string(),
+            "pg_dump: connection refused"
+        );
+    }
 }

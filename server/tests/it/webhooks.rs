@@ -25,7 +25,6 @@ struct Received {
     path: String,
     headers: HeaderMap,
     body: String,
-    at: Instant,
 }
 
 /// A webhook receiver on 127.0.0.1. Paths choose the answer:
@@ -59,7 +58,6 @@ impl Receiver {
                             path: path.clone(),
                             headers,
                             body,
-                            at: Instant::now(),
                         });
                         answer(&path, &q, &target).await
                     }
