@@ -506,6 +506,14 @@ try {
   const over = await uploadMib("over.bin");
   const overBody = await over.json();
   check(over.status === 413 && overBody.code === "QuotaExceeded", `an upload past the quota is refused (got ${over.status} ${JSON.stringify(overBody)})`);
+  // The storage page shows the usage against it.
+  await page.getByRole("link", { name: "Storage", exact: true }).click();
+  const usageText = page.getByTestId("storage-usage");
+  await usageText.waitFor();
+  const usageLine = (await usageText.textContent()) ?? "";
+  check(/^6\.\d MiB of 7\.0 MiB used$/.test(usageLine), `the storage page shows the usage (got ${usageLine})`);
+  await page.getByRole("link", { name: "Settings", exact: true }).click();
+  await page.getByText("Settings of e2e-app").waitFor();
   await page.getByRole("switch", { name: "Use this project's own storage quota" }).dispatchEvent("click");
   await page.getByRole("button", { name: "Save storage quota" }).click();
   await page.getByText("Storage quota back to the server default").waitFor();

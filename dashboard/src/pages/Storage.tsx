@@ -47,6 +47,45 @@ interface Entry {
   metadata?: { size?: number; mimetype?: string } | null;
 }
 
+/** `GET /admin/v1/storage/usage`. */
+interface Usage {
+  used_bytes: number;
+  reserved_bytes: number;
+  quota_bytes: number | null;
+}
+
+/** 1536 → "1.5 KiB". */
+function humanBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i += 1;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+/** The project's stored bytes against its storage quota. */
+function UsageMeter({ usage }: { usage: Usage }) {
+  const used = usage.used_bytes + usage.reserved_bytes;
+  const label = usage.quota_bytes == null
+    ? `${humanBytes(used)} stored (no quota)`
+    : `${humanBytes(used)} of ${humanBytes(usage.quota_bytes)} used`;
+  return (
+    <Stack gap={2} mt="xs">
+      <Text size="xs" c="dimmed" data-testid="storage-usage">{label}</Text>
+      {usage.quota_bytes != null && (
+        <Progress
+          size="sm"
+          aria-label="Storage quota used"
+          value={Math.min(100, usage.quota_bytes === 0 ? 100 : (100 * used) / usage.quota_bytes)}
+          color={used >= usage.quota_bytes ? "red" : "blue"}
+        />
+      )}
+    </Stack>
+  );
+}
+
 function encodePath(path: string): string {
   return path.split("/").map(encodeURIComponent).join("/");
 }
@@ -309,11 +348,16 @@ export default function StoragePage() {
   const [error, setError] = useState<string | null>(null);
   const [creating, setCreating] = useState(false);
   const [deleting, setDeleting] = useState<Bucket | null>(null);
+  const [usage, setUsage] = useState<Usage | null>(null);
   const load = useCallback(() => {
     api
       .service<Bucket[]>("/storage/v1/bucket")
       .then(setBuckets)
       .catch((e) => setError(errorText(e)));
+    api
+      .admin<Usage>("/admin/v1/storage/usage")
+      .then(setUsage)
+      .catch(() => setUsage(null));
   }, [api.ref]);
   useEffect(load, [load]);
   const bucket = buckets?.find((b) => b.id === params.bucket);
@@ -329,6 +373,7 @@ export default function StoragePage() {
         {bucket && (
           <Button size="xs" variant="subtle" color="red" onClick={() => setDeleting(bucket)}>Delete bucket</Button>
         )}
+        {usage && <UsageMeter usage={usage} />}
       </Stack>
       <div style={{ flex: 1, minWidth: 0 }}>
         {bucket ? <Browser key={bucket.id} bucket={bucket} /> : <Text c="dimmed">Pick a bucket.</Text>}

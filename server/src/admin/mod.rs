@@ -1,5 +1,6 @@
 //! Project administration under `/p/{ref}/admin/v1`: schema management
-//! ([`schema`]) and guarded admin SQL ([`sql`], checked by [`guard`]).
+//! ([`schema`]), guarded admin SQL ([`sql`], checked by [`guard`]) and the
+//! storage usage report ([`storage_usage`]).
 //!
 //! Every route takes [`ProjectAdmin`]: the project's service-role key, or a
 //! platform admin token. Everything runs as the project's owner role.
@@ -7,6 +8,7 @@
 pub mod guard;
 pub mod schema;
 pub mod sql;
+pub mod storage_usage;
 
 use std::sync::Arc;
 
@@ -62,6 +64,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/admin/v1/triggers", get(schema::handlers::list_triggers))
         .route("/admin/v1/types", get(crate::typegen::get_types))
+        .route(
+            "/admin/v1/storage/usage",
+            get(storage_usage::storage_usage),
+        )
 }
 
 /// A caller allowed to administer the project: its service-role key, or a

@@ -180,6 +180,9 @@ impl StorageError {
 impl IntoResponse for StorageError {
     fn into_response(self) -> Response {
         let (status, code, error) = self.parts();
+        if let StorageError::QuotaExceeded(_) = &self {
+            metrics::counter!("ferrobase_storage_quota_refused_total").increment(1);
+        }
         let message = match &self {
             StorageError::Backend(object_store::Error::NotFound { .. }) => {
                 "Object not found.".to_owned()

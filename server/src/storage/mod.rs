@@ -25,7 +25,7 @@ pub mod buckets;
 mod error;
 pub mod names;
 pub mod objects;
-mod quota;
+pub mod quota;
 pub mod signed;
 pub mod transform;
 pub mod tus;

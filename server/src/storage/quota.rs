@@ -15,6 +15,8 @@
 //! past it, instead of filling the disk first. Resumable uploads reserve
 //! their declared length when they are created ([`reserve_resumable`]).
 
+use serde::Serialize;
+
 use super::{Ctx, StorageError, StorageResult};
 
 /// SQLSTATE raised by the usage trigger when a write goes over the quota.
@@ -33,7 +35,7 @@ impl Ctx {
 
 /// The quota that applies: the project's own setting, else the server's
 /// default; 0 means none.
-fn quota_of(project: Option<i64>, default: u64) -> Option<u64> {
+pub fn quota_of(project: Option<i64>, default: u64) -> Option<u64> {
     let bytes = project.map_or(default, |n| u64::try_from(n).unwrap_or(0));
     (bytes > 0).then_some(bytes)
 }
@@ -50,6 +52,47 @@ async fn used(client: &tokio_postgres::Client) -> StorageResult<Option<u64>> {
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A project's storage against its quota (`GET /admin/v1/storage/usage`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Usage {
+    /// Bytes of the objects stored.
+    pub used_bytes: u64,
+    /// Bytes reserved by unfinished resumable uploads.
+    pub reserved_bytes: u64,
+    /// The quota in bytes; `null`: none.
+    pub quota_bytes: Option<u64>,
+}
+
+/// What project database `client` stores and reserves, against `quota`.
+pub async fn usage(client: &tokio_postgres::Client, quota: Option<u64>) -> StorageResult<Usage> {
+    let row = client
+        .query_one(
+            "select (select coalesce(sum(upload_length), 0)::bigint from storage.resumable_uploads \
+               where expires_at > now())",
+            &[],
+        )
+        .await?;
+    let reserved = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+    let used = match used(client).await? {
+        Some(used) => used,
+        // Not counted yet (migration V11 pending): sum the rows.
+        None => {
+            let row = client
+                .query_one(
+                    "select coalesce(sum((metadata->>'size')::bigint), 0)::bigint from storage.objects",
+                    &[],
+                )
+                .await?;
+            u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)
+        }
+    };
+    Ok(Usage {
+        used_bytes: used,
+        reserved_bytes: reserved,
+        quota_bytes: quota,
+    })
 }
 
 /// The error of a write that does not fit in `quota`.

@@ -25,6 +25,35 @@ async fn set_quota(env: &Env, quota: Value) -> reqwest::Response {
         .expect("patch project")
 }
 
+/// `GET /admin/v1/storage/usage` with `key`.
+async fn usage_report(env: &Env, key: &str) -> reqwest::Response {
+    env.http
+        .get(format!("{}/admin/v1/storage/usage", env.p.url))
+        .header("apikey", key)
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("usage report")
+}
+
+/// Creates a resumable upload of `len` bytes into `b`.
+async fn resumable(env: &Env, name: &str, len: u64) -> reqwest::Response {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    env.http
+        .post(env.url("/upload/resumable"))
+        .bearer_auth(&env.p.service)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", len.to_string())
+        .header(
+            "upload-metadata",
+            format!("bucketName {},objectName {}", b64("b"), b64(name)),
+        )
+        .send()
+        .await
+        .expect("tus create")
+}
+
 /// Uploads with the service key and answers the response.
 async fn upload(env: &Env, name: &str, body: Vec<u8>) -> reqwest::Response {
     env.service(Method::POST, &format!("/object/b/{name}"))
@@ -97,24 +126,37 @@ async fn the_quota_bounds_uploads_copies_and_resumable_uploads() {
         .expect("copy");
     refused(resp).await;
     // A resumable upload reserves its whole length when it is created.
-    let resp = env
-        .http
-        .post(env.url("/upload/resumable"))
-        .bearer_auth(&env.p.service)
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", "5000")
-        .header("upload-metadata", "bucketName Yg==,objectName cg==")
-        .send()
-        .await
-        .expect("tus create");
-    refused(resp).await;
+    refused(resumable(&env, "r", 5000).await).await;
     assert_eq!(env.rows().await, 1, "only the first object has a row");
     assert_eq!(env.keys().await.len(), 1, "no refused bytes stay behind");
+    let metrics = env.t.metrics().await;
+    let refusals: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ferrobase_storage_quota_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert_eq!(refusals, 4.0, "each refusal is counted");
 
     // Exactly up to the quota fits; one byte more does not.
     assert_eq!(upload(&env, "c", bytes(4000, 4)).await.status(), 200);
     refused(upload(&env, "d", vec![1]).await).await;
     assert_eq!(usage(&env).await, (10_000, 10_000));
+    // The admin report says the same, to the service role only.
+    let report: Value = usage_report(&env, &env.p.service)
+        .await
+        .json()
+        .await
+        .expect("report");
+    assert_eq!(
+        report,
+        json!({"used_bytes": 10_000, "reserved_bytes": 0, "quota_bytes": 10_000})
+    );
+    let resp = usage_report(&env, &env.p.anon).await;
+    assert!(
+        [401, 403].contains(&resp.status().as_u16()),
+        "anon gets no report: {}",
+        resp.status()
+    );
 
     // A delete frees room.
     let resp = env
@@ -201,6 +243,18 @@ async fn the_server_default_applies_per_project_and_bad_settings_are_refused() {
     env.bucket(json!({"name": "b"})).await;
     assert_eq!(upload(&env, "a", bytes(8000, 1)).await.status(), 200);
     refused(upload(&env, "b", bytes(8000, 2)).await).await;
+    // Unfinished resumable uploads hold their room until they finish or expire.
+    assert_eq!(resumable(&env, "r1", 1000).await.status(), 201);
+    refused(resumable(&env, "r2", 1500).await).await;
+    let report: Value = usage_report(&env, &env.p.service)
+        .await
+        .json()
+        .await
+        .expect("report");
+    assert_eq!(
+        report,
+        json!({"used_bytes": 8000, "reserved_bytes": 1000, "quota_bytes": 10_000})
+    );
 
     // Another project on the same server has its own 10000 bytes.
     let other = env.t.create_project("st-quota-other").await;
