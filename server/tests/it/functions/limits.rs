@@ -145,9 +145,17 @@ async fn a_module_that_does_not_load_is_a_502_with_the_reason() {
     let Some(fx) = Fx::new("fn-boot").await else {
         return;
     };
+    // The reason is for the service role (other callers get a generic
+    // message, see `a_crash_or_a_failed_start_shows_its_output_to_the_service_role_and_the_logs_only`).
+    let as_service = |slug: &str| {
+        fx.t.http
+            .get(format!("{}/functions/v1/{slug}", fx.p.url))
+            .bearer_auth(&fx.p.service)
+            .send()
+    };
     fx.deploy("syntax", "export default { fetch( => }").await;
     let v = expect_error(
-        fx.call(Method::GET, "syntax").send().await.expect("invoke"),
+        as_service("syntax").await.expect("invoke"),
         502,
         "function_boot_failed",
     )
@@ -160,10 +168,7 @@ async fn a_module_that_does_not_load_is_a_502_with_the_reason() {
     );
     fx.deploy("nothing", "export const x = 1;").await;
     let v = expect_error(
-        fx.call(Method::GET, "nothing")
-            .send()
-            .await
-            .expect("invoke"),
+        as_service("nothing").await.expect("invoke"),
         502,
         "function_boot_failed",
     )
@@ -186,6 +191,94 @@ async fn a_module_that_does_not_load_is_a_502_with_the_reason() {
         "function_boot_failed",
     )
     .await;
+}
+
+/// A crash's or a failed start's message carries the process's stderr
+/// tail, which may show a secret: the service role gets it, the logs keep
+/// it (findable by request id), every other caller gets a generic message
+/// with that logs query (it used to be everyone's).
+#[tokio::test]
+async fn a_crash_or_a_failed_start_shows_its_output_to_the_service_role_and_the_logs_only() {
+    let Some(fx) = Fx::new("fn-leak").await else {
+        return;
+    };
+    const SECRET: &str = "sk_live_do_not_leak_42";
+    let resp = fx
+        .admin(Method::POST, "functions/secrets")
+        .json(&json!({ "LEAKY": SECRET }))
+        .send()
+        .await
+        .expect("set secret");
+    assert_eq!(resp.status(), 200);
+    fx.deploy_with(
+        "crash",
+        json!({ "verify_jwt": false, "code": r#"
+            export default { fetch(req: Request) {
+              if (new URL(req.url).pathname.endsWith("/die")) {
+                Deno.stderr.writeSync(new TextEncoder().encode(`token=${Deno.env.get("LEAKY")}\n`));
+                Deno.exit(1);
+              }
+              return new Response("fine");
+            } };"# }),
+    )
+    .await;
+    fx.deploy_with(
+        "boot",
+        json!({ "verify_jwt": false,
+                "code": r#"throw new Error(`cannot start with ${Deno.env.get("LEAKY")}`);"# }),
+    )
+    .await;
+    let service = |path: &str| {
+        fx.t.http
+            .get(format!("{}/functions/v1/{path}", fx.p.url))
+            .bearer_auth(&fx.p.service)
+            .send()
+    };
+    let anonymous = |path: &str| {
+        fx.t.http
+            .get(format!("{}/functions/v1/{path}", fx.p.url))
+            .send()
+    };
+    for (slug, path, code) in [
+        ("crash", "crash/die", "function_crashed"),
+        ("boot", "boot", "function_boot_failed"),
+    ] {
+        // An anonymous caller (the function has verify_jwt off) and one with
+        // the anon key: a generic message and where to look.
+        for resp in [
+            anonymous(path).await.expect("anonymous"),
+            fx.call(Method::GET, path).send().await.expect("anon key"),
+        ] {
+            let rid = resp.headers()["x-request-id"]
+                .to_str()
+                .expect("request id")
+                .to_owned();
+            let v = expect_error(resp, 502, code).await;
+            assert!(!v.to_string().contains(SECRET), "{path}: {v}");
+            assert!(
+                v["hint"].as_str().is_some_and(
+                    |h| h.contains(&format!("/functions/{slug}/logs?request_id={rid}"))
+                ),
+                "{path}: {v}"
+            );
+            // The logs have the reason under that request id.
+            let logs = fx
+                .poll(slug, "logs", &format!("request_id={rid}"), |v| {
+                    v.to_string().contains(SECRET)
+                })
+                .await;
+            assert!(logs.to_string().contains(SECRET), "{path}: {logs}");
+        }
+        // The service role gets the reason.
+        let v = expect_error(service(path).await.expect("service"), 502, code).await;
+        assert!(
+            v["message"].as_str().is_some_and(|m| m.contains(SECRET)),
+            "{path}: {v}"
+        );
+    }
+    // The crashed function serves the next invocation.
+    let resp = anonymous("crash").await.expect("after the crash");
+    assert_eq!(resp.status(), 200);
 }
 
 #[tokio::test]
