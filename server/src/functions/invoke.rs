@@ -248,6 +248,7 @@ pub async fn dispatch(
             .into_response();
     };
     let version = d.version;
+    let request = req.body().progress();
     let service_role = inv
         .claims
         .as_ref()
@@ -303,8 +304,9 @@ pub async fn dispatch(
             record.status = i32::from(e.status().as_u16());
             record.error = Some(e.code().to_owned());
             record.duration_ms = elapsed_ms(started);
-            // The rest of a failed request body is not read: end the connection.
-            let close = matches!(e, InvokeError::Body(_));
+            // The rest of a failed or unfinished request body is not read:
+            // end the connection.
+            let close = matches!(e, InvokeError::Body(_)) || !request.received();
             let err = match e.public_message() {
                 Some(public) => {
                     // The message carries the process's output (its stderr

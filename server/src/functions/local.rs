@@ -26,7 +26,10 @@
 //! secrets change; stopped after `FERROBASE_FUNCTIONS_IDLE_SECS` unused). The
 //! server proxies each invocation over HTTP/1.1 on the process's unix socket
 //! (connections are pooled). A timeout kills the process (an infinite loop
-//! blocks its event loop, so it could not answer anyone else), a crash or an
+//! blocks its event loop, so it could not answer anyone else). When the
+//! deadline passes while the caller is still sending the body, the process
+//! is probed: one that does not answer is stuck and killed the same way (504),
+//! one that does keeps serving (the slow caller gets a 408). A crash or an
 //! out-of-memory abort ends only that process; the next invocation starts a
 //! fresh one. Other functions and projects never share a process.
 
@@ -52,11 +55,14 @@ use uuid::Uuid;
 
 use super::bundle::Bundle;
 use super::logs::{LogLine, LogSink};
-use super::runtime::{BodyProgress, Deployment, InvokeError, RequestBody, Runtime};
+use super::runtime::{BodyError, BodyProgress, Deployment, InvokeError, RequestBody, Runtime};
 use crate::platform::Platform;
 
 /// The host script, embedded so the binary is self-contained.
 const HOST_SCRIPT: &str = include_str!("../../../functions/host.ts");
+/// How long a process has to answer the liveness probe sent when an
+/// invocation's deadline passes while its caller is still sending the body.
+const PROBE_WITHIN: Duration = Duration::from_secs(1);
 /// Lines of stderr kept to explain a crash.
 const TAIL_LINES: usize = 30;
 /// Environment variables passed through to Deno itself (TLS and proxies for
@@ -657,6 +663,32 @@ impl Worker {
         Ok(sender)
     }
 
+    /// Whether the process answers the host's liveness probe within
+    /// `within` (on a connection of its own): a function stuck in a loop
+    /// blocks its event loop, so it does not.
+    async fn responsive(&self, within: Duration) -> bool {
+        let probe = async {
+            let stream = tokio::net::UnixStream::connect(&self.socket).await.ok()?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .ok()?;
+            let req = axum::http::Request::builder()
+                .uri("/")
+                .header("x-ferrobase-probe", "1")
+                .body(Body::empty())
+                .ok()?;
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                resp = sender.send_request(req) => resp.ok(),
+                _ = &mut conn => None,
+            }
+        };
+        matches!(
+            tokio::time::timeout(within, probe).await,
+            Ok(Some(resp)) if resp.status() == axum::http::StatusCode::NO_CONTENT
+        )
+    }
+
     fn give_back(&self, sender: SendRequest<Body>) {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         if pool.len() < self.max_idle && !sender.is_closed() {
@@ -951,6 +983,19 @@ impl Runtime for LocalRuntime {
                 Ok(Ok(_)) => None,
             };
             if let Some(e) = callers_fault {
+                // At the deadline with the body still coming, the caller is
+                // slow, but the function may be stuck as well (a loop that
+                // never reads its body blocks every other invocation): a
+                // process that does not answer the probe is killed like
+                // any function that does not answer in time.
+                if e == BodyError::TimedOut
+                    && worker.alive.load(Ordering::Acquire)
+                    && !worker.responsive(PROBE_WITHIN).await
+                {
+                    worker.kill();
+                    self.forget(&d, &worker);
+                    return Err(InvokeError::Timeout(d.settings.timeout_ms));
+                }
                 return Err(e.into());
             }
             match sent {

@@ -465,3 +465,106 @@ async fn slow_oversized_and_broken_request_bodies_are_4xx_and_keep_the_process()
     assert!(answer.contains("invalid_body"), "{answer}");
     assert_eq!(boot().await, first, "a broken body restarted the process");
 }
+
+/// Sends `head` on a raw connection, then one byte of body every `pause`
+/// (while reading), and returns the answer once it is complete (its JSON
+/// envelope ended), at the end of the connection or after 15 s, with how
+/// long it took.
+async fn trickled_request(
+    addr: &str,
+    head: &str,
+    pause: std::time::Duration,
+) -> (String, std::time::Duration) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut read, mut write) = s.into_split();
+    write.write_all(head.as_bytes()).await.expect("head");
+    let started = std::time::Instant::now();
+    let writer = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(pause).await;
+            if write.write_all(b"x").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        match tokio::time::timeout_at(deadline, read.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+        let text = String::from_utf8_lossy(&answer);
+        if text
+            .split_once("\r\n\r\n")
+            .is_some_and(|(_, body)| body.trim_end().ends_with('}'))
+        {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    writer.abort();
+    (String::from_utf8_lossy(&answer).into_owned(), took)
+}
+
+/// A function stuck in a loop while its caller trickles the body (pauses
+/// well within FERROBASE_BODY_READ_TIMEOUT_MS) is killed at its timeout: the
+/// caller gets the 504, and the next invocation a fresh process at once. It
+/// used to be a 408 for the caller, the looping process kept, and the next
+/// invocation waited out a timeout of its own before anyone was served.
+#[tokio::test]
+async fn a_looping_function_fed_a_slow_body_is_killed_at_its_timeout() {
+    let Some(fx) = Fx::new("fn-slowloop").await else {
+        return;
+    };
+    fx.deploy_with(
+        "spin",
+        json!({ "timeout_ms": 1000, "code": r#"
+            const boot = crypto.randomUUID();
+            export default { async fetch(req: Request) {
+              if (new URL(req.url).pathname.endsWith("/loop")) { while (true) {} }
+              const bytes = req.body ? (await req.arrayBuffer()).byteLength : 0;
+              return Response.json({ boot, bytes });
+            } };"# }),
+    )
+    .await;
+    let boot = || async {
+        let started = std::time::Instant::now();
+        let resp = fx.call(Method::GET, "spin").send().await.expect("invoke");
+        assert_eq!(resp.status(), 200);
+        let boot = resp.json::<Value>().await.expect("json")["boot"].clone();
+        (boot, started.elapsed())
+    };
+    let (first, _) = boot().await;
+
+    let addr = fx.t.url.trim_start_matches("http://").to_owned();
+    let path = fx.p.url.trim_start_matches(&fx.t.url).to_owned();
+    let head = |what: &str| {
+        format!(
+            "POST {path}/functions/v1/spin{what} HTTP/1.1\r\nHost: {addr}\r\n\
+             authorization: Bearer {}\r\ncontent-length: 1000\r\n\r\n",
+            fx.p.anon
+        )
+    };
+    let pause = std::time::Duration::from_millis(150);
+
+    // A healthy function reading a slow body: the caller's fault (408), the
+    // process lives on.
+    let (answer, _) = trickled_request(&addr, &head(""), pause).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    let (same, _) = boot().await;
+    assert_eq!(same, first, "a slow caller restarted a healthy process");
+
+    // A looping one: killed at about its timeout, the caller told so.
+    let (answer, took) = trickled_request(&addr, &head("/loop"), pause).await;
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(answer.contains("function_timeout"), "{answer}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    // The next invocation gets a fresh process, without a timeout of its own.
+    let (fresh, took) = boot().await;
+    assert_ne!(fresh, first, "the looping process was kept");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}
