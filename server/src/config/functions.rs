@@ -98,7 +98,8 @@ pub struct FunctionsConfig {
     pub functions_record_each_per_sec: u32,
 
     /// Most bytes of function log lines waiting to be stored, per node; beyond it new
-    /// lines are dropped and counted (`ferrobase_function_log_dropped_total`).
+    /// lines are dropped and counted (`ferrobase_function_log_dropped_total`). Lines
+    /// may use seven eighths of it: the last eighth is kept for invocation records.
     #[arg(
         long,
         env = "FERROBASE_FUNCTIONS_LOG_QUEUE_BYTES",
