@@ -853,7 +853,11 @@ async fn sweep(
         .get()
         .await?
         .query(
-            "select d.project_id, d.slug, f.id is not null,                coalesce((select array_agg('v' || v.version || '-' || left(v.checksum, 16))                          from function_versions v where v.function_id = f.id), '{}')              from unnest($1::uuid[], $2::text[]) as d(project_id, slug)              left join functions f on f.project_id = d.project_id and f.slug = d.slug",
+            "select d.project_id, d.slug, f.id is not null, \
+               coalesce((select array_agg('v' || v.version || '-' || left(v.checksum, 16)) \
+                         from function_versions v where v.function_id = f.id), '{}') \
+             from unnest($1::uuid[], $2::text[]) as d(project_id, slug) \
+             left join functions f on f.project_id = d.project_id and f.slug = d.slug",
             &[&projects, &slugs],
         )
         .await?;
