@@ -19,6 +19,9 @@
 // - each request carries `x-ferrobase-invocation-id`; an exception thrown by
 //   the handler becomes a 500 JSON `{code: "function_error", message}` with
 //   the header `x-ferrobase-error: uncaught`, and is logged as an error.
+// - a request with `x-ferrobase-probe` and no invocation id is the server's
+//   liveness probe: a 204 from the host itself (a function stuck in a loop
+//   blocks the event loop, so the probe gets no answer).
 //
 // A function is either `export default { fetch(req) }` or a module that calls
 // `Deno.serve(handler)` (or `Deno.serve(options, handler)`): the call is
@@ -248,6 +251,10 @@ realServe(
   // is answered at once (no async wrapper, no promise of our own).
   (raw, info) => {
     const [req, id] = prepare(raw);
+    // The server's liveness probe (never a caller's: the server drops
+    // client-sent `x-ferrobase-*` headers): answered here, without the
+    // function, as soon as the event loop turns.
+    if (!id && raw.headers.has("x-ferrobase-probe")) return new Response(null, { status: 204 });
     return invocation.run(id, () => {
       let res;
       try {

@@ -102,6 +102,26 @@ Deno.test("the host exits when its server is gone (its stdin closes)", async () 
   }
 });
 
+Deno.test("the liveness probe is answered by the host, never by the function", async () => {
+  const r = await start(`export default { fetch() {
+    console.log("called");
+    return new Response("from the function");
+  } };`);
+  try {
+    const res = await request(r.socket, "/", { "x-ferrobase-probe": "1" });
+    assert(res.status === 204, `probe: ${res.status}`);
+    assert(!r.lines.some((l) => l.includes("called")), `the function ran: ${r.lines}`);
+    // With an invocation id, the header is nothing special: the function answers.
+    const inv = await request(r.socket, "/fn", {
+      "x-ferrobase-probe": "1",
+      "x-ferrobase-invocation-id": "inv-1",
+    });
+    assert(inv.status === 200 && inv.body === "from the function", `invocation: ${inv.status}`);
+  } finally {
+    await stop(r);
+  }
+});
+
 Deno.test("a default-export function answers with the client's URL and tagged logs", async () => {
   const r = await start(`export default { fetch(req) {
     console.log("seen", new URL(req.url).pathname);

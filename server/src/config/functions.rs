@@ -77,6 +77,15 @@ pub struct FunctionsConfig {
     #[arg(long, env = "FERROBASE_FUNCTIONS_MAX_VERSIONS", default_value_t = 100)]
     pub functions_max_versions: u32,
 
+    /// How often each node deletes its files of function versions pruned by a deploy
+    /// and of functions deleted on another node, in ms.
+    #[arg(
+        long,
+        env = "FERROBASE_FUNCTIONS_SWEEP_INTERVAL_MS",
+        default_value_t = 600_000
+    )]
+    pub functions_sweep_interval_ms: u64,
+
     /// Successful invocations of one function recorded one by one per second and node;
     /// beyond that, those that printed nothing are counted per second instead
     /// (`/admin/v1/functions/{slug}/invocation-counts`). Errors, invocations with log
@@ -89,7 +98,8 @@ pub struct FunctionsConfig {
     pub functions_record_each_per_sec: u32,
 
     /// Most bytes of function log lines waiting to be stored, per node; beyond it new
-    /// lines are dropped and counted (`ferrobase_function_log_dropped_total`).
+    /// lines are dropped and counted (`ferrobase_function_log_dropped_total`). Lines
+    /// may use seven eighths of it: the last eighth is kept for invocation records.
     #[arg(
         long,
         env = "FERROBASE_FUNCTIONS_LOG_QUEUE_BYTES",
@@ -144,6 +154,7 @@ impl FunctionsConfig {
             functions_log_retention_days: 7,
             functions_log_max_rows: 10_000,
             functions_max_versions: 100,
+            functions_sweep_interval_ms: 600_000,
             functions_log_prune_interval_ms: 600_000,
             functions_record_each_per_sec: 100,
             functions_log_queue_bytes: 64 * 1024 * 1024,

@@ -16,7 +16,9 @@
 //!    version, request id) is queued when its body ends. An uncaught error
 //!    (the host's 500 `function_error`) keeps its message for the service
 //!    role; other callers get a generic one with a hint to the logs, which
-//!    have it in full.
+//!    have it in full. The same goes for a crash or a failed start, whose
+//!    message carries the process's stderr tail: it is logged under the
+//!    invocation and answered in full to the service role only.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,7 +36,7 @@ use uuid::Uuid;
 
 use super::Functions;
 use super::bundle::Slug;
-use super::logs::{InvocationRecord, LogSink};
+use super::logs::{InvocationRecord, LogLine, LogSink};
 use super::runtime::{Deployment, InvokeError, RequestBody};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -246,6 +248,7 @@ pub async fn dispatch(
             .into_response();
     };
     let version = d.version;
+    let request = req.body().progress();
     let service_role = inv
         .claims
         .as_ref()
@@ -266,18 +269,14 @@ pub async fn dispatch(
                 // query, a path, a secret): only the service role gets it;
                 // the host logged it in full. The function's answer is
                 // dropped unread (that connection is not reused).
-                let find = match &record.request_id {
-                    Some(rid) => format!("request_id={rid}"),
-                    None => format!("invocation_id={id}"),
-                };
                 (parts, body) = ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "function_error",
                     "The function failed with an uncaught error.",
                 )
                 .with_hint(format!(
-                    "Its message is in the function's logs: GET /admin/v1/functions/{}/logs?{find}",
-                    record.slug
+                    "Its message is in the function's logs: {}",
+                    logs_query(&record)
                 ))
                 .into_response()
                 .into_parts();
@@ -305,10 +304,38 @@ pub async fn dispatch(
             record.status = i32::from(e.status().as_u16());
             record.error = Some(e.code().to_owned());
             record.duration_ms = elapsed_ms(started);
+            // The rest of a failed or unfinished request body is not read:
+            // end the connection.
+            let close = matches!(e, InvokeError::Body(_)) || !request.received();
+            let err = match e.public_message() {
+                Some(public) => {
+                    // The message carries the process's output (its stderr
+                    // tail), which may show a secret: it goes to the logs
+                    // under this invocation, and to the service role; other
+                    // callers learn where to look.
+                    functions.logs.log(LogLine {
+                        project_id: record.project_id,
+                        slug: record.slug.clone(),
+                        version: record.version,
+                        invocation_id: Some(id),
+                        level: "error".to_owned(),
+                        message: format!("{}: {e}", e.code()),
+                        at: chrono::Utc::now(),
+                    });
+                    let hint = format!(
+                        "The reason is in the function's logs: {}",
+                        logs_query(&record)
+                    );
+                    if service_role {
+                        ApiError::from(e).with_hint(hint)
+                    } else {
+                        ApiError::new(e.status(), e.code(), public).with_hint(hint)
+                    }
+                }
+                None => ApiError::from(e),
+            };
             functions.logs.invocation(record);
-            // The rest of a failed request body is not read: end the connection.
-            let close = matches!(e, InvokeError::Body(_));
-            let mut resp = ApiError::from(e).into_response();
+            let mut resp = err.into_response();
             resp.headers_mut().insert(
                 HeaderName::from_static("x-ferrobase-invocation-id"),
                 id_header,
@@ -320,6 +347,16 @@ pub async fn dispatch(
             resp
         }
     }
+}
+
+/// The logs query that finds what `record`'s invocation logged: by request
+/// id when it has one (the caller knows it), else by invocation id.
+fn logs_query(record: &InvocationRecord) -> String {
+    let find = match &record.request_id {
+        Some(rid) => format!("request_id={rid}"),
+        None => format!("invocation_id={}", record.id),
+    };
+    format!("GET /admin/v1/functions/{}/logs?{find}", record.slug)
 }
 
 /// Whether a client-sent header is not passed to the function.

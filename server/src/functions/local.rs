@@ -26,11 +26,22 @@
 //! secrets change; stopped after `FERROBASE_FUNCTIONS_IDLE_SECS` unused). The
 //! server proxies each invocation over HTTP/1.1 on the process's unix socket
 //! (connections are pooled). A timeout kills the process (an infinite loop
-//! blocks its event loop, so it could not answer anyone else), a crash or an
+//! blocks its event loop, so it could not answer anyone else). When the
+//! deadline passes while the caller is still sending the body, the process
+//! is probed: one that does not answer is stuck and killed the same way (504),
+//! one that does keeps serving (the slow caller gets a 408). A crash or an
 //! out-of-memory abort ends only that process; the next invocation starts a
 //! fresh one. Other functions and projects never share a process.
+//!
+//! Each node writes a version's files (`{data_dir}/functions/projects/
+//! {project}/{slug}/v{version}-{checksum}`) when it deploys or first runs
+//! it. Files of versions that no longer exist (pruned by a deploy,
+//! `FERROBASE_FUNCTIONS_MAX_VERSIONS`) and of functions deleted on another
+//! node are swept: at once for the deployed function on the node that
+//! deploys, every `FERROBASE_FUNCTIONS_SWEEP_INTERVAL_MS` for all of them on
+//! every node; a directory a process still runs is kept for a later pass.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -52,11 +63,14 @@ use uuid::Uuid;
 
 use super::bundle::Bundle;
 use super::logs::{LogLine, LogSink};
-use super::runtime::{BodyProgress, Deployment, InvokeError, RequestBody, Runtime};
+use super::runtime::{BodyError, BodyProgress, Deployment, InvokeError, RequestBody, Runtime};
 use crate::platform::Platform;
 
 /// The host script, embedded so the binary is self-contained.
 const HOST_SCRIPT: &str = include_str!("../../../functions/host.ts");
+/// How long a process has to answer the liveness probe sent when an
+/// invocation's deadline passes while its caller is still sending the body.
+const PROBE_WITHIN: Duration = Duration::from_secs(1);
 /// Lines of stderr kept to explain a crash.
 const TAIL_LINES: usize = 30;
 /// Environment variables passed through to Deno itself (TLS and proxies for
@@ -167,6 +181,12 @@ impl LocalRuntime {
         let idle = Duration::from_secs(config.functions.functions_idle_secs.max(1));
         let cold_start = Duration::from_millis(config.functions.functions_cold_start_timeout_ms);
         tokio::spawn(reap_idle(Arc::downgrade(&slots), idle));
+        tokio::spawn(sweep_files(
+            platform.clone(),
+            root.clone(),
+            Arc::downgrade(&slots),
+            Duration::from_millis(config.functions.functions_sweep_interval_ms.max(50)),
+        ));
         Self {
             platform,
             logs,
@@ -377,6 +397,7 @@ impl LocalRuntime {
             stderr,
         ));
         let worker = Worker {
+            dir,
             socket,
             fingerprint: d.fingerprint.clone(),
             permits: Arc::new(Semaphore::new(
@@ -570,6 +591,8 @@ async fn supervise(
 
 /// One warm Deno process.
 struct Worker {
+    /// The version directory it runs (never swept while it runs).
+    dir: PathBuf,
     socket: PathBuf,
     fingerprint: String,
     permits: Arc<Semaphore>,
@@ -657,6 +680,32 @@ impl Worker {
         Ok(sender)
     }
 
+    /// Whether the process answers the host's liveness probe within
+    /// `within` (on a connection of its own): a function stuck in a loop
+    /// blocks its event loop, so it does not.
+    async fn responsive(&self, within: Duration) -> bool {
+        let probe = async {
+            let stream = tokio::net::UnixStream::connect(&self.socket).await.ok()?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .ok()?;
+            let req = axum::http::Request::builder()
+                .uri("/")
+                .header("x-ferrobase-probe", "1")
+                .body(Body::empty())
+                .ok()?;
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                resp = sender.send_request(req) => resp.ok(),
+                _ = &mut conn => None,
+            }
+        };
+        matches!(
+            tokio::time::timeout(within, probe).await,
+            Ok(Some(resp)) if resp.status() == axum::http::StatusCode::NO_CONTENT
+        )
+    }
+
     fn give_back(&self, sender: SendRequest<Body>) {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         if pool.len() < self.max_idle && !sender.is_closed() {
@@ -703,6 +752,167 @@ async fn reap_idle(slots: std::sync::Weak<Mutex<SlotMap>>, idle: Duration) {
             drop(idle_worker);
         }
     }
+}
+
+/// Runs [`sweep`] over every function of this node every `every`, until
+/// the runtime is dropped.
+async fn sweep_files(
+    platform: Platform,
+    root: PathBuf,
+    slots: std::sync::Weak<Mutex<SlotMap>>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(slots) = slots.upgrade() else { return };
+        if let Err(error) = sweep(&platform, &root, &slots, None).await {
+            tracing::warn!(%error, "could not delete the files of deleted function versions");
+        }
+    }
+}
+
+/// Version directories on this node, by function: (project, slug, names).
+type OnDisk = Vec<(Uuid, String, Vec<String>)>;
+
+/// Whether `name` is a version directory's: `v{version}-{checksum prefix}`.
+fn is_version_dir(name: &str) -> bool {
+    name.strip_prefix('v')
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(n, sum)| n.parse::<i32>().is_ok() && !sum.is_empty())
+}
+
+/// The version directories under `{root}/projects` (of one function, `only`).
+fn list_versions(root: &Path, only: Option<(Uuid, &str)>) -> OnDisk {
+    let projects = root.join("projects");
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()
+    };
+    let mut found = Vec::new();
+    let functions: Vec<(Uuid, String)> = match only {
+        Some((project, slug)) => vec![(project, slug.to_owned())],
+        None => names(&projects)
+            .into_iter()
+            .filter_map(|p| Uuid::parse_str(&p).ok())
+            .flat_map(|project| {
+                names(&projects.join(project.to_string()))
+                    .into_iter()
+                    .filter(|slug| !slug.starts_with('.'))
+                    .map(move |slug| (project, slug))
+            })
+            .collect(),
+    };
+    for (project, slug) in functions {
+        let dir = projects.join(project.to_string()).join(&slug);
+        if !dir.is_dir() {
+            continue;
+        }
+        let versions: Vec<String> = names(&dir)
+            .into_iter()
+            .filter(|n| is_version_dir(n))
+            .collect();
+        found.push((project, slug, versions));
+    }
+    found
+}
+
+/// Deletes what this node holds of versions and functions that no longer
+/// exist: version directories of versions a deploy pruned (on any node), and
+/// everything of a function deleted on another node (the node that deletes
+/// a function removes its files itself). A directory that a process of this
+/// node still runs is kept for a later pass. `only`: one function.
+async fn sweep(
+    platform: &Platform,
+    root: &Path,
+    slots: &Mutex<SlotMap>,
+    only: Option<(Uuid, &str)>,
+) -> Result<usize, super::FunctionsError> {
+    let listing_root = root.to_owned();
+    let only_owned = only.map(|(p, s)| (p, s.to_owned()));
+    let on_disk = tokio::task::spawn_blocking(move || {
+        list_versions(
+            &listing_root,
+            only_owned.as_ref().map(|(p, s)| (*p, s.as_str())),
+        )
+    })
+    .await
+    .unwrap_or_default();
+    if on_disk.is_empty() {
+        return Ok(0);
+    }
+    let projects: Vec<Uuid> = on_disk.iter().map(|(p, _, _)| *p).collect();
+    let slugs: Vec<&str> = on_disk.iter().map(|(_, s, _)| s.as_str()).collect();
+    let rows = platform
+        .control()
+        .get()
+        .await?
+        .query(
+            "select d.project_id, d.slug, f.id is not null, \
+               coalesce((select array_agg('v' || v.version || '-' || left(v.checksum, 16)) \
+                         from function_versions v where v.function_id = f.id), '{}') \
+             from unnest($1::uuid[], $2::text[]) as d(project_id, slug) \
+             left join functions f on f.project_id = d.project_id and f.slug = d.slug",
+            &[&projects, &slugs],
+        )
+        .await?;
+    let mut existing: HashMap<(Uuid, String), (bool, HashSet<String>)> = HashMap::new();
+    for row in rows {
+        let versions: Vec<String> = row.get(3);
+        existing.insert(
+            (row.get(0), row.get(1)),
+            (row.get(2), versions.into_iter().collect()),
+        );
+    }
+    // Read after the query: a process started meanwhile keeps its files.
+    let running: HashSet<PathBuf> = slots
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .flat_map(|per_project| per_project.values())
+        .filter_map(|slot| {
+            let current = slot.current.lock().unwrap_or_else(|e| e.into_inner());
+            current.as_ref().map(|w| w.dir.clone())
+        })
+        .collect();
+    let root = root.to_owned();
+    let removed = tokio::task::spawn_blocking(move || {
+        let mut removed = 0;
+        for (project, slug, versions) in on_disk {
+            let Some((function_exists, kept)) = existing.get(&(project, slug.clone())) else {
+                continue;
+            };
+            let project_dir = root.join("projects").join(project.to_string());
+            let function_dir = project_dir.join(&slug);
+            let mut left = 0;
+            for name in versions {
+                let dir = function_dir.join(&name);
+                if kept.contains(&name) || running.contains(&dir) {
+                    left += 1;
+                } else if std::fs::remove_dir_all(&dir).is_ok() {
+                    removed += 1;
+                }
+            }
+            if !function_exists && left == 0 {
+                // Gone everywhere: its storage scope and the emptied directories too.
+                let _ = std::fs::remove_file(function_dir.join(STORAGE_SCOPE));
+                let _ = std::fs::remove_dir(&function_dir);
+                let _ = std::fs::remove_dir(&project_dir);
+            }
+        }
+        removed
+    })
+    .await
+    .unwrap_or_default();
+    if removed > 0 {
+        tracing::debug!(removed, "deleted the files of deleted function versions");
+    }
+    Ok(removed)
 }
 
 /// Whether any invocation holds a permit.
@@ -912,6 +1122,18 @@ impl Runtime for LocalRuntime {
     ) -> BoxFuture<'a, Result<Option<String>, String>> {
         Box::pin(async move {
             self.materialize(d, Some(bundle)).await?;
+            // The deploy may have pruned old versions: their files go now
+            // on this node (other nodes' go at their next sweep).
+            if let Err(error) = sweep(
+                &self.platform,
+                &self.root,
+                &self.slots,
+                Some((d.project_id, d.slug.as_str())),
+            )
+            .await
+            {
+                tracing::warn!(%error, slug = %d.slug, "could not delete the files of old function versions");
+            }
             Ok(None)
         })
     }
@@ -951,6 +1173,19 @@ impl Runtime for LocalRuntime {
                 Ok(Ok(_)) => None,
             };
             if let Some(e) = callers_fault {
+                // At the deadline with the body still coming, the caller is
+                // slow, but the function may be stuck as well (a loop that
+                // never reads its body blocks every other invocation): a
+                // process that does not answer the probe is killed like
+                // any function that does not answer in time.
+                if e == BodyError::TimedOut
+                    && worker.alive.load(Ordering::Acquire)
+                    && !worker.responsive(PROBE_WITHIN).await
+                {
+                    worker.kill();
+                    self.forget(&d, &worker);
+                    return Err(InvokeError::Timeout(d.settings.timeout_ms));
+                }
                 return Err(e.into());
             }
             match sent {
@@ -1024,6 +1259,16 @@ impl Runtime for LocalRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_version_directories_are_swept() {
+        assert!(is_version_dir("v12-0123456789abcdef"));
+        assert!(!is_version_dir("storage-scope.json"));
+        assert!(!is_version_dir(".tmp-abc123"));
+        assert!(!is_version_dir("vx-01"));
+        assert!(!is_version_dir("v3-"));
+        assert!(!is_version_dir("v3"));
+    }
 
     #[test]
     fn allow_net_lists_this_server_and_extras() {

@@ -8,8 +8,12 @@
 //! of them waiting or being inserted), events are dropped and counted
 //! rather than slowing invocations or growing memory
 //! (`ferrobase_function_log_dropped_total`, and a warning at most every
-//! `DROP_WARN_EVERY`). Text Postgres cannot store (NUL) is replaced first
-//! ([`storable`]), so one odd line never fails a whole batch.
+//! `DROP_WARN_EVERY`). Log lines may fill only the queue less an eighth of
+//! it (`RESERVED`): that eighth is for invocation records alone, so a
+//! flood of output drops lines, never the records of the invocations made
+//! meanwhile (one per invocation, small: they only go when invocations
+//! themselves outrun the writer). Text Postgres cannot store (NUL) is
+//! replaced first ([`storable`]), so one odd line never fails a whole batch.
 //!
 //! **Invocation records under load.** Each function's first
 //! `FERROBASE_FUNCTIONS_RECORD_EACH_PER_SEC` (100) invocations per second and
@@ -49,6 +53,9 @@ use crate::platform::Platform;
 
 /// Events queued before new ones are dropped.
 const QUEUE: usize = 20_000;
+/// The part of the queue (in events and in bytes) that only invocation
+/// records may use: log lines are dropped at `1 - 1/RESERVED` of it.
+const RESERVED: usize = 8;
 /// Most events in one insert.
 const BATCH: usize = 1000;
 
@@ -136,6 +143,9 @@ pub fn storable(text: String) -> String {
 struct Queued {
     /// Bytes of events queued or in the batch being written.
     bytes: AtomicUsize,
+    /// Events queued or in the batch being written (at least the channel's
+    /// own count, so staying within the capacity means it has room).
+    events: AtomicUsize,
     /// Events dropped since the start.
     dropped: AtomicU64,
 }
@@ -162,22 +172,31 @@ impl LogSink {
         }
     }
 
-    /// Queues a log line (dropped when the queue is full).
+    /// Queues a log line (dropped when the queue, less the part kept for
+    /// records, is full).
     pub fn log(&self, mut line: LogLine) {
         line.message = storable(line.message);
-        self.push(Event::Log(line));
+        let max_bytes = self.max_bytes - self.max_bytes / RESERVED;
+        self.push(Event::Log(line), max_bytes, QUEUE - QUEUE / RESERVED);
     }
 
-    /// Queues an invocation record (dropped when the queue is full).
+    /// Queues an invocation record (dropped when the whole queue is full).
     pub fn invocation(&self, record: InvocationRecord) {
-        self.push(Event::Invocation(record));
+        self.push(Event::Invocation(record), self.max_bytes, QUEUE);
     }
 
-    fn push(&self, event: Event) {
+    /// Queues `event` if the queue then holds at most `max_bytes` and
+    /// `max_events`.
+    fn push(&self, event: Event, max_bytes: usize, max_events: usize) {
         let size = event.size();
-        let before = self.queued.bytes.fetch_add(size, Ordering::AcqRel);
-        if before.saturating_add(size) > self.max_bytes || self.tx.try_send(event).is_err() {
+        let bytes = self.queued.bytes.fetch_add(size, Ordering::AcqRel);
+        let events = self.queued.events.fetch_add(1, Ordering::AcqRel);
+        if bytes.saturating_add(size) > max_bytes
+            || events >= max_events
+            || self.tx.try_send(event).is_err()
+        {
             self.queued.bytes.fetch_sub(size, Ordering::AcqRel);
+            self.queued.events.fetch_sub(1, Ordering::AcqRel);
             self.queued.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("ferrobase_function_log_dropped_total").increment(1);
         }
@@ -367,6 +386,7 @@ async fn write_loop(platform: Platform, mut rx: mpsc::Receiver<Event>, queued: A
         }
         let now = Instant::now();
         let bytes: usize = batch.iter().map(Event::size).sum();
+        let taken = batch.len();
         let mut pass = Pass::default();
         recorder.take(&mut batch, &mut pass, now);
         recorder.release(&mut pass, now, !open);
@@ -376,6 +396,7 @@ async fn write_loop(platform: Platform, mut rx: mpsc::Receiver<Event>, queued: A
         }
         drop(pass);
         queued.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        queued.events.fetch_sub(taken, Ordering::AcqRel);
         let dropped = queued.dropped.load(Ordering::Relaxed);
         if dropped > reported && warned.is_none_or(|at| at.elapsed() >= DROP_WARN_EVERY) {
             tracing::warn!(

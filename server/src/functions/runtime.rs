@@ -312,6 +312,18 @@ impl InvokeError {
         }
     }
 
+    /// What a caller other than the service role is told instead of the
+    /// message, when the message carries the process's own output (the
+    /// stderr tail of a crash or a failed start, which may show secrets,
+    /// tokens or paths); `None`: the message shows nothing of the function.
+    pub fn public_message(&self) -> Option<&'static str> {
+        match self {
+            Self::Crashed(_) => Some("The function's process exited during the invocation."),
+            Self::BootFailed(_) => Some("The function could not start."),
+            _ => None,
+        }
+    }
+
     /// The status answered to the caller.
     pub fn status(&self) -> StatusCode {
         match self {

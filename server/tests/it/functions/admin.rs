@@ -500,3 +500,130 @@ async fn a_deploy_prunes_old_versions_but_keeps_the_active_one() {
     assert_eq!(shown["active_version"], 7);
     assert_eq!(versions(&shown), [7, 6, 5]);
 }
+
+/// The version directories under `{data_dir}/functions/projects/{project}/{slug}`
+/// (`v{version}-…`), as version numbers, sorted.
+fn materialized(data_dir: &std::path::Path, project: uuid::Uuid, slug: &str) -> Vec<i32> {
+    let dir = data_dir
+        .join("functions/projects")
+        .join(project.to_string())
+        .join(slug);
+    let mut versions: Vec<i32> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix('v')?.split_once('-')?.0.parse().ok()
+        })
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
+/// A pruned version's files go too: at once on the node that deployed, at
+/// the next sweep on every other node that ran it (they stayed until the
+/// function was deleted, and on other nodes for ever); a function deleted
+/// on one node leaves no files on the others either.
+#[tokio::test]
+async fn pruned_versions_and_deleted_functions_leave_no_files_on_any_node() {
+    let adjust = |c: &mut ferrobase_server::Config| {
+        c.functions.functions_max_versions = 2;
+        c.functions.functions_cache_ttl_ms = 100;
+        c.functions.functions_sweep_interval_ms = 200;
+        c.functions.functions_idle_secs = 1;
+    };
+    let Some(fx) = Fx::new_with("fn-sweep", adjust).await else {
+        return;
+    };
+    // A second node: same control plane, its own data dir and processes.
+    let mut config = fx.t.config.clone();
+    config.data_dir = crate::support::temp_dir("fbt-sweep2");
+    let node2 = crate::support::TestApp::start(config).await;
+    let project = ferrobase_server::platform::projects::load(&fx.t.app.platform, &fx.project_ref)
+        .await
+        .expect("load project")
+        .expect("project exists")
+        .id;
+    let (dir1, dir2) = (fx.t.config.data_dir.clone(), node2.config.data_dir.clone());
+    let url2 = format!("{}/p/{}", node2.url, fx.project_ref);
+    let code = |n: i32| format!("export default {{ fetch: () => new Response('v{n}') }}");
+    // Invokes on both nodes until each answers version `n` (so each has run it).
+    let run_everywhere = async |n: i32| {
+        for base in [&fx.p.url, &url2] {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let resp =
+                    fx.t.http
+                        .get(format!("{base}/functions/v1/old"))
+                        .bearer_auth(&fx.p.anon)
+                        .send()
+                        .await
+                        .expect("invoke");
+                let text = resp.text().await.expect("text");
+                if text == format!("v{n}") {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "v{n} on {base}: {text}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    fx.deploy("old", &code(1)).await;
+    run_everywhere(1).await;
+    for n in 2..=4 {
+        let resp = fx
+            .admin(Method::PUT, "functions/old")
+            .json(&json!({ "code": code(n) }))
+            .send()
+            .await
+            .expect("deploy");
+        assert_eq!(resp.status(), 200, "deploy v{n}");
+        // The deploying node keeps only the versions that still exist.
+        let kept: Vec<i32> = ((n - 1).max(1)..=n).collect();
+        assert_eq!(
+            materialized(&dir1, project, "old"),
+            kept,
+            "node 1 after v{n}"
+        );
+        run_everywhere(n).await;
+    }
+    // Node 2 ran versions 1 to 4; 1 and 2 were pruned.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while materialized(&dir2, project, "old") != [3, 4] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 2 still has {:?}",
+            materialized(&dir2, project, "old")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(materialized(&dir1, project, "old"), [3, 4]);
+
+    // Deleted through node 1: node 2's files go at its next sweep once its
+    // warm process stopped (idle after 1 s here).
+    let resp = fx
+        .admin(Method::DELETE, "functions/old")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(resp.status(), 204);
+    let function_dir = |d: &std::path::Path| {
+        d.join("functions/projects")
+            .join(project.to_string())
+            .join("old")
+    };
+    assert!(!function_dir(&dir1).exists());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while function_dir(&dir2).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 2 still has {:?}",
+            materialized(&dir2, project, "old")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -145,9 +145,17 @@ async fn a_module_that_does_not_load_is_a_502_with_the_reason() {
     let Some(fx) = Fx::new("fn-boot").await else {
         return;
     };
+    // The reason is for the service role (other callers get a generic
+    // message, see `a_crash_or_a_failed_start_shows_its_output_to_the_service_role_and_the_logs_only`).
+    let as_service = |slug: &str| {
+        fx.t.http
+            .get(format!("{}/functions/v1/{slug}", fx.p.url))
+            .bearer_auth(&fx.p.service)
+            .send()
+    };
     fx.deploy("syntax", "export default { fetch( => }").await;
     let v = expect_error(
-        fx.call(Method::GET, "syntax").send().await.expect("invoke"),
+        as_service("syntax").await.expect("invoke"),
         502,
         "function_boot_failed",
     )
@@ -160,10 +168,7 @@ async fn a_module_that_does_not_load_is_a_502_with_the_reason() {
     );
     fx.deploy("nothing", "export const x = 1;").await;
     let v = expect_error(
-        fx.call(Method::GET, "nothing")
-            .send()
-            .await
-            .expect("invoke"),
+        as_service("nothing").await.expect("invoke"),
         502,
         "function_boot_failed",
     )
@@ -186,6 +191,94 @@ async fn a_module_that_does_not_load_is_a_502_with_the_reason() {
         "function_boot_failed",
     )
     .await;
+}
+
+/// A crash's or a failed start's message carries the process's stderr
+/// tail, which may show a secret: the service role gets it, the logs keep
+/// it (findable by request id), every other caller gets a generic message
+/// with that logs query (it used to be everyone's).
+#[tokio::test]
+async fn a_crash_or_a_failed_start_shows_its_output_to_the_service_role_and_the_logs_only() {
+    let Some(fx) = Fx::new("fn-leak").await else {
+        return;
+    };
+    const SECRET: &str = "sk_live_do_not_leak_42";
+    let resp = fx
+        .admin(Method::POST, "functions/secrets")
+        .json(&json!({ "LEAKY": SECRET }))
+        .send()
+        .await
+        .expect("set secret");
+    assert_eq!(resp.status(), 200);
+    fx.deploy_with(
+        "crash",
+        json!({ "verify_jwt": false, "code": r#"
+            export default { fetch(req: Request) {
+              if (new URL(req.url).pathname.endsWith("/die")) {
+                Deno.stderr.writeSync(new TextEncoder().encode(`token=${Deno.env.get("LEAKY")}\n`));
+                Deno.exit(1);
+              }
+              return new Response("fine");
+            } };"# }),
+    )
+    .await;
+    fx.deploy_with(
+        "boot",
+        json!({ "verify_jwt": false,
+                "code": r#"throw new Error(`cannot start with ${Deno.env.get("LEAKY")}`);"# }),
+    )
+    .await;
+    let service = |path: &str| {
+        fx.t.http
+            .get(format!("{}/functions/v1/{path}", fx.p.url))
+            .bearer_auth(&fx.p.service)
+            .send()
+    };
+    let anonymous = |path: &str| {
+        fx.t.http
+            .get(format!("{}/functions/v1/{path}", fx.p.url))
+            .send()
+    };
+    for (slug, path, code) in [
+        ("crash", "crash/die", "function_crashed"),
+        ("boot", "boot", "function_boot_failed"),
+    ] {
+        // An anonymous caller (the function has verify_jwt off) and one with
+        // the anon key: a generic message and where to look.
+        for resp in [
+            anonymous(path).await.expect("anonymous"),
+            fx.call(Method::GET, path).send().await.expect("anon key"),
+        ] {
+            let rid = resp.headers()["x-request-id"]
+                .to_str()
+                .expect("request id")
+                .to_owned();
+            let v = expect_error(resp, 502, code).await;
+            assert!(!v.to_string().contains(SECRET), "{path}: {v}");
+            assert!(
+                v["hint"].as_str().is_some_and(
+                    |h| h.contains(&format!("/functions/{slug}/logs?request_id={rid}"))
+                ),
+                "{path}: {v}"
+            );
+            // The logs have the reason under that request id.
+            let logs = fx
+                .poll(slug, "logs", &format!("request_id={rid}"), |v| {
+                    v.to_string().contains(SECRET)
+                })
+                .await;
+            assert!(logs.to_string().contains(SECRET), "{path}: {logs}");
+        }
+        // The service role gets the reason.
+        let v = expect_error(service(path).await.expect("service"), 502, code).await;
+        assert!(
+            v["message"].as_str().is_some_and(|m| m.contains(SECRET)),
+            "{path}: {v}"
+        );
+    }
+    // The crashed function serves the next invocation.
+    let resp = anonymous("crash").await.expect("after the crash");
+    assert_eq!(resp.status(), 200);
 }
 
 #[tokio::test]
@@ -371,4 +464,107 @@ async fn slow_oversized_and_broken_request_bodies_are_4xx_and_keep_the_process()
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("invalid_body"), "{answer}");
     assert_eq!(boot().await, first, "a broken body restarted the process");
+}
+
+/// Sends `head` on a raw connection, then one byte of body every `pause`
+/// (while reading), and returns the answer once it is complete (its JSON
+/// envelope ended), at the end of the connection or after 15 s, with how
+/// long it took.
+async fn trickled_request(
+    addr: &str,
+    head: &str,
+    pause: std::time::Duration,
+) -> (String, std::time::Duration) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut read, mut write) = s.into_split();
+    write.write_all(head.as_bytes()).await.expect("head");
+    let started = std::time::Instant::now();
+    let writer = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(pause).await;
+            if write.write_all(b"x").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        match tokio::time::timeout_at(deadline, read.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+        let text = String::from_utf8_lossy(&answer);
+        if text
+            .split_once("\r\n\r\n")
+            .is_some_and(|(_, body)| body.trim_end().ends_with('}'))
+        {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    writer.abort();
+    (String::from_utf8_lossy(&answer).into_owned(), took)
+}
+
+/// A function stuck in a loop while its caller trickles the body (pauses
+/// well within FERROBASE_BODY_READ_TIMEOUT_MS) is killed at its timeout: the
+/// caller gets the 504, and the next invocation a fresh process at once. It
+/// used to be a 408 for the caller, the looping process kept, and the next
+/// invocation waited out a timeout of its own before anyone was served.
+#[tokio::test]
+async fn a_looping_function_fed_a_slow_body_is_killed_at_its_timeout() {
+    let Some(fx) = Fx::new("fn-slowloop").await else {
+        return;
+    };
+    fx.deploy_with(
+        "spin",
+        json!({ "timeout_ms": 1000, "code": r#"
+            const boot = crypto.randomUUID();
+            export default { async fetch(req: Request) {
+              if (new URL(req.url).pathname.endsWith("/loop")) { while (true) {} }
+              const bytes = req.body ? (await req.arrayBuffer()).byteLength : 0;
+              return Response.json({ boot, bytes });
+            } };"# }),
+    )
+    .await;
+    let boot = || async {
+        let started = std::time::Instant::now();
+        let resp = fx.call(Method::GET, "spin").send().await.expect("invoke");
+        assert_eq!(resp.status(), 200);
+        let boot = resp.json::<Value>().await.expect("json")["boot"].clone();
+        (boot, started.elapsed())
+    };
+    let (first, _) = boot().await;
+
+    let addr = fx.t.url.trim_start_matches("http://").to_owned();
+    let path = fx.p.url.trim_start_matches(&fx.t.url).to_owned();
+    let head = |what: &str| {
+        format!(
+            "POST {path}/functions/v1/spin{what} HTTP/1.1\r\nHost: {addr}\r\n\
+             authorization: Bearer {}\r\ncontent-length: 1000\r\n\r\n",
+            fx.p.anon
+        )
+    };
+    let pause = std::time::Duration::from_millis(150);
+
+    // A healthy function reading a slow body: the caller's fault (408), the
+    // process lives on.
+    let (answer, _) = trickled_request(&addr, &head(""), pause).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    let (same, _) = boot().await;
+    assert_eq!(same, first, "a slow caller restarted a healthy process");
+
+    // A looping one: killed at about its timeout, the caller told so.
+    let (answer, took) = trickled_request(&addr, &head("/loop"), pause).await;
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(answer.contains("function_timeout"), "{answer}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    // The next invocation gets a fresh process, without a timeout of its own.
+    let (fresh, took) = boot().await;
+    assert_ne!(fresh, first, "the looping process was kept");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
 }

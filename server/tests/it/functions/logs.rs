@@ -460,3 +460,98 @@ async fn a_flood_of_output_is_dropped_and_counted_beyond_the_queue_cap() {
         .unwrap_or(0);
     assert!(dropped >= 100, "dropped {dropped}: {metrics}");
 }
+
+/// A flood of log lines fills the queue (`FERROBASE_FUNCTIONS_LOG_QUEUE_BYTES`,
+/// 256 KiB here) without costing the invocation records: records have room
+/// of their own, so every invocation made during the flood (of another
+/// function, and the flooding one) is still recorded. They used to be
+/// dropped with the lines.
+#[tokio::test]
+async fn a_flood_of_log_lines_does_not_drop_invocation_records() {
+    let Some(fx) = Fx::new_with("fn-log-records", |c| {
+        c.functions.functions_log_queue_bytes = 256 * 1024;
+    })
+    .await
+    else {
+        return;
+    };
+    fx.deploy(
+        "flood",
+        r#"export default { fetch() {
+            // Small lines: the queue fills to within a record's size of its cap.
+            const line = new TextEncoder().encode("y".repeat(150) + "\n");
+            const end = Date.now() + 2500;
+            while (Date.now() < end) Deno.stdout.writeSync(line);
+            return new Response("flooded");
+        } };"#,
+    )
+    .await;
+    fx.deploy(
+        "quiet",
+        r#"export default { fetch: () => new Response("ok") };"#,
+    )
+    .await;
+    let id = |resp: &reqwest::Response| {
+        resp.headers()["x-ferrobase-invocation-id"]
+            .to_str()
+            .expect("id")
+            .to_owned()
+    };
+    // Warm, so the invocations below all fall within the flood.
+    assert_eq!(
+        fx.call(Method::GET, "quiet")
+            .send()
+            .await
+            .expect("warm")
+            .status(),
+        200
+    );
+    let flood = tokio::spawn(fx.call(Method::GET, "flood").send());
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let mut quiet = Vec::new();
+    for _ in 0..20 {
+        let resp = fx.call(Method::GET, "quiet").send().await.expect("quiet");
+        assert_eq!(resp.status(), 200);
+        quiet.push(id(&resp));
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    }
+    let resp = flood.await.expect("join").expect("flood");
+    assert_eq!(resp.status(), 200);
+    let flooded = id(&resp);
+
+    let recorded = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let v = fx
+        .poll("quiet", "invocations", "limit=100", |v| {
+            quiet.iter().all(|q| recorded(v).contains(q))
+        })
+        .await;
+    let missing: Vec<&String> = quiet.iter().filter(|q| !recorded(&v).contains(q)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of 20 records made during the flood are missing",
+        missing.len()
+    );
+    let v = fx
+        .poll("flood", "invocations", "", |v| {
+            recorded(v).contains(&flooded)
+        })
+        .await;
+    assert!(
+        recorded(&v).contains(&flooded),
+        "the flood's own record: {v}"
+    );
+    // The flood's lines were dropped and counted meanwhile.
+    let metrics = fx.t.metrics().await;
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ferrobase_function_log_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(dropped > 0, "nothing was dropped: not a flood");
+}
