@@ -514,6 +514,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/p/{ref}/admin/v1/storage/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /admin/v1/storage/usage`. */
+        get: operations["storage_usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/p/{ref}/admin/v1/tables": {
         parameters: {
             query?: never;
@@ -3419,6 +3436,24 @@ export interface components {
             /** @description `bucket/name`. */
             Key: string;
         };
+        /** @description A project's storage against its quota (`GET /admin/v1/storage/usage`). */
+        Usage: {
+            /**
+             * Format: int64
+             * @description The quota in bytes; `null`: none.
+             */
+            quota_bytes?: number | null;
+            /**
+             * Format: int64
+             * @description Bytes reserved by unfinished resumable uploads.
+             */
+            reserved_bytes: number;
+            /**
+             * Format: int64
+             * @description Bytes of the objects stored.
+             */
+            used_bytes: number;
+        };
         /** @description One deployed version. */
         VersionInfo: {
             /** @description Whether invocations run it now. */
@@ -4958,6 +4993,44 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    storage_usage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project ref */
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Usage"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
             };
         };
     };

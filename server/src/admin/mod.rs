@@ -64,10 +64,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/admin/v1/triggers", get(schema::handlers::list_triggers))
         .route("/admin/v1/types", get(crate::typegen::get_types))
-        .route(
-            "/admin/v1/storage/usage",
-            get(storage_usage::storage_usage),
-        )
+        .route("/admin/v1/storage/usage", get(storage_usage::storage_usage))
 }
 
 /// A caller allowed to administer the project: its service-role key, or a

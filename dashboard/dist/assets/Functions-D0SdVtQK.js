@@ -1,4 +1,4 @@
-import{l as K,g as P,r as o,j as e}from"./react-D8gu5UFo.js";import{F as G,S,B as y,e as w,N as V,A as M,G as p,T as E,m as $,z as f,a as D,i as b,w as I,y as L,K as F}from"./mantine-BE2Yl5zl.js";import{u as g,e as T,C as O,a as C,n as R}from"./index-DWSz0WsP.js";import{u as U,D as N,w as z,F as J}from"./data-Bl-2fSHv.js";const B=`Deno.serve(async (req) => {
+import{l as K,g as P,r as o,j as e}from"./react-D8gu5UFo.js";import{F as G,S,B as y,e as w,N as V,A as M,G as p,T as E,m as $,z as f,a as D,i as b,w as I,y as L,K as F}from"./mantine-BE2Yl5zl.js";import{u as g,e as T,C as O,a as C,n as R}from"./index-D1QyB78T.js";import{u as U,D as N,w as z,F as J}from"./data-DG_mVGnv.js";const B=`Deno.serve(async (req) => {
   const { name = "world" } = await req.json().catch(() => ({}));
   return Response.json({ message: \`Hello \${name}!\` });
 });
