@@ -55,7 +55,7 @@ pub use realtime::{
 pub use schema::{SchemaAdmin, SqlColumn, SqlOptions, SqlResult};
 pub use storage::{
     Bucket, BucketApi, BucketOptions, FileObject, FileOptions, ListOptions, SignedUpload,
-    SignedUrl, StorageClient, Uploaded,
+    SignedUrl, StorageClient, StorageUsage, Uploaded,
 };
 
 /// Re-exported so callers can name [`Method`](reqwest::Method) for

@@ -165,6 +165,18 @@ pub struct SignedUpload {
     pub path: String,
 }
 
+/// A project's stored bytes against its storage quota ([`StorageClient::usage`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StorageUsage {
+    /// Bytes of the objects stored.
+    pub used_bytes: u64,
+    /// Bytes reserved by unfinished resumable uploads.
+    pub reserved_bytes: u64,
+    /// The quota in bytes; `None`: no quota. Uploads past it fail with
+    /// HTTP 413, code `QuotaExceeded`.
+    pub quota_bytes: Option<u64>,
+}
+
 impl StorageClient {
     fn endpoint(&self, segments: &[&str]) -> Url {
         let mut all = vec!["storage", "v1"];
@@ -178,10 +190,20 @@ impl StorageClient {
         segments: &[&str],
         body: Option<Value>,
     ) -> Result<T> {
+        self.send_json_to(method, self.endpoint(segments), body)
+            .await
+    }
+
+    async fn send_json_to<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Value>,
+    ) -> Result<T> {
         let mut req = self
             .client
             .http_client()
-            .request(method, self.endpoint(segments))
+            .request(method, url)
             .headers(self.client.auth_headers()?);
         if let Some(body) = body {
             req = req.json(&body);
@@ -192,6 +214,13 @@ impl StorageClient {
             .await?
             .error_for_status()?;
         http::decode_json(&response.body)
+    }
+
+    /// The project's stored bytes against its storage quota (needs the
+    /// service-role key or a platform admin token).
+    pub async fn usage(&self) -> Result<StorageUsage> {
+        let url = self.client.endpoint(["admin", "v1", "storage", "usage"]);
+        self.send_json_to(Method::GET, url, None).await
     }
 
     /// All buckets the caller may see.

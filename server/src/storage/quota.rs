@@ -12,8 +12,10 @@
 //!
 //! Before any byte is written, [`remaining`] gives what is left, so an
 //! upload that cannot fit is refused at once or cut off as soon as it goes
-//! past it, instead of filling the disk first. Resumable uploads reserve
-//! their declared length when they are created ([`reserve_resumable`]).
+//! past it, instead of filling the disk first. A resumable upload counts
+//! its declared length, with the other unfinished ones, when it is created
+//! ([`reserve_resumable`]), so unfinished uploads cannot pile up parts past
+//! the quota; its completion is checked like any upload.
 
 use serde::Serialize;
 

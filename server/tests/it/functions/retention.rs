@@ -13,7 +13,10 @@ use crate::support::TestApp;
 
 /// One function `noisy` with 5 recent and 2 old log lines, 5 recent and 1 old
 /// invocations, a schedule with 5 recent and 1 old runs, and an old line of a
-/// deleted function `gone`. Returns the project id.
+/// deleted function `gone`. Returns the project id. Log lines are capped by
+/// id, so the old lines are inserted first, as they would have been: the
+/// other way round, a background pass that caps after the insert but ages
+/// out before it would keep the old lines and drop recent ones.
 async fn fixtures(t: &TestApp, project_ref: &str) -> Uuid {
     t.create_project(project_ref).await;
     let client = t.app.platform.control().get().await.expect("control");
@@ -28,10 +31,10 @@ async fn fixtures(t: &TestApp, project_ref: &str) -> Uuid {
              s as (insert into function_schedules (project_id, function_id, name, cron, enabled, next_run_at) \
                    select $1, f.id, 'nightly', '0 3 * * *', false, now() + interval '1 day' from f returning id), \
              logs as (insert into function_logs (project_id, slug, level, message, at) \
-                   select $1, 'noisy', 'log', 'recent ' || n, now() - make_interval(secs => 10 - n) \
-                   from generate_series(1, 5) n \
-                   union all select $1, 'noisy', 'log', 'old ' || n, now() - interval '3 days' from generate_series(1, 2) n \
-                   union all select $1, 'gone', 'log', 'old gone', now() - interval '3 days' returning 1), \
+                   select $1, 'noisy', 'log', 'old ' || n, now() - interval '3 days' from generate_series(1, 2) n \
+                   union all select $1, 'gone', 'log', 'old gone', now() - interval '3 days' \
+                   union all select $1, 'noisy', 'log', 'recent ' || n, now() - make_interval(secs => 10 - n) \
+                   from generate_series(1, 5) n returning 1), \
              inv as (insert into function_invocations (id, project_id, slug, method, path, status, duration_ms, started_at) \
                    select gen_random_uuid(), $1, 'noisy', 'GET', '/noisy', 200, 1, now() - make_interval(secs => 10 - n) \
                    from generate_series(1, 5) n \

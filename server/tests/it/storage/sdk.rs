@@ -150,3 +150,52 @@ async fn sdk_storage_round_trip() {
     assert!(storage.list_buckets().await.unwrap().is_empty());
     assert!(env.keys().await.is_empty());
 }
+
+/// The SDK reads the project's usage against its quota and sees a refusal
+/// past it as HTTP 413 `QuotaExceeded`.
+#[tokio::test]
+async fn sdk_reads_the_storage_usage_and_sees_the_quota() {
+    let env = Env::new(Backend::Local).await;
+    let resp = env
+        .t
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/platform/v1/projects/{}", env.project_ref()),
+        )
+        .json(&json!({"storage_max_bytes": 1000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let service = ferrobase::Client::new(&env.p.url, &env.p.service).unwrap();
+    let storage = service.storage();
+    storage
+        .create_bucket("b", BucketOptions::default())
+        .await
+        .unwrap();
+    let b = storage.from("b");
+    b.upload("a.bin", bytes(600, 1), FileOptions::default())
+        .await
+        .unwrap();
+    let over = b
+        .upload("b.bin", bytes(600, 2), FileOptions::default())
+        .await
+        .expect_err("past the quota");
+    match over {
+        ferrobase::Error::Api { status, code, .. } => {
+            assert_eq!((status, code.as_str()), (413, "QuotaExceeded"));
+        }
+        other => panic!("not an API error: {other}"),
+    }
+    assert_eq!(
+        storage.usage().await.unwrap(),
+        ferrobase::StorageUsage {
+            used_bytes: 600,
+            reserved_bytes: 0,
+            quota_bytes: Some(1000),
+        }
+    );
+    // Only for admins: the anon key is refused.
+    let anon = ferrobase::Client::new(&env.p.url, &env.p.anon).unwrap();
+    assert!(anon.storage().usage().await.is_err());
+}
