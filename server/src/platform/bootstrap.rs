@@ -189,7 +189,11 @@ impl Platform {
             (None, None) => unreachable!("dev secrets are loaded when DATABASE_URL is missing"),
         };
 
-        let control = crate::db::make_pool(cluster.clone(), 16, Duration::from_secs(5));
+        // Requests queue for the control plane as for their project's pool
+        // (a burst of first requests to many projects loads each of them
+        // from here at once): the same wait, and never less than 5 s.
+        let control_wait = Duration::from_millis(config.pool_acquire_timeout_ms.max(5000));
+        let control = crate::db::make_pool(cluster.clone(), 16, control_wait);
         migrate_control_plane(&control).await?;
         harden_cluster(&control).await?;
         let platform_key = load_platform_key(&control, &secrets).await?;

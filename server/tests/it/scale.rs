@@ -63,6 +63,12 @@ async fn small_cluster(
 
 #[tokio::test]
 async fn many_projects_share_one_connection_budget_without_503() {
+    // The server's warnings (why a connection could not be had) go to the
+    // test's output, which is shown when it fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
     let (pg, config) = small_cluster("fbt-budget").await;
     let t = Arc::new(TestApp::start(config).await);
 
@@ -198,4 +204,41 @@ async fn many_projects_share_one_connection_budget_without_503() {
     );
     drop(t);
     pg.stop().await.expect("stop cluster");
+}
+
+/// A first request to a project while every control-plane connection is
+/// busy (a burst of first requests to many projects loads each of them from
+/// there at once) waits for one, as requests wait for their project's pool,
+/// instead of failing after a fixed 5 s.
+#[tokio::test]
+async fn a_busy_control_plane_makes_requests_wait_not_fail() {
+    let t = TestApp::spawn_with(|c| c.pool_acquire_timeout_ms = 30_000).await;
+    let p = t.create_project("busy-control").await;
+    t.app.projects.invalidate("busy-control");
+    let control = t.app.platform.control();
+    let mut held = Vec::new();
+    while control.status().available > 0 || held.len() < control.status().max_size {
+        held.push(control.get().await.expect("a control connection"));
+    }
+    let request = tokio::spawn({
+        let http = t.http.clone();
+        let url = format!("{}/rest/v1/", p.url);
+        let anon = p.anon.clone();
+        async move {
+            http.get(url)
+                .header("apikey", anon)
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16()
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert!(
+        !request.is_finished(),
+        "the request waits for the control plane"
+    );
+    drop(held);
+    assert_eq!(request.await.expect("request task"), 200);
 }
