@@ -56,6 +56,18 @@ async fn used(client: &tokio_postgres::Client) -> StorageResult<Option<u64>> {
     }
 }
 
+/// Bytes declared by the unfinished resumable uploads that have not expired.
+async fn pending_bytes(client: &tokio_postgres::Client) -> StorageResult<u64> {
+    let row = client
+        .query_one(
+            "select coalesce(sum(upload_length), 0)::bigint from storage.resumable_uploads \
+             where expires_at > now()",
+            &[],
+        )
+        .await?;
+    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+}
+
 /// A project's storage against its quota (`GET /admin/v1/storage/usage`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Usage {
@@ -69,14 +81,7 @@ pub struct Usage {
 
 /// What project database `client` stores and reserves, against `quota`.
 pub async fn usage(client: &tokio_postgres::Client, quota: Option<u64>) -> StorageResult<Usage> {
-    let row = client
-        .query_one(
-            "select (select coalesce(sum(upload_length), 0)::bigint from storage.resumable_uploads \
-               where expires_at > now())",
-            &[],
-        )
-        .await?;
-    let reserved = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+    let reserved = pending_bytes(client).await?;
     let used = match used(client).await? {
         Some(used) => used,
         // Not counted yet (migration V11 pending): sum the rows.
@@ -157,16 +162,10 @@ pub(crate) async fn reserve_resumable(
         }
         Err(e) => return Err(e.into()),
     };
-    let pending: i64 = tx
-        .query_one(
-            "select coalesce(sum(upload_length), 0)::bigint from storage.resumable_uploads \
-             where expires_at > now()",
-            &[],
-        )
-        .await?
-        .get(0);
-    let total = u64::try_from(used.saturating_add(pending))
+    let pending = pending_bytes(tx.client()).await?;
+    let total = u64::try_from(used)
         .unwrap_or(0)
+        .saturating_add(pending)
         .saturating_add(length);
     if total > quota {
         return Err(exceeded(quota));
